@@ -1,0 +1,30 @@
+# quorumq developer recipes
+
+default:
+    @just --list
+
+# run the test suite (what CI runs after lint)
+test *ARGS:
+    uv run pytest {{ARGS}}
+
+# lint and check formatting
+lint:
+    uv run ruff check .
+    uv run ruff format --check .
+
+# format the code
+fmt:
+    uv run ruff format .
+    uv run ruff check --fix .
+
+# benchmarks (see docs/benchmarks.md)
+bench *ARGS:
+    uv run quorumq bench log {{ARGS}}
+
+# the demo
+demo:
+    uv run quorumq demo
+
+# CI as it runs
+ci:
+    bash .ci/run

@@ -1,0 +1,3 @@
+"""``quorumq bench ...`` commands."""
+
+from __future__ import annotations
