@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import attrs
 from crc32c import crc32c
 
-from quorumq.errors import CorruptRecord, UnsupportedCompressionType
+from quorumq.errors import CorruptRecord, InvalidRecord, UnsupportedCompressionType
 
 HEADER_SIZE = 61
 """Bytes of a RecordBatch v2 header, records excluded."""
@@ -162,15 +162,20 @@ def parse_batch_header(buf: bytes | bytearray | memoryview, position: int = 0) -
     return header
 
 
-def validate_batch(buf: bytes | bytearray | memoryview, position: int = 0) -> BatchHeader:
+def validate_batch(
+    buf: bytes | bytearray | memoryview, position: int = 0, *, dense: bool = False
+) -> BatchHeader:
     """Parses and fully validates the header of the batch at ``position`` (records untouched).
 
     Checks what Kafka's ``DefaultRecordBatch.ensureValid`` checks and what the broker relies on:
-    magic 2, lengths, CRC-32C over bytes 21..end, a known compression codec, a non-negative
-    record count with ``lastOffsetDelta + 1 == recordCount``.
+    magic 2, lengths, CRC-32C over bytes 21..end, a known compression codec, and
+    ``0 <= recordCount <= lastOffsetDelta + 1``. Compacted batches keep their original offset
+    range with fewer records (even none), so only ``dense=True`` (a batch fresh from a producer,
+    as Kafka's LogValidator demands) requires ``lastOffsetDelta + 1 == recordCount``.
 
     Raises:
         CorruptRecord: any of the above fails.
+        InvalidRecord: ``dense=True`` and the count disagrees with ``lastOffsetDelta``.
         UnsupportedCompressionType: compression bits 5-7 (no such codec).
     """
     header = parse_batch_header(buf, position)
@@ -184,8 +189,13 @@ def validate_batch(buf: bytes | bytearray | memoryview, position: int = 0) -> Ba
     codec = header.attributes & ATTR_COMPRESSION_MASK
     if codec > Compression.ZSTD:
         raise UnsupportedCompressionType(f"unknown compression codec {codec}")
-    if header.record_count < 0 or header.last_offset_delta != header.record_count - 1:
+    if header.last_offset_delta < 0 or not 0 <= header.record_count <= header.last_offset_delta + 1:
         raise CorruptRecord(
+            f"record batch count {header.record_count} does not fit "
+            f"lastOffsetDelta {header.last_offset_delta}"
+        )
+    if dense and header.record_count != header.last_offset_delta + 1:
+        raise InvalidRecord(
             f"record batch count {header.record_count} disagrees with "
             f"lastOffsetDelta {header.last_offset_delta}"
         )
@@ -243,7 +253,9 @@ def patch_batch(
         _LEADER_EPOCH.pack_into(buf, position + _LEADER_EPOCH_OFFSET, partition_leader_epoch)
 
 
-def peek_offset_and_length(buf: bytes | bytearray | memoryview, position: int = 0) -> tuple[int, int]:
+def peek_offset_and_length(
+    buf: bytes | bytearray | memoryview, position: int = 0
+) -> tuple[int, int]:
     """Returns ``(baseOffset, total batch size)`` from the first 12 bytes (log scans)."""
     if len(buf) - position < LOG_OVERHEAD:
         raise CorruptRecord("record batch prefix truncated")
