@@ -314,6 +314,36 @@ class StaleControllerEpoch(QuorumqError):
     code = ErrorCode.STALE_CONTROLLER_EPOCH
 
 
+class InvalidUpdateVersion(QuorumqError):
+    """A compare-and-set partition change based on a partition epoch that has moved on."""
+
+    code = ErrorCode.INVALID_UPDATE_VERSION
+
+
+class StaleBrokerEpoch(QuorumqError):
+    """A heartbeat or decision naming an older registration (broker epoch) of the broker."""
+
+    code = ErrorCode.STALE_BROKER_EPOCH
+
+
+class BrokerIdNotRegistered(QuorumqError):
+    """A heartbeat or decision for a broker id the controller has no registration for."""
+
+    code = ErrorCode.BROKER_ID_NOT_REGISTERED
+
+
+class IneligibleReplica(QuorumqError):
+    """An ISR change that adds a replica which is fenced or not in the replica set."""
+
+    code = ErrorCode.INELIGIBLE_REPLICA
+
+
+class InvalidReplicaAssignment(QuorumqError):
+    """A manual replica assignment with unknown brokers, duplicates or uneven sizes."""
+
+    code = ErrorCode.INVALID_REPLICA_ASSIGNMENT
+
+
 # --- idempotent producer ------------------------------------------------------------------------
 
 
