@@ -1,6 +1,7 @@
 """RecordBatch v2: validate and patch headers on the hot path; decode and build records when
 compaction, tests or the client need them."""
 
+from quorumq.protocol.records._compression import compress, decompress
 from quorumq.protocol.records._header import (
     ATTR_COMPRESSION_MASK,
     ATTR_CONTROL,
@@ -27,6 +28,16 @@ from quorumq.protocol.records._header import (
     peek_offset_and_length,
     validate_batch,
 )
+from quorumq.protocol.records._records import (
+    ControlRecordType,
+    Record,
+    build_batch,
+    control_record,
+    control_record_type,
+    decode_batch,
+    decode_records,
+    iter_records,
+)
 
 __all__ = [
     "ATTR_COMPRESSION_MASK",
@@ -45,10 +56,20 @@ __all__ = [
     "NO_TIMESTAMP",
     "BatchHeader",
     "Compression",
+    "ControlRecordType",
+    "Record",
     "TimestampType",
     "batch_positions",
+    "build_batch",
+    "compress",
     "compute_crc",
+    "control_record",
+    "control_record_type",
+    "decode_batch",
+    "decode_records",
+    "decompress",
     "iter_batch_headers",
+    "iter_records",
     "parse_batch_header",
     "patch_batch",
     "peek_offset_and_length",
