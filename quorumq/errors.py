@@ -437,6 +437,12 @@ class InvalidSessionTimeout(QuorumqError):
     code = ErrorCode.INVALID_SESSION_TIMEOUT
 
 
+class FencedInstanceId(QuorumqError):
+    """A static member (``group.instance.id``) whose member id was replaced by a newer instance."""
+
+    code = ErrorCode.FENCED_INSTANCE_ID
+
+
 # --- security -----------------------------------------------------------------------------------
 
 
