@@ -1,0 +1,409 @@
+"""The metadata log's byte format: versioned JSON objects, never pickle.
+
+A record is one compact JSON object ``{"type": "PartitionChange", "v": 1, ...fields}`` (UTF-8,
+sorted keys, so equal records give equal bytes). ``v`` is the record type's schema version: the
+encoder writes :data:`RECORD_VERSIONS`, the decoder reads every version listed in
+:data:`READABLE_VERSIONS`, so a newer quorumq replays an older journal or snapshot. A version newer
+than this code knows is refused (a mixed-version cluster must upgrade readers first).
+
+History:
+    BrokerHeartbeat v1: broker_id, broker_epoch, now_ms (liveness only).
+    BrokerHeartbeat v2: + reports (per-replica last leader epoch and LEO, for quorum elections).
+    MetadataImage v1: the snapshot format (see :func:`encode_image`).
+    Every other record: v1.
+
+Decoding failures raise :class:`CorruptRecord`: bytes that are not JSON, an unknown type, a
+missing field, a value of the wrong type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from quorumq.errors import CorruptRecord
+
+from ._image import BrokerState, MetadataImage, PartitionState, TopicState
+from ._records import (
+    AlterPartition,
+    BrokerHeartbeat,
+    ConfigChange,
+    ControllerEpochBump,
+    CreateTopic,
+    DeleteTopic,
+    FenceBroker,
+    MetadataRecord,
+    PartitionChange,
+    RegisterBroker,
+    ReplicaReport,
+    UnfenceBroker,
+)
+
+# --- field kinds ---------------------------------------------------------------------------------
+
+
+def _bad(what: str) -> CorruptRecord:
+    return CorruptRecord(f"metadata record: {what}")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"expected an integer, got {value!r}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _bad(f"expected a string, got {value!r}")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise _bad(f"expected a list, got {value!r}")
+    return value
+
+
+def _optional(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else kind(value)
+
+
+def _ints(value: Any) -> tuple[int, ...]:
+    return tuple(_int(v) for v in _list(value))
+
+
+def _int_lists(value: Any) -> tuple[tuple[int, ...], ...]:
+    return tuple(_ints(v) for v in _list(value))
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    return tuple(_str(v) for v in _list(value))
+
+
+def _configs(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _bad(f"expected an object of configs, got {value!r}")
+    return {_str(k): _str(v) for k, v in value.items()}
+
+
+def _report(value: Any) -> ReplicaReport:
+    fields = _object(value, ("topic", "partition", "last_leader_epoch", "log_end_offset"))
+    return ReplicaReport(
+        topic=_str(fields["topic"]),
+        partition=_int(fields["partition"]),
+        last_leader_epoch=_int(fields["last_leader_epoch"]),
+        log_end_offset=_int(fields["log_end_offset"]),
+    )
+
+
+def _reports(value: Any) -> tuple[ReplicaReport, ...]:
+    return tuple(_report(v) for v in _list(value))
+
+
+def _object(value: Any, required: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _bad(f"expected an object, got {type(value).__name__}")
+    missing = [name for name in required if name not in value]
+    if missing:
+        raise _bad(f"missing fields {missing}")
+    return value
+
+
+# --- schemas -------------------------------------------------------------------------------------
+
+_Schema = dict[str, Callable[[Any], Any]]
+
+_SCHEMAS: dict[type, dict[int, _Schema]] = {
+    RegisterBroker: {
+        1: {
+            "broker_id": _int,
+            "incarnation_id": _str,
+            "host": _str,
+            "port": _int,
+            "now_ms": _int,
+            "rack": _optional(_str),
+        }
+    },
+    BrokerHeartbeat: {
+        1: {"broker_id": _int, "broker_epoch": _int, "now_ms": _int},
+        2: {
+            "broker_id": _int,
+            "broker_epoch": _int,
+            "now_ms": _int,
+            "reports": _optional(_reports),
+        },
+    },
+    FenceBroker: {1: {"broker_id": _int, "broker_epoch": _int, "controller_epoch": _int}},
+    UnfenceBroker: {1: {"broker_id": _int, "broker_epoch": _int, "controller_epoch": _int}},
+    CreateTopic: {
+        1: {"name": _str, "topic_id": _str, "assignments": _int_lists, "configs": _configs}
+    },
+    DeleteTopic: {1: {"name": _str, "topic_id": _optional(_str)}},
+    ConfigChange: {1: {"topic": _str, "set_configs": _configs, "delete_keys": _strs}},
+    AlterPartition: {
+        1: {
+            "topic": _str,
+            "topic_id": _str,
+            "partition": _int,
+            "leader_id": _int,
+            "leader_epoch": _int,
+            "partition_epoch": _int,
+            "new_isr": _ints,
+        }
+    },
+    PartitionChange: {
+        1: {
+            "topic": _str,
+            "topic_id": _str,
+            "partition": _int,
+            "leader_epoch": _int,
+            "partition_epoch": _int,
+            "controller_epoch": _int,
+            "new_leader": _int,
+            "new_isr": _optional(_ints),
+            "new_replicas": _optional(_ints),
+        }
+    },
+    ControllerEpochBump: {1: {"controller_id": _int, "controller_epoch": _int, "now_ms": _int}},
+}
+
+RECORD_VERSIONS: Mapping[str, int] = {cls.__name__: max(v) for cls, v in _SCHEMAS.items()}
+"""The version each record type is written at."""
+
+READABLE_VERSIONS: Mapping[str, tuple[int, ...]] = {
+    cls.__name__: tuple(sorted(v)) for cls, v in _SCHEMAS.items()
+}
+"""Every version of each record type this code decodes."""
+
+_BY_NAME: dict[str, type] = {cls.__name__: cls for cls in _SCHEMAS}
+
+
+def _plain(value: Any) -> Any:
+    """attrs values, tuples and config pairs → JSON-ready objects."""
+    if attrs.has(type(value)):
+        return {f.name: _plain(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def record_to_dict(record: MetadataRecord) -> dict[str, Any]:
+    """The JSON object of ``record`` at its current version (``type`` and ``v`` included)."""
+    cls = type(record)
+    if cls not in _SCHEMAS:
+        raise TypeError(f"not a metadata record: {cls.__name__}")  # a bug, not bad input
+    out: dict[str, Any] = {"type": cls.__name__, "v": RECORD_VERSIONS[cls.__name__]}
+    for field in attrs.fields(cls):
+        value = getattr(record, field.name)
+        if field.name in ("configs", "set_configs"):
+            out[field.name] = dict(value)
+        else:
+            out[field.name] = _plain(value)
+    return out
+
+
+def encode_record(record: MetadataRecord) -> bytes:
+    """The bytes of ``record`` for the metadata log (deterministic: sorted keys, compact)."""
+    return json.dumps(record_to_dict(record), sort_keys=True, separators=(",", ":")).encode()
+
+
+def record_from_dict(obj: Any) -> MetadataRecord:
+    """Builds a record from its JSON object, at any readable version.
+
+    Raises:
+        CorruptRecord: unknown type or version, missing or mistyped fields.
+    """
+    fields = _object(obj, ("type", "v"))
+    name, version = fields["type"], fields["v"]
+    cls = _BY_NAME.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise _bad(f"unknown record type {name!r}")
+    schema = _SCHEMAS[cls].get(version) if isinstance(version, int) else None
+    if schema is None:
+        raise _bad(f"{name} version {version!r} is not one of {READABLE_VERSIONS[name]}")
+    _object(fields, tuple(schema))
+    kwargs = {key: kind(fields[key]) for key, kind in schema.items()}
+    try:
+        record: MetadataRecord = cls(**kwargs)
+    except (TypeError, ValueError) as exc:  # pragma: no cover - schemas mirror the classes
+        raise _bad(f"{name}: {exc}") from exc
+    return record
+
+
+def decode_record(data: bytes) -> MetadataRecord:
+    """Parses bytes written by :func:`encode_record` (this or any older version).
+
+    Raises:
+        CorruptRecord: not UTF-8 JSON, or not a record this code can read.
+    """
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad(f"not JSON ({exc})") from exc
+    return record_from_dict(obj)
+
+
+# --- image snapshots -----------------------------------------------------------------------------
+
+IMAGE_VERSION = 1
+
+
+def image_to_dict(image: MetadataImage) -> dict[str, Any]:
+    """The JSON object of a whole image (the snapshot body)."""
+    brokers = []
+    for broker_id in sorted(image.brokers):
+        b = image.brokers[broker_id]
+        brokers.append(
+            {
+                "broker_id": b.broker_id,
+                "incarnation_id": b.incarnation_id,
+                "host": b.host,
+                "port": b.port,
+                "rack": b.rack,
+                "broker_epoch": b.broker_epoch,
+                "fenced": b.fenced,
+                "last_heartbeat_ms": b.last_heartbeat_ms,
+                "reports": [
+                    [topic, partition, epoch, leo]
+                    for (topic, partition), (epoch, leo) in sorted(b.replica_reports.items())
+                ],
+            }
+        )
+    topics = []
+    for name in sorted(image.topics):
+        t = image.topics[name]
+        partitions = []
+        for index in sorted(t.partitions):
+            p = t.partitions[index]
+            partitions.append(
+                {
+                    "partition": index,
+                    "leader": p.leader,
+                    "leader_epoch": p.leader_epoch,
+                    "partition_epoch": p.partition_epoch,
+                    "replicas": list(p.replicas),
+                    "isr": list(p.isr),
+                }
+            )
+        topics.append(
+            {
+                "name": t.name,
+                "topic_id": t.topic_id,
+                "configs": dict(sorted(t.configs.items())),
+                "partitions": partitions,
+            }
+        )
+    return {
+        "type": "MetadataImage",
+        "v": IMAGE_VERSION,
+        "brokers": brokers,
+        "topics": topics,
+        "controller_id": image.controller_id,
+        "controller_epoch": image.controller_epoch,
+        "controller_epoch_start_ms": image.controller_epoch_start_ms,
+        "last_broker_epoch": image.last_broker_epoch,
+        "record_count": image.record_count,
+    }
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(f"expected a boolean, got {value!r}")
+    return value
+
+
+def image_from_dict(obj: Any) -> MetadataImage:
+    """Builds an image from :func:`image_to_dict` output.
+
+    Raises:
+        CorruptRecord: not an image, an unknown version, missing or mistyped fields.
+    """
+    top = _object(
+        obj,
+        (
+            "type",
+            "v",
+            "brokers",
+            "topics",
+            "controller_id",
+            "controller_epoch",
+            "controller_epoch_start_ms",
+            "last_broker_epoch",
+            "record_count",
+        ),
+    )
+    if top["type"] != "MetadataImage" or top["v"] != IMAGE_VERSION:
+        raise _bad(f"not a MetadataImage v{IMAGE_VERSION}: {top['type']!r} v{top['v']!r}")
+    brokers: dict[int, BrokerState] = {}
+    for raw in _list(top["brokers"]):
+        b = _object(
+            raw,
+            ("broker_id", "incarnation_id", "host", "port", "rack", "broker_epoch", "fenced"),
+        )
+        _object(b, ("last_heartbeat_ms", "reports"))
+        reports: dict[tuple[str, int], tuple[int, int]] = {}
+        for entry in _list(b["reports"]):
+            if len(_list(entry)) != 4:
+                raise _bad(f"a replica report is [topic, partition, epoch, LEO], got {entry!r}")
+            topic, partition, epoch, leo = entry
+            reports[(_str(topic), _int(partition))] = (_int(epoch), _int(leo))
+        state = BrokerState(
+            broker_id=_int(b["broker_id"]),
+            incarnation_id=_str(b["incarnation_id"]),
+            host=_str(b["host"]),
+            port=_int(b["port"]),
+            rack=_optional(_str)(b["rack"]),
+            broker_epoch=_int(b["broker_epoch"]),
+            fenced=_bool(b["fenced"]),
+            last_heartbeat_ms=_int(b["last_heartbeat_ms"]),
+            replica_reports=reports,
+        )
+        brokers[state.broker_id] = state
+    topics: dict[str, TopicState] = {}
+    for raw in _list(top["topics"]):
+        t = _object(raw, ("name", "topic_id", "configs", "partitions"))
+        partitions: dict[int, PartitionState] = {}
+        for praw in _list(t["partitions"]):
+            p = _object(
+                praw,
+                ("partition", "leader", "leader_epoch", "partition_epoch", "replicas", "isr"),
+            )
+            partitions[_int(p["partition"])] = PartitionState(
+                leader=_int(p["leader"]),
+                leader_epoch=_int(p["leader_epoch"]),
+                partition_epoch=_int(p["partition_epoch"]),
+                replicas=_ints(p["replicas"]),
+                isr=_ints(p["isr"]),
+            )
+        name = _str(t["name"])
+        topics[name] = TopicState(name, _str(t["topic_id"]), _configs(t["configs"]), partitions)
+    return MetadataImage(
+        brokers=brokers,
+        topics=topics,
+        controller_id=_int(top["controller_id"]),
+        controller_epoch=_int(top["controller_epoch"]),
+        controller_epoch_start_ms=_int(top["controller_epoch_start_ms"]),
+        last_broker_epoch=_int(top["last_broker_epoch"]),
+        record_count=_int(top["record_count"]),
+    )
+
+
+def encode_image(image: MetadataImage) -> bytes:
+    """A snapshot of the whole image (deterministic bytes: equal images, equal bytes)."""
+    return json.dumps(image_to_dict(image), sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode_image(data: bytes) -> MetadataImage:
+    """Parses :func:`encode_image` output.
+
+    Raises:
+        CorruptRecord: not UTF-8 JSON or not a readable image.
+    """
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad(f"snapshot is not JSON ({exc})") from exc
+    return image_from_dict(obj)

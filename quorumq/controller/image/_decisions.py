@@ -1,0 +1,316 @@
+"""Controller decisions: pure functions from the image to the records to propose.
+
+The active controller calls :func:`tick` periodically and :func:`plan_create_topic` for
+CreateTopics; it proposes what they return. Each returned record is a compare-and-set against the
+image it was computed from (and stamped with the controller epoch), so a decision made on a stale
+image, or proposed twice, is rejected on apply instead of doing harm. Nothing here reads a clock or
+a global random generator: ``now_ms`` and ``seed`` come in as arguments.
+
+Leader election is pluggable: a :class:`LeaderElector` per ``replication.strategy`` (topic config).
+The default :class:`IsrElector` is Kafka's: the first live ISR member in replica order; an unclean
+election (first live replica) only with ``unclean.leader.election.enable=true``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence, Set
+from typing import Protocol
+
+import attrs
+
+from quorumq.errors import (
+    InvalidPartitions,
+    InvalidReplicaAssignment,
+    InvalidReplicationFactor,
+    InvalidTopic,
+    TopicAlreadyExists,
+)
+
+from ._image import MetadataImage, PartitionState
+from ._records import (
+    NO_LEADER,
+    CreateTopic,
+    FenceBroker,
+    MetadataRecord,
+    PartitionChange,
+    UnfenceBroker,
+)
+from ._validation import topic_names_collide, validate_topic_configs, validate_topic_name
+
+DEFAULT_SESSION_TIMEOUT_MS = 9000
+"""Kafka's ``broker.session.timeout.ms`` default."""
+
+
+class LeaderElector(Protocol):
+    """Chooses a partition's new leader when its leader is gone (fenced) or absent.
+
+    Args:
+        partition: the partition as it is now (its ``leader`` is not live or is ``NO_LEADER``).
+        live: ids of unfenced brokers (the leader candidates must be among them).
+        reports: broker id → (last leader epoch, log end offset) of its replica, from heartbeats.
+        topic_config: the topic's configs (e.g. ``unclean.leader.election.enable``).
+
+    Returns:
+        A live replica id, or None when no replica may lead (the partition stays leaderless).
+    """
+
+    def choose_leader(
+        self,
+        partition: PartitionState,
+        live: Set[int],
+        reports: Mapping[int, tuple[int, int]],
+        topic_config: Mapping[str, str],
+    ) -> int | None: ...
+
+
+@attrs.frozen
+class IsrElector:
+    """Kafka's election: the first live ISR member in replica order (clean).
+
+    With ``unclean.leader.election.enable=true`` and no live ISR member, the first live replica
+    leads (it may lack acknowledged records: that is what "unclean" means).
+    """
+
+    def choose_leader(
+        self,
+        partition: PartitionState,
+        live: Set[int],
+        reports: Mapping[int, tuple[int, int]],
+        topic_config: Mapping[str, str],
+    ) -> int | None:
+        for broker_id in partition.replicas:
+            if broker_id in partition.isr and broker_id in live:
+                return broker_id
+        if topic_config.get("unclean.leader.election.enable", "false").lower() == "true":
+            for broker_id in partition.replicas:
+                if broker_id in live:
+                    return broker_id
+        return None
+
+
+def _default_electors() -> dict[str, LeaderElector]:
+    return {"isr": IsrElector()}
+
+
+@attrs.frozen
+class ControllerConfig:
+    """What the controller's decisions depend on besides the image.
+
+    ``electors`` maps a ``replication.strategy`` topic config value to its elector; topics without
+    the config use ``default_replication_strategy``; a strategy without an elector falls back to
+    :class:`IsrElector` (the integrator wires ``quorumq.replication``'s rules in here).
+    """
+
+    session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
+    electors: Mapping[str, LeaderElector] = attrs.field(factory=_default_electors)
+    default_replication_strategy: str = "isr"
+
+    def elector_for(self, topic_config: Mapping[str, str]) -> LeaderElector:
+        """The elector for a topic, from its ``replication.strategy`` config."""
+        strategy = topic_config.get("replication.strategy", self.default_replication_strategy)
+        elector = self.electors.get(strategy)
+        return elector if elector is not None else IsrElector()
+
+
+# --- replica assignment -------------------------------------------------------------------------
+
+
+def assign_replicas(
+    broker_ids: Sequence[int],
+    num_partitions: int,
+    replication_factor: int,
+    *,
+    seed: int,
+    start_partition: int = 0,
+) -> list[tuple[int, ...]]:
+    """Kafka's rack-unaware replica assignment (AdminUtils.assignReplicasToBrokersRackUnaware).
+
+    Brokers are sorted; partition p's first replica is broker ``(p + start) % n``, so leaders
+    go round-robin. Followers are placed at a shift from the first replica that grows by one every
+    ``n`` partitions, so the followers of one broker's partitions spread over all the others rather
+    than always landing on its neighbour. ``start`` and the initial shift are drawn from
+    ``random.Random(seed)`` (Kafka draws them at random so that topics do not all start on broker
+    0); a fixed seed gives a fixed assignment.
+
+    Raises:
+        InvalidPartitions: ``num_partitions`` < 1.
+        InvalidReplicationFactor: ``replication_factor`` < 1 or above ``len(broker_ids)``.
+    """
+    if num_partitions < 1:
+        raise InvalidPartitions(f"number of partitions must be at least 1, got {num_partitions}")
+    brokers = sorted(set(broker_ids))
+    n = len(brokers)
+    if replication_factor < 1:
+        raise InvalidReplicationFactor(
+            f"replication factor must be at least 1, got {replication_factor}"
+        )
+    if replication_factor > n:
+        raise InvalidReplicationFactor(
+            f"replication factor {replication_factor} larger than available brokers {n}"
+        )
+    rng = random.Random(seed)
+    start_index = rng.randrange(n)
+    next_replica_shift = rng.randrange(n)
+    assignments: list[tuple[int, ...]] = []
+    partition = max(0, start_partition)
+    for _ in range(num_partitions):
+        if partition > 0 and partition % n == 0:
+            next_replica_shift += 1
+        first = (partition + start_index) % n
+        replicas = [brokers[first]]
+        for j in range(replication_factor - 1):
+            shift = 1 + (next_replica_shift + j) % (n - 1)
+            replicas.append(brokers[(first + shift) % n])
+        assignments.append(tuple(replicas))
+        partition += 1
+    return assignments
+
+
+def plan_create_topic(
+    image: MetadataImage,
+    name: str,
+    num_partitions: int,
+    replication_factor: int,
+    *,
+    topic_id: str,
+    seed: int,
+    configs: Mapping[str, str] | None = None,
+    assignments: Mapping[int, Sequence[int]] | None = None,
+) -> CreateTopic:
+    """Validates a CreateTopics entry against the image and returns the record to propose.
+
+    Args:
+        name, num_partitions, replication_factor, configs, assignments: as in CreateTopics
+            (the broker maps -1 to its defaults before calling). With ``assignments`` (partition
+            index → replica ids) the two counts are ignored, as in Kafka.
+        topic_id: a fresh uuid string, chosen by the caller (randomness stays outside).
+        seed: seeds the round-robin start (see :func:`assign_replicas`).
+
+    Raises:
+        InvalidTopic: bad name, or it collides with an existing one ('.' vs '_').
+        TopicAlreadyExists, InvalidConfig, InvalidPartitions, InvalidReplicaAssignment,
+        InvalidReplicationFactor: replication factor above the number of live brokers.
+    """
+    validate_topic_name(name)
+    if name in image.topics:
+        raise TopicAlreadyExists(f"topic {name!r} already exists")
+    for existing in image.topics:
+        if topic_names_collide(name, existing):
+            raise InvalidTopic(f"topic {name!r} collides with existing topic {existing!r}")
+    configs = dict(configs or {})
+    validate_topic_configs(configs)
+    if assignments:
+        replica_lists = _check_assignments(image, assignments)
+    else:
+        live = sorted(image.live_brokers())
+        replica_lists = assign_replicas(live, num_partitions, replication_factor, seed=seed)
+    return CreateTopic(name=name, topic_id=topic_id, assignments=replica_lists, configs=configs)
+
+
+def _check_assignments(
+    image: MetadataImage, assignments: Mapping[int, Sequence[int]]
+) -> list[tuple[int, ...]]:
+    indexes = sorted(assignments)
+    if indexes != list(range(len(indexes))):
+        raise InvalidReplicaAssignment(f"partition indexes must be 0..n-1, got {indexes}")
+    lists = [tuple(int(b) for b in assignments[i]) for i in indexes]
+    sizes = {len(r) for r in lists}
+    if len(sizes) != 1 or 0 in sizes:
+        raise InvalidReplicaAssignment("every partition needs the same, non-zero replica count")
+    for replicas in lists:
+        if len(set(replicas)) != len(replicas):
+            raise InvalidReplicaAssignment(f"duplicate broker in {list(replicas)}")
+        unknown = [b for b in replicas if b not in image.brokers]
+        if unknown:
+            raise InvalidReplicaAssignment(f"unknown brokers {unknown}")
+    return lists
+
+
+# --- the periodic decisions -----------------------------------------------------------------------
+
+
+def tick(image: MetadataImage, now_ms: int, config: ControllerConfig) -> list[MetadataRecord]:
+    """What the active controller should propose at ``now_ms`` (its wall clock, ms).
+
+    1. FenceBroker for each unfenced broker silent for more than ``session_timeout_ms`` (counting
+       from the later of its last heartbeat and the controller's takeover, so a new controller
+       gives every broker a full session before fencing it).
+    2. PartitionChange for each partition whose leader is not live (fenced now or before): a new
+       leader from the topic's elector, the ISR without the non-live members (as Kafka, the last
+       ISR member stays when no one may lead, so a clean election can wait for it); and for each
+       partition with a non-live ISR member, an ISR shrink.
+    3. UnfenceBroker for each fenced broker that heartbeated within the session and leads nothing
+       in ``image`` (leadership moves off a fenced broker in an earlier tick, so a re-registered
+       broker always gets a new leader epoch before it leads again).
+
+    Every record is stamped with ``image.controller_epoch`` and compares-and-sets the epochs it
+    read, so the caller may propose them all and ignore rejections.
+    """
+    epoch = image.controller_epoch
+    timeout = config.session_timeout_ms
+    records: list[MetadataRecord] = []
+    fenced_now: set[int] = set()
+    for broker_id in sorted(image.brokers):
+        broker = image.brokers[broker_id]
+        last_seen = max(broker.last_heartbeat_ms, image.controller_epoch_start_ms)
+        if not broker.fenced and now_ms - last_seen > timeout:
+            fenced_now.add(broker_id)
+            records.append(FenceBroker(broker_id, broker.broker_epoch, epoch))
+    live = image.live_brokers() - fenced_now
+    leaders: set[int] = set()
+    for name in sorted(image.topics):
+        topic = image.topics[name]
+        for index in sorted(topic.partitions):
+            state = topic.partitions[index]
+            change = _partition_decision(image, config, name, index, state, live)
+            leaders.add(state.leader)
+            if change is not None:
+                records.append(change)
+    for broker_id in sorted(image.brokers):
+        broker = image.brokers[broker_id]
+        fresh = now_ms - broker.last_heartbeat_ms <= timeout
+        if broker.fenced and fresh and broker_id not in leaders:
+            records.append(UnfenceBroker(broker_id, broker.broker_epoch, epoch))
+    return records
+
+
+def _partition_decision(
+    image: MetadataImage,
+    config: ControllerConfig,
+    topic_name: str,
+    index: int,
+    state: PartitionState,
+    live: Set[int],
+) -> PartitionChange | None:
+    topic = image.topics[topic_name]
+    live_isr = tuple(b for b in state.isr if b in live)
+
+    def change(leader: int, isr: tuple[int, ...]) -> PartitionChange:
+        return PartitionChange(
+            topic=topic_name,
+            topic_id=topic.topic_id,
+            partition=index,
+            leader_epoch=state.leader_epoch,
+            partition_epoch=state.partition_epoch,
+            controller_epoch=image.controller_epoch,
+            new_leader=leader,
+            new_isr=isr,
+        )
+
+    if state.leader != NO_LEADER and state.leader in live:
+        if live_isr == state.isr:
+            return None
+        isr = tuple(b for b in state.replicas if b == state.leader or b in live_isr)
+        return change(state.leader, isr)
+    elector = config.elector_for(topic.configs)
+    reports = image.reports_for(topic_name, index)
+    leader = elector.choose_leader(state, live, reports, topic.configs)
+    if leader is None:
+        isr = live_isr or state.isr
+        if state.leader == NO_LEADER and isr == state.isr:
+            return None  # Already leaderless with nothing to shrink: wait for a replica.
+        return change(NO_LEADER, isr)
+    assert leader in live and leader in state.replicas, f"elector chose {leader} for {state}"
+    isr = tuple(b for b in state.replicas if b == leader or b in live_isr)
+    return change(leader, isr)

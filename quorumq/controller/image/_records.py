@@ -1,0 +1,303 @@
+"""Metadata records (what the Raft log carries) and image changes (what applying one did).
+
+Every record is a frozen value. Records are either *facts* reported by brokers or clients
+(RegisterBroker, BrokerHeartbeat, CreateTopic, DeleteTopic, ConfigChange, AlterPartition) or
+*decisions* of the active controller (FenceBroker, UnfenceBroker, PartitionChange), which carry the
+``controller_epoch`` they were computed under. Every record that changes existing state is a
+compare-and-set on an epoch it read, so proposing it twice, or after LEADER_CHANGED, or after a
+timeout, is safe: the second copy is a no-op recorded as :class:`Rejected`.
+
+Records hold no clock and no randomness: times (``now_ms``) and ids (``topic_id``) are chosen by the
+proposer and written into the record, so every voter applies the same bytes to the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from quorumq.errors import ErrorCode
+
+NO_LEADER = -1
+"""``leader`` of a partition with no eligible leader (Kafka's -1, LEADER_NOT_AVAILABLE)."""
+
+
+def _config_tuple(
+    configs: Mapping[str, str] | tuple[tuple[str, str], ...],
+) -> tuple[tuple[str, str], ...]:
+    items = configs.items() if isinstance(configs, Mapping) else configs
+    return tuple(sorted((str(k), str(v)) for k, v in items))
+
+
+def _int_tuple(values: object) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)  # type: ignore[attr-defined]
+
+
+def _optional_int_tuple(values: object) -> tuple[int, ...] | None:
+    return None if values is None else _int_tuple(values)
+
+
+# --- records: facts ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RegisterBroker:
+    """A broker process announces itself (Kafka's BrokerRegistrationRequest).
+
+    ``incarnation_id`` is a fresh uuid per process start: the same incarnation registering again is
+    an idempotent retry, a new one is a restart and gets a new broker epoch. A registered broker
+    starts fenced; the controller unfences it once it heartbeats (as KRaft does).
+    """
+
+    broker_id: int
+    incarnation_id: str
+    host: str
+    port: int
+    now_ms: int
+    rack: str | None = None
+
+
+@attrs.frozen
+class ReplicaReport:
+    """One replica's log as its broker sees it: the quorum election input.
+
+    ``last_leader_epoch`` is the leader epoch of the last batch in the replica's log and
+    ``log_end_offset`` its LEO; the most complete log has the highest pair.
+    """
+
+    topic: str
+    partition: int
+    last_leader_epoch: int
+    log_end_offset: int
+
+
+@attrs.frozen
+class BrokerHeartbeat:
+    """A broker is alive at ``now_ms`` (its wall clock, milliseconds since the epoch).
+
+    ``reports`` replaces the broker's stored replica reports when given; ``None`` keeps them.
+    Applies only for the broker's current ``broker_epoch`` (STALE_BROKER_EPOCH otherwise).
+    """
+
+    broker_id: int
+    broker_epoch: int
+    now_ms: int
+    reports: tuple[ReplicaReport, ...] | None = attrs.field(
+        default=None, converter=lambda r: None if r is None else tuple(r)
+    )
+
+
+@attrs.frozen
+class CreateTopic:
+    """A new topic with its replica assignment (one replica list per partition, index order).
+
+    The proposer validates and assigns (see ``plan_create_topic``); apply checks again that the
+    name and id are free, so a retried create is answered TOPIC_ALREADY_EXISTS, not applied twice.
+    """
+
+    name: str
+    topic_id: str
+    assignments: tuple[tuple[int, ...], ...] = attrs.field(
+        converter=lambda a: tuple(_int_tuple(r) for r in a)
+    )
+    configs: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_config_tuple)
+
+
+@attrs.frozen
+class DeleteTopic:
+    """Removes a topic; ``topic_id`` (when given) must still match, so a recreated topic survives."""
+
+    name: str
+    topic_id: str | None = None
+
+
+@attrs.frozen
+class ConfigChange:
+    """Sets and deletes topic configs (Kafka's IncrementalAlterConfigs SET / DELETE)."""
+
+    topic: str
+    set_configs: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_config_tuple)
+    delete_keys: tuple[str, ...] = attrs.field(
+        default=(), converter=lambda keys: tuple(sorted(str(k) for k in keys))
+    )
+
+
+@attrs.frozen
+class AlterPartition:
+    """The partition leader changes its ISR (Kafka's AlterPartition, KIP-497): shrink or expand.
+
+    Compare-and-set: applies only while ``leader_id`` still leads at ``leader_epoch`` and the
+    partition is still at ``partition_epoch``; the leader is always in the new ISR and every member
+    must be an unfenced replica.
+    """
+
+    topic: str
+    topic_id: str
+    partition: int
+    leader_id: int
+    leader_epoch: int
+    partition_epoch: int
+    new_isr: tuple[int, ...] = attrs.field(converter=_int_tuple)
+
+
+# --- records: controller decisions ---------------------------------------------------------------
+
+
+@attrs.frozen
+class ControllerEpochBump:
+    """A voter that became the Raft leader takes over as the active controller.
+
+    ``controller_epoch`` is the Raft term it was elected in, so epochs only grow (terms survive
+    restarts in pysyncobj's journal). Applies only if it is greater than the image's epoch;
+    afterwards decisions stamped with an older epoch are rejected (STALE_CONTROLLER_EPOCH).
+    ``now_ms`` starts a grace period: brokers are not fenced for silence before it.
+    """
+
+    controller_id: int
+    controller_epoch: int
+    now_ms: int
+
+
+@attrs.frozen
+class FenceBroker:
+    """The controller fences a silent broker (its ``broker.session.timeout.ms`` passed)."""
+
+    broker_id: int
+    broker_epoch: int
+    controller_epoch: int
+
+
+@attrs.frozen
+class UnfenceBroker:
+    """The controller unfences a broker that heartbeats again and leads nothing."""
+
+    broker_id: int
+    broker_epoch: int
+    controller_epoch: int
+
+
+@attrs.frozen
+class PartitionChange:
+    """A controller decision on one partition: new leader and/or ISR (or replicas).
+
+    Compare-and-set: applies only while the partition is still at ``leader_epoch`` and
+    ``partition_epoch`` (the epochs the decision was based on) and the controller epoch is current.
+    A leader change bumps ``leader_epoch``; every applied change bumps ``partition_epoch``.
+    ``new_isr`` / ``new_replicas`` of ``None`` keep the current ones.
+    """
+
+    topic: str
+    topic_id: str
+    partition: int
+    leader_epoch: int
+    partition_epoch: int
+    controller_epoch: int
+    new_leader: int
+    new_isr: tuple[int, ...] | None = attrs.field(default=None, converter=_optional_int_tuple)
+    new_replicas: tuple[int, ...] | None = attrs.field(default=None, converter=_optional_int_tuple)
+
+
+MetadataRecord = (
+    RegisterBroker
+    | BrokerHeartbeat
+    | FenceBroker
+    | UnfenceBroker
+    | CreateTopic
+    | DeleteTopic
+    | ConfigChange
+    | AlterPartition
+    | PartitionChange
+    | ControllerEpochBump
+)
+"""Every record type the metadata log carries (ACL and quota records come later)."""
+
+DECISIONS = (FenceBroker, UnfenceBroker, PartitionChange)
+"""Record types stamped with a controller epoch."""
+
+
+# --- image changes ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BrokerChanged:
+    """A broker registered, was fenced or unfenced (heartbeats that change nothing else are not
+    reported, so followers of the image are not woken once a second per broker)."""
+
+    broker_id: int
+    broker_epoch: int
+    fenced: bool
+    registered: bool = False
+
+
+@attrs.frozen
+class TopicCreated:
+    name: str
+    topic_id: str
+
+
+@attrs.frozen
+class TopicDeleted:
+    name: str
+    topic_id: str
+
+
+@attrs.frozen
+class TopicConfigChanged:
+    name: str
+
+
+@attrs.frozen
+class PartitionChanged:
+    """A partition's leader, epochs, replicas or ISR changed (also emitted at topic creation)."""
+
+    topic: str
+    partition: int
+    leader: int
+    leader_epoch: int
+    partition_epoch: int
+    leader_changed: bool
+
+
+@attrs.frozen
+class ControllerChanged:
+    controller_id: int
+    controller_epoch: int
+
+
+@attrs.frozen
+class HeartbeatApplied:
+    """A heartbeat was recorded (returned to the proposer; carries no news for listeners)."""
+
+    broker_id: int
+    broker_epoch: int
+
+
+@attrs.frozen
+class Rejected:
+    """The record was a no-op: a compare-and-set that lost, a duplicate, or invalid.
+
+    ``code`` is the Kafka error the proposer answers with (``error_for_code(code)``).
+    """
+
+    record_type: str
+    code: ErrorCode
+    reason: str
+
+
+@attrs.frozen
+class ImageReset:
+    """The whole image was replaced (snapshot install or restart): re-read everything."""
+
+
+ImageChange = (
+    BrokerChanged
+    | TopicCreated
+    | TopicDeleted
+    | TopicConfigChanged
+    | PartitionChanged
+    | ControllerChanged
+    | HeartbeatApplied
+    | Rejected
+    | ImageReset
+)

@@ -1,0 +1,241 @@
+"""Controller decisions: replica assignment, topic admission, fencing and re-election."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping, Set
+
+import pytest
+
+from quorumq.controller.image import (
+    NO_LEADER,
+    BrokerHeartbeat,
+    ControllerConfig,
+    ControllerEpochBump,
+    FenceBroker,
+    IsrElector,
+    MetadataImage,
+    PartitionChange,
+    PartitionState,
+    RegisterBroker,
+    ReplicaReport,
+    UnfenceBroker,
+    assign_replicas,
+    plan_create_topic,
+    tick,
+)
+from quorumq.errors import (
+    InvalidConfig,
+    InvalidPartitions,
+    InvalidReplicaAssignment,
+    InvalidReplicationFactor,
+    InvalidTopic,
+    TopicAlreadyExists,
+)
+
+from ._helpers import apply_all, live_cluster
+
+CONFIG = ControllerConfig(session_timeout_ms=9_000)
+
+
+def _with_topic(
+    image: MetadataImage,
+    name: str = "orders",
+    partitions: int = 6,
+    rf: int = 3,
+    configs: Mapping[str, str] | None = None,
+) -> MetadataImage:
+    record = plan_create_topic(
+        image, name, partitions, rf, topic_id=f"id-{name}", seed=1, configs=configs
+    )
+    return apply_all([record], image)
+
+
+def _apply_tick(image: MetadataImage, now_ms: int) -> tuple[MetadataImage, list]:
+    records = tick(image, now_ms, CONFIG)
+    return apply_all(records, image), records
+
+
+def test_assign_replicas_matches_kafka_round_robin() -> None:
+    # Kafka's AdminUtilsTest.testReplicaAssignment: 5 brokers, 10 partitions, RF 3, fixed start 0
+    # and shift 0. Our seed picks start and shift; seek a seed that gives (0, 0) to compare.
+    def draws(seed: int) -> tuple[int, int]:
+        rng = random.Random(seed)
+        return rng.randrange(5), rng.randrange(5)
+
+    seed = next(s for s in range(1000) if draws(s) == (0, 0))
+    got = assign_replicas([0, 1, 2, 3, 4], 10, 3, seed=seed)
+    assert got == [
+        (0, 1, 2),
+        (1, 2, 3),
+        (2, 3, 4),
+        (3, 4, 0),
+        (4, 0, 1),
+        (0, 2, 3),
+        (1, 3, 4),
+        (2, 4, 0),
+        (3, 0, 1),
+        (4, 1, 2),
+    ]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_assign_replicas_spreads_leaders_and_replicas(seed: int) -> None:
+    got = assign_replicas([3, 1, 2], 6, 3, seed=seed)
+    assert Counter(r[0] for r in got) == {1: 2, 2: 2, 3: 2}
+    assert all(len(set(r)) == 3 for r in got)
+    got = assign_replicas([0, 1, 2, 3], 8, 2, seed=seed)
+    assert Counter(b for r in got for b in r) == {0: 4, 1: 4, 2: 4, 3: 4}
+    assert assign_replicas([0, 1, 2], 5, 2, seed=seed) == assign_replicas(
+        [2, 1, 0], 5, 2, seed=seed
+    )
+
+
+def test_plan_create_topic_refuses_what_kafka_refuses() -> None:
+    image = live_cluster((0, 1))
+    with pytest.raises(InvalidReplicationFactor, match="larger than available brokers 2"):
+        plan_create_topic(image, "t", 1, 3, topic_id="x", seed=0)
+    with pytest.raises(InvalidReplicationFactor):
+        plan_create_topic(image, "t", 1, 0, topic_id="x", seed=0)
+    with pytest.raises(InvalidPartitions):
+        plan_create_topic(image, "t", 0, 1, topic_id="x", seed=0)
+    for bad in ("", ".", "..", "a" * 250, "a b", "é", "x/y"):
+        with pytest.raises(InvalidTopic):
+            plan_create_topic(image, bad, 1, 1, topic_id="x", seed=0)
+    with pytest.raises(InvalidConfig):
+        plan_create_topic(image, "t", 1, 1, topic_id="x", seed=0, configs={"nope": "1"})
+    with pytest.raises(InvalidConfig):
+        plan_create_topic(
+            image, "t", 1, 1, topic_id="x", seed=0, configs={"min.insync.replicas": "zero"}
+        )
+    image = _with_topic(image, "a.b", 1, 1)
+    with pytest.raises(TopicAlreadyExists):
+        plan_create_topic(image, "a.b", 1, 1, topic_id="y", seed=0)
+    with pytest.raises(InvalidTopic, match="collides"):
+        plan_create_topic(image, "a_b", 1, 1, topic_id="y", seed=0)
+    with pytest.raises(InvalidReplicaAssignment):
+        plan_create_topic(image, "m", 1, 1, topic_id="y", seed=0, assignments={0: [0, 7]})
+    with pytest.raises(InvalidReplicaAssignment):
+        plan_create_topic(image, "m", 1, 1, topic_id="y", seed=0, assignments={0: [0], 1: [0, 1]})
+    manual = plan_create_topic(
+        image, "m", -1, -1, topic_id="y", seed=0, assignments={0: [1, 0], 1: [0, 1]}
+    )
+    assert manual.assignments == ((1, 0), (0, 1))
+
+
+def test_plan_create_topic_counts_only_live_brokers() -> None:
+    image = apply_all([FenceBroker(2, 3, 1)], live_cluster())
+    with pytest.raises(InvalidReplicationFactor):
+        plan_create_topic(image, "t", 3, 3, topic_id="x", seed=0)
+    record = plan_create_topic(image, "t", 4, 2, topic_id="x", seed=0)
+    assert all(set(r) <= {0, 1} for r in record.assignments)
+
+
+def test_tick_is_quiet_while_brokers_heartbeat() -> None:
+    image = _with_topic(live_cluster())
+    assert tick(image, 1_000 + 9_000, CONFIG) == []
+
+
+def test_tick_fences_silent_broker_and_moves_its_leaderships() -> None:
+    image = _with_topic(live_cluster())
+    led_by_1 = {i for i, p in image.topics["orders"].partitions.items() if p.leader == 1}
+    assert len(led_by_1) == 2
+    now = 20_000
+    for broker_id in (0, 2):  # brokers 0 and 2 keep heartbeating, broker 1 went silent
+        image = apply_all([BrokerHeartbeat(broker_id, broker_id + 1, now)], image)
+    image, records = _apply_tick(image, now)
+    assert records[0] == FenceBroker(1, 2, 1)
+    assert image.live_brokers() == {0, 2}
+    for index, p in image.topics["orders"].partitions.items():
+        assert p.leader in (0, 2) and 1 not in p.isr
+        old_epoch = 1 if index in led_by_1 else 0
+        assert p.leader_epoch == old_epoch  # bumped exactly where the leader changed
+        assert p.partition_epoch == 1
+    assert tick(image, now, CONFIG) == []  # converged: nothing more to decide
+
+
+def test_tick_grace_after_controller_takeover() -> None:
+    image = _with_topic(live_cluster())
+    image = apply_all([ControllerEpochBump(2, 2, 50_000)], image)
+    assert tick(image, 58_000, CONFIG) == []
+    assert [type(r).__name__ for r in tick(image, 59_001, CONFIG)][:3] == ["FenceBroker"] * 3
+
+
+def test_tick_leaves_partition_leaderless_then_reelects_returning_broker() -> None:
+    image = _with_topic(live_cluster(), "solo", partitions=1, rf=1)
+    (only,) = image.topics["solo"].partitions[0].replicas
+    others = [b for b in (0, 1, 2) if b != only]
+    now = 30_000
+    image = apply_all([BrokerHeartbeat(b, b + 1, now) for b in others], image)
+    image, records = _apply_tick(image, now)
+    p = image.topics["solo"].partitions[0]
+    assert (p.leader, p.isr, p.leader_epoch) == (NO_LEADER, (only,), 1)
+    # The broker comes back as a new incarnation: registered (fenced), then unfenced, then elected.
+    image = apply_all([RegisterBroker(only, "inc-new", "127.0.0.1", 1, now + 1)], image)
+    epoch = image.brokers[only].broker_epoch
+    image, records = _apply_tick(image, now + 2)
+    assert records == [UnfenceBroker(only, epoch, 1)]
+    image, records = _apply_tick(image, now + 3)
+    p = image.topics["solo"].partitions[0]
+    assert (p.leader, p.leader_epoch) == (only, 2)
+
+
+def test_tick_moves_leadership_off_a_reregistered_broker() -> None:
+    image = _with_topic(live_cluster())
+    led_by_0 = [i for i, p in image.topics["orders"].partitions.items() if p.leader == 0]
+    image = apply_all([RegisterBroker(0, "inc-restarted", "127.0.0.1", 9092, 2_000)], image)
+    image, records = _apply_tick(image, 2_000)
+    assert not any(isinstance(r, UnfenceBroker) for r in records)
+    for i in led_by_0:
+        p = image.topics["orders"].partitions[i]
+        assert p.leader != 0 and p.leader_epoch == 1
+    image, records = _apply_tick(image, 2_001)
+    assert [type(r).__name__ for r in records] == ["UnfenceBroker"]
+
+
+def test_unclean_election_only_when_enabled() -> None:
+    state = PartitionState(
+        leader=1, leader_epoch=4, partition_epoch=9, replicas=(1, 2, 3), isr=(1,)
+    )
+    elector = IsrElector()
+    assert elector.choose_leader(state, {2, 3}, {}, {}) is None
+    assert elector.choose_leader(state, {2, 3}, {}, {"unclean.leader.election.enable": "true"}) == 2
+    clean = PartitionState(1, 4, 9, (1, 2, 3), (1, 3))
+    assert elector.choose_leader(clean, {2, 3}, {}, {}) == 3
+
+
+def test_tick_uses_the_strategy_elector_with_reports() -> None:
+    class MostComplete:
+        def choose_leader(
+            self,
+            partition: PartitionState,
+            live: Set[int],
+            reports: Mapping[int, tuple[int, int]],
+            topic_config: Mapping[str, str],
+        ) -> int | None:
+            ranked = sorted(
+                (reports[b], b) for b in partition.replicas if b in live and b in reports
+            )
+            return ranked[-1][1] if ranked else None
+
+    config = ControllerConfig(electors={"quorum": MostComplete()})
+    image = _with_topic(
+        live_cluster(), "q", partitions=1, rf=3, configs={"replication.strategy": "quorum"}
+    )
+    p = image.topics["q"].partitions[0]
+    followers = [b for b in p.replicas if b != p.leader]
+    image = apply_all(
+        [
+            BrokerHeartbeat(
+                followers[0], followers[0] + 1, 20_000, (ReplicaReport("q", 0, 0, 10),)
+            ),
+            BrokerHeartbeat(
+                followers[1], followers[1] + 1, 20_000, (ReplicaReport("q", 0, 0, 12),)
+            ),
+        ],
+        image,
+    )
+    records = tick(image, 20_000, config)
+    change = next(r for r in records if isinstance(r, PartitionChange))
+    assert change.new_leader == followers[1]
