@@ -1,0 +1,35 @@
+"""The broker's own settings (Kafka's ``server.properties`` names, where Kafka has one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+
+@attrs.frozen
+class BrokerConfig:
+    """What one broker needs to start.
+
+    ``port=0`` binds an ephemeral port; :meth:`quorumq.broker.Broker.serve` reports the bound one.
+    """
+
+    data_dir: Path = attrs.field(converter=Path)
+    node_id: int = 0
+    host: str = "127.0.0.1"
+    port: int = 9092
+    advertised_host: str | None = None
+    socket_request_max_bytes: int = 100 * 1024 * 1024
+    """``socket.request.max.bytes``: a larger frame closes the connection."""
+    auto_create_topics_enable: bool = True
+    """``auto.create.topics.enable``: Metadata for an unknown topic creates it."""
+    num_partitions: int = 1
+    """``num.partitions``: partitions of an auto-created topic (and CreateTopics with -1)."""
+    queued_max_requests: int = 32
+    """Per-connection pipeline depth: requests read ahead of their responses."""
+    produce_timeout_ms_cap: int = 30_000
+    """Longest a produce with acks=all waits for the high watermark, whatever it asks."""
+
+    @property
+    def advertised(self) -> str:
+        return self.advertised_host or self.host

@@ -1,0 +1,79 @@
+"""One partition replica on this broker: its log, its append event, its high watermark.
+
+The log is the sans-I/O core; this shell adds what waits need: a ``trio.Event`` that is set and
+replaced on every append (Fetch with ``min_bytes``/``max_wait_ms`` and acks=all wait on it instead
+of polling), and the high watermark. With a single replica the high watermark is the log end
+offset; replication (issue 4) will move it with follower progress and wake the same event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import trio
+
+from quorumq.errors import RequestTimedOut
+
+
+@attrs.define(eq=False)
+class Partition:
+    """A partition this broker leads (the only role a single broker has)."""
+
+    topic: str
+    index: int
+    log: Any  # quorumq.log.PartitionLog
+    producer_state: Any = None  # quorumq.log ProducerStateManager, when the module exists
+    leader_epoch: int = 0
+    appended: trio.Event = attrs.Factory(trio.Event)
+    """Set and replaced whenever the log end offset or the high watermark moves."""
+
+    @property
+    def log_end_offset(self) -> int:
+        return int(self.log.log_end_offset)
+
+    @property
+    def log_start_offset(self) -> int:
+        return int(self.log.log_start_offset)
+
+    @property
+    def high_watermark(self) -> int:
+        # invariant: log_start_offset <= high_watermark <= log_end_offset. A single replica
+        # commits what it appends.
+        return self.log_end_offset
+
+    def notify_append(self) -> None:
+        """Wakes every task waiting for this partition to grow (fetch, acks=all)."""
+        event = self.appended
+        self.appended = trio.Event()
+        event.set()
+
+    async def wait_for_high_watermark(self, offset: int, timeout_ms: int) -> None:
+        """Returns once the high watermark passes ``offset`` (acks=all).
+
+        Raises:
+            RequestTimedOut: not committed within ``timeout_ms``.
+        """
+        with trio.move_on_after(max(timeout_ms, 0) / 1000):
+            while self.high_watermark <= offset:
+                await self.appended.wait()
+            return
+        raise RequestTimedOut(
+            f"{self.topic}-{self.index}: offset {offset} not committed within {timeout_ms} ms"
+        )
+
+
+async def wait_for_any_append(partitions: list[Partition], deadline: float) -> None:
+    """Returns when any of ``partitions`` is appended to, or at ``deadline`` (trio clock)."""
+    with trio.move_on_at(deadline):
+        if len(partitions) == 1:
+            await partitions[0].appended.wait()
+            return
+        async with trio.open_nursery() as nursery:
+
+            async def wait_one(event: trio.Event) -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()
+
+            for partition in partitions:
+                nursery.start_soon(wait_one, partition.appended)

@@ -1,0 +1,199 @@
+"""The Trio server: listener, connections, the request pipeline and ordered responses.
+
+Theory of operation. Each connection runs two tasks. The *reader* cuts frames (int32 size, then
+the request) out of the byte stream, decodes the request header, and runs the API's handler up to
+its first wait, in request order: that is what keeps appends from one connection in the order the
+client sent them (librdkafka's idempotent producer pipelines up to five produce requests). The
+handler returns a response, :data:`NO_RESPONSE` (Produce with acks=0) or a :class:`Delayed`
+(a Fetch waiting for ``min_bytes``, a Produce waiting for the high watermark), which runs in its
+own task. Each request gets a *slot* in a bounded channel; the *writer* takes the slots in order
+and writes each response once it is ready, so responses leave strictly in request order while
+later requests are already being read and handled. A full channel stops the reader: that is the
+connection's backpressure (``queued.max.requests``).
+
+A frame that cannot be a request (over ``socket.request.max.bytes``, truncated, an unknown API
+key, a body that does not parse) closes that connection with a one-line log entry; every other
+connection carries on.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from quorumq.broker._config import BrokerConfig
+from quorumq.errors import QuorumqError
+
+log = logging.getLogger("quorumq.broker")
+
+_SIZE = struct.Struct(">i")
+_RECEIVE_SIZE = 256 * 1024
+
+
+class _NoResponse:
+    def __repr__(self) -> str:
+        return "NO_RESPONSE"
+
+
+NO_RESPONSE: Any = _NoResponse()
+"""A handler's answer when Kafka sends none (Produce with acks=0)."""
+
+
+@attrs.frozen
+class Delayed:
+    """A response that needs waiting for; ``wait`` returns the response (or NO_RESPONSE)."""
+
+    wait: Callable[[], Awaitable[Any]]
+
+
+class ConnectionClosed(Exception):
+    """The peer sent something that ends the conversation; the message is the log line."""
+
+
+@attrs.define(eq=False)
+class _Slot:
+    """One request's place in the response order."""
+
+    done: trio.Event = attrs.Factory(trio.Event)
+    payload: list[Any] | None = None  # the encoded response frame as buffers
+
+
+class FrameReader:
+    """Cuts Kafka frames (int32 size + payload) out of a stream, with one receive buffer."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream, max_frame_bytes: int) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+        self._position = 0
+        self._max = max_frame_bytes
+
+    async def _fill(self, need: int) -> bool:
+        """Reads until ``need`` unread bytes are buffered; False at a clean end of stream."""
+        while len(self._buffer) - self._position < need:
+            if self._position:
+                del self._buffer[: self._position]
+                self._position = 0
+            chunk = await self._stream.receive_some(max(_RECEIVE_SIZE, need - len(self._buffer)))
+            if not chunk:
+                if self._buffer:
+                    raise ConnectionClosed(
+                        f"connection closed inside a frame ({len(self._buffer)} bytes pending)"
+                    )
+                return False
+            self._buffer += chunk
+        return True
+
+    async def next_frame(self) -> bytes | None:
+        """Returns the next frame's payload, or None when the peer closed between frames.
+
+        Raises:
+            ConnectionClosed: a negative size, a size above the limit, or EOF inside a frame.
+        """
+        if not await self._fill(4):
+            return None
+        (size,) = _SIZE.unpack_from(self._buffer, self._position)
+        if size < 0 or size > self._max:
+            raise ConnectionClosed(
+                f"frame of {size} bytes refused (socket.request.max.bytes is {self._max})"
+            )
+        if not await self._fill(4 + size):
+            raise ConnectionClosed("connection closed inside a frame")
+        start = self._position + 4
+        frame = bytes(self._buffer[start : start + size])
+        self._position = start + size
+        return frame
+
+
+RequestHandler = Callable[[bytes, "ConnectionInfo"], Any]
+"""Decodes and handles one request frame; returns a response payload, NO_RESPONSE or Delayed.
+
+It raises ConnectionClosed for a frame that ends the connection."""
+
+
+@attrs.frozen
+class ConnectionInfo:
+    """Who is on the other end (for log lines)."""
+
+    peer: str
+
+
+async def serve_connection(
+    stream: trio.SocketStream, handle: RequestHandler, config: BrokerConfig
+) -> None:
+    """Runs one client connection until it closes or sends something unacceptable."""
+    try:
+        peer = "{}:{}".format(*stream.socket.getpeername()[:2])
+    except OSError:
+        peer = "?"
+    info = ConnectionInfo(peer)
+    reader = FrameReader(stream, config.socket_request_max_bytes)
+    send_slots, receive_slots = trio.open_memory_channel[_Slot](config.queued_max_requests)
+    try:
+        async with stream, trio.open_nursery() as nursery:
+            nursery.start_soon(_write_responses, stream, receive_slots)
+            async with send_slots:
+                while True:
+                    frame = await reader.next_frame()
+                    if frame is None:
+                        break
+                    slot = _Slot()
+                    await send_slots.send(slot)
+                    result = handle(frame, info)
+                    if isinstance(result, Delayed):
+                        nursery.start_soon(_finish_delayed, slot, result)
+                    else:
+                        _fill_slot(slot, result)
+    except* ConnectionClosed as group:
+        log.warning("closing connection from %s: %s", peer, group.exceptions[0])
+    except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        log.debug("connection from %s dropped", peer)
+
+
+def _fill_slot(slot: _Slot, result: Any) -> None:
+    if result is not NO_RESPONSE:
+        slot.payload = result
+    slot.done.set()
+
+
+async def _finish_delayed(slot: _Slot, delayed: Delayed) -> None:
+    _fill_slot(slot, await delayed.wait())
+
+
+async def _write_responses(
+    stream: trio.SocketStream, slots: trio.MemoryReceiveChannel[_Slot]
+) -> None:
+    async with slots:
+        async for slot in slots:
+            await slot.done.wait()
+            payload = slot.payload
+            if payload is not None:
+                await stream.send_all(payload[0] if len(payload) == 1 else b"".join(payload))
+
+
+async def open_listeners(config: BrokerConfig) -> list[trio.SocketListener]:
+    """Binds the broker's listen address.
+
+    Raises:
+        OSError: the port is taken or the address cannot be bound (message says which).
+    """
+    try:
+        return await trio.open_tcp_listeners(config.port, host=config.host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(
+                exc.errno, f"cannot listen on {config.host}:{config.port}: address already in use"
+            ) from None
+        raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: {exc}") from None
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a log entry."""
+    if isinstance(exc, QuorumqError):
+        return f"{exc.code.name}: {exc}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,84 @@
+"""A real broker on 127.0.0.1 in a background thread (its own trio.run), for sync clients.
+
+kafka-python and confluent-kafka block, and aiokafka runs its own asyncio loop, so the broker
+gets a thread of its own; tests talk to it over real sockets like any client would.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from quorumq.broker import Broker, BrokerConfig
+
+
+class BrokerThread:
+    """Runs one Broker in a thread; ``restart()`` stops and starts it on the same data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = 0
+        self.broker: Broker | None = None
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        ready: queue.Queue[object] = queue.Queue()
+        broker = Broker(BrokerConfig(data_dir=self.data_dir, port=self.port))
+        self.broker = broker
+
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            async with trio.open_nursery() as nursery:
+                bound = await nursery.start(broker.serve)
+                ready.put(bound)
+
+        def run() -> None:
+            try:
+                trio.run(main)
+            except BaseException as exc:
+                self.error = exc
+                ready.put(exc)
+
+        self._thread = threading.Thread(target=run, name="quorumq-broker", daemon=True)
+        self._thread.start()
+        result = ready.get(timeout=30)
+        if isinstance(result, BaseException):
+            raise result
+        assert isinstance(result, int)
+        self.port = result
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        assert self.broker is not None and self._token is not None
+        trio.from_thread.run_sync(self.broker.shutdown, trio_token=self._token)
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "broker thread did not stop"
+        self._thread = None
+        if self.error is not None:
+            raise self.error
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerThread]:
+    thread = BrokerThread(tmp_path / "data")
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
