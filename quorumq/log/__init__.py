@@ -4,6 +4,7 @@ Sans-I/O in the project's sense: files only, no clock, no threads, no trio. The 
 with ``now_ms`` and runs :meth:`FlushJob.run` in a worker thread (``quorumq.broker._flusher``).
 """
 
+from quorumq.log._cleaner import CompactionResult
 from quorumq.log._config import CLEANUP_COMPACT, CLEANUP_DELETE, LONG_MAX, LogConfig
 from quorumq.log._index import OffsetIndex, TimeIndex
 from quorumq.log._log import (
@@ -23,6 +24,7 @@ __all__ = [
     "CLEAN_SHUTDOWN_FILE",
     "LONG_MAX",
     "AppendInfo",
+    "CompactionResult",
     "FlushJob",
     "LogConfig",
     "LogManager",

@@ -35,6 +35,7 @@ from pathlib import Path
 import attrs
 
 from quorumq.errors import InvalidRecord, KafkaStorageError, MessageTooLarge, OffsetOutOfRange
+from quorumq.log._cleaner import CLEANED_SUFFIX, SWAP_SUFFIX, CompactionResult, compact_log
 from quorumq.log._config import INT_MAX, LogConfig
 from quorumq.log._segment import (
     INDEX_SUFFIX,
@@ -47,9 +48,6 @@ from quorumq.protocol.records import BatchHeader, patch_batch, validate_batch
 
 CLEAN_SHUTDOWN_FILE = ".clean_shutdown"
 """Written by :meth:`PartitionLog.close`, removed on open: its absence means "recover"."""
-
-CLEANED_SUFFIX = ".cleaned"
-SWAP_SUFFIX = ".swap"
 
 
 @attrs.frozen
@@ -536,6 +534,22 @@ class PartitionLog:
         if count:
             self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
         return count
+
+    # --- compaction ------------------------------------------------------------------------
+
+    def compact(self, *, now_ms: int) -> CompactionResult:
+        """Keeps the latest record per key in the closed segments (cleanup.policy=compact).
+
+        See :mod:`quorumq.log._cleaner`; a no-op unless ``compact`` is in cleanup.policy.
+        """
+        self._check_open()
+        if not self.config.compact:
+            return CompactionResult(first_uncleanable_offset=self._segments[0].base_offset)
+        return compact_log(self, now_ms=now_ms)
+
+    def _replace_segment(self, old: LogSegment, new: LogSegment) -> None:
+        position = self._segments.index(old)
+        self._segments[position] = new
 
     # --- flush -----------------------------------------------------------------------------
 
