@@ -27,7 +27,7 @@ import trio
 
 from quorumq import protocol as p
 from quorumq.broker._config import BrokerConfig
-from quorumq.broker._partition import Partition, wait_for_any_append
+from quorumq.broker._partition import Partition, rebuild_producer_state, wait_for_any_append
 from quorumq.broker._server import (
     NO_RESPONSE,
     ConnectionClosed,
@@ -205,23 +205,8 @@ class Broker:
             if key not in self.partitions:
                 partition_log = self.logs.get_or_create(spec.name, index, config, now)
                 self.partitions[key] = Partition(
-                    spec.name, index, partition_log, self._producer_state_for(partition_log)
+                    spec.name, index, partition_log, rebuild_producer_state(partition_log)
                 )
-
-    def _producer_state_for(self, partition_log: Any) -> Any:
-        """The idempotent-producer state of a partition, rebuilt from its log."""
-        try:
-            from quorumq.log import _producer_state  # type: ignore[attr-defined]
-        except ImportError:
-            return None
-        build = getattr(_producer_state, "ProducerStateManager", None)
-        if build is None:
-            return None
-        state = build()
-        load = getattr(state, "load_from_log", None)
-        if load is not None:
-            load(partition_log)
-        return state
 
     def create_topic(
         self, name: str, partitions: int, configs: dict[str, str | None] | None = None
@@ -396,15 +381,18 @@ class Broker:
                 raise InvalidRecord("control batches are written by the broker, not by clients")
         state = partition.producer_state
         first = validated[0][1]
-        if state is not None and first.producer_id >= 0:
-            duplicate = state.check(first)
-            if duplicate is not None:
-                return int(duplicate[0]), int(duplicate[1]), partition.log_start_offset
+        # check -> append -> on_append with no checkpoint between: two concurrent retries of
+        # one batch cannot both pass.
+        duplicate = state.check(first)
+        if duplicate is not None:
+            return duplicate.first_offset, duplicate.last_offset, partition.log_start_offset
         info = partition_log.append(
             records, leader_epoch=partition.leader_epoch, now_ms=now, validated=validated
         )
-        if state is not None and first.producer_id >= 0:
-            state.on_append(first, info.first_offset, info.last_offset)
+        base_offset = info.first_offset
+        for _position, batch in validated:
+            state.on_append(batch, base_offset)
+            base_offset += batch.last_offset_delta + 1
         partition.notify_append()
         return info.first_offset, info.last_offset, info.log_start_offset
 

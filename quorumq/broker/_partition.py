@@ -8,12 +8,15 @@ offset; replication (issue 4) will move it with follower progress and wake the s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import trio
 
 from quorumq.errors import RequestTimedOut
+from quorumq.log._producer_state import ProducerStateManager
+from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
 
 
 @attrs.define(eq=False)
@@ -23,7 +26,7 @@ class Partition:
     topic: str
     index: int
     log: Any  # quorumq.log.PartitionLog
-    producer_state: Any = None  # quorumq.log ProducerStateManager, when the module exists
+    producer_state: ProducerStateManager = attrs.Factory(ProducerStateManager)
     leader_epoch: int = 0
     appended: trio.Event = attrs.Factory(trio.Event)
     """Set and replaced whenever the log end offset or the high watermark moves."""
@@ -77,3 +80,33 @@ async def wait_for_any_append(partitions: list[Partition], deadline: float) -> N
 
             for partition in partitions:
                 nursery.start_soon(wait_one, partition.appended)
+
+
+def rebuild_producer_state(partition_log: Any) -> ProducerStateManager:
+    """Rebuilds a partition's idempotent-producer state from the batch headers of its log.
+
+    Reads the log front to back in 1 MiB chunks and parses only the 61-byte headers, so a
+    restarted broker still recognises a retried batch (and a sequence gap) from before the
+    restart.
+    """
+    state = ProducerStateManager()
+    state.load_from_batches(_iter_headers(partition_log))
+    return state
+
+
+def _iter_headers(partition_log: Any) -> Iterator[BatchHeader]:
+    offset = int(partition_log.log_start_offset)
+    end = int(partition_log.log_end_offset)
+    while offset < end:
+        records = partition_log.read(offset, 1 << 20).records
+        position = 0
+        advanced = False
+        while len(records) - position >= HEADER_SIZE:
+            header = parse_batch_header(records, position)
+            yield header
+            position += header.size
+            if header.next_offset > offset:
+                offset = header.next_offset
+                advanced = True
+        if not advanced:
+            return
