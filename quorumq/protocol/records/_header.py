@@ -115,7 +115,11 @@ class BatchHeader:
 
     @property
     def compression(self) -> Compression:
-        return Compression(self.attributes & ATTR_COMPRESSION_MASK)
+        """The codec; :class:`UnsupportedCompressionType` for bits 5-7 (unvalidated headers)."""
+        codec = self.attributes & ATTR_COMPRESSION_MASK
+        if codec > Compression.ZSTD:
+            raise UnsupportedCompressionType(f"unknown compression codec {codec}")
+        return Compression(codec)
 
     @property
     def timestamp_type(self) -> TimestampType:
@@ -264,6 +268,10 @@ def peek_offset_and_length(
 
 
 def compute_crc(buf: bytes | bytearray | memoryview, position: int = 0) -> int:
-    """The CRC-32C of the batch at ``position`` as it should be stored (for builders)."""
-    header_len = _OFFSET_AND_LENGTH.unpack_from(buf, position)[1] + LOG_OVERHEAD
+    """The CRC-32C of the batch at ``position`` as it should be stored (for builders).
+
+    Raises:
+        CorruptRecord: fewer than 12 bytes at ``position``.
+    """
+    header_len = peek_offset_and_length(buf, position)[1]
     return crc32c(memoryview(buf)[position + CRC_START : position + header_len])

@@ -27,11 +27,13 @@ from quorumq.protocol.records import (
     TimestampType,
     build_batch,
     compress,
+    compute_crc,
     control_record,
     control_record_type,
     decode_batch,
     decode_records,
     iter_records,
+    parse_batch_header,
     validate_batch,
 )
 
@@ -463,3 +465,14 @@ def test_non_utf8_header_key_is_corrupt() -> None:
     section = batch[HEADER_SIZE:].replace(good, b"\xff\xfe")
     with pytest.raises(CorruptRecord, match="UTF-8"):
         decode_records(_reframe(batch, section))
+
+
+def test_header_of_an_unknown_codec_raises_typed_errors() -> None:
+    batch = _with_codec(build_batch([(b"k", b"v")]), Compression.ZSTD)
+    bad = bytearray(batch)
+    bad[22] |= 0x07  # compression bits 7: no such codec
+    header = parse_batch_header(bad)
+    with pytest.raises(UnsupportedCompressionType):
+        _ = header.compression
+    with pytest.raises(CorruptRecord):
+        compute_crc(b"\x00" * 5)
