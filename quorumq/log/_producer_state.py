@@ -41,11 +41,13 @@ between (no ``await``): two concurrent retries of the same batch would otherwise
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 
 import attrs
+from crc32c import crc32c
 
-from quorumq.errors import InvalidProducerEpoch, OutOfOrderSequenceNumber
+from quorumq.errors import CorruptRecord, InvalidProducerEpoch, OutOfOrderSequenceNumber
 from quorumq.protocol.records import NO_PRODUCER_EPOCH, NO_SEQUENCE, BatchHeader
 
 NUM_BATCHES_TO_RETAIN = 5
@@ -55,6 +57,12 @@ DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000
 """Kafka's ``producer.id.expiration.ms``: state of a producer silent this long is dropped."""
 
 _MAX_SEQUENCE = (1 << 31) - 1
+
+SNAPSHOT_VERSION = 1
+_SNAPSHOT_HEADER = struct.Struct(">hI")  # version, CRC-32C of everything after it
+_SNAPSHOT_BODY = struct.Struct(">qi")  # map_end_offset, producer count
+_SNAPSHOT_PRODUCER = struct.Struct(">qhqb")  # producer_id, epoch, last_timestamp, batch count
+_SNAPSHOT_BATCH = struct.Struct(">iiqqq")  # first/last sequence, first/last offset, timestamp
 
 
 @attrs.frozen
@@ -260,6 +268,62 @@ class ProducerStateManager:
         self.producers.clear()
         self.map_end_offset = 0
         self.load_from_batches(h for h in headers if h.base_offset < offset)
+
+    def to_snapshot(self) -> bytes:
+        """Serializes the state, to be stored next to the log as of :attr:`map_end_offset`.
+
+        With a snapshot, opening a log replays only the headers from ``map_end_offset`` on
+        (Kafka's ``<offset>.snapshot``; unlike Kafka's, ours keeps all five batches per
+        producer, so duplicates are still detected right after a restart).
+        """
+        out = bytearray(_SNAPSHOT_HEADER.size)
+        out += _SNAPSHOT_BODY.pack(self.map_end_offset, len(self.producers))
+        for entry in self.producers.values():
+            out += _SNAPSHOT_PRODUCER.pack(
+                entry.producer_id, entry.producer_epoch, entry.last_timestamp, len(entry.batches)
+            )
+            for b in entry.batches:
+                out += _SNAPSHOT_BATCH.pack(
+                    b.first_sequence, b.last_sequence, b.first_offset, b.last_offset, b.timestamp
+                )
+        _SNAPSHOT_HEADER.pack_into(out, 0, SNAPSHOT_VERSION, crc32c(memoryview(out)[6:]))
+        return bytes(out)
+
+    @classmethod
+    def from_snapshot(cls, data: bytes | bytearray | memoryview) -> ProducerStateManager:
+        """Restores a state written by :meth:`to_snapshot`.
+
+        Raises:
+            CorruptRecord: a torn or corrupt snapshot, or another version; the caller then
+                deletes it and rebuilds from the log's headers, as Kafka does.
+        """
+        try:
+            version, crc = _SNAPSHOT_HEADER.unpack_from(data, 0)
+            if version != SNAPSHOT_VERSION:
+                raise CorruptRecord(f"producer state snapshot version {version}")
+            if crc32c(memoryview(data)[6:]) != crc:
+                raise CorruptRecord("producer state snapshot fails its CRC-32C")
+            position = _SNAPSHOT_HEADER.size
+            map_end_offset, count = _SNAPSHOT_BODY.unpack_from(data, position)
+            position += _SNAPSHOT_BODY.size
+            state = cls(map_end_offset=map_end_offset)
+            for _ in range(count):
+                producer_id, epoch, last_timestamp, batch_count = _SNAPSHOT_PRODUCER.unpack_from(
+                    data, position
+                )
+                position += _SNAPSHOT_PRODUCER.size
+                batches = []
+                for _ in range(batch_count):
+                    batches.append(BatchMetadata(*_SNAPSHOT_BATCH.unpack_from(data, position)))
+                    position += _SNAPSHOT_BATCH.size
+                state.producers[producer_id] = ProducerStateEntry(
+                    producer_id, epoch, batches, last_timestamp
+                )
+        except struct.error:
+            raise CorruptRecord("producer state snapshot truncated") from None
+        if position != len(data):
+            raise CorruptRecord("producer state snapshot has trailing bytes")
+        return state
 
     def last_entry(self, producer_id: int) -> ProducerStateEntry | None:
         """The state of ``producer_id`` in this partition, if any."""
