@@ -376,8 +376,9 @@ class PartitionLog:
     def _roll_at(self, base_offset: int) -> None:
         active = self._segments[-1]
         active.write_indexes()
-        if active.size == 0:
-            # An empty active segment is simply replaced (its base would be wrong).
+        if active.size == 0 and len(self._segments) > 1:
+            # An empty active segment is simply replaced (its base would be wrong). The first
+            # segment stays even when empty: its base offset is the log start offset.
             active.delete()
             self._segments.pop()
             self._bases.pop()
