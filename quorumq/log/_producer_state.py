@@ -47,7 +47,12 @@ from collections.abc import Iterable
 import attrs
 from crc32c import crc32c
 
-from quorumq.errors import CorruptRecord, InvalidProducerEpoch, OutOfOrderSequenceNumber
+from quorumq.errors import (
+    CorruptRecord,
+    InvalidProducerEpoch,
+    InvalidRecord,
+    OutOfOrderSequenceNumber,
+)
 from quorumq.protocol.records import NO_PRODUCER_EPOCH, NO_SEQUENCE, BatchHeader
 
 NUM_BATCHES_TO_RETAIN = 5
@@ -166,6 +171,7 @@ class ProducerStateManager:
             retry of one of the producer's last five batches, which must not be appended again.
 
         Raises:
+            InvalidRecord: a producer id without a sequence (Kafka's ``LogValidator``).
             InvalidProducerEpoch: the epoch is older than the producer's current one.
             OutOfOrderSequenceNumber: a new epoch not starting at sequence 0, or a first
                 sequence that does not follow the producer's last one.
@@ -173,11 +179,13 @@ class ProducerStateManager:
         producer_id = header.producer_id
         if producer_id < 0 or header.is_control:
             return None
+        first_sequence = header.base_sequence
+        if first_sequence < 0:
+            raise InvalidRecord(f"batch of producer {producer_id} has sequence {first_sequence}")
         entry = self.producers.get(producer_id)
         if entry is None:
             return None  # KIP-360: no state here, accept any sequence.
         epoch = header.producer_epoch
-        first_sequence = header.base_sequence
         if epoch == entry.producer_epoch:
             duplicate = entry.find_duplicate(first_sequence, header.last_sequence)
             if duplicate is not None:

@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quorumq.errors import CorruptRecord, InvalidProducerEpoch, OutOfOrderSequenceNumber
+from quorumq.errors import (
+    CorruptRecord,
+    InvalidProducerEpoch,
+    InvalidRecord,
+    OutOfOrderSequenceNumber,
+)
 from quorumq.log._producer_state import (
     NUM_BATCHES_TO_RETAIN,
     BatchMetadata,
@@ -336,3 +341,8 @@ def test_snapshot_then_replay_of_the_tail_equals_a_full_rebuild() -> None:
     restored.load_from_batches(log.headers)  # the log replays from the start: old ones skipped
     assert _snapshot(restored) == _snapshot(log.state)
     assert head_count == 6
+
+
+def test_producer_id_without_a_sequence_is_an_invalid_record() -> None:
+    with pytest.raises(InvalidRecord):
+        ProducerStateManager().check(producer_batch(3, 0, -1))
