@@ -1,0 +1,49 @@
+"""The Raft controller: cluster metadata replicated by pysyncobj, seen from Trio.
+
+Layers (docs/controller.md):
+
+* :mod:`quorumq.controller.image` — the pure core: ``MetadataImage``, records, ``apply_record``,
+  the versioned codec and the decisions (``plan_create_topic``, ``tick``, ``LeaderElector``).
+* ``_raft`` — ``MetadataRaft``: the pysyncobj voter applying encoded records (tick thread).
+* ``_bridge`` — ``open_controller_bridge`` / ``ControllerBridge``: the only code crossing threads.
+* ``_service`` — ``Controller`` (tick loop on the active controller, admin writes) and
+  ``BrokerMembership`` (register + heartbeat).
+"""
+
+from ._bridge import (
+    ControllerBridge,
+    ImageSubscription,
+    ImageUpdate,
+    Voter,
+    open_controller_bridge,
+    parse_voters,
+    wall_clock_ms,
+)
+from ._raft import MetadataRaft, RaftConfig
+from ._service import BrokerMembership, Controller
+from .image import (
+    ControllerConfig,
+    IsrElector,
+    LeaderElector,
+    MetadataImage,
+    PartitionState,
+)
+
+__all__ = [
+    "BrokerMembership",
+    "Controller",
+    "ControllerBridge",
+    "ControllerConfig",
+    "ImageSubscription",
+    "ImageUpdate",
+    "IsrElector",
+    "LeaderElector",
+    "MetadataImage",
+    "MetadataRaft",
+    "PartitionState",
+    "RaftConfig",
+    "Voter",
+    "open_controller_bridge",
+    "parse_voters",
+    "wall_clock_ms",
+]

@@ -1,0 +1,251 @@
+"""Trio services on top of the bridge: the controller loop, admin writes, broker membership.
+
+:class:`Controller` runs ``tick`` only while its voter is the active controller and proposes the
+decisions; on every voter it also offers the admin writes a broker forwards (CreateTopics,
+DeleteTopics, AlterConfigs), planned against the local image and committed through Raft.
+:class:`BrokerMembership` is a broker's side: register once, then heartbeat (with replica reports)
+so the controller does not fence it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+
+import trio
+
+from quorumq.errors import (
+    BrokerIdNotRegistered,
+    InvalidConfig,
+    NotController,
+    QuorumqError,
+    RequestTimedOut,
+    StaleBrokerEpoch,
+    UnknownTopicOrPartition,
+)
+
+from ._bridge import ControllerBridge, wall_clock_ms
+from .image import (
+    TOPIC_CONFIG_CHECKS,
+    BrokerChanged,
+    BrokerHeartbeat,
+    ConfigChange,
+    ControllerConfig,
+    CreateTopic,
+    DeleteTopic,
+    MetadataRecord,
+    RegisterBroker,
+    ReplicaReport,
+    plan_create_topic,
+    tick,
+    validate_topic_configs,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Controller:
+    """The controller role of one voter.
+
+    Args:
+        bridge: this process's voter.
+        config: session timeout and electors (``ControllerConfig(electors={"quorum": ...})``).
+        tick_interval_s: how often the active controller looks for silent brokers and leaderless
+            partitions (fencing latency is ``session_timeout_ms`` plus up to this).
+        clock_ms: wall clock in ms (the one heartbeats are stamped with).
+        rng: seeds replica assignment; a seeded ``random.Random`` gives reproducible layouts.
+    """
+
+    def __init__(
+        self,
+        bridge: ControllerBridge,
+        config: ControllerConfig | None = None,
+        *,
+        tick_interval_s: float = 0.25,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.bridge = bridge
+        self.config = config or ControllerConfig()
+        self.tick_interval_s = tick_interval_s
+        self._clock_ms = clock_ms
+        self._rng = rng or random.Random()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Ticks while this voter is the active controller, idles otherwise; runs until cancelled."""
+        task_status.started()
+        while True:
+            if self.bridge.is_active:
+                await self.tick_once()
+                await trio.sleep(self.tick_interval_s)
+            else:
+                with trio.move_on_after(self.tick_interval_s):
+                    await self.bridge.changed.wait()
+
+    async def tick_once(self) -> list[MetadataRecord]:
+        """Proposes this moment's decisions (see ``image.tick``); returns them.
+
+        Rejections are expected (a decision raced another change) and ignored: the next tick
+        decides again from the newer image. Stops at the first NotController/RequestTimedOut.
+        """
+        records = tick(self.bridge.image, self._clock_ms(), self.config)
+        for record in records:
+            try:
+                await self.bridge.propose(record, raise_rejected=False)
+            except (NotController, RequestTimedOut) as exc:
+                logger.info("controller %d: tick stopped: %s", self.bridge.node_id, exc)
+                break
+        return records
+
+    async def create_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        *,
+        configs: Mapping[str, str] | None = None,
+        assignments: Mapping[int, Sequence[int]] | None = None,
+        validate_only: bool = False,
+        timeout_s: float = 5.0,
+    ) -> CreateTopic:
+        """CreateTopics for one topic: validates, assigns replicas, commits.
+
+        Returns:
+            The committed (or, with ``validate_only``, the planned) record: its ``assignments``
+            and ``topic_id`` are what CreateTopics v5+ answers with.
+
+        Raises:
+            InvalidTopic, TopicAlreadyExists, InvalidPartitions, InvalidReplicationFactor,
+            InvalidReplicaAssignment, InvalidConfig: as Kafka answers.
+            NotController, RequestTimedOut: the write did not commit (retriable).
+        """
+        record = plan_create_topic(
+            self.bridge.image,
+            name,
+            num_partitions,
+            replication_factor,
+            topic_id=str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+            seed=self._rng.getrandbits(31),
+            configs=configs,
+            assignments=assignments,
+        )
+        if not validate_only:
+            await self.bridge.propose(record, timeout_s=timeout_s)
+        return record
+
+    async def delete_topic(self, name: str, *, timeout_s: float = 5.0) -> None:
+        """DeleteTopics for one topic.
+
+        Raises:
+            UnknownTopicOrPartition: no such topic. NotController, RequestTimedOut: retriable.
+        """
+        topic = self.bridge.image.topics.get(name)
+        if topic is None:
+            raise UnknownTopicOrPartition(f"no topic {name!r}")
+        await self.bridge.propose(DeleteTopic(name, topic.topic_id), timeout_s=timeout_s)
+
+    async def alter_topic_configs(
+        self,
+        name: str,
+        set_configs: Mapping[str, str],
+        delete_keys: Sequence[str] = (),
+        *,
+        validate_only: bool = False,
+        timeout_s: float = 5.0,
+    ) -> None:
+        """IncrementalAlterConfigs (SET / DELETE) for one topic.
+
+        Raises:
+            UnknownTopicOrPartition, InvalidConfig; NotController, RequestTimedOut: retriable.
+        """
+        if name not in self.bridge.image.topics:
+            raise UnknownTopicOrPartition(f"no topic {name!r}")
+        validate_topic_configs(set_configs)
+        unknown = [k for k in delete_keys if k not in TOPIC_CONFIG_CHECKS]
+        if unknown:
+            raise InvalidConfig(f"unknown topic configs {unknown}")
+        if not validate_only:
+            record = ConfigChange(name, dict(set_configs), tuple(delete_keys))
+            await self.bridge.propose(record, timeout_s=timeout_s)
+
+
+class BrokerMembership:
+    """A broker's registration and heartbeats (KIP-631's BrokerRegistration / BrokerHeartbeat).
+
+    Args:
+        bridge: the process's voter (any voter forwards to the leader).
+        broker_id, host, port: what Metadata advertises for this broker.
+        heartbeat_interval_s: Kafka's broker.heartbeat.interval.ms default is 2 s, well inside the
+            9 s session.
+        reports: returns this broker's replica reports (last leader epoch, LEO per partition) for
+            quorum elections; None sends liveness-only heartbeats.
+    """
+
+    def __init__(
+        self,
+        bridge: ControllerBridge,
+        broker_id: int,
+        host: str,
+        port: int,
+        *,
+        heartbeat_interval_s: float = 2.0,
+        reports: Callable[[], Sequence[ReplicaReport]] | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        rack: str | None = None,
+    ) -> None:
+        self.bridge = bridge
+        self.broker_id = broker_id
+        self.host = host
+        self.port = port
+        self.rack = rack
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.incarnation_id = str(uuid.uuid4())
+        self.broker_epoch: int | None = None
+        self._reports = reports
+        self._clock_ms = clock_ms
+
+    async def register(self) -> int:
+        """Registers (retrying through elections) and returns the broker epoch."""
+        record = RegisterBroker(
+            self.broker_id, self.incarnation_id, self.host, self.port, self._clock_ms(), self.rack
+        )
+        while True:
+            try:
+                changes = await self.bridge.propose(record)
+            except (NotController, RequestTimedOut) as exc:
+                logger.info("broker %d: registration retry: %s", self.broker_id, exc)
+                await trio.sleep(0.1)
+                continue
+            for change in changes:
+                if isinstance(change, BrokerChanged) and change.broker_id == self.broker_id:
+                    self.broker_epoch = change.broker_epoch
+                    return change.broker_epoch
+            raise AssertionError(f"registration applied without a BrokerChanged: {changes}")
+
+    async def heartbeat(self) -> None:
+        """Sends one heartbeat (with replica reports when configured).
+
+        Raises:
+            StaleBrokerEpoch, BrokerIdNotRegistered: re-register. NotController,
+            RequestTimedOut: try again next interval.
+        """
+        assert self.broker_epoch is not None, "register() before heartbeat()"
+        reports = tuple(self._reports()) if self._reports is not None else None
+        record = BrokerHeartbeat(self.broker_id, self.broker_epoch, self._clock_ms(), reports)
+        await self.bridge.propose(record, timeout_s=self.heartbeat_interval_s * 2)
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Registers, reports the broker epoch to ``nursery.start``, heartbeats until cancelled."""
+        task_status.started(await self.register())
+        while True:
+            await trio.sleep(self.heartbeat_interval_s)
+            try:
+                await self.heartbeat()
+            except (StaleBrokerEpoch, BrokerIdNotRegistered) as exc:
+                logger.warning("broker %d: %s; registering again", self.broker_id, exc)
+                self.incarnation_id = str(uuid.uuid4())
+                await self.register()
+            except QuorumqError as exc:
+                logger.info("broker %d: heartbeat failed: %s", self.broker_id, exc)

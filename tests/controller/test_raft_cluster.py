@@ -1,0 +1,224 @@
+"""Three real pysyncobj voters on 127.0.0.1 in one Trio process.
+
+Elect, replicate a CreateTopic to every image, lose the active controller, re-elect with a higher
+controller epoch, then restart voters from their journal and snapshot and find every topic.
+Durations are printed (run with -s), never asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from quorumq.controller import (
+    BrokerMembership,
+    Controller,
+    ControllerBridge,
+    Voter,
+    open_controller_bridge,
+    parse_voters,
+)
+from quorumq.controller.image import ImageReset, TopicCreated
+from quorumq.errors import InvalidConfig, InvalidReplicationFactor, TopicAlreadyExists
+
+HAS_CRYPTO = importlib.util.find_spec("cryptography") is not None
+PASSWORD = "test-secret" if HAS_CRYPTO else None
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@attrs.define(eq=False)
+class Node:
+    bridge: ControllerBridge
+    controller: Controller
+    cancel_scope: trio.CancelScope
+    done: trio.Event
+
+    async def stop(self) -> None:
+        self.cancel_scope.cancel()
+        await self.done.wait()
+
+
+async def _run_node(
+    node_id: int, voters: dict[int, Voter], root: Path, *, task_status: trio.TaskStatus[Node]
+) -> None:
+    """One voter in its own task (nurseries must nest per task): bridge, controller, broker."""
+    done = trio.Event()
+    try:
+        with trio.CancelScope() as scope:
+            data_dir = root / f"node{node_id}"
+            async with (
+                open_controller_bridge(node_id, voters, data_dir, password=PASSWORD) as bridge,
+                trio.open_nursery() as nursery,
+            ):
+                controller = Controller(bridge, tick_interval_s=0.1)
+                nursery.start_soon(controller.run)
+                membership = BrokerMembership(
+                    bridge, node_id, "127.0.0.1", 9092 + node_id, heartbeat_interval_s=0.5
+                )
+                nursery.start_soon(membership.run)
+                task_status.started(Node(bridge, controller, scope, done))
+    finally:
+        done.set()
+
+
+async def _wait_for_file(path: Path) -> None:
+    with trio.fail_after(5):
+        while not await trio.Path(path).exists():  # noqa: ASYNC110 - written by the raft thread
+            await trio.sleep(0.02)
+
+
+async def _active(nodes: dict[int, Node], timeout_s: float = 10.0) -> Node:
+    with trio.fail_after(timeout_s):
+        while True:
+            for node in nodes.values():
+                if node.bridge.is_active:
+                    return node
+            await trio.sleep(0.01)
+
+
+async def test_three_voters_replicate_fail_over_and_restart(tmp_path: Path) -> None:
+    ports = _free_ports(3)
+    voters = {i: Voter(i, "127.0.0.1", ports[i]) for i in range(3)}
+    nodes: dict[int, Node] = {}
+    async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        for i in range(3):
+            nodes[i] = await nursery.start(_run_node, i, voters, tmp_path)
+        first = await _active(nodes)
+        print(
+            f"\nfirst active controller {first.bridge.node_id} after "
+            f"{trio.current_time() - start:.2f} s (password={'on' if PASSWORD else 'off'})"
+        )
+        first_epoch = first.bridge.controller_epoch
+        assert first_epoch >= 1
+
+        # Every broker registers and is unfenced by the active controller's tick.
+        for node in nodes.values():
+            await node.bridge.wait_until(lambda b: b.image.live_brokers() == {0, 1, 2}, 10)
+
+        # CreateTopics through a follower: forwarded to the leader, applied on every voter.
+        follower = next(n for n in nodes.values() if n is not first)
+        with follower.bridge.subscribe() as feed:
+            record = await follower.controller.create_topic("orders", 6, 3)
+            update = await feed.receive()
+        assert TopicCreated("orders", record.topic_id) in update.changes
+        assert "orders" in follower.bridge.image.topics  # visible once propose returns
+        for node in nodes.values():
+            await node.bridge.wait_until(lambda b: "orders" in b.image.topics, 5)
+        images = [n.bridge.image.topics["orders"] for n in nodes.values()]
+        assert images[0] == images[1] == images[2]
+        assert sorted(p.leader for p in images[0].partitions.values()) == [0, 0, 1, 1, 2, 2]
+        with pytest.raises(TopicAlreadyExists):
+            await first.controller.create_topic("orders", 1, 1)
+        with pytest.raises(InvalidReplicationFactor):
+            await follower.controller.create_topic("wide", 1, 4)
+
+        # Lose the active controller: another voter takes over with a higher epoch.
+        old_id = first.bridge.node_id
+        killed_at = trio.current_time()
+        await first.stop()
+        del nodes[old_id]
+        second = await _active(nodes)
+        print(
+            f"re-election: controller {old_id} -> {second.bridge.node_id} in "
+            f"{trio.current_time() - killed_at:.2f} s, epoch {first_epoch} -> "
+            f"{second.bridge.controller_epoch}"
+        )
+        assert second.bridge.node_id != old_id
+        assert second.bridge.controller_epoch > first_epoch
+        await second.controller.create_topic("after", 2, 2)
+
+        # Snapshot one survivor, then bring the old controller back from its journal.
+        second.bridge.raft.force_snapshot()
+        snapshot = tmp_path / f"node{second.bridge.node_id}" / "raft.snapshot"
+        await _wait_for_file(snapshot)
+        nodes[old_id] = await nursery.start(_run_node, old_id, voters, tmp_path)
+        await nodes[old_id].bridge.wait_until(lambda b: "after" in b.image.topics, 10)
+
+        # Full cluster restart: journals (and one snapshot) keep every topic.
+        for node in nodes.values():
+            await node.stop()
+        nodes.clear()
+        restarted = trio.current_time()
+        for i in range(3):
+            nodes[i] = await nursery.start(_run_node, i, voters, tmp_path)
+        third = await _active(nodes)
+        print(
+            f"full restart: controller {third.bridge.node_id} active after "
+            f"{trio.current_time() - restarted:.2f} s, epoch {third.bridge.controller_epoch}"
+        )
+        assert third.bridge.controller_epoch > second.bridge.controller_epoch
+        for node in nodes.values():
+            await node.bridge.wait_until(lambda b: {"orders", "after"} <= set(b.image.topics), 10)
+        assert nodes[0].bridge.image.topics["orders"].topic_id == record.topic_id
+        nursery.cancel_scope.cancel()
+
+
+async def test_snapshot_install_resets_listeners(tmp_path: Path) -> None:
+    # A voter restarted from a compacted log loads the snapshot first: subscribers see a reset.
+    ports = _free_ports(1)
+    voters = {0: Voter(0, "127.0.0.1", ports[0])}
+    async with open_controller_bridge(0, voters, tmp_path, password=PASSWORD) as bridge:
+        await bridge.wait_until(lambda b: b.is_active, 5)
+        controller = Controller(bridge)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(BrokerMembership(bridge, 0, "127.0.0.1", 9092).run)
+            await nursery.start(controller.run)
+            await bridge.wait_until(lambda b: b.image.live_brokers() == {0}, 5)
+            await controller.create_topic("kept", 1, 1)
+            nursery.cancel_scope.cancel()
+        bridge.raft.force_snapshot()
+        await _wait_for_file(tmp_path / "raft.snapshot")
+        before = bridge.image
+    async with open_controller_bridge(0, voters, tmp_path, password=PASSWORD) as bridge:
+        with bridge.subscribe() as feed:
+            with trio.fail_after(5):
+                update = await feed.receive()
+        assert update.reset
+        assert update.image.topics == before.topics
+        await bridge.wait_until(lambda b: b.is_active, 5)
+        assert bridge.controller_epoch > before.controller_epoch
+        assert ImageReset not in {type(c) for c in update.changes}
+
+
+async def test_bridge_refuses_bad_voters_and_busy_port(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfig):
+        parse_voters("0@127.0.0.1:19092,0@127.0.0.1:19093")
+    with pytest.raises(InvalidConfig):
+        parse_voters("zero@127.0.0.1:19092")
+    assert parse_voters("0@127.0.0.1:19092, 1@[::1]:19093")[1].address == "[::1]:19093"
+    ports = _free_ports(2)
+    voters = {0: Voter(0, "127.0.0.1", ports[0]), 1: Voter(1, "127.0.0.1", ports[1])}
+    with pytest.raises(InvalidConfig, match="not among the controller voters"):
+        async with open_controller_bridge(5, voters, tmp_path / "x"):
+            pass
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", ports[0]))
+        busy.listen()
+        with pytest.raises(OSError, match="already in use"):
+            async with open_controller_bridge(0, voters, tmp_path / "y"):
+                pass
+
+
+@pytest.mark.skipif(HAS_CRYPTO, reason="cryptography is installed")
+async def test_password_without_cryptography_is_a_config_error(tmp_path: Path) -> None:
+    voters = {0: Voter(0, "127.0.0.1", _free_ports(1)[0])}
+    with pytest.raises(InvalidConfig, match="cryptography"):
+        async with open_controller_bridge(0, voters, tmp_path, password="x"):
+            pass
