@@ -22,7 +22,9 @@ from typing import Any
 import attrs
 
 from quorumq.errors import InvalidRequest, UnsupportedVersion
+from quorumq.protocol import _messages_admin as admin
 from quorumq.protocol import _messages_core as core
+from quorumq.protocol import _messages_groups as groups
 from quorumq.protocol._codec import (
     Buffer,
     Writer,
@@ -115,6 +117,31 @@ register(ApiKey.API_VERSIONS, core.ApiVersionsRequest, core.ApiVersionsResponse,
 register(ApiKey.METADATA, core.MetadataRequest, core.MetadataResponse, 1, 12)
 register(ApiKey.PRODUCE, core.ProduceRequest, core.ProduceResponse, 3, 9)
 register(ApiKey.FETCH, core.FetchRequest, core.FetchResponse, 4, 12)
+register(ApiKey.LIST_OFFSETS, admin.ListOffsetsRequest, admin.ListOffsetsResponse, 1, 5)
+register(ApiKey.CREATE_TOPICS, admin.CreateTopicsRequest, admin.CreateTopicsResponse, 0, 5)
+register(ApiKey.DELETE_TOPICS, admin.DeleteTopicsRequest, admin.DeleteTopicsResponse, 1, 3)
+register(ApiKey.DESCRIBE_CONFIGS, admin.DescribeConfigsRequest, admin.DescribeConfigsResponse, 0, 2)
+register(ApiKey.INIT_PRODUCER_ID, admin.InitProducerIdRequest, admin.InitProducerIdResponse, 0, 1)
+register(
+    ApiKey.OFFSET_FOR_LEADER_EPOCH,
+    admin.OffsetForLeaderEpochRequest,
+    admin.OffsetForLeaderEpochResponse,
+    2,
+    3,
+)
+register(ApiKey.FIND_COORDINATOR, admin.FindCoordinatorRequest, admin.FindCoordinatorResponse, 0, 2)
+register(ApiKey.JOIN_GROUP, groups.JoinGroupRequest, groups.JoinGroupResponse, 0, 5)
+register(ApiKey.SYNC_GROUP, groups.SyncGroupRequest, groups.SyncGroupResponse, 0, 3)
+register(ApiKey.HEARTBEAT, groups.HeartbeatRequest, groups.HeartbeatResponse, 0, 3)
+register(ApiKey.LEAVE_GROUP, groups.LeaveGroupRequest, groups.LeaveGroupResponse, 0, 3)
+register(ApiKey.OFFSET_COMMIT, groups.OffsetCommitRequest, groups.OffsetCommitResponse, 2, 7)
+register(ApiKey.OFFSET_FETCH, groups.OffsetFetchRequest, groups.OffsetFetchResponse, 1, 5)
+register(ApiKey.LIST_GROUPS, groups.ListGroupsRequest, groups.ListGroupsResponse, 0, 2)
+register(ApiKey.DESCRIBE_GROUPS, groups.DescribeGroupsRequest, groups.DescribeGroupsResponse, 0, 3)
+register(ApiKey.SASL_HANDSHAKE, groups.SaslHandshakeRequest, groups.SaslHandshakeResponse, 0, 1)
+register(
+    ApiKey.SASL_AUTHENTICATE, groups.SaslAuthenticateRequest, groups.SaslAuthenticateResponse, 0, 1
+)
 
 
 def api_spec(api_key: int) -> ApiSpec:
@@ -136,13 +163,38 @@ def codec_versions() -> dict[ApiKey, tuple[int, int]]:
 
 
 # What the broker advertises in ApiVersions: the ranges of issue 3, which every client accepts.
-# The codec speaks more (Metadata up to 12, Produce 9, Fetch 12: flexible versions, topic ids);
-# widen this table only together with the broker features those versions imply.
+# The codec speaks more (Metadata up to 12, Produce 9, Fetch 12, CreateTopics 5: flexible
+# versions, topic ids); widen this table only together with the broker features they imply.
 API_VERSIONS: Mapping[ApiKey, tuple[int, int]] = {
     ApiKey.PRODUCE: (3, 8),
     ApiKey.FETCH: (4, 11),
+    ApiKey.LIST_OFFSETS: (1, 5),
     ApiKey.METADATA: (1, 8),
+    ApiKey.FIND_COORDINATOR: (0, 2),
     ApiKey.API_VERSIONS: (0, 3),
+    ApiKey.CREATE_TOPICS: (0, 4),
+    ApiKey.DELETE_TOPICS: (1, 3),
+    ApiKey.INIT_PRODUCER_ID: (0, 1),
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: (2, 3),
+    ApiKey.DESCRIBE_CONFIGS: (0, 2),
+}
+
+# The classic group protocol (issue 6): add to what the broker advertises once the coordinator
+# serves it, e.g. ``{**API_VERSIONS, **GROUP_API_VERSIONS}``.
+GROUP_API_VERSIONS: Mapping[ApiKey, tuple[int, int]] = {
+    ApiKey.OFFSET_COMMIT: (2, 7),
+    ApiKey.OFFSET_FETCH: (1, 5),
+    ApiKey.JOIN_GROUP: (0, 5),
+    ApiKey.HEARTBEAT: (0, 3),
+    ApiKey.LEAVE_GROUP: (0, 3),
+    ApiKey.SYNC_GROUP: (0, 3),
+    ApiKey.DESCRIBE_GROUPS: (0, 3),
+    ApiKey.LIST_GROUPS: (0, 2),
+}
+
+SASL_API_VERSIONS: Mapping[ApiKey, tuple[int, int]] = {
+    ApiKey.SASL_HANDSHAKE: (0, 1),
+    ApiKey.SASL_AUTHENTICATE: (0, 1),
 }
 
 

@@ -28,6 +28,11 @@ RENAMES: dict[tuple[str, str], str] = {
     ("FetchForgottenTopic", "name"): "topic",
     ("FetchResponse", "topics"): "responses",
     ("FetchResponseTopic", "name"): "topic",
+    ("OffsetCommitRequest", "generation_id"): "generation_id_or_member_epoch",
+    ("OffsetForLeaderTopic", "name"): "topic",
+    ("OffsetForLeaderPartition", "partition_index"): "partition",
+    ("OffsetForLeaderTopicResult", "name"): "topic",
+    ("EpochEndOffset", "partition_index"): "partition",
     ("MetadataResponse", "cluster_authorized_operations"): "authorized_operations",
     ("MetadataResponseTopic", "topic_authorized_operations"): "authorized_operations",
 }

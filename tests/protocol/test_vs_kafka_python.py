@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kafka.protocol import admin as kp_admin
 from kafka.protocol import consumer as kp_consumer
 from kafka.protocol import metadata as kp_metadata
 from kafka.protocol import producer as kp_producer
+from kafka.protocol import sasl as kp_sasl
 
 from quorumq.protocol import (
     ApiKey,
@@ -39,6 +41,32 @@ KAFKA_PYTHON: dict[ApiKey, tuple[Any, Any]] = {
     ApiKey.METADATA: (kp_metadata.MetadataRequest, kp_metadata.MetadataResponse),
     ApiKey.PRODUCE: (kp_producer.ProduceRequest, kp_producer.ProduceResponse),
     ApiKey.FETCH: (kp_consumer.FetchRequest, kp_consumer.FetchResponse),
+    ApiKey.LIST_OFFSETS: (kp_consumer.ListOffsetsRequest, kp_consumer.ListOffsetsResponse),
+    ApiKey.CREATE_TOPICS: (kp_admin.CreateTopicsRequest, kp_admin.CreateTopicsResponse),
+    ApiKey.DELETE_TOPICS: (kp_admin.DeleteTopicsRequest, kp_admin.DeleteTopicsResponse),
+    ApiKey.DESCRIBE_CONFIGS: (kp_admin.DescribeConfigsRequest, kp_admin.DescribeConfigsResponse),
+    ApiKey.INIT_PRODUCER_ID: (
+        kp_producer.InitProducerIdRequest,
+        kp_producer.InitProducerIdResponse,
+    ),
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: (
+        kp_consumer.OffsetForLeaderEpochRequest,
+        kp_consumer.OffsetForLeaderEpochResponse,
+    ),
+    ApiKey.FIND_COORDINATOR: (
+        kp_metadata.FindCoordinatorRequest,
+        kp_metadata.FindCoordinatorResponse,
+    ),
+    ApiKey.JOIN_GROUP: (kp_consumer.JoinGroupRequest, kp_consumer.JoinGroupResponse),
+    ApiKey.SYNC_GROUP: (kp_consumer.SyncGroupRequest, kp_consumer.SyncGroupResponse),
+    ApiKey.HEARTBEAT: (kp_consumer.HeartbeatRequest, kp_consumer.HeartbeatResponse),
+    ApiKey.LEAVE_GROUP: (kp_consumer.LeaveGroupRequest, kp_consumer.LeaveGroupResponse),
+    ApiKey.OFFSET_COMMIT: (kp_consumer.OffsetCommitRequest, kp_consumer.OffsetCommitResponse),
+    ApiKey.OFFSET_FETCH: (kp_consumer.OffsetFetchRequest, kp_consumer.OffsetFetchResponse),
+    ApiKey.LIST_GROUPS: (kp_admin.ListGroupsRequest, kp_admin.ListGroupsResponse),
+    ApiKey.DESCRIBE_GROUPS: (kp_admin.DescribeGroupsRequest, kp_admin.DescribeGroupsResponse),
+    ApiKey.SASL_HANDSHAKE: (kp_sasl.SaslHandshakeRequest, kp_sasl.SaslHandshakeResponse),
+    ApiKey.SASL_AUTHENTICATE: (kp_sasl.SaslAuthenticateRequest, kp_sasl.SaslAuthenticateResponse),
 }
 
 CASES = [

@@ -1,0 +1,293 @@
+"""Message schemas: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs, InitProducerId,
+OffsetForLeaderEpoch and FindCoordinator.
+
+Same conventions as ``_messages_core``: one class per Kafka struct for every version we speak,
+field order is wire order, a topic is ``name`` and a partition ``partition_index`` throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from quorumq.protocol._codec import BOOL, INT8, INT16, INT32, INT64, STRING, Array, f
+
+# --- ListOffsets (key 2) ----------------------------------------------------------------------
+
+LATEST_TIMESTAMP = -1
+"""ListOffsets ``timestamp`` asking for the log end offset (high watermark for consumers)."""
+EARLIEST_TIMESTAMP = -2
+"""ListOffsets ``timestamp`` asking for the log start offset."""
+
+
+@attrs.frozen(kw_only=True)
+class ListOffsetsRequestPartition:
+    partition_index: int = f(INT32)
+    current_leader_epoch: int = f(INT32, v=(4, None), default=-1)
+    timestamp: int = f(INT64)
+    """-1 latest, -2 earliest, otherwise the first offset whose timestamp is >= this."""
+
+
+@attrs.frozen(kw_only=True)
+class ListOffsetsRequestTopic:
+    name: str = f(STRING)
+    partitions: Sequence[ListOffsetsRequestPartition] = f(Array(ListOffsetsRequestPartition))
+
+
+@attrs.frozen(kw_only=True)
+class ListOffsetsRequest:
+    """ListOffsets: offsets by timestamp (earliest, latest, or a time)."""
+
+    replica_id: int = f(INT32, default=-1)
+    isolation_level: int = f(INT8, v=(2, None), default=0)
+    topics: Sequence[ListOffsetsRequestTopic] = f(Array(ListOffsetsRequestTopic))
+
+
+@attrs.frozen(kw_only=True)
+class ListOffsetsResponsePartition:
+    partition_index: int = f(INT32)
+    error_code: int = f(INT16, default=0)
+    timestamp: int = f(INT64, default=-1)
+    offset: int = f(INT64, default=-1)
+    leader_epoch: int = f(INT32, v=(4, None), default=-1)
+
+
+@attrs.frozen(kw_only=True)
+class ListOffsetsResponseTopic:
+    name: str = f(STRING)
+    partitions: Sequence[ListOffsetsResponsePartition] = f(Array(ListOffsetsResponsePartition))
+
+
+@attrs.frozen(kw_only=True)
+class ListOffsetsResponse:
+    throttle_time_ms: int = f(INT32, v=(2, None), default=0)
+    topics: Sequence[ListOffsetsResponseTopic] = f(Array(ListOffsetsResponseTopic))
+
+
+# --- CreateTopics (key 19) --------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class CreatableReplicaAssignment:
+    partition_index: int = f(INT32)
+    broker_ids: Sequence[int] = f(Array(INT32), default=())
+
+
+@attrs.frozen(kw_only=True)
+class CreatableTopicConfig:
+    name: str = f(STRING)
+    value: str | None = f(STRING, null=(0, None))
+
+
+@attrs.frozen(kw_only=True)
+class CreatableTopic:
+    name: str = f(STRING)
+    num_partitions: int = f(INT32, default=-1)
+    """-1: the broker's ``num.partitions`` (or the assignments' count)."""
+    replication_factor: int = f(INT16, default=-1)
+    """-1: the broker's ``default.replication.factor``."""
+    assignments: Sequence[CreatableReplicaAssignment] = f(
+        Array(CreatableReplicaAssignment), default=()
+    )
+    configs: Sequence[CreatableTopicConfig] = f(Array(CreatableTopicConfig), default=())
+
+
+@attrs.frozen(kw_only=True)
+class CreateTopicsRequest:
+    topics: Sequence[CreatableTopic] = f(Array(CreatableTopic))
+    timeout_ms: int = f(INT32, default=60000)
+    validate_only: bool = f(BOOL, v=(1, None), default=False)
+
+
+@attrs.frozen(kw_only=True)
+class CreatableTopicConfigs:
+    name: str = f(STRING)
+    value: str | None = f(STRING, null=(0, None))
+    read_only: bool = f(BOOL, default=False)
+    config_source: int = f(INT8, default=-1)
+    is_sensitive: bool = f(BOOL, default=False)
+
+
+@attrs.frozen(kw_only=True)
+class CreatableTopicResult:
+    name: str = f(STRING)
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, v=(1, None), null=(0, None), default=None)
+    topic_config_error_code: int = f(INT16, v=(5, None), tag=0, default=0)
+    num_partitions: int = f(INT32, v=(5, None), default=-1)
+    replication_factor: int = f(INT16, v=(5, None), default=-1)
+    configs: Sequence[CreatableTopicConfigs] | None = f(
+        Array(CreatableTopicConfigs), v=(5, None), null=(5, None), default=()
+    )
+
+
+@attrs.frozen(kw_only=True)
+class CreateTopicsResponse:
+    throttle_time_ms: int = f(INT32, v=(2, None), default=0)
+    topics: Sequence[CreatableTopicResult] = f(Array(CreatableTopicResult))
+
+
+# --- DeleteTopics (key 20) --------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class DeleteTopicsRequest:
+    topic_names: Sequence[str] = f(Array(STRING), default=())
+    timeout_ms: int = f(INT32, default=30000)
+
+
+@attrs.frozen(kw_only=True)
+class DeletableTopicResult:
+    name: str = f(STRING)
+    error_code: int = f(INT16, default=0)
+
+
+@attrs.frozen(kw_only=True)
+class DeleteTopicsResponse:
+    throttle_time_ms: int = f(INT32, v=(1, None), default=0)
+    responses: Sequence[DeletableTopicResult] = f(Array(DeletableTopicResult))
+
+
+# --- DescribeConfigs (key 32) -----------------------------------------------------------------
+
+RESOURCE_TOPIC = 2
+"""DescribeConfigs ``resource_type`` of a topic (Kafka's ConfigResource.Type.TOPIC)."""
+RESOURCE_BROKER = 4
+"""DescribeConfigs ``resource_type`` of a broker."""
+
+
+@attrs.frozen(kw_only=True)
+class DescribeConfigsResource:
+    resource_type: int = f(INT8)
+    resource_name: str = f(STRING)
+    configuration_keys: Sequence[str] | None = f(Array(STRING), null=(0, None), default=None)
+    """None: every config of the resource."""
+
+
+@attrs.frozen(kw_only=True)
+class DescribeConfigsRequest:
+    resources: Sequence[DescribeConfigsResource] = f(Array(DescribeConfigsResource))
+    include_synonyms: bool = f(BOOL, v=(1, None), default=False)
+
+
+@attrs.frozen(kw_only=True)
+class DescribeConfigsSynonym:
+    name: str = f(STRING)
+    value: str | None = f(STRING, null=(0, None))
+    source: int = f(INT8)
+
+
+@attrs.frozen(kw_only=True)
+class DescribeConfigsResourceResult:
+    name: str = f(STRING)
+    value: str | None = f(STRING, null=(0, None))
+    read_only: bool = f(BOOL, default=False)
+    config_source: int = f(INT8, v=(1, None), default=-1)
+    is_default: bool = f(BOOL, v=(0, 0), default=False)
+    is_sensitive: bool = f(BOOL, default=False)
+    synonyms: Sequence[DescribeConfigsSynonym] = f(
+        Array(DescribeConfigsSynonym), v=(1, None), default=()
+    )
+
+
+@attrs.frozen(kw_only=True)
+class DescribeConfigsResult:
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+    resource_type: int = f(INT8)
+    resource_name: str = f(STRING)
+    configs: Sequence[DescribeConfigsResourceResult] = f(
+        Array(DescribeConfigsResourceResult), default=()
+    )
+
+
+@attrs.frozen(kw_only=True)
+class DescribeConfigsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    results: Sequence[DescribeConfigsResult] = f(Array(DescribeConfigsResult))
+
+
+# --- InitProducerId (key 22) ------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class InitProducerIdRequest:
+    transactional_id: str | None = f(STRING, null=(0, None), default=None)
+    transaction_timeout_ms: int = f(INT32, default=60000)
+
+
+@attrs.frozen(kw_only=True)
+class InitProducerIdResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    error_code: int = f(INT16, default=0)
+    producer_id: int = f(INT64, default=-1)
+    producer_epoch: int = f(INT16, default=-1)
+
+
+# --- OffsetForLeaderEpoch (key 23) ------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class OffsetForLeaderPartition:
+    partition_index: int = f(INT32)
+    current_leader_epoch: int = f(INT32, default=-1)
+    leader_epoch: int = f(INT32)
+
+
+@attrs.frozen(kw_only=True)
+class OffsetForLeaderTopic:
+    name: str = f(STRING)
+    partitions: Sequence[OffsetForLeaderPartition] = f(Array(OffsetForLeaderPartition))
+
+
+@attrs.frozen(kw_only=True)
+class OffsetForLeaderEpochRequest:
+    """OffsetForLeaderEpoch (KIP-101): the end offset of a leader epoch, for truncation."""
+
+    replica_id: int = f(INT32, v=(3, None), default=-2)
+    topics: Sequence[OffsetForLeaderTopic] = f(Array(OffsetForLeaderTopic))
+
+
+@attrs.frozen(kw_only=True)
+class EpochEndOffset:
+    error_code: int = f(INT16, default=0)
+    partition_index: int = f(INT32)
+    leader_epoch: int = f(INT32, default=-1)
+    end_offset: int = f(INT64, default=-1)
+
+
+@attrs.frozen(kw_only=True)
+class OffsetForLeaderTopicResult:
+    name: str = f(STRING)
+    partitions: Sequence[EpochEndOffset] = f(Array(EpochEndOffset))
+
+
+@attrs.frozen(kw_only=True)
+class OffsetForLeaderEpochResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    topics: Sequence[OffsetForLeaderTopicResult] = f(Array(OffsetForLeaderTopicResult))
+
+
+# --- FindCoordinator (key 10) -----------------------------------------------------------------
+
+COORDINATOR_GROUP = 0
+"""FindCoordinator ``key_type`` of a consumer group."""
+COORDINATOR_TRANSACTION = 1
+"""FindCoordinator ``key_type`` of a transactional id."""
+
+
+@attrs.frozen(kw_only=True)
+class FindCoordinatorRequest:
+    key: str = f(STRING)
+    key_type: int = f(INT8, v=(1, None), default=0)
+
+
+@attrs.frozen(kw_only=True)
+class FindCoordinatorResponse:
+    throttle_time_ms: int = f(INT32, v=(1, None), default=0)
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, v=(1, None), null=(1, None), default=None)
+    node_id: int = f(INT32, default=-1)
+    host: str = f(STRING, default="")
+    port: int = f(INT32, default=-1)
