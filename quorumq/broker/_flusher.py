@@ -1,0 +1,153 @@
+"""The grouped-fsync task: the Trio shell of the log's flush policy.
+
+Theory of operation: appends never fsync. A log becomes due for an fsync when its topic's
+``flush.messages`` / ``flush.ms`` say so (:meth:`PartitionLog.needs_flush`, checked every
+``check_interval_s``), or when a task asks for durability with
+``await flusher.wait_flushed(log, offset)``. Each round collects every due log and fsyncs them in
+worker threads (``trio.to_thread.run_sync``), so the event loop keeps serving while the disk
+works; requests that arrive during a round are served together by the next one, which is what
+groups many appends into one fsync.
+
+A flush is split in three (see :class:`quorumq.log.FlushJob`): ``prepare_flush`` on the loop
+(duplicates the fds and notes the LEO it covers), ``job.run`` in a thread (the fsyncs), then
+``complete_flush`` back on the loop (advances ``flushed_offset``). The log core thus never sees a
+thread, and a segment closed or deleted meanwhile cannot make the fsync touch a reused fd.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import attrs
+import trio
+
+from quorumq.errors import KafkaStorageError, OffsetOutOfRange
+from quorumq.log import LogManager, PartitionLog
+
+log = logging.getLogger(__name__)
+
+LogSource = Callable[[], Iterable[PartitionLog]]
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch: the clock the broker stamps appends with."""
+    return time.time_ns() // 1_000_000
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    offset: int
+    event: trio.Event = attrs.Factory(trio.Event)
+    error: KafkaStorageError | None = None
+
+
+class LogFlusher:
+    """Runs fsyncs for many logs off the event loop, grouping concurrent requests.
+
+    Args:
+        logs: the logs whose flush policy to enforce (a :class:`LogManager`, or a callable
+            returning the logs); None enforces nothing and serves only explicit requests.
+        clock_ms: the clock ``flush.ms`` is measured with; it must be the one the logs were
+            opened and appended with (wall clock by default, as the broker's).
+        check_interval_s: how often the policy is checked when nothing asks for a flush.
+    """
+
+    def __init__(
+        self,
+        logs: LogManager | LogSource | None = None,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        check_interval_s: float = 0.1,
+    ) -> None:
+        if isinstance(logs, LogManager):
+            self._source: LogSource = logs.all_logs
+        elif logs is None:
+            self._source = tuple
+        else:
+            self._source = logs
+        self._clock_ms = clock_ms
+        self._check_interval_s = check_interval_s
+        self._requested: dict[PartitionLog, None] = {}  # an ordered set
+        self._waiters: dict[PartitionLog, list[_Waiter]] = {}
+        self._wakeup = trio.Event()
+        self.fsync_rounds = 0
+        """Completed log flushes (one per log per round): a measure of the grouping."""
+
+    def request_flush(self, partition_log: PartitionLog) -> None:
+        """Asks for an fsync of ``partition_log`` in the next round (does not wait)."""
+        self._requested[partition_log] = None
+        self._wakeup.set()
+
+    async def wait_flushed(self, partition_log: PartitionLog, offset: int) -> None:
+        """Returns once ``offset`` (and everything before it) of ``partition_log`` is fsynced.
+
+        Raises:
+            OffsetOutOfRange: ``offset`` is not in the log (nothing to wait for).
+            KafkaStorageError: the fsync failed, or the log was closed or deleted meanwhile.
+        """
+        while partition_log.flushed_offset <= offset:
+            if partition_log.closed:
+                raise KafkaStorageError(f"{partition_log!r} closed before offset {offset} flushed")
+            if offset >= partition_log.log_end_offset:
+                raise OffsetOutOfRange(
+                    f"offset {offset} is beyond the log end {partition_log.log_end_offset}"
+                )
+            waiter = _Waiter(offset)
+            self._waiters.setdefault(partition_log, []).append(waiter)
+            self.request_flush(partition_log)
+            await waiter.event.wait()
+            if waiter.error is not None:
+                raise waiter.error
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serves flush rounds until cancelled."""
+        task_status.started()
+        while True:
+            with trio.move_on_after(self._check_interval_s):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            now_ms = self._clock_ms()
+            due = dict(self._requested)
+            self._requested.clear()
+            for partition_log in self._source():
+                if partition_log not in due and partition_log.needs_flush(now_ms):
+                    due[partition_log] = None
+            if not due:
+                continue
+            async with trio.open_nursery() as nursery:
+                for partition_log in due:
+                    nursery.start_soon(self._flush_one, partition_log)
+
+    async def _flush_one(self, partition_log: PartitionLog) -> None:
+        error: KafkaStorageError | None = None
+        if partition_log.closed:
+            error = KafkaStorageError(f"{partition_log!r} is closed")
+        else:
+            job = partition_log.prepare_flush()
+            try:
+                await trio.to_thread.run_sync(job.run)
+            except KafkaStorageError as exc:
+                log.error("fsync of %r failed: %s", partition_log, exc)
+                error = exc
+            else:
+                partition_log.complete_flush(job, now_ms=self._clock_ms())
+                self.fsync_rounds += 1
+        # Wake everyone waiting on this log; those whose offset is still not durable (appended
+        # after this round began) re-register for the next round.
+        for waiter in self._waiters.pop(partition_log, []):
+            waiter.error = error
+            waiter.event.set()
+
+
+async def run_flusher(
+    logs: LogManager | LogSource | None,
+    *,
+    flusher: LogFlusher | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Runs a :class:`LogFlusher` over ``logs`` (the broker's data dir) until cancelled."""
+    if flusher is None:
+        flusher = LogFlusher(logs)
+    await flusher.run(task_status=task_status)
