@@ -459,6 +459,8 @@ async def open_controller_bridge(
     try:
         async with trio.open_nursery() as nursery:
             bridge._nursery = nursery
+            if bridge._raft.is_leader():  # elected before the nursery existed: claim now
+                nursery.start_soon(bridge._claim_controller_epoch, bridge._raft.term)
             try:
                 yield bridge
             finally:

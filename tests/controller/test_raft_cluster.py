@@ -19,6 +19,7 @@ from quorumq.controller import (
     BrokerMembership,
     Controller,
     ControllerBridge,
+    ImageSubscription,
     Voter,
     open_controller_bridge,
     parse_voters,
@@ -48,6 +49,7 @@ class Node:
     controller: Controller
     cancel_scope: trio.CancelScope
     done: trio.Event
+    feed: ImageSubscription  # every change since the voter started
 
     async def stop(self) -> None:
         self.cancel_scope.cancel()
@@ -66,13 +68,14 @@ async def _run_node(
                 open_controller_bridge(node_id, voters, data_dir, password=PASSWORD) as bridge,
                 trio.open_nursery() as nursery,
             ):
+                feed = bridge.subscribe()
                 controller = Controller(bridge, tick_interval_s=0.1)
                 nursery.start_soon(controller.run)
                 membership = BrokerMembership(
                     bridge, node_id, "127.0.0.1", 9092 + node_id, heartbeat_interval_s=0.5
                 )
                 nursery.start_soon(membership.run)
-                task_status.started(Node(bridge, controller, scope, done))
+                task_status.started(Node(bridge, controller, scope, done, feed))
     finally:
         done.set()
 
@@ -150,6 +153,12 @@ async def test_three_voters_replicate_fail_over_and_restart(tmp_path: Path) -> N
         await _wait_for_file(snapshot)
         nodes[old_id] = await nursery.start(_run_node, old_id, voters, tmp_path)
         await nodes[old_id].bridge.wait_until(lambda b: "after" in b.image.topics, 10)
+        # Its journal ends before the leader's snapshot point: the leader sent the snapshot, and
+        # installing it told the listeners to re-read everything.
+        with trio.fail_after(5):
+            while not (update := await nodes[old_id].feed.receive()).reset:
+                pass
+        assert {"orders", "after"} <= set(update.image.topics)
 
         # Full cluster restart: journals (and one snapshot) keep every topic.
         for node in nodes.values():
