@@ -1,4 +1,4 @@
-"""Decode batches exactly as librdkafka (confluent-kafka) writes them, every codec.
+"""librdkafka interop: decode the batches it writes, and have it consume the ones we build.
 
 librdkafka's built-in mock cluster (``test.mock.num.brokers``) stores produced batches as they
 arrive and serves them back on Fetch; a hand-written Fetch v4 on a loopback socket gets those
@@ -13,7 +13,13 @@ import struct
 
 import pytest
 
-from quorumq.protocol.records import Compression, Record, batch_positions, decode_records
+from quorumq.protocol.records import (
+    Compression,
+    Record,
+    batch_positions,
+    build_batch,
+    decode_records,
+)
 from quorumq.protocol.records._compression import XERIAL_MAGIC
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
@@ -107,3 +113,68 @@ def test_decode_reads_librdkafka_batches(codec: Compression) -> None:
             assert record_set[position + 61 : position + 69] != XERIAL_MAGIC
         decoded.extend(decode_records(record_set, position))
     assert decoded == [_expected(i) for i in range(COUNT)]
+
+
+def _produce(sock: socket.socket, topic: bytes, batch: bytes) -> int:
+    """Produce v3 of one batch to partition 0 with acks=1; returns the assigned base offset.
+
+    One batch per request: librdkafka's mock broker assigns offsets per request, not per batch.
+    """
+    request = (
+        struct.pack(">hhi", 0, 3, 1)  # api key Produce, version 3, correlation id
+        + _string(b"quorumq-test")
+        + struct.pack(">hhi", -1, 1, 5000)  # null transactional id, acks, timeout
+        + struct.pack(">i", 1)
+        + _string(topic)
+        + struct.pack(">i", 1)
+        + struct.pack(">ii", 0, len(batch))
+        + batch
+    )
+    sock.sendall(struct.pack(">i", len(request)) + request)
+    (size,) = struct.unpack(">i", _recv_exactly(sock, 4))
+    response = _recv_exactly(sock, size)
+    position = 4 + 4 + 2 + len(topic) + 4  # correlation id, topic count, name, partition count
+    _partition, error_code, base_offset = struct.unpack_from(">ihq", response, position)
+    assert error_code == 0
+    return base_offset
+
+
+def test_librdkafka_reads_what_we_build() -> None:
+    """Our batches (each codec, xerial snappy included) consumed by librdkafka's consumer."""
+    host = confluent_kafka.Producer({"test.mock.num.brokers": 1, "log_level": 3})
+    topic = "ours"
+    metadata = host.list_topics(topic=topic, timeout=5)  # the mock creates it on Metadata
+    broker = next(iter(metadata.brokers.values()))
+    expected = [_expected(i) for i in range(10 * len(Compression))]
+    with socket.create_connection((broker.host, broker.port), timeout=10) as sock:
+        for i, codec in enumerate(Compression):
+            chunk = expected[10 * i : 10 * (i + 1)]
+            batch = build_batch(chunk, base_offset=chunk[0].offset, compression=codec)
+            assert _produce(sock, topic.encode(), batch) == chunk[0].offset
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": f"{broker.host}:{broker.port}",
+            "group.id": "quorumq-test",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
+    try:
+        consumer.assign([confluent_kafka.TopicPartition(topic, 0, 0)])
+        got: list[Record] = []
+        while len(got) < len(expected):
+            message = consumer.poll(10)
+            assert message is not None, f"librdkafka returned {len(got)} records, then nothing"
+            assert message.error() is None, message.error()
+            got.append(
+                Record(
+                    message.offset(),
+                    message.timestamp()[1],
+                    message.key(),
+                    message.value(),
+                    tuple(message.headers() or ()),
+                )
+            )
+    finally:
+        consumer.close()
+    assert got == expected
