@@ -72,9 +72,8 @@ class Record:
     """
 
     offset: int  # base_offset + offsetDelta
-    timestamp: (
-        int  # base_timestamp + timestampDelta, or the batch's max_timestamp (LOG_APPEND_TIME)
-    )
+    # base_timestamp + timestampDelta, or the batch's max_timestamp under LOG_APPEND_TIME
+    timestamp: int
     key: bytes | None
     value: bytes | None
     headers: tuple[Header, ...] = ()
