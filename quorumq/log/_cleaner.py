@@ -11,7 +11,7 @@ Theory of operation (Kafka's LogCleaner, simplified to one pass over a partition
    offset, ``lastOffsetDelta``, producer fields and leader epoch; a batch whose records all stay
    is copied byte for byte; an emptied batch is dropped unless it carries a producer id (it then
    stays, empty, so the producer's last sequence survives, as Kafka does). Control batches are
-   kept as they are.
+   kept as they are. A segment left with nothing is deleted (unless it is the first one).
 4. Crash-safe swap: the new segment is written to ``<base>.log.cleaned`` and fsynced, renamed
    to ``<base>.log.swap``, the old segment's indexes are removed and the swap file renamed over
    ``<base>.log``. On open, a ``.cleaned`` file is discarded (the original is intact) and a
@@ -158,7 +158,12 @@ def compact_log(log: PartitionLog, *, now_ms: int) -> CompactionResult:
         bytes_before += len(data)
         bytes_after += len(out) if changed else len(data)
         if changed:
-            log._replace_segment(segment, _swap_in(segment, bytes(out), log))
+            if not out and segment is not segments[0]:
+                # Nothing left: drop the file (one unlink, atomic). The first segment stays,
+                # empty, because its base offset is the log start offset.
+                log._remove_segment(segment)
+            else:
+                log._replace_segment(segment, _swap_in(segment, bytes(out), log))
             cleaned += 1
     return CompactionResult(
         segments_cleaned=cleaned,

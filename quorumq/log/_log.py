@@ -552,6 +552,14 @@ class PartitionLog:
         position = self._segments.index(old)
         self._segments[position] = new
 
+    def _remove_segment(self, segment: LogSegment) -> None:
+        """Deletes a closed segment other than the first (compaction emptied it)."""
+        position = self._segments.index(segment)
+        assert 0 < position < len(self._segments) - 1, "only a middle segment can be dropped"
+        del self._segments[position]
+        del self._bases[position]
+        segment.delete()
+
     # --- flush -----------------------------------------------------------------------------
 
     @property
@@ -615,14 +623,20 @@ class PartitionLog:
         self._segments = []
         self._bases = []
 
-    def close(self) -> None:
-        """Flushes, closes the files and leaves the clean-shutdown marker (fast reopen)."""
+    def close(self, *, clean: bool = True) -> None:
+        """Flushes, closes the files and leaves the clean-shutdown marker (fast reopen).
+
+        ``clean=False`` closes the files without flushing or leaving the marker, as a killed
+        process would: the next open runs full recovery (tests and the demo use it).
+        """
         if self._closed:
             return
-        self.flush()
+        if clean:
+            self.flush()
         self._close_segments()
         self._closed = True
-        (self.directory / CLEAN_SHUTDOWN_FILE).touch()
+        if clean:
+            (self.directory / CLEAN_SHUTDOWN_FILE).touch()
 
     def delete(self) -> None:
         """Closes the log (without flushing) and removes its directory."""
