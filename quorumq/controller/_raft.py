@@ -99,8 +99,20 @@ class _MetadataConsumer(SyncObjConsumer):  # type: ignore[misc]
             # Every voter reads the same bytes and rejects them alike: still deterministic.
             changes: list[ImageChange] = [Rejected("?", ErrorCode.CORRUPT_MESSAGE, str(exc))]
         else:
-            changes = self.machine.apply(record)
-        self.listener(self.machine.image, changes)
+            try:
+                changes = self.machine.apply(record)
+            except Exception as exc:
+                # A bug in apply. Raising here would make pysyncobj retry the entry on the next
+                # tick (and log forever); the same bug hits every voter alike, so a logged no-op
+                # keeps the voters identical and the log moving.
+                logger.exception("controller: applying %s failed", type(record).__name__)
+                changes = [
+                    Rejected(type(record).__name__, ErrorCode.UNKNOWN_SERVER_ERROR, repr(exc))
+                ]
+        try:
+            self.listener(self.machine.image, changes)
+        except Exception:
+            logger.exception("controller: image listener failed")
         return changes
 
 

@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Mapping, Set
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quorumq.controller.image import (
     NO_LEADER,
@@ -239,3 +241,50 @@ def test_tick_uses_the_strategy_elector_with_reports() -> None:
     records = tick(image, 20_000, config)
     change = next(r for r in records if isinstance(r, PartitionChange))
     assert change.new_leader == followers[1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 30_000), min_size=1, max_size=5),
+    st.lists(st.tuples(st.integers(1, 4), st.integers(1, 3), st.booleans()), max_size=4),
+    st.integers(0, 2**31),
+)
+def test_tick_converges_to_live_leaders(
+    last_heartbeats: list[int], topics: list[tuple[int, int, bool]], seed: int
+) -> None:
+    # Any mix of silent and live brokers: applying tick's decisions reaches a fixed point in a few
+    # rounds where no fenced broker leads and every leader is in its ISR.
+    image = live_cluster(range(len(last_heartbeats)))
+    for index, (partitions, rf, unclean) in enumerate(topics):
+        rf = min(rf, len(last_heartbeats))
+        configs = {"unclean.leader.election.enable": "true"} if unclean else {}
+        image = apply_all(
+            [
+                plan_create_topic(
+                    image,
+                    f"t{index}",
+                    partitions,
+                    rf,
+                    topic_id=f"i{index}",
+                    seed=seed,
+                    configs=configs,
+                )
+            ],
+            image,
+        )
+    image = apply_all(
+        [BrokerHeartbeat(b, b + 1, ms) for b, ms in enumerate(last_heartbeats)], image
+    )
+    now = 20_000
+    for _ in range(4):
+        image, records = _apply_tick(image, now)
+        if not records:
+            break
+    assert tick(image, now, CONFIG) == []
+    silent = {b for b, ms in enumerate(last_heartbeats) if now - ms > CONFIG.session_timeout_ms}
+    assert image.live_brokers() == set(range(len(last_heartbeats))) - silent
+    for topic in image.topics.values():
+        for p in topic.partitions.values():
+            assert p.leader == NO_LEADER or (p.leader in image.live_brokers() and p.leader in p.isr)
+            if p.leader == NO_LEADER:
+                assert not (set(p.isr) & image.live_brokers())
