@@ -44,6 +44,10 @@ class SimReplica:
     log: list[tuple[int, int]] = attrs.Factory(list)
     cache: LeaderEpochCache = attrs.Factory(LeaderEpochCache)
     stored_high_watermark: int = 0
+    flush_every_append: bool = False
+    """``flush.messages=1``: every append is fsynced before it counts (or is fetched again)."""
+    flushed_offset: int = 0
+    """Offsets below this survive a power loss; the rest sits in the page cache."""
     alive: bool = True
     leader: LeaderReplicaState | None = None
     follower: FollowerReplicaState | None = None
@@ -112,6 +116,8 @@ class SimReplica:
         assert self.leader is not None
         offset = self.log_end_offset
         self.log.append((self.leader.leader_epoch, record_id))
+        if self.flush_every_append:
+            self.flushed_offset = self.log_end_offset
         self.leader.on_append(self.log_end_offset, now_ms)
         return offset
 
@@ -120,6 +126,17 @@ class SimReplica:
         self.alive = False
         self.leader = None
         self.follower = None
+
+    def power_loss(self) -> None:
+        """A crash of the machine: what was not fsynced is gone (recovery truncates to it)."""
+        self.crash()
+        del self.log[self.flushed_offset :]
+        self.cache.truncate_from_end(self.log_end_offset)
+        self.stored_high_watermark = min(self.stored_high_watermark, self.log_end_offset)
+
+    def flush(self) -> None:
+        """The OS (or a periodic flush) wrote the page cache to disk."""
+        self.flushed_offset = self.log_end_offset
 
 
 def truncate_step(follower: SimReplica, leader: SimReplica) -> bool:
@@ -134,6 +151,7 @@ def truncate_step(follower: SimReplica, leader: SimReplica) -> bool:
     answer = leader.cache.end_offset_for(requested, leader.log_end_offset)
     plan = state.on_leader_epoch_answer(follower.cache, answer)
     del follower.log[plan.offset :]
+    follower.flushed_offset = min(follower.flushed_offset, plan.offset)
     return plan.complete
 
 
@@ -154,6 +172,8 @@ def fetch_step(
     for offset, (epoch, record_id) in enumerate(records, start=fetch_offset):
         follower.cache.assign(epoch, offset)
         follower.log.append((epoch, record_id))
+    if follower.flush_every_append:
+        follower.flushed_offset = follower.log_end_offset
     state.on_fetch_response(result.high_watermark, follower.log_end_offset)
     return result
 
@@ -170,6 +190,7 @@ class Model:
     unclean: bool
     min_insync_replicas: int
     replicas: dict[int, SimReplica]
+    power_loss: bool = False
     assignment: tuple[int, ...] = (1, 2, 3)
     now_ms: int = 0
     # Controller state.
@@ -388,7 +409,13 @@ class Model:
         elif roll < 0.74:
             alive = [r for r in replicas if r.alive]
             if alive:
-                rng.choice(alive).crash()
+                victim = rng.choice(alive)
+                if self.power_loss and rng.random() < 0.5:
+                    victim.power_loss()
+                else:
+                    victim.crash()
+            if self.power_loss:
+                rng.choice(replicas).flush()
         elif roll < 0.79:
             dead = [r for r in replicas if not r.alive]
             if dead:
@@ -459,6 +486,8 @@ def run_model(
     unclean: bool = False,
     min_insync_replicas: int = 2,
     steps: int = 300,
+    power_loss: bool = False,
+    flush_messages_1: bool = False,
 ) -> Model:
     """Runs one seeded history; the returned model's ``violations`` lists what broke."""
     model = Model(
@@ -466,7 +495,8 @@ def run_model(
         strategy=strategy_for(strategy) if isinstance(strategy, str) else strategy,
         unclean=unclean,
         min_insync_replicas=min_insync_replicas,
-        replicas={b: SimReplica(b) for b in (1, 2, 3)},
+        replicas={b: SimReplica(b, flush_every_append=flush_messages_1) for b in (1, 2, 3)},
+        power_loss=power_loss,
     )
     model.isr = frozenset(model.assignment)
     model.controller_check()

@@ -65,3 +65,38 @@ def test_model_detects_raft_figure_8_without_the_epoch_start_rule() -> None:
         seed for seed in range(40) if run_model(seed, strategy=_CountOnlyQuorum()).violations
     ]
     assert failing, "counting copies of old-epoch records never broke: checker is blind"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "min_insync_replicas"), [("quorum", 1), ("isr", 2)], ids=["quorum", "isr"]
+)
+def test_model_flush_messages_1_survives_power_loss(
+    strategy: str, min_insync_replicas: int
+) -> None:
+    for seed in range(80):
+        model = run_model(
+            seed,
+            strategy=strategy,
+            min_insync_replicas=min_insync_replicas,
+            power_loss=True,
+            flush_messages_1=True,
+        )
+        assert not model.violations, f"seed {seed}: {model.violations}"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "min_insync_replicas"), [("quorum", 1), ("isr", 2)], ids=["quorum", "isr"]
+)
+def test_model_without_flush_power_loss_can_lose_acknowledged_records(
+    strategy: str, min_insync_replicas: int
+) -> None:
+    # What docs/replication.md says: without flush.messages=1 an ack means "in the page cache of
+    # a majority / the ISR"; power losses of several replicas can take acknowledged records.
+    failing = [
+        seed
+        for seed in range(30)
+        if run_model(
+            seed, strategy=strategy, min_insync_replicas=min_insync_replicas, power_loss=True
+        ).violations
+    ]
+    assert failing
