@@ -28,6 +28,7 @@ from quorumq.replication._leader import (
     HighWatermarkUpdate,
     IsrChange,
     LeaderReplicaState,
+    diverging_epoch,
 )
 from quorumq.replication._strategy import (
     DEFAULT_REPLICA_LAG_TIME_MAX_MS,
@@ -64,6 +65,7 @@ __all__ = [
     "ReplicaProgress",
     "ReplicationStrategy",
     "Truncation",
+    "diverging_epoch",
     "load_checkpoint",
     "majority",
     "plan_truncation",

@@ -147,6 +147,10 @@ class FollowerReplicaState:
         latest = local_epoch_cache.latest_epoch
         return UNDEFINED_EPOCH if latest is None else latest
 
+    def last_fetched_epoch(self, local_epoch_cache: LeaderEpochCache) -> int:
+        """The Fetch's ``last_fetched_epoch`` (v12+): the epoch of our last batch, or -1."""
+        return self.offset_for_leader_epoch_request(local_epoch_cache)
+
     def truncation_offset(
         self, local_epoch_cache: LeaderEpochCache, leader_answer: tuple[int, int]
     ) -> int:
@@ -165,6 +169,10 @@ class FollowerReplicaState:
         self, local_epoch_cache: LeaderEpochCache, leader_answer: tuple[int, int]
     ) -> Truncation:
         """Applies the leader's answer: truncates the cache and this state; the shell cuts the log.
+
+        ``leader_answer`` is an OffsetForLeaderEpoch answer, or a Fetch response's
+        ``diverging_epoch`` (then, if the result is not complete, the next Fetch with the new
+        ``last_fetched_epoch`` continues the search).
 
         After this, the shell truncates the log to ``result.offset`` (and saves the epoch cache
         checkpoint). While ``result.complete`` is False it asks again

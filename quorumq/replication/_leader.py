@@ -32,6 +32,11 @@ from quorumq.errors import (
     OffsetOutOfRange,
     UnknownLeaderEpoch,
 )
+from quorumq.replication._epoch_cache import (
+    UNDEFINED_EPOCH,
+    UNDEFINED_EPOCH_OFFSET,
+    LeaderEpochCache,
+)
 from quorumq.replication._strategy import (
     DEFAULT_REPLICA_LAG_TIME_MAX_MS,
     ReplicaProgress,
@@ -403,3 +408,43 @@ class LeaderReplicaState:
         else:
             self.pending_isr = proposed
         return change
+
+
+def diverging_epoch(
+    leader_epoch_cache: LeaderEpochCache,
+    *,
+    log_start_offset: int,
+    log_end_offset: int,
+    fetch_offset: int,
+    last_fetched_epoch: int,
+) -> tuple[int, int] | None:
+    """The Fetch response's ``diverging_epoch`` for a follower's position (Fetch v12+, KIP-595).
+
+    The same question as OffsetForLeaderEpoch, asked inside the Fetch: where does the epoch of
+    the follower's last fetched batch end in the leader's log? If the leader has only an older
+    epoch, or that epoch ends before ``fetch_offset``, the follower's tail diverges and the
+    answer ``(epoch, end_offset)`` goes back instead of records; the follower applies it with
+    :meth:`FollowerReplicaState.on_leader_epoch_answer`. None means the position is consistent.
+    Kafka's ``Partition.validateFetchOffsetAndMaybeGetDivergingEpoch``.
+
+    Args:
+        last_fetched_epoch: the request's ``last_fetched_epoch``; ``-1`` skips the check.
+
+    Raises:
+        OffsetOutOfRange: the epoch's end is unknown here, or ``fetch_offset`` is below the log
+            start offset (the follower must reset from the leader's log start).
+    """
+    if last_fetched_epoch == UNDEFINED_EPOCH:
+        return None
+    epoch, end_offset = leader_epoch_cache.end_offset_for(last_fetched_epoch, log_end_offset)
+    if epoch == UNDEFINED_EPOCH or end_offset == UNDEFINED_EPOCH_OFFSET:
+        raise OffsetOutOfRange(
+            f"cannot find the end of last fetched epoch {last_fetched_epoch} in the leader's log"
+        )
+    if fetch_offset < log_start_offset:
+        raise OffsetOutOfRange(
+            f"fetch offset {fetch_offset} is below the log start offset {log_start_offset}"
+        )
+    if epoch < last_fetched_epoch or end_offset < fetch_offset:
+        return epoch, end_offset
+    return None

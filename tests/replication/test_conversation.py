@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from quorumq.errors import FencedLeaderEpoch, UnknownLeaderEpoch
-from quorumq.replication import IsrStrategy, QuorumStrategy
+from quorumq.errors import FencedLeaderEpoch, OffsetOutOfRange, UnknownLeaderEpoch
+from quorumq.replication import IsrStrategy, QuorumStrategy, diverging_epoch
 from tests.replication.sim import SimReplica, fetch_step, truncate_step
 
 REPLICAS = (1, 2, 3)
@@ -152,3 +152,57 @@ def test_conversation_isr_slow_follower_stalls_until_shrunk_quorum_does_not() ->
         if not change.advisory:
             leader.leader.on_isr_committed(change.isr, 1)
         assert leader.high_watermark == 1
+
+
+def test_conversation_fetch_diverging_epoch_replaces_offset_for_leader_epoch() -> None:
+    # Fetch v12+: the follower sends last_fetched_epoch; the leader answers diverging_epoch.
+    leader, follower = SimReplica(1), SimReplica(2)
+    for replica in (leader, follower):
+        replica.log = [(1, i) for i in range(4)]
+        replica.cache.assign(1, 0)
+    follower.log += [(1, 104), (1, 105)]  # the old leader's uncommitted tail
+    leader.log += [(2, 204)]
+    leader.cache.assign(2, 4)
+    assert leader.leader is None
+    state = follower.become_follower(1, 2)
+    state.truncating = False  # fetch-based truncation: no OffsetForLeaderEpoch round
+    answer = diverging_epoch(
+        leader.cache,
+        log_start_offset=0,
+        log_end_offset=leader.log_end_offset,
+        fetch_offset=state.fetch_offset,
+        last_fetched_epoch=state.last_fetched_epoch(follower.cache),
+    )
+    assert answer == (1, 4)
+    plan = state.on_leader_epoch_answer(follower.cache, answer)
+    del follower.log[plan.offset :]
+    assert plan.complete and follower.log_end_offset == 4
+    # Now consistent: no divergence, and the fetch proceeds.
+    assert (
+        diverging_epoch(
+            leader.cache,
+            log_start_offset=0,
+            log_end_offset=leader.log_end_offset,
+            fetch_offset=4,
+            last_fetched_epoch=1,
+        )
+        is None
+    )
+    assert (
+        diverging_epoch(
+            leader.cache,
+            log_start_offset=0,
+            log_end_offset=5,
+            fetch_offset=4,
+            last_fetched_epoch=-1,
+        )
+        is None
+    )
+    with pytest.raises(OffsetOutOfRange):
+        diverging_epoch(
+            leader.cache, log_start_offset=0, log_end_offset=5, fetch_offset=4, last_fetched_epoch=7
+        )
+    with pytest.raises(OffsetOutOfRange):
+        diverging_epoch(
+            leader.cache, log_start_offset=3, log_end_offset=5, fetch_offset=2, last_fetched_epoch=1
+        )
