@@ -191,6 +191,8 @@ class Model:
     min_insync_replicas: int
     replicas: dict[int, SimReplica]
     power_loss: bool = False
+    reports_are_promises: bool = True
+    """quorum: a replica that reported for an election stops following older leaders at once."""
     assignment: tuple[int, ...] = (1, 2, 3)
     now_ms: int = 0
     # Controller state.
@@ -269,7 +271,7 @@ class Model:
         )
         self.check_leader_has_acked()
         # A quorum report is a promise: the reporters stop following older leaders now.
-        informed = reporters if isinstance(self.strategy, QuorumStrategy) else []
+        informed = reporters if quorum and self.reports_are_promises else []
         for broker_id in informed:
             if broker_id != chosen:
                 self.replicas[broker_id].become_follower(chosen, self.leader_epoch)
@@ -488,6 +490,7 @@ def run_model(
     steps: int = 300,
     power_loss: bool = False,
     flush_messages_1: bool = False,
+    reports_are_promises: bool = True,
 ) -> Model:
     """Runs one seeded history; the returned model's ``violations`` lists what broke."""
     model = Model(
@@ -497,6 +500,7 @@ def run_model(
         min_insync_replicas=min_insync_replicas,
         replicas={b: SimReplica(b, flush_every_append=flush_messages_1) for b in (1, 2, 3)},
         power_loss=power_loss,
+        reports_are_promises=reports_are_promises,
     )
     model.isr = frozenset(model.assignment)
     model.controller_check()

@@ -100,3 +100,15 @@ def test_model_without_flush_power_loss_can_lose_acknowledged_records(
         ).violations
     ]
     assert failing
+
+
+def test_model_quorum_needs_election_reports_to_be_promises() -> None:
+    # The contract docs/replication.md gives the controller: a replica's (epoch, LEO) report
+    # counts for an election only once it has stopped following older leaders. Without that,
+    # a paused old leader and a follower still fetching from it form a majority and commit.
+    failing = [
+        seed
+        for seed in range(30)
+        if run_model(seed, strategy="quorum", reports_are_promises=False).violations
+    ]
+    assert failing
