@@ -27,6 +27,9 @@ from .image import (
     LeaderElector,
     MetadataImage,
     PartitionState,
+    ReplicaReport,
+    StrategyElector,
+    electors_for,
 )
 
 __all__ = [
@@ -42,7 +45,10 @@ __all__ = [
     "MetadataRaft",
     "PartitionState",
     "RaftConfig",
+    "ReplicaReport",
+    "StrategyElector",
     "Voter",
+    "electors_for",
     "open_controller_bridge",
     "parse_voters",
     "wall_clock_ms",

@@ -35,7 +35,7 @@ RECORDS = [
     RegisterBroker(1, "8c0f", "127.0.0.1", 9093, 1_700_000_000_000),
     RegisterBroker(2, "9d1e", "10.0.0.2", 9094, 5, rack="r1"),
     BrokerHeartbeat(1, 3, 42),
-    BrokerHeartbeat(1, 3, 43, (ReplicaReport("orders", 0, 7, 1_000),)),
+    BrokerHeartbeat(1, 3, 43, (ReplicaReport("orders", 0, 7, 1_000, 8),)),
     FenceBroker(1, 3, 2),
     UnfenceBroker(1, 3, 2),
     CreateTopic("orders", "2f6c", ((0, 1), (1, 0)), {"cleanup.policy": "compact"}),
@@ -113,7 +113,7 @@ def test_codec_image_snapshot_round_trip() -> None:
     image = apply_all(
         [
             create,
-            BrokerHeartbeat(1, 2, 5_000, (ReplicaReport("orders", 1, 0, 17),)),
+            BrokerHeartbeat(1, 2, 5_000, (ReplicaReport("orders", 1, 0, 17, 0),)),
             FenceBroker(2, 3, 1),
         ],
         image,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from quorumq.controller.image import (
     NO_LEADER,
     BrokerHeartbeat,
+    ConfigChange,
     ControllerConfig,
     ControllerEpochBump,
     FenceBroker,
@@ -24,6 +25,7 @@ from quorumq.controller.image import (
     ReplicaReport,
     UnfenceBroker,
     assign_replicas,
+    electors_for,
     plan_create_topic,
     tick,
 )
@@ -35,6 +37,7 @@ from quorumq.errors import (
     InvalidTopic,
     TopicAlreadyExists,
 )
+from quorumq.replication import STRATEGIES
 
 from ._helpers import apply_all, live_cluster
 
@@ -209,6 +212,8 @@ def test_unclean_election_only_when_enabled() -> None:
 
 def test_tick_uses_the_strategy_elector_with_reports() -> None:
     class MostComplete:
+        requires_fresh_reports = False
+
         def choose_leader(
             self,
             partition: PartitionState,
@@ -221,26 +226,82 @@ def test_tick_uses_the_strategy_elector_with_reports() -> None:
             )
             return ranked[-1][1] if ranked else None
 
-    config = ControllerConfig(electors={"quorum": MostComplete()})
+    config = ControllerConfig(electors={"mine": MostComplete()})
     image = _with_topic(
         live_cluster(), "q", partitions=1, rf=3, configs={"replication.strategy": "quorum"}
     )
+    image = apply_all([ConfigChange("q", {"replication.strategy": "mine"})], image)
     p = image.topics["q"].partitions[0]
-    followers = [b for b in p.replicas if b != p.leader]
+    f0, f1 = [b for b in p.replicas if b != p.leader]
     image = apply_all(
         [
-            BrokerHeartbeat(
-                followers[0], followers[0] + 1, 20_000, (ReplicaReport("q", 0, 0, 10),)
-            ),
-            BrokerHeartbeat(
-                followers[1], followers[1] + 1, 20_000, (ReplicaReport("q", 0, 0, 12),)
-            ),
+            BrokerHeartbeat(f0, f0 + 1, 20_000, (ReplicaReport("q", 0, 0, 10, 0),)),
+            BrokerHeartbeat(f1, f1 + 1, 20_000, (ReplicaReport("q", 0, 0, 12, 0),)),
         ],
         image,
     )
     records = tick(image, 20_000, config)
     change = next(r for r in records if isinstance(r, PartitionChange))
-    assert change.new_leader == followers[1]
+    assert change.new_leader == f1
+
+
+def _dead_leader(strategy: str) -> tuple[MetadataImage, int, int, int]:
+    """A 3-replica partition whose leader went silent while both followers heartbeat."""
+    image = _with_topic(
+        live_cluster(), "q", partitions=1, rf=3, configs={"replication.strategy": strategy}
+    )
+    p = image.topics["q"].partitions[0]
+    f0, f1 = [b for b in p.replicas if b != p.leader]
+    stale = [
+        BrokerHeartbeat(f0, f0 + 1, 20_000, (ReplicaReport("q", 0, 0, 10, 0),)),
+        BrokerHeartbeat(f1, f1 + 1, 20_000, (ReplicaReport("q", 0, 0, 12, 0),)),
+    ]
+    return apply_all(stale, image), p.leader, f0, f1
+
+
+def test_quorum_election_waits_for_reports_made_under_the_new_epoch() -> None:
+    config = ControllerConfig(
+        electors=electors_for(STRATEGIES), default_replication_strategy="quorum"
+    )
+    image, old, f0, f1 = _dead_leader("quorum")
+    # Step one: the old leader is fenced and its epoch ends; no election from old reports.
+    records = tick(image, 20_000, config)
+    assert records[0] == FenceBroker(old, old + 1, 1)
+    (change,) = [r for r in records if isinstance(r, PartitionChange)]
+    assert change.new_leader == NO_LEADER
+    image = apply_all(records, image)
+    p = image.topics["q"].partitions[0]
+    assert (p.leader, p.leader_epoch) == (NO_LEADER, 1)
+    assert tick(image, 20_001, config) == []  # reports from epoch 0 are not votes
+    # f0 reports under epoch 1: one vote of three is not a majority yet.
+    image = apply_all(
+        [BrokerHeartbeat(f0, f0 + 1, 20_002, (ReplicaReport("q", 0, 0, 10, 1),))], image
+    )
+    assert tick(image, 20_002, config) == []
+    # f1 too (its log is longer): the most complete of the majority leads, at epoch 2.
+    image = apply_all(
+        [BrokerHeartbeat(f1, f1 + 1, 20_003, (ReplicaReport("q", 0, 0, 12, 1),))], image
+    )
+    image, records = _apply_tick_with(image, 20_003, config)
+    p = image.topics["q"].partitions[0]
+    assert (p.leader, p.leader_epoch) == (f1, 2)
+
+
+def test_isr_strategy_elector_elects_at_once() -> None:
+    config = ControllerConfig(electors=electors_for(STRATEGIES))
+    image, old, _, _ = _dead_leader("isr")
+    p = image.topics["q"].partitions[0]
+    image, _ = _apply_tick_with(image, 20_000, config)
+    new = image.topics["q"].partitions[0]
+    assert new.leader == next(b for b in p.replicas if b != old)
+    assert (new.leader_epoch, old in new.isr) == (1, False)
+
+
+def _apply_tick_with(
+    image: MetadataImage, now_ms: int, config: ControllerConfig
+) -> tuple[MetadataImage, list]:
+    records = tick(image, now_ms, config)
+    return apply_all(records, image), records
 
 
 @settings(max_examples=40, deadline=None)

@@ -65,11 +65,13 @@ def test_image_register_retry_is_idempotent_and_restart_gets_new_epoch() -> None
 
 def test_image_heartbeat_records_time_and_reports() -> None:
     image = live_cluster()
-    report = ReplicaReport("orders", 0, 3, 120)
+    report = ReplicaReport("orders", 0, 3, 120, 4)
     image, changes = apply_record(image, BrokerHeartbeat(1, 2, 7_000, (report,)))
     assert changes == [HeartbeatApplied(1, 2)]
     assert image.brokers[1].last_heartbeat_ms == 7_000
     assert image.reports_for("orders", 0) == {1: (3, 120)}
+    assert image.reports_for("orders", 0, min_current_leader_epoch=4) == {1: (3, 120)}
+    assert image.reports_for("orders", 0, min_current_leader_epoch=5) == {}
     image, _ = apply_record(image, BrokerHeartbeat(1, 2, 6_000))  # reordered, no reports: kept
     assert image.brokers[1].last_heartbeat_ms == 7_000
     assert image.reports_for("orders", 0) == {1: (3, 120)}
@@ -183,7 +185,7 @@ def _record_for(image: MetadataImage, kind: str, a: int, b: int, step: int) -> M
     if kind == "reg":
         return RegisterBroker(a, f"inc-{a}-{b}", "127.0.0.1", 9092 + a, step)
     if kind == "hb":
-        return BrokerHeartbeat(a, epoch, step, (ReplicaReport("t", 0, b, step),))
+        return BrokerHeartbeat(a, epoch, step, (ReplicaReport("t", 0, b, step, b),))
     if kind == "fence":
         return FenceBroker(a, epoch, image.controller_epoch)
     if kind == "unfence":

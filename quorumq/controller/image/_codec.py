@@ -8,7 +8,8 @@ than this code knows is refused (a mixed-version cluster must upgrade readers fi
 
 History:
     BrokerHeartbeat v1: broker_id, broker_epoch, now_ms (liveness only).
-    BrokerHeartbeat v2: + reports (per-replica last leader epoch and LEO, for quorum elections).
+    BrokerHeartbeat v2: + reports (per replica: last leader epoch, LEO and the current leader
+        epoch the broker knew, for quorum elections).
     MetadataImage v1: the snapshot format (see :func:`encode_image`).
     Every other record: v1.
 
@@ -90,12 +91,16 @@ def _configs(value: Any) -> dict[str, str]:
 
 
 def _report(value: Any) -> ReplicaReport:
-    fields = _object(value, ("topic", "partition", "last_leader_epoch", "log_end_offset"))
+    fields = _object(
+        value,
+        ("topic", "partition", "last_leader_epoch", "log_end_offset", "current_leader_epoch"),
+    )
     return ReplicaReport(
         topic=_str(fields["topic"]),
         partition=_int(fields["partition"]),
         last_leader_epoch=_int(fields["last_leader_epoch"]),
         log_end_offset=_int(fields["log_end_offset"]),
+        current_leader_epoch=_int(fields["current_leader_epoch"]),
     )
 
 
@@ -267,8 +272,8 @@ def image_to_dict(image: MetadataImage) -> dict[str, Any]:
                 "fenced": b.fenced,
                 "last_heartbeat_ms": b.last_heartbeat_ms,
                 "reports": [
-                    [topic, partition, epoch, leo]
-                    for (topic, partition), (epoch, leo) in sorted(b.replica_reports.items())
+                    [topic, partition, *report]
+                    for (topic, partition), report in sorted(b.replica_reports.items())
                 ],
             }
         )
@@ -344,12 +349,15 @@ def image_from_dict(obj: Any) -> MetadataImage:
             ("broker_id", "incarnation_id", "host", "port", "rack", "broker_epoch", "fenced"),
         )
         _object(b, ("last_heartbeat_ms", "reports"))
-        reports: dict[tuple[str, int], tuple[int, int]] = {}
+        reports: dict[tuple[str, int], tuple[int, int, int]] = {}
         for entry in _list(b["reports"]):
-            if len(_list(entry)) != 4:
-                raise _bad(f"a replica report is [topic, partition, epoch, LEO], got {entry!r}")
-            topic, partition, epoch, leo = entry
-            reports[(_str(topic), _int(partition))] = (_int(epoch), _int(leo))
+            if len(_list(entry)) != 5:
+                raise _bad(
+                    "a replica report is [topic, partition, last leader epoch, LEO, current "
+                    f"leader epoch], got {entry!r}"
+                )
+            topic, partition, epoch, leo, current = entry
+            reports[(_str(topic), _int(partition))] = (_int(epoch), _int(leo), _int(current))
         state = BrokerState(
             broker_id=_int(b["broker_id"]),
             incarnation_id=_str(b["incarnation_id"]),

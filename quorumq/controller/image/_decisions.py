@@ -14,7 +14,7 @@ election (first live replica) only with ``unclean.leader.election.enable=true``.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Collection, Mapping, Sequence, Set
 from typing import Protocol
 
 import attrs
@@ -45,6 +45,13 @@ DEFAULT_SESSION_TIMEOUT_MS = 9000
 class LeaderElector(Protocol):
     """Chooses a partition's new leader when its leader is gone (fenced) or absent.
 
+    ``requires_fresh_reports``: elect in two steps. First the controller ends the dead leader's
+    epoch (PartitionChange to NO_LEADER, which bumps the leader epoch). Then, on later ticks, it
+    elects only from reports made under that new epoch (``ReplicaReport.current_leader_epoch``):
+    votes from replicas that promised not to follow the old leader any more. ``quorum`` needs this
+    (an old leader cut off from the controller may still be replicating); ``isr`` does not (the ISR
+    is maintained through the controller).
+
     Args:
         partition: the partition as it is now (its ``leader`` is not live or is ``NO_LEADER``).
         live: ids of unfenced brokers (the leader candidates must be among them).
@@ -55,6 +62,8 @@ class LeaderElector(Protocol):
         A live replica id, or None when no replica may lead (the partition stays leaderless).
     """
 
+    requires_fresh_reports: bool
+
     def choose_leader(
         self,
         partition: PartitionState,
@@ -64,6 +73,10 @@ class LeaderElector(Protocol):
     ) -> int | None: ...
 
 
+def _unclean_allowed(topic_config: Mapping[str, str]) -> bool:
+    return topic_config.get("unclean.leader.election.enable", "false").lower() == "true"
+
+
 @attrs.frozen
 class IsrElector:
     """Kafka's election: the first live ISR member in replica order (clean).
@@ -71,6 +84,8 @@ class IsrElector:
     With ``unclean.leader.election.enable=true`` and no live ISR member, the first live replica
     leads (it may lack acknowledged records: that is what "unclean" means).
     """
+
+    requires_fresh_reports: bool = False
 
     def choose_leader(
         self,
@@ -82,11 +97,63 @@ class IsrElector:
         for broker_id in partition.replicas:
             if broker_id in partition.isr and broker_id in live:
                 return broker_id
-        if topic_config.get("unclean.leader.election.enable", "false").lower() == "true":
+        if _unclean_allowed(topic_config):
             for broker_id in partition.replicas:
                 if broker_id in live:
                     return broker_id
         return None
+
+
+class ReplicationChooser(Protocol):
+    """The election rule of a ``quorumq.replication`` strategy (QuorumStrategy, IsrStrategy)."""
+
+    def choose_leader(
+        self,
+        replicas: Sequence[int],
+        live: Collection[int],
+        reports: Mapping[int, tuple[int, int]],
+        isr: Collection[int],
+        unclean_allowed: bool,
+    ) -> int | None: ...
+
+
+@attrs.frozen
+class StrategyElector:
+    """Adapts a replication strategy's ``choose_leader`` to :class:`LeaderElector`."""
+
+    strategy: ReplicationChooser
+    requires_fresh_reports: bool = False
+
+    def choose_leader(
+        self,
+        partition: PartitionState,
+        live: Set[int],
+        reports: Mapping[int, tuple[int, int]],
+        topic_config: Mapping[str, str],
+    ) -> int | None:
+        return self.strategy.choose_leader(
+            replicas=partition.replicas,
+            live=live,
+            reports=reports,
+            isr=partition.isr,
+            unclean_allowed=_unclean_allowed(topic_config),
+        )
+
+
+def electors_for(
+    strategies: Mapping[str, ReplicationChooser],
+    *,
+    fresh_reports_for: Collection[str] = ("quorum",),
+) -> dict[str, LeaderElector]:
+    """Electors for ``ControllerConfig`` from ``quorumq.replication.STRATEGIES``.
+
+    ``fresh_reports_for`` names the strategies that elect in two steps (see
+    :class:`LeaderElector`): by default ``quorum``.
+    """
+    return {
+        name: StrategyElector(strategy, requires_fresh_reports=name in fresh_reports_for)
+        for name, strategy in strategies.items()
+    }
 
 
 def _default_electors() -> dict[str, LeaderElector]:
@@ -239,7 +306,9 @@ def tick(image: MetadataImage, now_ms: int, config: ControllerConfig) -> list[Me
     2. PartitionChange for each partition whose leader is not live (fenced now or before): a new
        leader from the topic's elector, the ISR without the non-live members (as Kafka, the last
        ISR member stays when no one may lead, so a clean election can wait for it); and for each
-       partition with a non-live ISR member, an ISR shrink.
+       partition with a non-live ISR member, an ISR shrink. Electors with
+       ``requires_fresh_reports`` first get a PartitionChange to NO_LEADER (ending the epoch) and
+       an election on a later tick, from reports made under the new epoch.
     3. UnfenceBroker for each fenced broker that heartbeated within the session and leads nothing
        in ``image`` (leadership moves off a fenced broker in an earlier tick, so a re-registered
        broker always gets a new leader epoch before it leads again).
@@ -304,7 +373,14 @@ def _partition_decision(
         isr = tuple(b for b in state.replicas if b == state.leader or b in live_isr)
         return change(state.leader, isr)
     elector = config.elector_for(topic.configs)
-    reports = image.reports_for(topic_name, index)
+    fresh = elector.requires_fresh_reports
+    if fresh and state.leader != NO_LEADER:
+        # Step one: end the old leader's epoch. Replicas learn it from the image and report their
+        # logs under the new epoch; a later tick elects from those reports.
+        return change(NO_LEADER, live_isr or state.isr)
+    reports = image.reports_for(
+        topic_name, index, min_current_leader_epoch=state.leader_epoch if fresh else None
+    )
     leader = elector.choose_leader(state, live, reports, topic.configs)
     if leader is None:
         isr = live_isr or state.isr

@@ -69,7 +69,8 @@ class BrokerState:
 
     ``broker_epoch`` identifies this registration (grows on every new incarnation); decisions and
     heartbeats name it so that a restarted broker is not fenced by an old decision.
-    ``replica_reports`` maps (topic, partition) to (last leader epoch, LEO) as last heartbeated.
+    ``replica_reports`` maps (topic, partition) to (last leader epoch, LEO, current leader epoch)
+    as last heartbeated (see ``ReplicaReport``); a new incarnation starts without reports.
     """
 
     broker_id: int
@@ -80,7 +81,7 @@ class BrokerState:
     broker_epoch: int
     fenced: bool
     last_heartbeat_ms: int
-    replica_reports: Mapping[tuple[str, int], tuple[int, int]] = attrs.field(factory=dict)
+    replica_reports: Mapping[tuple[str, int], tuple[int, int, int]] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -127,14 +128,24 @@ class MetadataImage:
                 return topic
         return None
 
-    def reports_for(self, topic: str, partition: int) -> dict[int, tuple[int, int]]:
-        """Broker id → (last leader epoch, LEO) for one partition, from the last heartbeats."""
+    def reports_for(
+        self, topic: str, partition: int, *, min_current_leader_epoch: int | None = None
+    ) -> dict[int, tuple[int, int]]:
+        """Broker id → (last leader epoch, LEO) for one partition, from the last heartbeats.
+
+        With ``min_current_leader_epoch``, only reports made while the broker already knew that
+        leader epoch (or a later one) count: votes cast after the previous epoch ended.
+        """
         key = (topic, partition)
-        return {
-            b.broker_id: b.replica_reports[key]
-            for b in self.brokers.values()
-            if key in b.replica_reports
-        }
+        reports: dict[int, tuple[int, int]] = {}
+        for b in self.brokers.values():
+            report = b.replica_reports.get(key)
+            if report is None:
+                continue
+            if min_current_leader_epoch is not None and report[2] < min_current_leader_epoch:
+                continue
+            reports[b.broker_id] = (report[0], report[1])
+        return reports
 
 
 def _reject(record: MetadataRecord, code: ErrorCode, reason: str) -> list[ImageChange]:
@@ -210,7 +221,7 @@ def _register(image: MetadataImage, r: RegisterBroker) -> _Result:
         broker_epoch=epoch,
         fenced=True,
         last_heartbeat_ms=r.now_ms,
-        replica_reports=old.replica_reports if old is not None else {},
+        replica_reports={},
     )
     image = attrs.evolve(_with_broker(image, broker), last_broker_epoch=epoch)
     return image, [BrokerChanged(r.broker_id, epoch, fenced=True, registered=True)]
@@ -238,7 +249,8 @@ def _heartbeat(image: MetadataImage, r: BrokerHeartbeat) -> _Result:
     reports = broker.replica_reports
     if r.reports is not None:
         reports = {
-            (p.topic, p.partition): (p.last_leader_epoch, p.log_end_offset) for p in r.reports
+            (p.topic, p.partition): (p.last_leader_epoch, p.log_end_offset, p.current_leader_epoch)
+            for p in r.reports
         }
     broker = attrs.evolve(
         broker,

@@ -64,12 +64,16 @@ class ReplicaReport:
 
     ``last_leader_epoch`` is the leader epoch of the last batch in the replica's log and
     ``log_end_offset`` its LEO; the most complete log has the highest pair.
+    ``current_leader_epoch`` is the partition's leader epoch the broker knew when it made the
+    report (Kafka's name for "the epoch I follow"); a report is a promise not to follow a leader of
+    an older epoch afterwards, which is what makes it a valid vote once that epoch has ended.
     """
 
     topic: str
     partition: int
     last_leader_epoch: int
     log_end_offset: int
+    current_leader_epoch: int
 
 
 @attrs.frozen
