@@ -1,17 +1,345 @@
-"""Handlers for the APIs beyond ApiVersions, Metadata, Produce and Fetch.
+"""Handlers beyond the core four: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs,
+InitProducerId, OffsetForLeaderEpoch and FindCoordinator.
 
-Each registers only when the protocol package has its message classes, so the broker runs
-(and advertises exactly what it serves) while the codecs land one by one.
+All are synchronous: topic changes and producer-id blocks are written (and fsynced) before the
+answer, so an acknowledged CreateTopics or InitProducerId survives a crash. Each registers only
+when the protocol package has its message classes, so the broker advertises exactly what it
+serves.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from quorumq import protocol as p
+from quorumq.errors import (
+    ErrorCode,
+    FencedLeaderEpoch,
+    InvalidReplicationFactor,
+    InvalidRequest,
+    UnknownLeaderEpoch,
+    UnknownTopicOrPartition,
+)
+
 if TYPE_CHECKING:
     from quorumq.broker._broker import Broker, Handler
+    from quorumq.broker._partition import Partition
+
+EARLIEST_TIMESTAMP = -2
+LATEST_TIMESTAMP = -1
+
+# DescribeConfigs resource types and config sources (Kafka's ConfigResource.Type and
+# DescribeConfigsResponse.ConfigSource).
+RESOURCE_TOPIC = 2
+RESOURCE_BROKER = 4
+SOURCE_TOPIC_CONFIG = 1
+SOURCE_STATIC_BROKER_CONFIG = 4
+SOURCE_DEFAULT_CONFIG = 5
 
 
 def register(broker: Broker, handlers: dict[int, Handler]) -> None:
-    """Adds the handlers whose codecs exist to ``handlers``."""
-    _ = (broker, handlers, Any)
+    """Adds the handlers whose message classes exist in ``quorumq.protocol`` to ``handlers``."""
+    table: list[tuple[p.ApiKey, str, Handler]] = [
+        (p.ApiKey.LIST_OFFSETS, "ListOffsetsResponse", lambda h, r: _list_offsets(broker, h, r)),
+        (
+            p.ApiKey.CREATE_TOPICS,
+            "CreateTopicsResponse",
+            lambda h, r: _create_topics(broker, h, r),
+        ),
+        (
+            p.ApiKey.DELETE_TOPICS,
+            "DeleteTopicsResponse",
+            lambda h, r: _delete_topics(broker, h, r),
+        ),
+        (
+            p.ApiKey.DESCRIBE_CONFIGS,
+            "DescribeConfigsResponse",
+            lambda h, r: _describe_configs(broker, h, r),
+        ),
+        (
+            p.ApiKey.INIT_PRODUCER_ID,
+            "InitProducerIdResponse",
+            lambda h, r: _init_producer_id(broker, h, r),
+        ),
+        (
+            p.ApiKey.OFFSET_FOR_LEADER_EPOCH,
+            "OffsetForLeaderEpochResponse",
+            lambda h, r: _offset_for_leader_epoch(broker, h, r),
+        ),
+        (
+            p.ApiKey.FIND_COORDINATOR,
+            "FindCoordinatorResponse",
+            lambda h, r: _find_coordinator(broker, h, r),
+        ),
+    ]
+    for api_key, response_class, handler in table:
+        if hasattr(p, response_class):
+            handlers[api_key] = handler
+
+
+def _code(exc: Exception, what: str) -> int:
+    from quorumq.broker._broker import error_code_for
+
+    return error_code_for(exc, what)
+
+
+def _check_leader_epoch(partition: Partition, current_leader_epoch: int) -> None:
+    """Kafka's leader-epoch fencing (KIP-320): -1 means "not known to the client"."""
+    if current_leader_epoch < 0:
+        return
+    if current_leader_epoch < partition.leader_epoch:
+        raise FencedLeaderEpoch(
+            f"leader epoch {current_leader_epoch} is older than {partition.leader_epoch}"
+        )
+    if current_leader_epoch > partition.leader_epoch:
+        raise UnknownLeaderEpoch(
+            f"leader epoch {current_leader_epoch} is newer than {partition.leader_epoch}"
+        )
+
+
+# --- ListOffsets ------------------------------------------------------------------------------
+
+
+def _list_offsets(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    is_consumer = request.replica_id < 0
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for lp in topic.partitions:
+            try:
+                partition = broker.partition(topic.name, lp.partition_index)
+                _check_leader_epoch(partition, lp.current_leader_epoch)
+                limit = partition.high_watermark if is_consumer else partition.log_end_offset
+                timestamp = -1
+                if lp.timestamp == EARLIEST_TIMESTAMP:
+                    offset = partition.log_start_offset
+                elif lp.timestamp == LATEST_TIMESTAMP:
+                    offset = limit
+                elif lp.timestamp < 0:
+                    raise InvalidRequest(f"unsupported ListOffsets timestamp {lp.timestamp}")
+                else:
+                    found = partition.log.offset_for_timestamp(lp.timestamp)
+                    if found is None or found[0] >= limit:
+                        offset = -1
+                    else:
+                        offset, timestamp = found
+                partitions.append(
+                    p.ListOffsetsResponsePartition(
+                        partition_index=lp.partition_index,
+                        error_code=0,
+                        timestamp=timestamp,
+                        offset=offset,
+                        leader_epoch=partition.leader_epoch,
+                    )
+                )
+            except Exception as exc:
+                partitions.append(
+                    p.ListOffsetsResponsePartition(
+                        partition_index=lp.partition_index,
+                        error_code=_code(exc, f"list offsets {topic.name}-{lp.partition_index}"),
+                    )
+                )
+        topics.append(p.ListOffsetsResponseTopic(name=topic.name, partitions=partitions))
+    return p.ListOffsetsResponse(topics=topics)
+
+
+# --- CreateTopics / DeleteTopics --------------------------------------------------------------
+
+
+def _create_topics(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    assert broker.topics is not None
+    names = [t.name for t in request.topics]
+    results = []
+    for topic in request.topics:
+        try:
+            if names.count(topic.name) > 1:
+                raise InvalidRequest(f"topic {topic.name!r} appears more than once")
+            partitions = topic.num_partitions
+            if topic.assignments:
+                if partitions != -1 or topic.replication_factor != -1:
+                    raise InvalidRequest(
+                        "give either assignments or partitions and replication factor"
+                    )
+                partitions = len(topic.assignments)
+                for assignment in topic.assignments:
+                    if list(assignment.broker_ids) != [broker.config.node_id]:
+                        raise InvalidReplicationFactor(
+                            f"partition {assignment.partition_index} assigned to "
+                            f"{list(assignment.broker_ids)}; the only broker is "
+                            f"{broker.config.node_id}"
+                        )
+            if partitions == -1:
+                partitions = broker.config.num_partitions
+            if topic.replication_factor not in (-1, 1):
+                raise InvalidReplicationFactor(
+                    f"replication factor {topic.replication_factor} is larger than the 1 "
+                    f"available broker"
+                )
+            configs = {c.name: c.value for c in topic.configs}
+            if request.validate_only:
+                broker.topics.check_create(topic.name, partitions, configs)
+            else:
+                broker.create_topic(topic.name, partitions, configs)
+            results.append(p.CreatableTopicResult(name=topic.name, error_code=0))
+        except Exception as exc:
+            results.append(
+                p.CreatableTopicResult(
+                    name=topic.name,
+                    error_code=_code(exc, f"create topic {topic.name!r}"),
+                    error_message=str(exc) or None,
+                )
+            )
+    return p.CreateTopicsResponse(topics=results)
+
+
+def _delete_topics(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    results = []
+    for name in request.topic_names:
+        try:
+            broker.delete_topic(name)
+            results.append(p.DeletableTopicResult(name=name, error_code=0))
+        except Exception as exc:
+            results.append(
+                p.DeletableTopicResult(name=name, error_code=_code(exc, f"delete topic {name!r}"))
+            )
+    return p.DeleteTopicsResponse(responses=results)
+
+
+# --- DescribeConfigs --------------------------------------------------------------------------
+
+
+def _broker_configs(broker: Broker) -> dict[str, str]:
+    config = broker.config
+    return {
+        "broker.id": str(config.node_id),
+        "node.id": str(config.node_id),
+        "auto.create.topics.enable": str(config.auto_create_topics_enable).lower(),
+        "num.partitions": str(config.num_partitions),
+        "socket.request.max.bytes": str(config.socket_request_max_bytes),
+        "queued.max.requests": str(config.queued_max_requests),
+        "log.dirs": str(config.data_dir),
+        "message.max.bytes": "1048588",
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+    }
+
+
+def _describe_configs(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    assert broker.topics is not None
+    from quorumq.broker._topics import TOPIC_CONFIG_DEFS
+
+    results = []
+    for resource in request.resources:
+        try:
+            if resource.resource_type == RESOURCE_TOPIC:
+                spec = broker.topics.get(resource.resource_name)
+                values = spec.effective_configs()
+                explicit = set(spec.configs)
+                sensitive = {k for k, d in TOPIC_CONFIG_DEFS.items() if d.sensitive}
+                source_of = {
+                    key: SOURCE_TOPIC_CONFIG if key in explicit else SOURCE_DEFAULT_CONFIG
+                    for key in values
+                }
+                read_only = False
+            elif resource.resource_type == RESOURCE_BROKER:
+                if resource.resource_name not in ("", str(broker.config.node_id)):
+                    raise InvalidRequest(f"unknown broker {resource.resource_name!r}")
+                values = _broker_configs(broker)
+                sensitive = set()
+                source_of = dict.fromkeys(values, SOURCE_STATIC_BROKER_CONFIG)
+                read_only = True
+            else:
+                raise InvalidRequest(f"unsupported resource type {resource.resource_type}")
+            keys = resource.configuration_keys
+            if keys is not None:
+                values = {k: v for k, v in values.items() if k in set(keys)}
+            configs = [
+                p.DescribeConfigsResourceResult(
+                    name=key,
+                    value=None if key in sensitive else value,
+                    read_only=read_only,
+                    config_source=source_of[key],
+                    is_default=source_of[key] == SOURCE_DEFAULT_CONFIG,
+                    is_sensitive=key in sensitive,
+                )
+                for key, value in sorted(values.items())
+            ]
+            results.append(
+                p.DescribeConfigsResult(
+                    error_code=0,
+                    resource_type=resource.resource_type,
+                    resource_name=resource.resource_name,
+                    configs=configs,
+                )
+            )
+        except Exception as exc:
+            what = f"describe configs {resource.resource_name!r}"
+            results.append(
+                p.DescribeConfigsResult(
+                    error_code=_code(exc, what),
+                    error_message=str(exc) or None,
+                    resource_type=resource.resource_type,
+                    resource_name=resource.resource_name,
+                    configs=[],
+                )
+            )
+    return p.DescribeConfigsResponse(results=results)
+
+
+# --- InitProducerId, OffsetForLeaderEpoch, FindCoordinator ----------------------------------
+
+
+def _init_producer_id(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    assert broker.producer_ids is not None
+    if request.transactional_id is not None:
+        # Transactions need a transaction coordinator, which quorumq does not have (yet).
+        return p.InitProducerIdResponse(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    try:
+        producer_id = broker.producer_ids.allocate()
+    except Exception as exc:
+        return p.InitProducerIdResponse(error_code=_code(exc, "init producer id"))
+    return p.InitProducerIdResponse(error_code=0, producer_id=producer_id, producer_epoch=0)
+
+
+def _offset_for_leader_epoch(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for ep in topic.partitions:
+            try:
+                partition = broker.partition(topic.name, ep.partition_index)
+                _check_leader_epoch(partition, ep.current_leader_epoch)
+                if ep.leader_epoch > partition.leader_epoch:
+                    # Kafka: an epoch newer than any we know has no end offset (UNDEFINED).
+                    epoch, end_offset = -1, -1
+                else:
+                    # Every batch so far was written in leader epoch 0: its end is the LEO.
+                    epoch, end_offset = partition.leader_epoch, partition.log_end_offset
+                partitions.append(
+                    p.EpochEndOffset(
+                        error_code=0,
+                        partition_index=ep.partition_index,
+                        leader_epoch=epoch,
+                        end_offset=end_offset,
+                    )
+                )
+            except Exception as exc:
+                partitions.append(
+                    p.EpochEndOffset(
+                        error_code=_code(exc, f"epoch end {topic.name}-{ep.partition_index}"),
+                        partition_index=ep.partition_index,
+                    )
+                )
+        topics.append(p.OffsetForLeaderTopicResult(name=topic.name, partitions=partitions))
+    return p.OffsetForLeaderEpochResponse(topics=topics)
+
+
+def _find_coordinator(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    # Consumer groups arrive with the group coordinator (a later issue).
+    return p.FindCoordinatorResponse(
+        error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        error_message="quorumq has no group coordinator yet",
+    )
+
+
+_ = UnknownTopicOrPartition  # raised by broker.partition(); named here for readers

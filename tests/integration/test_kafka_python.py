@@ -51,7 +51,7 @@ def consume(bootstrap: str, topic: str, count: int) -> list[Received]:
     out: list[Received] = []
     try:
         consumer.assign([tp])
-        consumer.seek(tp, 0)
+        consumer.seek_to_beginning(tp)
         for message in consumer:
             out.append(
                 Received(

@@ -1,0 +1,201 @@
+"""A minimal Trio Kafka connection: pipelined requests matched to responses by correlation id.
+
+Theory of operation: one TCP stream, one background reader task. :meth:`Connection.request`
+encodes a frame with a fresh correlation id, registers a waiter, sends the frame (a lock keeps
+frames whole when tasks send concurrently) and waits; the reader cuts response frames out of the
+stream (``quorumq.protocol.FrameReader``), peeks their correlation id and hands the raw frame to
+its waiter, which decodes it in its own task. Many requests can be in flight at once; Kafka
+answers them in order, but matching by id keeps us honest. When the stream ends every waiter
+fails with :class:`ConnectionError`.
+
+Produce with acks=0 gets no response: pass ``expect_response=False``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import trio
+
+from quorumq import protocol as p
+from quorumq.errors import ErrorCode, RequestTimedOut, UnsupportedVersion
+
+DEFAULT_TIMEOUT_S = 30.0
+_MAX_RESPONSE_BYTES = 1 << 30
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    api_key: p.ApiKey
+    api_version: int
+    done: trio.Event = attrs.Factory(trio.Event)
+    frame: memoryview | None = None
+    error: BaseException | None = None
+
+
+class Connection:
+    """One Kafka connection. Open it with :func:`open_connection` (an async context manager)."""
+
+    def __init__(self, stream: trio.abc.Stream, *, client_id: str | None, peer: str) -> None:
+        self._stream = stream
+        self.client_id = client_id
+        self.peer = peer
+        self._send_lock = trio.Lock()
+        self._next_correlation_id = 0
+        self._waiters: dict[int, _Waiter] = {}
+        self._closed_error: BaseException | None = None
+        self.api_versions: dict[int, tuple[int, int]] = {}
+        """The broker's ApiVersions table, filled by :meth:`negotiate`."""
+
+    async def request(
+        self,
+        api_key: p.ApiKey,
+        api_version: int,
+        request: Any,
+        *,
+        expect_response: bool = True,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> Any:
+        """Sends one request and returns its decoded response (None if none is expected).
+
+        Raises:
+            ConnectionError: the connection is closed or closes before the answer.
+            RequestTimedOut: no answer within ``timeout_s``.
+            InvalidRequest: the answer does not parse.
+        """
+        if self._closed_error is not None:
+            raise ConnectionError(f"connection to {self.peer} is closed: {self._closed_error}")
+        correlation_id = self._next_correlation_id
+        self._next_correlation_id = (correlation_id + 1) & 0x7FFFFFFF
+        frame = p.encode_request(api_key, api_version, correlation_id, self.client_id, request)
+        waiter = _Waiter(api_key, api_version)
+        if expect_response:
+            self._waiters[correlation_id] = waiter
+        try:
+            with trio.move_on_after(timeout_s) as scope:
+                async with self._send_lock:
+                    await self._stream.send_all(b"".join(frame))
+                if not expect_response:
+                    return None
+                await waiter.done.wait()
+            if scope.cancelled_caught:
+                raise RequestTimedOut(
+                    f"{api_key.name} to {self.peer}: no response within {timeout_s} s"
+                )
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionError(f"connection to {self.peer} lost: {exc}") from None
+        finally:
+            self._waiters.pop(correlation_id, None)
+        if waiter.error is not None:
+            raise ConnectionError(f"connection to {self.peer} lost: {waiter.error}")
+        assert waiter.frame is not None
+        return p.decode_response(api_key, api_version, waiter.frame)
+
+    async def negotiate(self) -> dict[int, tuple[int, int]]:
+        """Asks ApiVersions (v3, falling back to v0 as KIP-511 says) and stores the table."""
+        response = await self.request(
+            p.ApiKey.API_VERSIONS,
+            3,
+            p.ApiVersionsRequest(client_software_name="quorumq", client_software_version="0.1.0"),
+        )
+        if response.error_code == ErrorCode.UNSUPPORTED_VERSION:
+            response = await self.request(p.ApiKey.API_VERSIONS, 0, p.ApiVersionsRequest())
+        self.api_versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+        return self.api_versions
+
+    def version_for(self, api_key: p.ApiKey, ours: tuple[int, int] | None = None) -> int:
+        """The highest version of ``api_key`` both sides speak.
+
+        Raises:
+            UnsupportedVersion: the broker does not serve the API in a version we speak.
+        """
+        if ours is None:
+            ours = p.codec_versions().get(api_key)
+        theirs = self.api_versions.get(int(api_key))
+        if ours is None or theirs is None or max(ours[0], theirs[0]) > min(ours[1], theirs[1]):
+            raise UnsupportedVersion(f"{self.peer} does not serve {api_key.name} in {ours}")
+        return min(ours[1], theirs[1])
+
+    async def _read_responses(self) -> None:
+        reader = p.FrameReader(_MAX_RESPONSE_BYTES)
+        error: BaseException
+        try:
+            while True:
+                data = await self._stream.receive_some(256 * 1024)
+                if not data:
+                    error = ConnectionError("closed by the broker")
+                    break
+                reader.feed(data)
+                while (frame := reader.next_frame()) is not None:
+                    waiter = self._waiters.get(p.peek_correlation_id(frame))
+                    if waiter is not None:
+                        waiter.frame = frame
+                        waiter.done.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            error = exc
+        self._closed_error = error
+        for waiter in list(self._waiters.values()):
+            waiter.error = error
+            waiter.done.set()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def split_host_port(address: str, default_port: int = 9092) -> tuple[str, int]:
+    """``("127.0.0.1", 9092)`` from ``"127.0.0.1:9092"`` (or ``"host"``).
+
+    Raises:
+        ValueError: a port that is not a number.
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        return address, default_port
+    return host.strip("[]"), int(port)
+
+
+@contextlib.asynccontextmanager
+async def open_connection(
+    host: str,
+    port: int,
+    *,
+    client_id: str | None = "quorumq",
+    negotiate: bool = True,
+    connect_timeout_s: float = 10.0,
+) -> AsyncIterator[Connection]:
+    """Connects to a broker, runs the response reader, and closes everything on exit.
+
+    Raises:
+        ConnectionError: the broker refused or did not answer the connection (one-line message).
+    """
+    try:
+        with trio.fail_after(connect_timeout_s):
+            stream = await trio.open_tcp_stream(host, port)
+    except (OSError, trio.TooSlowError) as exc:
+        raise ConnectionError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+    conn = Connection(stream, client_id=client_id, peer=f"{host}:{port}")
+    async with stream, trio.open_nursery() as nursery:
+        nursery.start_soon(conn._read_responses)
+        try:
+            if negotiate:
+                await conn.negotiate()
+            yield conn
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, trio.TooSlowError):
+        return "timed out"
+    cause: BaseException = exc
+    # trio.open_tcp_stream wraps per-address failures (an exception group as the cause); the
+    # first one says it best.
+    while cause.__cause__ is not None:
+        nested = cause.__cause__
+        cause = nested.exceptions[0] if isinstance(nested, BaseExceptionGroup) else nested
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    return str(cause) or type(cause).__name__
