@@ -205,6 +205,12 @@ class BrokerMembership:
         self.broker_epoch: int | None = None
         self._reports = reports
         self._clock_ms = clock_ms
+        self._wake = trio.Event()
+
+    def request_heartbeat(self) -> None:
+        """Heartbeats now instead of at the next interval: call it after learning of a new leader
+        epoch, so quorum elections get this broker's fresh report without waiting."""
+        self._wake.set()
 
     async def register(self) -> int:
         """Registers (retrying through elections) and returns the broker epoch."""
@@ -240,7 +246,9 @@ class BrokerMembership:
         """Registers, reports the broker epoch to ``nursery.start``, heartbeats until cancelled."""
         task_status.started(await self.register())
         while True:
-            await trio.sleep(self.heartbeat_interval_s)
+            with trio.move_on_after(self.heartbeat_interval_s):
+                await self._wake.wait()
+            self._wake = trio.Event()
             try:
                 await self.heartbeat()
             except (StaleBrokerEpoch, BrokerIdNotRegistered) as exc:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 import trio
 
-from quorumq.controller import ImageSubscription, Voter, open_controller_bridge
+from quorumq.controller import BrokerMembership, ImageSubscription, Voter, open_controller_bridge
 from quorumq.controller import _bridge as bridge_module
 from quorumq.controller.image import (
     BrokerHeartbeat,
@@ -20,6 +20,7 @@ from quorumq.controller.image import (
     MetadataImage,
     MetadataStateMachine,
     RegisterBroker,
+    ReplicaReport,
     TopicCreated,
     decode_record,
 )
@@ -161,3 +162,31 @@ async def test_subscription_reports_snapshot_reset() -> None:
     feed._push(MetadataImage(record_count=5), [ImageReset()])
     update = await feed.receive()
     assert update.reset and update.image.record_count == 5
+
+
+async def test_membership_registers_and_heartbeats_on_request(fake_raft, tmp_path: Path) -> None:
+    now = [1_000]
+    reports = [ReplicaReport("t", 0, 2, 50, 3)]
+    async with open_controller_bridge(0, VOTERS, tmp_path) as bridge, trio.open_nursery() as n:
+        membership = BrokerMembership(
+            bridge,
+            0,
+            "127.0.0.1",
+            9092,
+            heartbeat_interval_s=100,
+            reports=lambda: reports,
+            clock_ms=lambda: now[0],
+        )
+        epoch = await n.start(membership.run)
+        assert bridge.image.brokers[0].broker_epoch == epoch == 1
+        now[0] = 2_000
+        membership.request_heartbeat()
+        await bridge.wait_until(lambda b: b.image.brokers[0].last_heartbeat_ms == 2_000, 5)
+        assert bridge.image.reports_for("t", 0) == {0: (2, 50)}
+        # Another incarnation took the id: the next heartbeat is stale, so it registers again.
+        await bridge.propose(RegisterBroker(0, "someone-else", "h", 1, 2_500))
+        now[0] = 3_000
+        membership.request_heartbeat()
+        await bridge.wait_until(lambda b: b.image.brokers[0].broker_epoch == 3, 5)
+        assert bridge.image.brokers[0].incarnation_id == membership.incarnation_id
+        n.cancel_scope.cancel()
