@@ -198,6 +198,20 @@ class FollowerReplicaState:
         if local_epoch_cache is not None:
             local_epoch_cache.truncate_from_end(self.log_end_offset)
 
+    def truncate_fully_and_start_at(
+        self, offset: int, local_epoch_cache: LeaderEpochCache | None = None
+    ) -> None:
+        """The leader's log starts past ours (Fetch answered OFFSET_OUT_OF_RANGE below its log
+        start): the shell deletes the local log and restarts it empty at ``offset``.
+
+        Kafka's ``truncateFullyAndStartAt``; the epoch cache is cleared too.
+        """
+        self.log_start_offset = offset
+        self.log_end_offset = offset
+        self.high_watermark = offset
+        if local_epoch_cache is not None:
+            local_epoch_cache.clear()
+
     def on_fetch_response(self, leader_high_watermark: int, log_end_offset: int) -> int:
         """The shell appended a fetch response's batches; returns the new follower HW.
 

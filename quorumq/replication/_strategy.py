@@ -200,10 +200,10 @@ class QuorumStrategy:
         epoch_start_offset: int = 0,
     ) -> int:
         """The majority-th highest LEO, held back until it passes ``epoch_start_offset``."""
-        log_end_offsets = [leader_log_end_offset]
-        log_end_offsets.extend(state.log_end_offset for state in progress.values())
-        if len(log_end_offsets) == 1:
+        if not progress:
             return leader_log_end_offset
+        log_end_offsets = [state.log_end_offset for state in progress.values()]
+        log_end_offsets.append(leader_log_end_offset)
         log_end_offsets.sort(reverse=True)
         candidate = log_end_offsets[len(log_end_offsets) // 2]
         if len(log_end_offsets) >= 3 and candidate <= epoch_start_offset:

@@ -126,3 +126,15 @@ def test_follower_log_start_offset_moves_everything_forward() -> None:
     follower.on_log_start_offset(20)
     assert (follower.high_watermark, follower.log_end_offset) == (20, 20)
     assert _follower(log_end_offset=3, high_watermark=9).high_watermark == 3
+
+
+def test_follower_truncate_fully_and_start_at_leader_log_start() -> None:
+    cache = LeaderEpochCache.from_entries([(1, 0), (2, 5)])
+    follower = _follower(log_end_offset=10, high_watermark=8)
+    follower.truncate_fully_and_start_at(50, cache)
+    assert (follower.log_start_offset, follower.fetch_offset, follower.high_watermark) == (
+        50,
+        50,
+        50,
+    )
+    assert cache.latest_epoch is None
