@@ -30,7 +30,6 @@ from quorumq.protocol._codec import (
     Writer,
     malformed,
     read_uvarint,
-    records_size,
     struct_reader,
     struct_writer,
 )
@@ -483,15 +482,26 @@ _PARTITION_AND_SIZE = struct.Struct(">ii")
 # --- hot path: Fetch response encode (v4-v11) -------------------------------------------------
 
 _FETCH_TOP_V7 = struct.Struct(">ihi")
-_FETCH_PARTITION_V4 = struct.Struct(">ihqq")
-_FETCH_PARTITION_V5 = struct.Struct(">ihqqq")
 _ABORTED = struct.Struct(">qq")
+# Per version: the partition fields before aborted_transactions, and the common case in one
+# pack: those fields + aborted_transactions=null (-1) [+ preferred_read_replica] + records size.
+_FETCH_PARTITION = {
+    v: struct.Struct(">ihqq" if v == 4 else ">ihqqq") for v in range(4, 12)
+}  # fmt: skip
+_FETCH_PARTITION_FAST = {
+    v: struct.Struct(">ihqqii" if v == 4 else (">ihqqqiii" if v >= 11 else ">ihqqqii"))
+    for v in range(4, 12)
+}  # fmt: skip
 
 
 def _encode_fetch_response(
     correlation_id: int, version: int, response: core.FetchResponse
 ) -> list[Buffer]:
-    """Hand-written encode of a classic Fetch response: our bytes between the caller's batches."""
+    """Hand-written encode of a classic Fetch response: our bytes between the caller's batches.
+
+    Record buffers must be byte-format (``bytes``, ``bytearray``, or ``memoryview`` of them):
+    their ``len`` is their size in bytes.
+    """
     parts: list[Buffer] = []
     out = bytearray(8)
     first = out
@@ -506,54 +516,84 @@ def _encode_fetch_response(
     total = 0
     v5 = version >= 5
     v11 = version >= 11
+    fixed = _FETCH_PARTITION[version].pack
+    fast = _FETCH_PARTITION_FAST[version].pack
+    buffer_types = (bytes, bytearray, memoryview)
     for topic in response.topics:
         name = topic.name.encode()
         out += _I16.pack(len(name))
         out += name
         out += _I32.pack(len(topic.partitions))
         for p in topic.partitions:
-            if v5:
-                out += _FETCH_PARTITION_V5.pack(
-                    p.partition_index,
-                    p.error_code,
-                    p.high_watermark,
-                    p.last_stable_offset,
-                    p.log_start_offset,
-                )
+            records = p.records
+            if records is None:
+                size = -1
+            elif isinstance(records, buffer_types):
+                size = len(records)
             else:
-                out += _FETCH_PARTITION_V4.pack(
-                    p.partition_index, p.error_code, p.high_watermark, p.last_stable_offset
-                )
+                size = 0
+                for part in records:
+                    size += len(part)
             aborted = p.aborted_transactions
             if aborted is None:
-                out += _I32.pack(-1)
+                if v11:
+                    out += fast(
+                        p.partition_index,
+                        p.error_code,
+                        p.high_watermark,
+                        p.last_stable_offset,
+                        p.log_start_offset,
+                        -1,
+                        p.preferred_read_replica,
+                        size,
+                    )
+                elif v5:
+                    out += fast(
+                        p.partition_index,
+                        p.error_code,
+                        p.high_watermark,
+                        p.last_stable_offset,
+                        p.log_start_offset,
+                        -1,
+                        size,
+                    )
+                else:
+                    out += fast(
+                        p.partition_index,
+                        p.error_code,
+                        p.high_watermark,
+                        p.last_stable_offset,
+                        -1,
+                        size,
+                    )
             else:
+                if v5:
+                    out += fixed(
+                        p.partition_index,
+                        p.error_code,
+                        p.high_watermark,
+                        p.last_stable_offset,
+                        p.log_start_offset,
+                    )
+                else:
+                    out += fixed(
+                        p.partition_index, p.error_code, p.high_watermark, p.last_stable_offset
+                    )
                 out += _I32.pack(len(aborted))
                 for a in aborted:
                     out += _ABORTED.pack(a.producer_id, a.first_offset)
-            if v11:
-                out += _I32.pack(p.preferred_read_replica)
-            records = p.records
-            if records is None:
-                out += _I32.pack(-1)
+                if v11:
+                    out += _I32.pack(p.preferred_read_replica)
+                out += _I32.pack(size)
+            if size <= 0:
                 continue
-            if isinstance(records, bytes | bytearray | memoryview):
-                size = len(records) if not isinstance(records, memoryview) else records.nbytes
-                out += _I32.pack(size)
-                if size:
-                    total += len(out) + size
-                    parts.append(out)
-                    parts.append(records)
-                    out = bytearray()
+            total += len(out) + size
+            parts.append(out)
+            if isinstance(records, buffer_types):
+                parts.append(records)
             else:
-                size = records_size(records)
-                out += _I32.pack(size)
-                total += len(out)
-                parts.append(out)
-                for part in records:
-                    parts.append(part)
-                total += size
-                out = bytearray()
+                parts.extend(records)
+            out = bytearray()
     total += len(out)
     parts.append(out)
     _I32.pack_into(first, 0, total - 4)

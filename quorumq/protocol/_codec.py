@@ -277,6 +277,30 @@ def _array_reader(item: Reader, flexible: bool, nullable: bool) -> Reader:
     return read
 
 
+def _fixed_array_reader(fmt: str, flexible: bool, nullable: bool) -> Reader:
+    """An array of fixed-size items (replica lists, partition indexes): one ``unpack_from``."""
+    length = _length_reader(flexible, wide=True)
+    size = struct.calcsize(">" + fmt)
+
+    def read(buf: memoryview, pos: int) -> tuple[list[Any] | None, int]:
+        n, pos = length(buf, pos)
+        if n < 0:
+            if n == -1 and nullable:
+                return None, pos
+            raise malformed(f"array length {n}")
+        if n * size > len(buf) - pos:
+            raise malformed(f"array of {n} items in {len(buf) - pos} bytes")
+        st = cache.get(n)
+        if st is None:
+            st = struct.Struct(f">{n}{fmt}")
+            if n <= 64:
+                cache[n] = st
+        return list(st.unpack_from(buf, pos)), pos + n * size
+
+    cache: dict[int, struct.Struct] = {}
+    return read
+
+
 _PRIMITIVE_READERS: dict[str, Reader] = {
     "int8": _fixed_reader(_I8),
     "int16": _fixed_reader(_I16),
@@ -300,6 +324,9 @@ def _reader_for(wire_type: Any, version: int, flexible: bool, nullable: bool) ->
             return _bytes_reader(flexible, nullable, zero_copy=True)
         return _PRIMITIVE_READERS[kind]
     if isinstance(wire_type, Array):
+        kind = wire_type.item.kind if isinstance(wire_type.item, Primitive) else None
+        if kind in _FIXED_FORMATS:
+            return _fixed_array_reader(_FIXED_FORMATS[kind], flexible, nullable)
         item = _reader_for(wire_type.item, version, flexible, nullable=False)
         return _array_reader(item, flexible, nullable)
     return struct_reader(wire_type, version, flexible)
@@ -307,54 +334,125 @@ def _reader_for(wire_type: Any, version: int, flexible: bool, nullable: bool) ->
 
 _READERS: dict[tuple[type, int, bool], Reader] = {}
 
+_FIXED_FORMATS = {
+    "int8": "b", "int16": "h", "uint16": "H", "int32": "i", "int64": "q", "float64": "d",
+    "bool": "?",
+}  # fmt: skip
+
+
+def _fixed_runs(
+    fields: list[tuple[str, FieldSpec]],
+) -> list[tuple[list[str], str] | tuple[str, FieldSpec]]:
+    """Groups consecutive fixed-size fields, so one ``struct`` call reads or writes them all."""
+    steps: list[Any] = []
+    run: list[str] = []
+    fmt = ""
+    for name, spec in fields:
+        kind = spec.type.kind if isinstance(spec.type, Primitive) else None
+        if kind in _FIXED_FORMATS:
+            run.append(name)
+            fmt += _FIXED_FORMATS[kind]
+            continue
+        if run:
+            steps.append((run, fmt))
+            run, fmt = [], ""
+        steps.append((name, spec))
+    if run:
+        steps.append((run, fmt))
+    return steps
+
+
+def _read_tagged(
+    buf: memoryview, pos: int, tagged: dict[int, tuple[str, Reader]], kw: dict[str, Any]
+) -> int:
+    count, pos = read_uvarint(buf, pos)
+    for _ in range(count):
+        tag, pos = read_uvarint(buf, pos)
+        size, pos = read_uvarint(buf, pos)
+        end = pos + size
+        if end > len(buf):
+            raise malformed("tagged field runs past the end of the frame")
+        known = tagged.get(tag)
+        if known is not None:
+            kw[known[0]], _ = known[1](buf[:end], pos)
+        pos = end
+    return pos
+
 
 def struct_reader(cls: type, version: int, flexible: bool) -> Reader:
-    """Returns (and caches) the reader of ``cls`` at ``version``."""
+    """Returns (and caches) the reader of ``cls`` at ``version``.
+
+    The reader is generated Python source, compiled once: consecutive fixed-size fields are one
+    ``unpack_from``, classic strings are inlined, and the value is built with one call, so a
+    struct costs about as much as hand-written code.
+    """
     key = (cls, version, flexible)
     cached = _READERS.get(key)
     if cached is not None:
         return cached
-    plain: list[tuple[str, Reader]] = []
+    plain: list[tuple[str, FieldSpec]] = []
     tagged: dict[int, tuple[str, Reader]] = {}
     for field in attrs.fields(cls):
         spec: FieldSpec = field.metadata["wire"]
         if not spec.present(version):
             continue
-        rd = _reader_for(spec.type, version, flexible, spec.nullable(version))
         if spec.tag is not None:
             if flexible:
-                tagged[spec.tag] = (field.name, rd)
+                tagged[spec.tag] = (
+                    field.name,
+                    _reader_for(spec.type, version, flexible, spec.nullable(version)),
+                )
         else:
-            plain.append((field.name, rd))
-    plain_t = tuple(plain)
-
+            plain.append((field.name, spec))
+    ns: dict[str, Any] = {
+        "cls": cls,
+        "malformed": malformed,
+        "I16": _I16.unpack_from,
+        "read_tagged": _read_tagged,
+        "tagged": tagged,
+    }
+    lines = ["def read(buf, pos):", "    end = len(buf)"]
+    names: list[str] = []
+    for i, step in enumerate(_fixed_runs(plain)):
+        if isinstance(step[0], list):
+            run, fmt = step
+            st = struct.Struct(">" + fmt)
+            ns[f"S{i}"] = st.unpack_from
+            targets = "".join(f"f_{n}, " for n in run)
+            lines.append(f"    {targets}= S{i}(buf, pos)")
+            lines.append(f"    pos += {st.size}")
+            names.extend(run)
+            continue
+        name, spec = step
+        names.append(name)
+        nullable = spec.nullable(version)
+        if spec.type == STRING and not flexible:
+            null_branch = f"f_{name} = None" if nullable else f"raise malformed('{name} is null')"
+            lines += [
+                "    (n,) = I16(buf, pos)",
+                "    pos += 2",
+                "    if n >= 0:",
+                "        if pos + n > end:",
+                f"            raise malformed('{name} runs past the end of the frame')",
+                f"        f_{name} = str(buf[pos : pos + n], 'utf-8')",
+                "        pos += n",
+                "    elif n == -1:",
+                f"        {null_branch}",
+                "    else:",
+                f"        raise malformed('{name} length %d' % n)",
+            ]
+            continue
+        ns[f"R{i}"] = _reader_for(spec.type, version, flexible, nullable)
+        lines.append(f"    f_{name}, pos = R{i}(buf, pos)")
+    args = ", ".join(f"{n}=f_{n}" for n in names)  # f_ keeps field names off our locals
     if flexible:
-
-        def read(buf: memoryview, pos: int) -> tuple[Any, int]:
-            kw: dict[str, Any] = {}
-            for name, rd in plain_t:
-                kw[name], pos = rd(buf, pos)
-            count, pos = read_uvarint(buf, pos)
-            for _ in range(count):
-                tag, pos = read_uvarint(buf, pos)
-                size, pos = read_uvarint(buf, pos)
-                end = pos + size
-                if end > len(buf):
-                    raise malformed("tagged field runs past the end of the frame")
-                known = tagged.get(tag)
-                if known is not None:
-                    kw[known[0]], _ = known[1](buf[:end], pos)
-                pos = end
-            return cls(**kw), pos
-
+        lines.append("    kw = {}")
+        lines.append("    pos = read_tagged(buf, pos, tagged, kw)")
+        lines.append(f"    return cls({args}{', ' if args else ''}**kw), pos")
     else:
-
-        def read(buf: memoryview, pos: int) -> tuple[Any, int]:
-            kw: dict[str, Any] = {}
-            for name, rd in plain_t:
-                kw[name], pos = rd(buf, pos)
-            return cls(**kw), pos
-
+        lines.append(f"    return cls({args}), pos")
+    exec(compile("\n".join(lines), f"<quorumq reader {cls.__name__} v{version}>", "exec"), ns)
+    read: Reader = ns["read"]
     _READERS[key] = read
     return read
 
@@ -448,6 +546,25 @@ def _array_writer(item: WriterFn, flexible: bool, nullable: bool) -> WriterFn:
     return write
 
 
+def _fixed_array_writer(fmt: str, flexible: bool, nullable: bool) -> WriterFn:
+    def write(w: Writer, value: Sequence[Any] | None) -> None:
+        if value is None:
+            _null("array", nullable)
+            _write_length(w, -1, flexible, wide=True)
+            return
+        n = len(value)
+        st = cache.get(n)
+        if st is None:
+            st = struct.Struct(f">{n}{fmt}")
+            if n <= 64:
+                cache[n] = st
+        _write_length(w, n, flexible, wide=True)
+        w.buf += st.pack(*value)
+
+    cache: dict[int, struct.Struct] = {}
+    return write
+
+
 _PRIMITIVE_WRITERS: dict[str, WriterFn] = {
     "int8": _fixed_writer(_I8),
     "int16": _fixed_writer(_I16),
@@ -471,6 +588,9 @@ def _writer_for(wire_type: Any, version: int, flexible: bool, nullable: bool) ->
             return _records_writer(flexible, nullable)
         return _PRIMITIVE_WRITERS[kind]
     if isinstance(wire_type, Array):
+        kind = wire_type.item.kind if isinstance(wire_type.item, Primitive) else None
+        if kind in _FIXED_FORMATS:
+            return _fixed_array_writer(_FIXED_FORMATS[kind], flexible, nullable)
         item = _writer_for(wire_type.item, version, flexible, nullable=False)
         return _array_writer(item, flexible, nullable)
     return struct_writer(wire_type, version, flexible)
@@ -479,54 +599,79 @@ def _writer_for(wire_type: Any, version: int, flexible: bool, nullable: bool) ->
 _WRITERS: dict[tuple[type, int, bool], WriterFn] = {}
 
 
+def _write_tagged(
+    w: Writer, value: Any, tagged: tuple[tuple[int, str, WriterFn, Any], ...]
+) -> None:
+    present = []
+    for tag, name, wr, default in tagged:
+        v = getattr(value, name)
+        # Kafka writes a tagged field only when it differs from its default; an empty list is
+        # the empty-tuple default.
+        if v != default and not (default == () and v is not None and len(v) == 0):
+            sub = Writer()
+            wr(sub, v)
+            present.append((tag, sub.getvalue()))
+    write_uvarint(w.buf, len(present))
+    for tag, data in present:
+        write_uvarint(w.buf, tag)
+        write_uvarint(w.buf, len(data))
+        w.buf += data
+
+
+def _encode_string(name: str, value: str | None, nullable: bool) -> bytes:
+    """A classic (int16-prefixed) string."""
+    if value is None:
+        _null(name, nullable)
+        return b"\xff\xff"
+    data = value.encode()
+    return _I16.pack(len(data)) + data
+
+
 def struct_writer(cls: type, version: int, flexible: bool) -> WriterFn:
-    """Returns (and caches) the writer of ``cls`` at ``version``."""
+    """Returns (and caches) the writer of ``cls`` at ``version`` (generated, like the reader)."""
     key = (cls, version, flexible)
     cached = _WRITERS.get(key)
     if cached is not None:
         return cached
-    plain: list[tuple[str, WriterFn]] = []
+    plain: list[tuple[str, FieldSpec]] = []
     tagged: list[tuple[int, str, WriterFn, Any]] = []
     for field in attrs.fields(cls):
         spec: FieldSpec = field.metadata["wire"]
         if not spec.present(version):
             continue
-        wr = _writer_for(spec.type, version, flexible, spec.nullable(version))
         if spec.tag is not None:
             if flexible:
+                wr = _writer_for(spec.type, version, flexible, spec.nullable(version))
                 tagged.append((spec.tag, field.name, wr, field.default))
         else:
-            plain.append((field.name, wr))
-    plain_t = tuple(plain)
+            plain.append((field.name, spec))
     tagged.sort(key=lambda t: t[0])
-    tagged_t = tuple(tagged)
-
+    ns: dict[str, Any] = {
+        "tagged": tuple(tagged),
+        "write_tagged": _write_tagged,
+        "encode_string": _encode_string,
+    }
+    lines = ["def write(w, value):"]
+    for i, step in enumerate(_fixed_runs(plain)):
+        if isinstance(step[0], list):
+            run, fmt = step
+            ns[f"S{i}"] = struct.Struct(">" + fmt).pack
+            args = ", ".join(f"value.{n}" for n in run)
+            lines.append(f"    w.buf += S{i}({args})")
+            continue
+        name, spec = step
+        nullable = spec.nullable(version)
+        if spec.type == STRING and not flexible:
+            lines.append(f"    w.buf += encode_string({name!r}, value.{name}, {nullable})")
+            continue
+        ns[f"W{i}"] = _writer_for(spec.type, version, flexible, nullable)
+        lines.append(f"    W{i}(w, value.{name})")
     if flexible:
-
-        def write(w: Writer, value: Any) -> None:
-            for name, wr in plain_t:
-                wr(w, getattr(value, name))
-            present = []
-            for tag, name, wr, default in tagged_t:
-                v = getattr(value, name)
-                # Kafka writes a tagged field only when it differs from its default; an empty
-                # list is the empty-tuple default.
-                if v != default and not (default == () and v is not None and len(v) == 0):
-                    sub = Writer()
-                    wr(sub, v)
-                    present.append((tag, sub.getvalue()))
-            write_uvarint(w.buf, len(present))
-            for tag, data in present:
-                write_uvarint(w.buf, tag)
-                write_uvarint(w.buf, len(data))
-                w.buf += data
-
-    else:
-
-        def write(w: Writer, value: Any) -> None:
-            for name, wr in plain_t:
-                wr(w, getattr(value, name))
-
+        lines.append("    write_tagged(w, value, tagged)")
+    if len(lines) == 1:
+        lines.append("    pass")
+    exec(compile("\n".join(lines), f"<quorumq writer {cls.__name__} v{version}>", "exec"), ns)
+    write: WriterFn = ns["write"]
     _WRITERS[key] = write
     return write
 

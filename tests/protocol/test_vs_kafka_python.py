@@ -90,7 +90,7 @@ def test_schema_has_every_kafka_field(case: tuple[ApiKey, int]) -> None:
     assert missing_fields(spec.response, kp_response, version) == []
 
 
-EXAMPLES = settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+EXAMPLES = settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
