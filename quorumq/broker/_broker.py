@@ -20,13 +20,14 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 import trio
 
 from quorumq import protocol as p
 from quorumq.broker._config import BrokerConfig
+from quorumq.broker._flusher import LogFlusher
 from quorumq.broker._partition import Partition, rebuild_producer_state, wait_for_any_append
 from quorumq.broker._server import (
     NO_RESPONSE,
@@ -42,6 +43,7 @@ from quorumq.broker._topics import (
     TopicSpec,
     TopicStore,
     load_cluster_id,
+    lock_data_dir,
     validate_topic_name,
 )
 from quorumq.errors import (
@@ -105,6 +107,8 @@ class Broker:
         self.logs: LogManager | None = None
         self.partitions: dict[tuple[str, int], Partition] = {}
         self._cancel_scope: trio.CancelScope | None = None
+        self._lock_file: BinaryIO | None = None
+        self.flusher: LogFlusher | None = None
         self._handlers: dict[int, Handler] = {
             p.ApiKey.API_VERSIONS: self._api_versions,
             p.ApiKey.METADATA: self._metadata,
@@ -122,13 +126,18 @@ class Broker:
             KafkaStorageError: the data directory is missing its parent, unwritable or corrupt.
         """
         data_dir = Path(self.config.data_dir)
+        if not data_dir.exists() and not data_dir.parent.is_dir():
+            raise KafkaStorageError(
+                f"data dir {data_dir} does not exist, nor does its parent {data_dir.parent}"
+            )
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(exist_ok=True)
             probe = data_dir / ".write-probe"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
             raise KafkaStorageError(f"data dir {data_dir} is not writable: {exc}") from None
+        self._lock_file = lock_data_dir(data_dir)
         self.cluster_id = load_cluster_id(data_dir)
         self.topics = TopicStore.open(data_dir)
         self.producer_ids = ProducerIdStore.open(data_dir)
@@ -140,7 +149,11 @@ class Broker:
         """Flushes and closes every log (clean shutdown marker included)."""
         if self.logs is not None:
             self.logs.close_all()
+            self.logs = None
         self.partitions.clear()
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the file releases the flock
+            self._lock_file = None
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Runs the broker until cancelled; reports the bound port through ``task_status``.
@@ -149,9 +162,15 @@ class Broker:
             OSError: the listen address cannot be bound (the message says why).
             KafkaStorageError: the data directory cannot be used.
         """
-        self.open_data_dir()
+        listeners = await open_listeners(self.config)
         try:
-            listeners = await open_listeners(self.config)
+            self.open_data_dir()
+        except BaseException:
+            self.close_data_dir()
+            for listener in listeners:
+                await listener.aclose()
+            raise
+        try:
             self.port = listeners[0].socket.getsockname()[1]
             log.info(
                 "broker %d listening on %s:%d, data in %s",
@@ -163,7 +182,9 @@ class Broker:
             with trio.CancelScope() as scope:
                 self._cancel_scope = scope
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._run_flusher)
+                    assert self.logs is not None
+                    self.flusher = LogFlusher(self.logs, clock_ms=now_ms)
+                    await nursery.start(self.flusher.run)
                     await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
                     task_status.started(self.port)
         finally:
@@ -177,19 +198,6 @@ class Broker:
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         await serve_connection(stream, self.handle_frame, self.config)
-
-    async def _run_flusher(self) -> None:
-        """Runs the log flush policy (flush.messages / flush.ms) off the event loop."""
-        try:
-            from quorumq.broker import _flusher  # the log engineer's grouped fsync task
-        except ImportError:
-            await trio.sleep_forever()
-            return
-        run = getattr(_flusher, "run_flusher", None)
-        if run is None:
-            await trio.sleep_forever()
-            return
-        await run(self.logs)
 
     # --- topics and partitions ---------------------------------------------------------------
 

@@ -187,9 +187,11 @@ async def open_listeners(config: BrokerConfig) -> list[trio.SocketListener]:
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise OSError(
-                exc.errno, f"cannot listen on {config.host}:{config.port}: address already in use"
+                f"cannot listen on {config.host}:{config.port}: address already in use"
             ) from None
-        raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: {exc}") from None
+        raise OSError(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
 
 
 def describe_error(exc: BaseException) -> str:

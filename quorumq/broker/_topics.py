@@ -10,12 +10,14 @@ the metadata; the controller (issue 4) replaces it in a cluster.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 
@@ -345,3 +347,20 @@ def load_cluster_id(data_dir: Path) -> str:
     cluster_id = uuid.uuid4().hex[:22]
     _write_atomically(path, json.dumps({"cluster_id": cluster_id}).encode())
     return cluster_id
+
+
+def lock_data_dir(data_dir: Path) -> BinaryIO:
+    """Takes an exclusive lock on ``<data_dir>/.lock`` so two brokers never share a directory.
+
+    Returns the open lock file; closing it releases the lock.
+
+    Raises:
+        KafkaStorageError: another process holds the lock.
+    """
+    lock = open(Path(data_dir) / ".lock", "wb")  # noqa: SIM115 - held for the broker's lifetime
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise KafkaStorageError(f"data dir {data_dir} is in use by another broker") from None
+    return lock

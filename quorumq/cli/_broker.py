@@ -1,0 +1,93 @@
+"""``quorumq broker``: one broker in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+import typer
+
+from quorumq.broker import Broker, BrokerConfig
+from quorumq.cli._app import app
+from quorumq.client._connection import split_host_port
+
+
+@app.command("broker")
+def broker_command(
+    data_dir: Path = typer.Option(..., "--data-dir", help="Where topics and logs live."),
+    node_id: int = typer.Option(0, "--node-id", help="This broker's id (broker.id)."),
+    listen: str = typer.Option("127.0.0.1:9092", "--listen", help="HOST:PORT to listen on."),
+    num_partitions: int = typer.Option(1, "--num-partitions", help="num.partitions"),
+    auto_create_topics: bool = typer.Option(
+        True, "--auto-create-topics/--no-auto-create-topics", help="auto.create.topics.enable"
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error"),
+) -> None:
+    """Run one broker in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        host, port = split_host_port(listen)
+    except ValueError:
+        raise typer.BadParameter(f"--listen wants HOST:PORT, got {listen!r}") from None
+    config = BrokerConfig(
+        data_dir=data_dir,
+        node_id=node_id,
+        host=host,
+        port=port,
+        num_partitions=num_partitions,
+        auto_create_topics_enable=auto_create_topics,
+    )
+    run_trio(_serve_until_signal, config)
+
+
+async def _serve_until_signal(config: BrokerConfig) -> None:
+    broker = Broker(config)
+    log = logging.getLogger("quorumq.broker")
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(broker.serve)
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("%s: stopping", signal.Signals(signum).name)
+                    broker.shutdown()
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+
+
+def run_trio(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """``trio.run(fn, *args)``, with single-exception groups unwrapped.
+
+    Nurseries wrap errors in exception groups; ``quorumq.cli.main`` prints a QuorumqError or
+    an OSError as one line, so hand it the error itself rather than the group.
+    """
+    try:
+        return trio.run(fn, *args)
+    except BaseExceptionGroup as group:
+        leaf = _only_leaf(group)
+        if leaf is None:
+            raise
+        raise leaf from None
+
+
+def _only_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else None

@@ -1,0 +1,185 @@
+"""``quorumq topic create|list|describe|delete``: topic administration over the Kafka protocol."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from quorumq import protocol as p
+from quorumq.cli._app import app
+from quorumq.cli._broker import run_trio
+from quorumq.client._connection import Connection, open_connection, split_host_port
+from quorumq.errors import ErrorCode, QuorumqError, error_for_code
+
+topic_app = typer.Typer(help="Create, list, describe and delete topics.", no_args_is_help=True)
+app.add_typer(topic_app, name="topic")
+
+BOOTSTRAP_HELP = "HOST:PORT of a broker."
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+def raise_for_code(code: int, what: str, message: str | None = None) -> None:
+    """Raises the QuorumqError for a Kafka error code (nothing for NONE); its name prints."""
+    if code == 0:
+        return
+    try:
+        error_code = ErrorCode(code)
+    except ValueError:
+        error_code = ErrorCode.UNKNOWN_SERVER_ERROR
+    exc = error_for_code(code)(f"{what}: {message}" if message else what)
+    if type(exc).code != error_code:
+        exc.code = error_code  # type: ignore[misc]  # a code with no class of its own
+    raise exc
+
+
+@contextlib.asynccontextmanager
+async def connect(bootstrap: str) -> AsyncIterator[Connection]:
+    """A connection to ``bootstrap`` (ConnectionError in one line when nobody answers)."""
+    try:
+        host, port = split_host_port(bootstrap)
+    except ValueError:
+        raise typer.BadParameter(f"--bootstrap wants HOST:PORT, got {bootstrap!r}") from None
+    async with open_connection(host, port, client_id="quorumq-cli") as conn:
+        yield conn
+
+
+async def fetch_metadata(conn: Connection, topics: list[str] | None, auto_create: bool) -> object:
+    version = conn.version_for(p.ApiKey.METADATA, (4, 8))
+    request = p.MetadataRequest(
+        topics=None if topics is None else [p.MetadataRequestTopic(name=t) for t in topics],
+        allow_auto_topic_creation=auto_create,
+    )
+    return await conn.request(p.ApiKey.METADATA, version, request)
+
+
+def _parse_configs(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--config wants KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@topic_app.command("create")
+def create(
+    name: str,
+    partitions: int = typer.Option(1, "--partitions", "-p", help="Number of partitions."),
+    replication_factor: int = typer.Option(1, "--replication-factor", "-r"),
+    config: list[str] = typer.Option([], "--config", "-c", help="Topic config KEY=VALUE."),
+    bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, "--bootstrap", "-b", help=BOOTSTRAP_HELP),
+) -> None:
+    """Create a topic."""
+    configs = _parse_configs(config)
+
+    async def main() -> None:
+        async with connect(bootstrap) as conn:
+            version = conn.version_for(p.ApiKey.CREATE_TOPICS, (0, 4))
+            request = p.CreateTopicsRequest(
+                topics=[
+                    p.CreatableTopic(
+                        name=name,
+                        num_partitions=partitions,
+                        replication_factor=replication_factor,
+                        configs=[
+                            p.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()
+                        ],
+                    )
+                ],
+                timeout_ms=30_000,
+            )
+            response = await conn.request(p.ApiKey.CREATE_TOPICS, version, request)
+            result = response.topics[0]
+            raise_for_code(result.error_code, f"cannot create topic {name!r}", result.error_message)
+
+    run_trio(main)
+    Console().print(f"created topic [bold]{name}[/bold] with {partitions} partition(s)")
+
+
+@topic_app.command("delete")
+def delete(
+    name: str,
+    bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, "--bootstrap", "-b", help=BOOTSTRAP_HELP),
+) -> None:
+    """Delete a topic and its data."""
+
+    async def main() -> None:
+        async with connect(bootstrap) as conn:
+            version = conn.version_for(p.ApiKey.DELETE_TOPICS, (1, 3))
+            response = await conn.request(
+                p.ApiKey.DELETE_TOPICS,
+                version,
+                p.DeleteTopicsRequest(topic_names=[name], timeout_ms=30_000),
+            )
+            raise_for_code(response.responses[0].error_code, f"cannot delete topic {name!r}")
+
+    run_trio(main)
+    Console().print(f"deleted topic [bold]{name}[/bold]")
+
+
+@topic_app.command("list")
+def list_topics(
+    bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, "--bootstrap", "-b", help=BOOTSTRAP_HELP),
+) -> None:
+    """List topics with their partition counts."""
+
+    async def main() -> object:
+        async with connect(bootstrap) as conn:
+            return await fetch_metadata(conn, None, auto_create=False)
+
+    metadata = run_trio(main)
+    table = Table("topic", "partitions")
+    for topic in sorted(metadata.topics, key=lambda t: t.name or ""):  # type: ignore[attr-defined]
+        table.add_row(topic.name, str(len(topic.partitions)))
+    Console().print(table)
+
+
+@topic_app.command("describe")
+def describe(
+    name: str,
+    bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, "--bootstrap", "-b", help=BOOTSTRAP_HELP),
+) -> None:
+    """Show a topic's partitions (leader, epoch, replicas, ISR) and its configs."""
+
+    async def main() -> tuple[object, object]:
+        async with connect(bootstrap) as conn:
+            metadata = await fetch_metadata(conn, [name], auto_create=False)
+            topic = metadata.topics[0]  # type: ignore[attr-defined]
+            raise_for_code(topic.error_code, f"cannot describe topic {name!r}")
+            version = conn.version_for(p.ApiKey.DESCRIBE_CONFIGS, (0, 2))
+            configs = await conn.request(
+                p.ApiKey.DESCRIBE_CONFIGS,
+                version,
+                p.DescribeConfigsRequest(
+                    resources=[p.DescribeConfigsResource(resource_type=2, resource_name=name)]
+                ),
+            )
+            result = configs.results[0]
+            raise_for_code(result.error_code, f"cannot describe configs of {name!r}")
+            return topic, result
+
+    topic, result = run_trio(main)
+    console = Console()
+    table = Table("partition", "leader", "leader epoch", "replicas", "isr", title=name)
+    for part in sorted(topic.partitions, key=lambda x: x.partition_index):  # type: ignore[attr-defined]
+        table.add_row(
+            str(part.partition_index),
+            str(part.leader_id),
+            str(part.leader_epoch),
+            ",".join(map(str, part.replica_nodes)),
+            ",".join(map(str, part.isr_nodes)),
+        )
+    console.print(table)
+    configs = Table("config", "value", "source")
+    for entry in result.configs:  # type: ignore[attr-defined]
+        default = entry.is_default or entry.config_source == 5
+        configs.add_row(entry.name, entry.value or "", "default" if default else "topic")
+    console.print(configs)
+
+
+_ = QuorumqError
