@@ -632,8 +632,14 @@ class GroupCoordinator:
             if group_instance_id is not None:
                 old_id = group.static_members.get(group_instance_id)
                 if old_id is not None:
+                    previous_leader = group.leader_id
                     member = self._replace_static_member(group, old_id, new_id, fx)
-                    self._update_member_and_rebalance(group, member, args, fx, now_ms)
+                    if group.state is GroupState.STABLE and member.matches(protocols):
+                        self._rejoin_static_member_in_place(
+                            group, member, previous_leader, fx, now_ms
+                        )
+                    else:
+                        self._update_member_and_rebalance(group, member, args, fx, now_ms)
                 else:
                     self._add_member_and_rebalance(
                         group, new_id, group_instance_id, args, fx, now_ms
@@ -742,6 +748,37 @@ class GroupCoordinator:
         if group.leader_id == old_id:
             group.leader_id = new_id
         return member
+
+    def _rejoin_static_member_in_place(
+        self,
+        group: _Group,
+        member: _Member,
+        previous_leader: str | None,
+        fx: _Effects,
+        now_ms: int,
+    ) -> None:
+        """KIP-345: a restarted static member with unchanged metadata takes its old place in a
+        Stable group without a rebalance; its SyncGroup returns its old assignment.
+
+        The answer names the *previous* leader id, so a restarted leader does not compute an
+        assignment nobody would receive (Kafka does the same). The group is rewritten so that
+        a coordinator loaded later knows the new member id.
+        """
+        assert fx.handle is not None
+        member.last_heartbeat_ms = now_ms
+        record = group_metadata_record(group.group_id, self._snapshot(group))
+        self._append(group, (record,), None, fx)
+        fx.complete(
+            fx.handle,
+            JoinGroupResponse(
+                ErrorCode.NONE,
+                generation_id=group.generation_id,
+                protocol_type=group.protocol_type,
+                protocol_name=group.protocol_name,
+                leader=previous_leader or "",
+                member_id=member.member_id,
+            ),
+        )
 
     def _maybe_prepare_rebalance(self, group: _Group, fx: _Effects, now_ms: int) -> None:
         if group.state in (
@@ -855,12 +892,17 @@ class GroupCoordinator:
             leader's assignment is written (possibly already, if the group is Stable).
 
         Raises:
-            InvalidGroupId, NotCoordinator, CoordinatorLoadInProgress, UnknownMemberId,
-            IllegalGeneration, InconsistentGroupProtocol, RebalanceInProgress,
-            FencedInstanceId, CoordinatorNotAvailable.
+            InvalidGroupId, NotCoordinator, UnknownMemberId, IllegalGeneration,
+            InconsistentGroupProtocol, FencedInstanceId, CoordinatorNotAvailable.
+            RebalanceInProgress: in PreparingRebalance, and while the group's partition loads.
         """
         self._check_group_id(group_id)
-        self._check_owned(group_id)
+        try:
+            self._check_owned(group_id)
+        except CoordinatorLoadInProgress:
+            # The rebalance in flight was lost with the old coordinator; old clients do not expect
+            # COORDINATOR_LOAD_IN_PROGRESS here, so tell them to rejoin (as Kafka does).
+            raise RebalanceInProgress(f"group {group_id!r} is loading; rejoin") from None
         group = self._groups.get(group_id)
         if group is None:
             raise UnknownMemberId(f"group {group_id!r} does not exist")
@@ -927,11 +969,15 @@ class GroupCoordinator:
 
         Raises:
             RebalanceInProgress: the member must rejoin (its session was still refreshed).
-            InvalidGroupId, NotCoordinator, CoordinatorLoadInProgress, UnknownMemberId,
-            IllegalGeneration, FencedInstanceId, CoordinatorNotAvailable.
+            InvalidGroupId, NotCoordinator, UnknownMemberId, IllegalGeneration,
+            FencedInstanceId, CoordinatorNotAvailable. While the group's partition loads it
+            returns quietly, as Kafka answers NONE then.
         """
         self._check_group_id(group_id)
-        self._check_owned(group_id)
+        try:
+            self._check_owned(group_id)
+        except CoordinatorLoadInProgress:
+            return  # Kafka answers NONE blindly while loading: the member is kept, not failed
         group = self._groups.get(group_id)
         if group is None:
             raise UnknownMemberId(f"group {group_id!r} does not exist")
@@ -955,18 +1001,25 @@ class GroupCoordinator:
             other completions are JoinGroups the departure let complete.
 
         Raises:
-            InvalidGroupId, NotCoordinator, CoordinatorLoadInProgress, UnknownMemberId (the
-            group does not exist), CoordinatorNotAvailable.
+            InvalidGroupId, NotCoordinator, CoordinatorLoadInProgress,
+            CoordinatorNotAvailable. An unknown group answers UNKNOWN_MEMBER_ID per member.
         """
         self._check_group_id(group_id)
         self._check_owned(group_id)
         group = self._groups.get(group_id)
-        if group is None:
-            raise UnknownMemberId(f"group {group_id!r} does not exist")
-        if group.state is GroupState.DEAD:
+        if group is not None and group.state is GroupState.DEAD:
             raise CoordinatorNotAvailable(f"group {group_id!r} was just removed")
         fx = _Effects(self._new_handle())
         assert fx.handle is not None
+        if group is None:
+            unknown = tuple(
+                LeaveGroupMemberResponse(
+                    m.member_id, m.group_instance_id, ErrorCode.UNKNOWN_MEMBER_ID
+                )
+                for m in members
+            )
+            fx.complete(fx.handle, LeaveGroupResponse(ErrorCode.NONE, unknown))
+            return fx.step()
         results = []
         for identity in members:
             error = ErrorCode.NONE

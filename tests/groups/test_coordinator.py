@@ -450,18 +450,24 @@ def test_leave_answers_the_waiting_join_of_the_leaver(shell: Shell) -> None:
 # --- static membership ------------------------------------------------------------------------
 
 
-def test_static_member_restart_fences_the_old_incarnation(shell: Shell) -> None:
+def test_static_member_restart_takes_its_place_without_a_rebalance(shell: Shell) -> None:
     old = shell.joined(shell.join(client_id="s", instance_id="host-1"))
     shell.sync(old, {old.member_id: b"p"})
+    log_before = len(shell.log)
     new = shell.joined(shell.join(client_id="s", instance_id="host-1"))
     assert new.member_id != old.member_id
-    assert new.generation_id == 2
-    assert new.leader == new.member_id
+    assert new.generation_id == 1  # no rebalance
+    assert new.leader == old.member_id  # the previous id: the restarted leader assigns nothing
+    assert len(shell.log) == log_before + 1  # the new member id is written for a successor
+    assert shell.synced(shell.sync(new)).assignment == b"p"
+    shell.coordinator.heartbeat(
+        group_id="g", member_id=new.member_id, generation_id=1, group_instance_id="host-1", now_ms=0
+    )
     with pytest.raises(FencedInstanceId):
         shell.coordinator.heartbeat(
             group_id="g",
             member_id=old.member_id,
-            generation_id=2,
+            generation_id=1,
             group_instance_id="host-1",
             now_ms=0,
         )
@@ -472,6 +478,42 @@ def test_static_member_restart_fences_the_old_incarnation(shell: Shell) -> None:
     )
     assert isinstance(step.response, LeaveGroupResponse)
     assert step.response.members[0].error is ErrorCode.FENCED_INSTANCE_ID
+
+
+def test_static_member_restart_with_new_metadata_rebalances(shell: Shell) -> None:
+    old = shell.joined(shell.join(client_id="s", instance_id="host-1"))
+    shell.sync(old, {old.member_id: b"p"})
+    new = shell.joined(
+        shell.join(client_id="s", instance_id="host-1", protocols=[("range", b"other")])
+    )
+    assert new.generation_id == 2
+    assert new.leader == new.member_id
+
+
+def test_static_member_that_stops_is_kept_through_a_rebalance_until_its_session_ends(
+    shell: Shell,
+) -> None:
+    static = shell.joined(shell.join(client_id="s", instance_id="host-1"))
+    shell.sync(static, {static.member_id: b"p"})
+    handle = shell.join(client_id="d")  # a dynamic member arrives; the static one stays silent
+    shell.tick(9_999)
+    assert handle not in shell.responses
+    shell.tick(1)  # the static member's session expired: the rebalance completes without it
+    response = shell.joined(handle)
+    assert [m.member_id for m in response.members] == [response.member_id]
+
+
+def test_static_member_leaves_by_instance_id(shell: Shell) -> None:
+    static = shell.joined(shell.join(client_id="s", instance_id="host-1"))
+    step = shell.run(
+        shell.coordinator.leave_group(
+            group_id="g", members=[MemberIdentity("", "host-1")], now_ms=0
+        )
+    )
+    assert isinstance(step.response, LeaveGroupResponse)
+    assert step.response.members[0].error is ErrorCode.NONE
+    with pytest.raises(UnknownMemberId):
+        shell.join(member_id=static.member_id, instance_id="host-1")
 
 
 # --- offsets ----------------------------------------------------------------------------------
@@ -632,6 +674,25 @@ def test_groups_of_other_partitions_are_not_ours() -> None:
     coordinator.complete_load(partition, GroupStateLoader(), now_ms=0)
     assert coordinator.fetch_offsets(group_id="g") == {}
     assert coordinator.list_groups().error is ErrorCode.NONE
+
+
+def test_while_loading_sync_says_rejoin_and_heartbeat_says_nothing() -> None:
+    coordinator = GroupCoordinator()
+    coordinator.begin_load(coordinator.partition_for("g"))
+    with pytest.raises(RebalanceInProgress):
+        coordinator.sync_group(
+            group_id="g", generation_id=1, member_id="m", assignments={}, now_ms=0
+        )
+    coordinator.heartbeat(group_id="g", member_id="m", generation_id=1, now_ms=0)
+
+
+def test_leave_of_an_unknown_group_answers_per_member(shell: Shell) -> None:
+    step = shell.coordinator.leave_group(
+        group_id="nope", members=[MemberIdentity("a"), MemberIdentity("b")], now_ms=0
+    )
+    assert isinstance(step.response, LeaveGroupResponse)
+    assert step.response.error is ErrorCode.NONE
+    assert [m.error for m in step.response.members] == [ErrorCode.UNKNOWN_MEMBER_ID] * 2
 
 
 def test_unload_answers_waiting_requests_not_coordinator(shell: Shell) -> None:

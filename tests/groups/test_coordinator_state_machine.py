@@ -59,6 +59,7 @@ def _decode(assignment: bytes) -> set[int]:
 @attrs.define
 class Client:
     name: str
+    instance_id: str | None = None  # static members (KIP-345) carry a group.instance.id
     alive: bool = True
     member_id: str = ""
     generation_id: int = -1
@@ -85,7 +86,13 @@ class CoordinatorMachine(RuleBasedStateMachine):
         self.answered: set[int] = set()
         self.unacked: list[tuple[int, tuple[tuple[bytes, bytes | None], ...]]] = []
         self.log: list[tuple[bytes, bytes | None]] = []
-        self.clients = {name: Client(name) for name in CLIENTS}
+        # c2 and c3 are static members: a restart takes over the old member without a rebalance.
+        self.clients = {
+            name: Client(name, instance_id=f"host-{name}" if name in ("c2", "c3") else None)
+            for name in CLIENTS
+        }
+        self.last_id_by_instance: dict[str, str] = {}
+        self.replaced: dict[str, str] = {}  # new member id -> the static member id it replaced
         self.commits: dict[int, tuple[int, TopicPartition, int]] = {}  # handle -> gen, tp, offset
         self.committed: dict[TopicPartition, int] = {}
         self.last_commit_in_generation: dict[TopicPartition, tuple[int, int]] = {}
@@ -126,16 +133,28 @@ class CoordinatorMachine(RuleBasedStateMachine):
                     client.generation_id = response.generation_id
                     client.join = response
                     client.assignment = None
+                    if client.instance_id is not None:
+                        previous = self.last_id_by_instance.get(client.instance_id)
+                        if previous is not None and previous != response.member_id:
+                            self.replaced[response.member_id] = previous
+                        self.last_id_by_instance[client.instance_id] = response.member_id
                 elif response.error is ErrorCode.UNKNOWN_MEMBER_ID:
                     client.member_id = ""
             if client.sync_handle == handle:
                 client.sync_handle = None
                 assert isinstance(response, SyncGroupResponse)
                 if response.error is ErrorCode.NONE:
-                    generation = client.generation_id
-                    sent = self.sent_assignments.get(generation, {})
-                    assert response.assignment == sent.get(client.member_id, b"")
+                    expected = self._sent_for(client.generation_id, client.member_id)
+                    assert response.assignment == expected
                     client.assignment = _decode(response.assignment)
+
+    def _sent_for(self, generation_id: int, member_id: str) -> bytes:
+        """What the leader of ``generation_id`` assigned to ``member_id`` (or to the static member
+        it replaced in place)."""
+        sent = self.sent_assignments.get(generation_id, {})
+        while member_id not in sent and member_id in self.replaced:
+            member_id = self.replaced[member_id]
+        return sent.get(member_id, b"")
 
     def _forget_membership(self, client: Client) -> None:
         client.member_id = ""
@@ -176,6 +195,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 rebalance_timeout_ms=REBALANCE_MS,
                 protocol_type="consumer",
                 protocols=[("range", name.encode())],
+                group_instance_id=client.instance_id,
                 require_known_member_id=require_known,
                 now_ms=self.now_ms,
             )
@@ -200,6 +220,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 generation_id=join.generation_id,
                 member_id=client.member_id,
                 assignments=assignments,
+                group_instance_id=client.instance_id,
                 now_ms=self.now_ms,
             )
             if assignments:
@@ -220,6 +241,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 group_id=GROUP,
                 member_id=client.member_id,
                 generation_id=client.generation_id,
+                group_instance_id=client.instance_id,
                 now_ms=self.now_ms,
             ),
         )
@@ -241,6 +263,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 member_id=client.member_id,
                 generation_id=generation,
                 offsets={tp: OffsetAndMetadata(offset)},
+                group_instance_id=client.instance_id,
                 now_ms=self.now_ms,
             )
             assert result.handle is not None
@@ -258,7 +281,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
         self._call(
             client,
             lambda: self.coordinator.leave_group(
-                group_id=GROUP, members=[MemberIdentity(member_id)], now_ms=self.now_ms
+                group_id=GROUP,
+                members=[MemberIdentity(member_id, client.instance_id)],
+                now_ms=self.now_ms,
             ),
         )
         self._forget_membership(client)
@@ -275,7 +300,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
     def restart(self, name: str) -> None:
         client = self.clients[name]
         if not client.alive:
-            self.clients[name] = Client(name, next_offset=client.next_offset)
+            self.clients[name] = Client(
+                name, instance_id=client.instance_id, next_offset=client.next_offset
+            )
 
     @rule(advance_ms=st.sampled_from([0, 100, 3_000, 9_000, 12_000, 20_000]))
     def tick(self, advance_ms: int) -> None:
@@ -328,6 +355,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 group_id=GROUP,
                 member_id=client.member_id,
                 generation_id=client.generation_id,
+                group_instance_id=client.instance_id,
                 now_ms=self.now_ms,
             )
         except UnknownMemberId:
@@ -347,6 +375,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
             generation_id=join.generation_id,
             member_id=client.member_id,
             assignments=assignments,
+            group_instance_id=client.instance_id,
             now_ms=self.now_ms,
         )
         if assignments:
@@ -396,10 +425,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
         if described.state is not GroupState.STABLE:
             return
         assert described.leader in {m.member_id for m in described.members}
-        sent = self.sent_assignments[described.generation_id]
         seen: set[int] = set()
         for member in described.members:
-            assert member.assignment == sent.get(member.member_id, b"")
+            assert member.assignment == self._sent_for(described.generation_id, member.member_id)
             partitions = _decode(member.assignment)
             assert not partitions & seen
             seen |= partitions
