@@ -463,10 +463,15 @@ class GroupCoordinator:
     def active_partitions(self) -> frozenset[int]:
         return frozenset(self._active)
 
-    def begin_load(self, partition: int) -> None:
-        """Marks ``partition`` as loading: its groups answer COORDINATOR_LOAD_IN_PROGRESS."""
-        self._active.discard(partition)
+    def begin_load(self, partition: int) -> Step:
+        """Marks ``partition`` as loading: its groups answer COORDINATOR_LOAD_IN_PROGRESS.
+
+        Groups of the partition still in memory (a reload without an unload) are dropped first;
+        the returned step answers their waiting requests NOT_COORDINATOR, as :meth:`unload`.
+        """
+        step = self.unload(partition)
         self._loading.add(partition)
+        return step
 
     def complete_load(self, partition: int, loader: GroupStateLoader, now_ms: int) -> None:
         """Installs the groups of ``partition`` rebuilt by ``loader`` and starts serving them.
@@ -516,12 +521,17 @@ class GroupCoordinator:
 
     def load_partition(
         self, partition: int, records: Iterable[Record] = (), now_ms: int = 0
-    ) -> None:
-        """Loads ``partition`` in one call: replays ``records`` and starts serving it."""
-        self.begin_load(partition)
+    ) -> Step:
+        """Loads ``partition`` in one call: replays ``records`` and starts serving it.
+
+        Returns:
+            :meth:`begin_load`'s step (empty unless the partition was already loaded).
+        """
+        step = self.begin_load(partition)
         loader = GroupStateLoader()
         loader.apply_all(records)
         self.complete_load(partition, loader, now_ms)
+        return step
 
     def unload(self, partition: int) -> Step:
         """Stops coordinating the groups of ``partition`` (leadership moved away).
@@ -825,10 +835,9 @@ class GroupCoordinator:
             # them (or for their sessions to expire).
             group.join_deadline_ms = now_ms + group.rebalance_timeout_ms()
             return
-        if group.leader_id is not None and (
-            group.leader_id not in group.members
-            or group.members[group.leader_id].join_handle is None
-        ):
+        leader = group.members.get(group.leader_id or "")
+        if leader is None or leader.join_handle is None:
+            # Kafka's maybeElectNewJoinedLeader: the leader must be a member that rejoined.
             group.leader_id = joined[0].member_id if joined else None
         group.generation_id += 1
         if group.members:

@@ -704,6 +704,15 @@ def test_unload_answers_waiting_requests_not_coordinator(shell: Shell) -> None:
         shell.join(member_id=follower.member_id)
 
 
+def test_reloading_a_loaded_partition_answers_its_waiting_requests(shell: Shell) -> None:
+    leader, _ = _stable_pair(shell)
+    handle = shell.join(member_id=leader.member_id, client_id="a")
+    shell.run(shell.coordinator.begin_load(shell.coordinator.partition_for("g")))
+    assert shell.joined(handle).error is ErrorCode.NOT_COORDINATOR
+    with pytest.raises(CoordinatorLoadInProgress):
+        shell.join(member_id=leader.member_id)
+
+
 def test_list_and_describe(shell: Shell) -> None:
     leader, _follower = _stable_pair(shell)
     _commit(shell, "", -1, {TP0: 1}, group="solo")
