@@ -23,7 +23,7 @@ JoinGroup, SyncGroup, LeaveGroup and OffsetCommit call returns a :class:`Step` w
 names that request, plus every :class:`Completion` now due (for that request or earlier, still
 pending ones) and every :class:`Append` the shell must write. The shell:
 
-1. delivers each completion's response to the connection that sent the request with that
+1. delivers each completion's result (the shell encodes it as the Kafka response) to the connection that sent the request with that
    handle (and drops it if the connection is gone);
 2. appends each ``Append.records`` to ``__consumer_offsets`` partition ``Append.partition``
    (acks=all), then calls :meth:`GroupCoordinator.on_append_done` with the outcome. Answers that
@@ -34,8 +34,8 @@ pending ones) and every :class:`Append` the shell must write. The shell:
 
 Errors: a request refused before anything changed raises the :class:`QuorumqError` Kafka would
 answer with (``UnknownMemberId``, ``IllegalGeneration``, ``RebalanceInProgress``...), so the
-dispatcher writes ``exc.code``. Outcomes decided later come back inside a response's ``error``
-field, as does ``MEMBER_ID_REQUIRED``, whose response carries the member id to rejoin with.
+dispatcher writes ``exc.code``. Outcomes decided later come back inside a result's ``error``
+field, as does ``MEMBER_ID_REQUIRED``, whose result carries the member id to rejoin with.
 
 Randomness (member ids) comes from the injected ``random.Random``; time from ``now_ms``.
 """
@@ -85,18 +85,18 @@ __all__ = [
     "GroupCoordinator",
     "GroupDescription",
     "GroupListing",
-    "GroupResponse",
+    "GroupResult",
     "GroupState",
     "JoinGroupMember",
-    "JoinGroupResponse",
-    "LeaveGroupMemberResponse",
-    "LeaveGroupResponse",
-    "ListGroupsResponse",
+    "JoinGroupResult",
+    "LeaveGroupMemberResult",
+    "LeaveGroupResult",
+    "ListGroupsResult",
     "MemberDescription",
     "MemberIdentity",
-    "OffsetCommitResponse",
+    "OffsetCommitResult",
     "Step",
-    "SyncGroupResponse",
+    "SyncGroupResult",
 ]
 
 
@@ -127,7 +127,7 @@ class GroupConfig:
     offsets_topic_num_partitions: int = DEFAULT_OFFSETS_PARTITIONS  # offsets.topic.num.partitions
 
 
-# --- responses and effects --------------------------------------------------------------------
+# --- results and effects --------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -140,7 +140,7 @@ class JoinGroupMember:
 
 
 @attrs.frozen
-class JoinGroupResponse:
+class JoinGroupResult:
     """A JoinGroup answer. ``members`` is filled only for the leader."""
 
     error: ErrorCode
@@ -153,7 +153,7 @@ class JoinGroupResponse:
 
 
 @attrs.frozen
-class SyncGroupResponse:
+class SyncGroupResult:
     """A SyncGroup answer: this member's assignment bytes (ConsumerProtocol for consumers)."""
 
     error: ErrorCode
@@ -163,7 +163,7 @@ class SyncGroupResponse:
 
 
 @attrs.frozen
-class OffsetCommitResponse:
+class OffsetCommitResult:
     """An OffsetCommit answer: one error code per partition of the request."""
 
     errors: Mapping[TopicPartition, ErrorCode]
@@ -178,22 +178,22 @@ class MemberIdentity:
 
 
 @attrs.frozen
-class LeaveGroupMemberResponse:
+class LeaveGroupMemberResult:
     member_id: str
     group_instance_id: str | None
     error: ErrorCode
 
 
 @attrs.frozen
-class LeaveGroupResponse:
+class LeaveGroupResult:
     """A LeaveGroup answer. For v0-v2 (one member, no per-member list on the wire) the shell
     answers with ``members[0].error``; v3+ sends ``error`` and the list."""
 
     error: ErrorCode
-    members: tuple[LeaveGroupMemberResponse, ...]
+    members: tuple[LeaveGroupMemberResult, ...]
 
 
-GroupResponse = JoinGroupResponse | SyncGroupResponse | OffsetCommitResponse | LeaveGroupResponse
+GroupResult = JoinGroupResult | SyncGroupResult | OffsetCommitResult | LeaveGroupResult
 
 
 @attrs.frozen
@@ -201,7 +201,7 @@ class Completion:
     """The answer to the request that was given ``handle``."""
 
     handle: int
-    response: GroupResponse
+    result: GroupResult
 
 
 @attrs.frozen
@@ -231,15 +231,15 @@ class Step:
     appends: tuple[Append, ...] = ()
 
     @property
-    def response(self) -> GroupResponse | None:
+    def result(self) -> GroupResult | None:
         """This request's own answer if it is already due, else None (it is pending)."""
-        return self.response_for(self.handle) if self.handle is not None else None
+        return self.result_for(self.handle) if self.handle is not None else None
 
-    def response_for(self, handle: int) -> GroupResponse | None:
+    def result_for(self, handle: int) -> GroupResult | None:
         """Returns the completion for ``handle`` in this step, or None."""
         for completion in self.completions:
             if completion.handle == handle:
-                return completion.response
+                return completion.result
         return None
 
 
@@ -277,7 +277,7 @@ class GroupListing:
 
 
 @attrs.frozen
-class ListGroupsResponse:
+class ListGroupsResult:
     """ListGroups: ``COORDINATOR_LOAD_IN_PROGRESS`` with a partial list while loading."""
 
     error: ErrorCode
@@ -402,8 +402,8 @@ class _Effects:
     completions: list[Completion] = attrs.Factory(list)
     appends: list[Append] = attrs.Factory(list)
 
-    def complete(self, handle: int, response: GroupResponse) -> None:
-        self.completions.append(Completion(handle, response))
+    def complete(self, handle: int, result: GroupResult) -> None:
+        self.completions.append(Completion(handle, result))
 
     def step(self) -> Step:
         return Step(self.handle, tuple(self.completions), tuple(self.appends))
@@ -554,7 +554,7 @@ class GroupCoordinator:
             if isinstance(pending, _OffsetAppend):
                 errors = dict.fromkeys(pending.values, ErrorCode.NOT_COORDINATOR)
                 errors.update(pending.errors)
-                fx.complete(pending.handle, OffsetCommitResponse(errors))
+                fx.complete(pending.handle, OffsetCommitResult(errors))
         return fx.step()
 
     def _check_owned(self, group_id: str) -> None:
@@ -596,7 +596,7 @@ class GroupCoordinator:
                 MEMBER_ID_REQUIRED with its new id (KIP-394) instead of joining.
 
         Returns:
-            A step whose ``handle`` is answered with a :class:`JoinGroupResponse` when the
+            A step whose ``handle`` is answered with a :class:`JoinGroupResult` when the
             generation completes (possibly in this very step).
 
         Raises:
@@ -657,7 +657,7 @@ class GroupCoordinator:
             elif require_known_member_id:
                 group.pending_members[new_id] = now_ms + session_timeout_ms
                 fx.complete(
-                    fx.handle, JoinGroupResponse(ErrorCode.MEMBER_ID_REQUIRED, member_id=new_id)
+                    fx.handle, JoinGroupResult(ErrorCode.MEMBER_ID_REQUIRED, member_id=new_id)
                 )
             else:
                 self._add_member_and_rebalance(group, new_id, None, args, fx, now_ms)
@@ -676,12 +676,12 @@ class GroupCoordinator:
         elif group.state is GroupState.COMPLETING_REBALANCE and member.matches(protocols):
             # A retried JoinGroup whose answer was lost: hand out the same generation again.
             member.last_heartbeat_ms = now_ms
-            fx.complete(fx.handle, self._join_response(group, member))
+            fx.complete(fx.handle, self._join_result(group, member))
         elif group.state is GroupState.STABLE and (
             member.member_id != group.leader_id and member.matches(protocols)
         ):
             member.last_heartbeat_ms = now_ms
-            fx.complete(fx.handle, self._join_response(group, member))
+            fx.complete(fx.handle, self._join_result(group, member))
         else:
             # The leader rejoining (it may have seen a metadata change) or new metadata.
             self._update_member_and_rebalance(group, member, args, fx, now_ms)
@@ -734,7 +734,7 @@ class GroupCoordinator:
             # A second JoinGroup supersedes the first; its sender has given up on it.
             fx.complete(
                 member.join_handle,
-                JoinGroupResponse(ErrorCode.REBALANCE_IN_PROGRESS, member_id=member.member_id),
+                JoinGroupResult(ErrorCode.REBALANCE_IN_PROGRESS, member_id=member.member_id),
             )
         member.protocols = protocols
         member.rebalance_timeout_ms = rebalance_ms
@@ -780,7 +780,7 @@ class GroupCoordinator:
         self._append(group, (record,), None, fx)
         fx.complete(
             fx.handle,
-            JoinGroupResponse(
+            JoinGroupResult(
                 ErrorCode.NONE,
                 generation_id=group.generation_id,
                 protocol_type=group.protocol_type,
@@ -852,19 +852,19 @@ class GroupCoordinator:
             )
         for member in group.members.values():
             if member.join_handle is not None:
-                fx.complete(member.join_handle, self._join_response(group, member))
+                fx.complete(member.join_handle, self._join_result(group, member))
                 member.join_handle = None
             member.last_heartbeat_ms = now_ms
             member.is_new = False
 
-    def _join_response(self, group: _Group, member: _Member) -> JoinGroupResponse:
+    def _join_result(self, group: _Group, member: _Member) -> JoinGroupResult:
         members: tuple[JoinGroupMember, ...] = ()
         if member.member_id == group.leader_id:
             members = tuple(
                 JoinGroupMember(m.member_id, m.group_instance_id, m.metadata(group.protocol_name))
                 for m in group.members.values()
             )
-        return JoinGroupResponse(
+        return JoinGroupResult(
             ErrorCode.NONE,
             generation_id=group.generation_id,
             protocol_type=group.protocol_type,
@@ -897,7 +897,7 @@ class GroupCoordinator:
             protocol_type, protocol_name: SyncGroup v5 checks them against the group's.
 
         Returns:
-            A step whose ``handle`` is answered with a :class:`SyncGroupResponse` once the
+            A step whose ``handle`` is answered with a :class:`SyncGroupResult` once the
             leader's assignment is written (possibly already, if the group is Stable).
 
         Raises:
@@ -935,11 +935,11 @@ class GroupCoordinator:
         assert fx.handle is not None
         member.last_heartbeat_ms = now_ms
         if group.state is GroupState.STABLE:
-            fx.complete(fx.handle, self._sync_response(group, member))
+            fx.complete(fx.handle, self._sync_result(group, member))
             return fx.step()
         # CompletingRebalance: wait for the leader's assignment to be written.
         if member.sync_handle is not None:
-            fx.complete(member.sync_handle, SyncGroupResponse(ErrorCode.REBALANCE_IN_PROGRESS))
+            fx.complete(member.sync_handle, SyncGroupResult(ErrorCode.REBALANCE_IN_PROGRESS))
         member.sync_handle = fx.handle
         if member_id == group.leader_id and group.sync_append_id is None:
             full = {m: bytes(assignments.get(m, b"")) for m in group.members}
@@ -949,8 +949,8 @@ class GroupCoordinator:
             group.sync_append_id = self._append(group, (record,), pending, fx)
         return fx.step()
 
-    def _sync_response(self, group: _Group, member: _Member) -> SyncGroupResponse:
-        return SyncGroupResponse(
+    def _sync_result(self, group: _Group, member: _Member) -> SyncGroupResult:
+        return SyncGroupResult(
             ErrorCode.NONE, group.protocol_type, group.protocol_name, member.assignment
         )
 
@@ -960,7 +960,7 @@ class GroupCoordinator:
         for member in group.members.values():
             member.assignment = b""
             if member.sync_handle is not None:
-                fx.complete(member.sync_handle, SyncGroupResponse(error))
+                fx.complete(member.sync_handle, SyncGroupResult(error))
                 member.sync_handle = None
 
     # --- Heartbeat and LeaveGroup -------------------------------------------------------------
@@ -1006,7 +1006,7 @@ class GroupCoordinator:
         """Handles LeaveGroup (v0-v2: one member; v3+: a batch, static members by instance id).
 
         Returns:
-            A step answering its own ``handle`` with a :class:`LeaveGroupResponse` at once; its
+            A step answering its own ``handle`` with a :class:`LeaveGroupResult` at once; its
             other completions are JoinGroups the departure let complete.
 
         Raises:
@@ -1022,12 +1022,12 @@ class GroupCoordinator:
         assert fx.handle is not None
         if group is None:
             unknown = tuple(
-                LeaveGroupMemberResponse(
+                LeaveGroupMemberResult(
                     m.member_id, m.group_instance_id, ErrorCode.UNKNOWN_MEMBER_ID
                 )
                 for m in members
             )
-            fx.complete(fx.handle, LeaveGroupResponse(ErrorCode.NONE, unknown))
+            fx.complete(fx.handle, LeaveGroupResult(ErrorCode.NONE, unknown))
             return fx.step()
         results = []
         for identity in members:
@@ -1048,9 +1048,9 @@ class GroupCoordinator:
             else:
                 self._remove_member_and_update(group, group.members[identity.member_id], fx, now_ms)
             results.append(
-                LeaveGroupMemberResponse(identity.member_id, identity.group_instance_id, error)
+                LeaveGroupMemberResult(identity.member_id, identity.group_instance_id, error)
             )
-        fx.complete(fx.handle, LeaveGroupResponse(ErrorCode.NONE, tuple(results)))
+        fx.complete(fx.handle, LeaveGroupResult(ErrorCode.NONE, tuple(results)))
         return fx.step()
 
     def _remove_member(self, group: _Group, member: _Member, fx: _Effects) -> None:
@@ -1073,10 +1073,10 @@ class GroupCoordinator:
 
     def _answer_waiters(self, member: _Member, error: ErrorCode, fx: _Effects) -> None:
         if member.join_handle is not None:
-            fx.complete(member.join_handle, JoinGroupResponse(error, member_id=member.member_id))
+            fx.complete(member.join_handle, JoinGroupResult(error, member_id=member.member_id))
             member.join_handle = None
         if member.sync_handle is not None:
-            fx.complete(member.sync_handle, SyncGroupResponse(error))
+            fx.complete(member.sync_handle, SyncGroupResult(error))
             member.sync_handle = None
 
     def _check_static(self, group: _Group, member_id: str, group_instance_id: str | None) -> None:
@@ -1117,7 +1117,7 @@ class GroupCoordinator:
             retention_time_ms: OffsetCommit v2-v4's retention; -1 = the broker's default.
 
         Returns:
-            A step whose ``handle`` is answered with an :class:`OffsetCommitResponse` once the
+            A step whose ``handle`` is answered with an :class:`OffsetCommitResult` once the
             records in its append are written (or at once if every partition was refused).
 
         Raises:
@@ -1160,7 +1160,7 @@ class GroupCoordinator:
                 requested.offset, metadata, now_ms, requested.leader_epoch, expire
             )
         if not values:
-            fx.complete(fx.handle, OffsetCommitResponse(errors))
+            fx.complete(fx.handle, OffsetCommitResult(errors))
             return fx.step()
         records = tuple(offset_commit_record(group_id, tp, v) for tp, v in values.items())
         group.pending_offset_appends += 1
@@ -1233,7 +1233,7 @@ class GroupCoordinator:
                 outcome = _map_append_error(error, offsets=True)
             errors = dict.fromkeys(pending.values, outcome)
             errors.update(pending.errors)
-            fx.complete(pending.handle, OffsetCommitResponse(errors))
+            fx.complete(pending.handle, OffsetCommitResult(errors))
         elif isinstance(pending, _SyncAppend):
             group = self._groups.get(pending.group_id)
             if (
@@ -1250,7 +1250,7 @@ class GroupCoordinator:
                 group.transition(GroupState.STABLE, now_ms)
                 for member in group.members.values():
                     if member.sync_handle is not None:
-                        fx.complete(member.sync_handle, self._sync_response(group, member))
+                        fx.complete(member.sync_handle, self._sync_result(group, member))
                         member.sync_handle = None
             else:
                 mapped = _map_append_error(error, offsets=False)
@@ -1391,7 +1391,7 @@ class GroupCoordinator:
 
     # --- ListGroups / DescribeGroups ----------------------------------------------------------
 
-    def list_groups(self, states: Iterable[GroupState] | None = None) -> ListGroupsResponse:
+    def list_groups(self, states: Iterable[GroupState] | None = None) -> ListGroupsResult:
         """Handles ListGroups (v0-v4): groups of every partition this broker coordinates,
         optionally filtered by state (v4)."""
         wanted = None if states is None else set(states)
@@ -1402,7 +1402,7 @@ class GroupCoordinator:
             and (wanted is None or g.state in wanted)
         )
         error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if self._loading else ErrorCode.NONE
-        return ListGroupsResponse(error, listings)
+        return ListGroupsResult(error, listings)
 
     def describe_group(self, group_id: str) -> GroupDescription:
         """Handles DescribeGroups for one group (Kafka's ``GroupMetadata.summary``).

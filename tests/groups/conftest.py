@@ -10,10 +10,10 @@ from quorumq.errors import ErrorCode
 from quorumq.groups import (
     GroupConfig,
     GroupCoordinator,
-    GroupResponse,
-    JoinGroupResponse,
+    GroupResult,
+    JoinGroupResult,
     Step,
-    SyncGroupResponse,
+    SyncGroupResult,
 )
 
 PROTOCOLS = [("range", b"sub-range"), ("roundrobin", b"sub-rr")]
@@ -32,13 +32,13 @@ class Shell:
         self.auto_ack = auto_ack
         self.now_ms = 0
         self.log: list[tuple[int, bytes, bytes | None]] = []
-        self.responses: dict[int, GroupResponse] = {}
+        self.responses: dict[int, GroupResult] = {}
         self.unacked: list[int] = []
 
     def run(self, step: Step) -> Step:
         for completion in step.completions:
             assert completion.handle not in self.responses, "a handle was answered twice"
-            self.responses[completion.handle] = completion.response
+            self.responses[completion.handle] = completion.result
         for append in step.appends:
             for key, value in append.records:
                 self.log.append((append.partition, key, value))
@@ -84,14 +84,14 @@ class Shell:
         assert step.handle is not None
         return step.handle
 
-    def joined(self, handle: int) -> JoinGroupResponse:
+    def joined(self, handle: int) -> JoinGroupResult:
         response = self.responses[handle]
-        assert isinstance(response, JoinGroupResponse)
+        assert isinstance(response, JoinGroupResult)
         return response
 
     def sync(
         self,
-        member: JoinGroupResponse,
+        member: JoinGroupResult,
         assignments: dict[str, bytes] | None = None,
         group: str = "g",
     ) -> int:
@@ -107,9 +107,9 @@ class Shell:
         assert step.handle is not None
         return step.handle
 
-    def synced(self, handle: int) -> SyncGroupResponse:
+    def synced(self, handle: int) -> SyncGroupResult:
         response = self.responses[handle]
-        assert isinstance(response, SyncGroupResponse)
+        assert isinstance(response, SyncGroupResult)
         return response
 
 

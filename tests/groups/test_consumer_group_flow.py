@@ -23,7 +23,7 @@ from quorumq.groups import (
     GroupConfig,
     GroupCoordinator,
     GroupState,
-    JoinGroupResponse,
+    JoinGroupResult,
     MemberIdentity,
     OffsetAndMetadata,
     TopicPartition,
@@ -41,7 +41,7 @@ class Consumer:
         self.shell, self.group, self.name = shell, group, name
         self.assignor = RangeAssignor() if assignor == "range" else RoundRobinAssignor()
         self.member_id = ""
-        self.join_response: JoinGroupResponse | None = None
+        self.join_response: JoinGroupResult | None = None
         self.assignment: list[tuple[str, int]] | None = None
         self.pending: int | None = None
         self.pending_sync: int | None = None
@@ -61,8 +61,8 @@ class Consumer:
                 now_ms=self.shell.now_ms,
             )
         )
-        response = step.response
-        if isinstance(response, JoinGroupResponse) and response.error is (
+        response = step.result
+        if isinstance(response, JoinGroupResult) and response.error is (
             ErrorCode.MEMBER_ID_REQUIRED
         ):
             self.member_id = response.member_id

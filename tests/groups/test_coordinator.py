@@ -23,11 +23,11 @@ from quorumq.groups import (
     GroupCoordinator,
     GroupState,
     GroupStateLoader,
-    JoinGroupResponse,
-    LeaveGroupResponse,
+    JoinGroupResult,
+    LeaveGroupResult,
     MemberIdentity,
     OffsetAndMetadata,
-    OffsetCommitResponse,
+    OffsetCommitResult,
     TopicPartition,
 )
 from tests.groups.conftest import Shell
@@ -36,7 +36,7 @@ TP0 = TopicPartition("t", 0)
 TP1 = TopicPartition("t", 1)
 
 
-def _stable_pair(shell: Shell) -> tuple[JoinGroupResponse, JoinGroupResponse]:
+def _stable_pair(shell: Shell) -> tuple[JoinGroupResult, JoinGroupResult]:
     """Two members, generation 2, Stable, leader assigns t-0 to itself and t-1 to the other."""
     first = shell.joined(shell.join(client_id="a"))
     shell.synced(shell.sync(first, {first.member_id: b"a0"}))
@@ -401,8 +401,8 @@ def test_leave_rebalances_the_rest(shell: Shell) -> None:
             group_id="g", members=[MemberIdentity(follower.member_id)], now_ms=0
         )
     )
-    response = step.response
-    assert isinstance(response, LeaveGroupResponse)
+    response = step.result
+    assert isinstance(response, LeaveGroupResult)
     assert response.members[0].error is ErrorCode.NONE
     assert shell.joined(shell.join(member_id=leader.member_id, client_id="a")).generation_id == 3
 
@@ -416,8 +416,8 @@ def test_leave_batch_reports_per_member_errors(shell: Shell) -> None:
             now_ms=0,
         )
     )
-    response = step.response
-    assert isinstance(response, LeaveGroupResponse)
+    response = step.result
+    assert isinstance(response, LeaveGroupResult)
     assert [m.error for m in response.members] == [ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.NONE]
     # The follower is the only one left, and leads the next generation.
     assert shell.joined(shell.join(member_id=follower.member_id, client_id="b")).leader == (
@@ -476,8 +476,8 @@ def test_static_member_restart_takes_its_place_without_a_rebalance(shell: Shell)
             group_id="g", members=[MemberIdentity(old.member_id, "host-1")], now_ms=0
         )
     )
-    assert isinstance(step.response, LeaveGroupResponse)
-    assert step.response.members[0].error is ErrorCode.FENCED_INSTANCE_ID
+    assert isinstance(step.result, LeaveGroupResult)
+    assert step.result.members[0].error is ErrorCode.FENCED_INSTANCE_ID
 
 
 def test_static_member_restart_with_new_metadata_rebalances(shell: Shell) -> None:
@@ -510,8 +510,8 @@ def test_static_member_leaves_by_instance_id(shell: Shell) -> None:
             group_id="g", members=[MemberIdentity("", "host-1")], now_ms=0
         )
     )
-    assert isinstance(step.response, LeaveGroupResponse)
-    assert step.response.members[0].error is ErrorCode.NONE
+    assert isinstance(step.result, LeaveGroupResult)
+    assert step.result.members[0].error is ErrorCode.NONE
     with pytest.raises(UnknownMemberId):
         shell.join(member_id=static.member_id, instance_id="host-1")
 
@@ -539,9 +539,9 @@ def _commit(
     return step.handle
 
 
-def _committed(shell: Shell, handle: int) -> OffsetCommitResponse:
+def _committed(shell: Shell, handle: int) -> OffsetCommitResult:
     response = shell.responses[handle]
-    assert isinstance(response, OffsetCommitResponse)
+    assert isinstance(response, OffsetCommitResult)
     return response
 
 
@@ -690,9 +690,9 @@ def test_leave_of_an_unknown_group_answers_per_member(shell: Shell) -> None:
     step = shell.coordinator.leave_group(
         group_id="nope", members=[MemberIdentity("a"), MemberIdentity("b")], now_ms=0
     )
-    assert isinstance(step.response, LeaveGroupResponse)
-    assert step.response.error is ErrorCode.NONE
-    assert [m.error for m in step.response.members] == [ErrorCode.UNKNOWN_MEMBER_ID] * 2
+    assert isinstance(step.result, LeaveGroupResult)
+    assert step.result.error is ErrorCode.NONE
+    assert [m.error for m in step.result.members] == [ErrorCode.UNKNOWN_MEMBER_ID] * 2
 
 
 def test_unload_answers_waiting_requests_not_coordinator(shell: Shell) -> None:

@@ -32,12 +32,12 @@ from quorumq.groups import (
     GroupConfig,
     GroupCoordinator,
     GroupState,
-    JoinGroupResponse,
+    JoinGroupResult,
     MemberIdentity,
     OffsetAndMetadata,
-    OffsetCommitResponse,
+    OffsetCommitResult,
     Step,
-    SyncGroupResponse,
+    SyncGroupResult,
     TopicPartition,
 )
 
@@ -63,7 +63,7 @@ class Client:
     alive: bool = True
     member_id: str = ""
     generation_id: int = -1
-    join: JoinGroupResponse | None = None  # answer of the last successful join
+    join: JoinGroupResult | None = None  # answer of the last successful join
     join_handle: int | None = None
     sync_handle: int | None = None
     assignment: set[int] | None = None  # for self.generation_id, once synced
@@ -108,14 +108,14 @@ class CoordinatorMachine(RuleBasedStateMachine):
             assert completion.handle in self.issued, "answer to a handle never issued"
             assert completion.handle not in self.answered, "a handle was answered twice"
             self.answered.add(completion.handle)
-            self._deliver(completion.handle, completion.response)
+            self._deliver(completion.handle, completion.result)
         for append in step.appends:
             self.unacked.append((append.append_id, append.records))
 
     def _deliver(self, handle: int, response: object) -> None:
         if handle in self.commits:
             generation, tp, offset = self.commits.pop(handle)
-            assert isinstance(response, OffsetCommitResponse)
+            assert isinstance(response, OffsetCommitResult)
             if response.errors[tp] is ErrorCode.NONE:
                 previous = self.last_commit_in_generation.get(tp)
                 if previous is not None and previous[0] == generation:
@@ -126,7 +126,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         for client in self.clients.values():
             if client.join_handle == handle:
                 client.join_handle = None
-                assert isinstance(response, JoinGroupResponse)
+                assert isinstance(response, JoinGroupResult)
                 if response.error in (ErrorCode.NONE, ErrorCode.MEMBER_ID_REQUIRED):
                     client.member_id = response.member_id
                 if response.error is ErrorCode.NONE:
@@ -142,7 +142,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
                     client.member_id = ""
             if client.sync_handle == handle:
                 client.sync_handle = None
-                assert isinstance(response, SyncGroupResponse)
+                assert isinstance(response, SyncGroupResult)
                 if response.error is ErrorCode.NONE:
                     expected = self._sent_for(client.generation_id, client.member_id)
                     assert response.assignment == expected
@@ -385,7 +385,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         return None if client.sync_handle is not None else step.handle
 
     @staticmethod
-    def _deal(join: JoinGroupResponse) -> dict[str, bytes]:
+    def _deal(join: JoinGroupResult) -> dict[str, bytes]:
         member_ids = [m.member_id for m in join.members]
         dealt: dict[str, list[int]] = {m: [] for m in member_ids}
         for partition in range(PARTITIONS):
