@@ -26,8 +26,10 @@ from quorumq.protocol import (
     encode_request,
     encode_response,
     frame_bytes,
+    is_flexible,
     peek_correlation_id,
     read_frame_size,
+    request_header_version,
 )
 
 
@@ -149,3 +151,28 @@ def test_frame_reader_cuts_frames_and_refuses_oversized_prefix() -> None:
         reader.next_frame()
     with pytest.raises(InvalidRequest):
         read_frame_size(struct.pack(">i", -1), 10)
+
+
+def _kafka_request_schemas() -> list[tuple[int, str]]:
+    """(api key, flexibleVersions) of every request schema kafka-python ships (Kafka's JSON)."""
+    from importlib import resources
+
+    from kafka.protocol.schemas.load_json import load_json
+
+    out = []
+    for entry in resources.files("kafka.protocol.schemas.resources").iterdir():
+        if entry.name.endswith("Request.json"):
+            data = load_json(entry.name[: -len(".json")], "kafka.protocol.schemas.resources")
+            out.append((data["apiKey"], data["flexibleVersions"]))
+    return sorted(out)
+
+
+def test_flexible_versions_match_kafkas_schemas() -> None:
+    schemas = _kafka_request_schemas()
+    assert len(schemas) > 40
+    for api_key, flexible in schemas:
+        first = None if flexible == "none" else int(flexible.rstrip("+"))
+        assert request_header_version(api_key, 100) == (1 if first is None else 2), api_key
+        if first is not None:
+            assert is_flexible(api_key, first), api_key
+            assert not is_flexible(api_key, first - 1) if first > 0 else True, api_key
