@@ -22,7 +22,16 @@ app.add_typer(bench_app, name="bench")
 def _register() -> None:
     # Imported for their side effect of adding commands; kept here so each command module only
     # depends on the app objects above.
-    from quorumq.cli import _bench, _bench_kafka, _broker, _demo, _shell, _topic  # noqa: F401
+    from quorumq.cli import (  # noqa: F401
+        _bench,
+        _bench_kafka,
+        _broker,
+        _cluster,
+        _compare,
+        _demo,
+        _shell,
+        _topic,
+    )
 
 
 def main() -> None:
