@@ -674,10 +674,3 @@ def struct_writer(cls: type, version: int, flexible: bool) -> WriterFn:
     write: WriterFn = ns["write"]
     _WRITERS[key] = write
     return write
-
-
-def encode_struct(value: Any, version: int, flexible: bool) -> bytes:
-    """Encodes one struct to bytes (tests, small messages)."""
-    w = Writer()
-    struct_writer(type(value), version, flexible)(w, value)
-    return w.getvalue()
