@@ -590,7 +590,8 @@ class GroupCoordinator:
 
         Args:
             member_id: "" for a member joining for the first time.
-            rebalance_timeout_ms: JoinGroup v0 has none; pass the session timeout, as Kafka.
+            rebalance_timeout_ms: JoinGroup v0 has none: pass -1 (or the session timeout);
+                the session timeout stands in for it, as in Kafka.
             protocols: ``(name, metadata)`` in the member's order of preference.
             require_known_member_id: JoinGroup v4+: a dynamic member without an id is answered
                 MEMBER_ID_REQUIRED with its new id (KIP-394) instead of joining.
@@ -612,6 +613,8 @@ class GroupCoordinator:
                 f"session timeout {session_timeout_ms} ms outside "
                 f"[{cfg.min_session_timeout_ms}, {cfg.max_session_timeout_ms}]"
             )
+        if rebalance_timeout_ms < 0:
+            rebalance_timeout_ms = session_timeout_ms  # JoinGroup v0 has no rebalance timeout
         protocols = tuple((name, bytes(metadata)) for name, metadata in protocols)
         group = self._groups.get(group_id)
         if group is None:

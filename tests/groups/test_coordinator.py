@@ -266,6 +266,16 @@ def test_leader_that_does_not_rejoin_is_replaced(shell: Shell) -> None:
     assert [m.member_id for m in response.members] == [follower.member_id]
 
 
+def test_join_v0_uses_the_session_timeout_as_rebalance_timeout(shell: Shell) -> None:
+    first = shell.joined(shell.join(client_id="a", rebalance_timeout_ms=-1))
+    shell.sync(first, {first.member_id: b"x"})
+    handle = shell.join(client_id="b", rebalance_timeout_ms=-1)
+    shell.tick(0)
+    assert handle not in shell.responses  # waits for "a" up to the session timeout, not -1 ms
+    shell.join(member_id=first.member_id, client_id="a", rebalance_timeout_ms=-1)
+    assert shell.joined(handle).generation_id == 2
+
+
 def test_second_join_supersedes_the_first(shell: Shell) -> None:
     leader, follower = _stable_pair(shell)
     first = shell.join(member_id=leader.member_id, client_id="a")
