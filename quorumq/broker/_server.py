@@ -141,10 +141,13 @@ async def serve_connection(
                 while True:
                     frame = await reader.next_frame()
                     if frame is None:
+                        # The client closed its side: like Kafka, drop what is still pending
+                        # (appends already made stay made) rather than wait for delayed fetches.
+                        nursery.cancel_scope.cancel()
                         break
                     slot = _Slot()
                     await send_slots.send(slot)
-                    result = handle(frame, info)
+                    result = _handle_guarded(handle, frame, info)
                     if isinstance(result, Delayed):
                         nursery.start_soon(_finish_delayed, slot, result)
                     else:
@@ -153,6 +156,20 @@ async def serve_connection(
         log.warning("closing connection from %s: %s", peer, group.exceptions[0])
     except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         log.debug("connection from %s dropped", peer)
+    except* Exception as group:
+        # A bug, not bad input (handlers answer errors themselves): this connection ends, the
+        # broker and every other connection carry on.
+        log.error("closing connection from %s after an unexpected error", peer, exc_info=group)
+
+
+def _handle_guarded(handle: RequestHandler, frame: bytes, info: ConnectionInfo) -> Any:
+    try:
+        return handle(frame, info)
+    except ConnectionClosed:
+        raise
+    except Exception as exc:
+        log.error("request from %s failed unexpectedly", info.peer, exc_info=exc)
+        raise ConnectionClosed(f"unexpected {type(exc).__name__} handling a request") from exc
 
 
 def _fill_slot(slot: _Slot, result: Any) -> None:
