@@ -341,6 +341,10 @@ class _Group:
     initial_remaining_ms: int | None = None
     new_member_added: bool = False
     sync_append_id: int | None = None  # the leader's assignment write in flight
+    # Members of the current generation that have not sent SyncGroup yet, and when they will be
+    # removed for it (Kafka's DelayedSync: one rebalance timeout after the join completed).
+    pending_sync: set[str] = attrs.Factory(set)
+    sync_deadline_ms: int | None = None
 
     def has_all_members_joined(self) -> bool:
         return not self.pending_members and all(
@@ -760,7 +764,16 @@ class GroupCoordinator:
         group.static_members[member.group_instance_id] = new_id
         if group.leader_id == old_id:
             group.leader_id = new_id
+        if old_id in group.pending_sync:
+            group.pending_sync.discard(old_id)
+            group.pending_sync.add(new_id)
         return member
+
+    @staticmethod
+    def _sync_received(group: _Group, member_id: str) -> None:
+        group.pending_sync.discard(member_id)
+        if not group.pending_sync:
+            group.sync_deadline_ms = None
 
     def _rejoin_static_member_in_place(
         self,
@@ -805,6 +818,8 @@ class GroupCoordinator:
         if group.state is GroupState.COMPLETING_REBALANCE:
             self._reset_and_propagate_sync_error(group, ErrorCode.REBALANCE_IN_PROGRESS, fx)
         group.sync_append_id = None
+        group.pending_sync.clear()
+        group.sync_deadline_ms = None
         delay = self.config.initial_rebalance_delay_ms
         if group.state is GroupState.EMPTY and delay > 0:
             group.join_deadline_ms = now_ms + delay
@@ -846,6 +861,8 @@ class GroupCoordinator:
         if group.members:
             group.protocol_name = group.select_protocol()
             group.transition(GroupState.COMPLETING_REBALANCE, now_ms)
+            group.pending_sync = set(group.members)
+            group.sync_deadline_ms = now_ms + group.rebalance_timeout_ms()
         else:
             group.protocol_name = None
             group.leader_id = None
@@ -937,6 +954,7 @@ class GroupCoordinator:
         fx = _Effects(self._new_handle())
         assert fx.handle is not None
         member.last_heartbeat_ms = now_ms
+        self._sync_received(group, member_id)
         if group.state is GroupState.STABLE:
             fx.complete(fx.handle, self._sync_result(group, member))
             return fx.step()
@@ -1059,6 +1077,7 @@ class GroupCoordinator:
     def _remove_member(self, group: _Group, member: _Member, fx: _Effects) -> None:
         self._answer_waiters(member, ErrorCode.UNKNOWN_MEMBER_ID, fx)
         del group.members[member.member_id]
+        self._sync_received(group, member.member_id)
         instance_id = member.group_instance_id
         if instance_id is not None and group.static_members.get(instance_id) == member.member_id:
             del group.static_members[instance_id]
@@ -1314,6 +1333,20 @@ class GroupCoordinator:
         for member in list(group.members.values()):
             if member.member_id in group.members and not self._keep_alive(member, now_ms):
                 self._remove_member_and_update(group, member, fx, now_ms)
+        sync_deadline = group.sync_deadline_ms
+        if sync_deadline is not None and now_ms >= sync_deadline:
+            # Kafka's onExpirePendingSync: members that joined but never synced are dropped.
+            group.sync_deadline_ms = None
+            laggards = [group.members[m] for m in group.pending_sync if m in group.members]
+            group.pending_sync.clear()
+            if laggards and group.state in (
+                GroupState.COMPLETING_REBALANCE,
+                GroupState.STABLE,
+            ):
+                for member in laggards:
+                    self._remove_member(group, member, fx)
+                self._prepare_rebalance(group, fx, now_ms)
+                self._try_complete_join(group, fx, now_ms)
         deadline = group.join_deadline_ms
         if group.state is not GroupState.PREPARING_REBALANCE or deadline is None:
             return
@@ -1382,6 +1415,8 @@ class GroupCoordinator:
             deadlines.extend(group.pending_members.values())
             if group.state is GroupState.PREPARING_REBALANCE and group.join_deadline_ms is not None:
                 deadlines.append(group.join_deadline_ms)
+            if group.sync_deadline_ms is not None:
+                deadlines.append(group.sync_deadline_ms)
             for m in group.members.values():
                 if m.join_handle is not None:
                     if m.is_new:

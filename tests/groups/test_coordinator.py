@@ -334,6 +334,27 @@ def test_member_left_out_by_the_leader_gets_an_empty_assignment(shell: Shell) ->
     assert shell.synced(shell.sync(b)).assignment == b""
 
 
+def test_member_that_joins_but_never_syncs_is_removed_after_the_rebalance_timeout(
+    shell: Shell,
+) -> None:
+    first = shell.joined(shell.join(client_id="a"))
+    shell.sync(first, {first.member_id: b"x"})
+    h_b = shell.join(client_id="b")
+    leader = shell.joined(shell.join(member_id=first.member_id, client_id="a"))
+    lazy = shell.joined(h_b)
+    shell.sync(leader, {leader.member_id: b"t-0", lazy.member_id: b"t-1"})
+    for _ in range(3):  # both heartbeat; only the leader ever synced
+        shell.tick(9_000)
+        for member in (leader, lazy):
+            shell.coordinator.heartbeat(
+                group_id="g", member_id=member.member_id, generation_id=2, now_ms=shell.now_ms
+            )
+    shell.tick(3_000)  # 30 s (the rebalance timeout) after the join completed
+    described = shell.coordinator.describe_group("g")
+    assert described.state is GroupState.PREPARING_REBALANCE
+    assert [m.member_id for m in described.members] == [leader.member_id]
+
+
 def test_rebalance_during_completing_answers_waiting_syncs(shell: Shell) -> None:
     first = shell.joined(shell.join(client_id="a"))
     shell.sync(first, {first.member_id: b"x"})
