@@ -1,0 +1,286 @@
+"""A produce workload that keeps its history, and the read-back that ends a chaos run.
+
+The workload drives librdkafka (confluent-kafka), the client most Kafka users run, so what we
+measure is what they would see. Each record's value is unique (``<run>-<seq>`` padded to the
+record size): the checker identifies records by value. Latency is from ``produce()`` to the
+delivery report, as in ``quorumq bench produce``; each report also stamps its time, so a caller
+can cut the history into windows (before, during, after a fault).
+
+Every loop is bounded by a record count and a deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from quorumq.chaos._history import ProduceAttempt, ReadRecord
+from quorumq.errors import QuorumqError
+
+
+class WorkloadError(QuorumqError):
+    """The workload could not run (client missing, topic unreadable)."""
+
+
+@attrs.frozen
+class Delivery:
+    """One record's fate: when it was handed to the client, and when (if) it was answered."""
+
+    value: bytes
+    partition: int
+    sent_at: float
+    done_at: float | None
+    acked: bool
+    offset: int | None
+    error: str | None = None
+
+    @property
+    def latency_ms(self) -> float | None:
+        if not self.acked or self.done_at is None:
+            return None
+        return (self.done_at - self.sent_at) * 1000
+
+
+@attrs.frozen
+class WorkloadResult:
+    """Everything the workload did, with times on ``time.perf_counter``'s clock."""
+
+    deliveries: tuple[Delivery, ...]
+    started_at: float
+    finished_at: float
+    events: tuple[tuple[float, str], ...] = ()
+    """(time, what) for each fault the workload ran (``at`` callbacks)."""
+
+    def attempts(self) -> list[ProduceAttempt]:
+        return [
+            ProduceAttempt(
+                key=None, value=d.value, acked=d.acked, partition=d.partition, offset=d.offset
+            )
+            for d in self.deliveries
+        ]
+
+    @property
+    def acked(self) -> int:
+        return sum(d.acked for d in self.deliveries)
+
+    def latencies_ms(
+        self, sent_from: float | None = None, sent_to: float | None = None
+    ) -> list[float]:
+        """Latencies of acked records sent in ``[sent_from, sent_to)`` (all if None)."""
+        out = []
+        for d in self.deliveries:
+            lat = d.latency_ms
+            if lat is None:
+                continue
+            if sent_from is not None and d.sent_at < sent_from:
+                continue
+            if sent_to is not None and d.sent_at >= sent_to:
+                continue
+            out.append(lat)
+        return out
+
+    def acks_per_s(self, start: float, end: float) -> float:
+        """Acknowledgements that arrived in ``[start, end)``, per second."""
+        if end <= start:
+            return 0.0
+        n = sum(1 for d in self.deliveries if d.acked and d.done_at and start <= d.done_at < end)
+        return n / (end - start)
+
+    def longest_ack_gap_s(self, start: float | None = None) -> float:
+        """The longest time with no acknowledgement at all, after ``start`` (while producing)."""
+        times = sorted(d.done_at for d in self.deliveries if d.acked and d.done_at is not None)
+        if start is not None:
+            times = [start, *(t for t in times if t >= start)]
+        if len(times) < 2:
+            return 0.0
+        return max(b - a for a, b in itertools.pairwise(times))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-quantile (0..1) by nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _confluent():  # type: ignore[no-untyped-def]
+    try:
+        import confluent_kafka
+    except ImportError:
+        raise WorkloadError("confluent-kafka is not installed: run `uv sync`") from None
+    return confluent_kafka
+
+
+def produce_workload(
+    bootstrap: str,
+    topic: str,
+    *,
+    records: int,
+    record_size: int = 100,
+    acks: str = "all",
+    partitions: Sequence[int] = (0,),
+    rate: float | None = None,
+    duration_s: float | None = None,
+    timeout_s: float = 60.0,
+    at: Sequence[tuple[float, Callable[[], str]]] = (),
+    run_id: str = "r",
+    extra_config: dict[str, object] | None = None,
+) -> WorkloadResult:
+    """Produces up to ``records`` unique values round-robin over ``partitions`` and records each
+    one's fate.
+
+    Args:
+        rate: records/s pacing (None: flat out).
+        duration_s: stop sending after this many seconds even if ``records`` are not all sent.
+        timeout_s: hard bound for the whole call, delivery waits included; records without an
+            answer by then count as unacknowledged.
+        at: (seconds after start, action) faults to run from the produce loop; an action
+            returns a description, stored in ``events``.
+    """
+    ck = _confluent()
+    conf: dict[str, object] = {
+        "bootstrap.servers": bootstrap,
+        "acks": acks,
+        "linger.ms": 2,
+        "batch.size": 262_144,
+        "queue.buffering.max.messages": 200_000,
+        "enable.idempotence": False,
+        "compression.type": "none",
+        "request.timeout.ms": 5_000,
+        "message.timeout.ms": max(1_000, int(timeout_s * 1000 * 0.6)),
+        "topic.metadata.refresh.interval.ms": 1_000,
+        "retry.backoff.ms": 50,
+        "reconnect.backoff.max.ms": 200,
+        "socket.connection.setup.timeout.ms": 2_000,
+    }
+    conf.update(extra_config or {})
+    producer = ck.Producer(conf)
+    pad = max(0, record_size)
+    deliveries: list[Delivery | None] = []
+    pending_actions = sorted(at, key=lambda item: item[0])
+    events: list[tuple[float, str]] = []
+
+    def reporter(index: int, value: bytes, partition: int, sent_at: float):  # type: ignore[no-untyped-def]
+        def on_delivery(err: object, msg: object) -> None:
+            now = time.perf_counter()
+            if err is None:
+                offset = msg.offset()  # type: ignore[attr-defined]
+                deliveries[index] = Delivery(value, partition, sent_at, now, True,
+                                             offset if offset >= 0 else None)  # fmt: skip
+            else:
+                deliveries[index] = Delivery(value, partition, sent_at, now, False, None, str(err))
+
+        return on_delivery
+
+    # Metadata and connections first, outside the measured window (bounded).
+    producer.list_topics(topic, timeout=10)
+    start = time.perf_counter()
+    hard_deadline = start + timeout_s
+    send_deadline = start + (duration_s if duration_s is not None else timeout_s * 0.6)
+    interval = 1.0 / rate if rate else 0.0
+    sent = 0
+    while sent < records:
+        now = time.perf_counter()
+        if now >= send_deadline:
+            break
+        while pending_actions and now - start >= pending_actions[0][0]:
+            _, action = pending_actions.pop(0)
+            events.append((time.perf_counter(), action()))
+            now = time.perf_counter()
+        if rate:
+            target = start + sent * interval
+            if target > now:
+                producer.poll(min(target - now, 0.05))
+                continue
+        value = f"{run_id}-{sent:09d}-".encode().ljust(pad, b"x")
+        partition = partitions[sent % len(partitions)]
+        deliveries.append(None)
+        try:
+            producer.produce(
+                topic, value, partition=partition,
+                on_delivery=reporter(sent, value, partition, time.perf_counter()),
+            )  # fmt: skip
+        except BufferError:
+            deliveries.pop()
+            producer.poll(0.01)
+            continue
+        sent += 1
+        if sent % 500 == 0:
+            producer.poll(0)
+    # Faults scheduled after the last send still run (a stall must end, a broker come back).
+    for when, action in pending_actions:
+        delay = start + when - time.perf_counter()
+        if delay > 0:
+            producer.poll(min(delay, max(0.0, hard_deadline - time.perf_counter())))
+        events.append((time.perf_counter(), action()))
+    producer.flush(max(0.0, hard_deadline - time.perf_counter()))
+    finished = time.perf_counter()
+    out = tuple(
+        d
+        if d is not None
+        else Delivery(
+            f"{run_id}-{i:09d}-".encode().ljust(pad, b"x"),
+            partitions[i % len(partitions)],
+            0.0,
+            None,
+            False,
+            None,
+            "no answer before the deadline",
+        )
+        for i, d in enumerate(deliveries)
+    )
+    return WorkloadResult(out, start, finished, tuple(events))
+
+
+def read_back(
+    bootstrap: str, topic: str, partitions: Sequence[int], *, timeout_s: float = 30.0
+) -> list[ReadRecord]:
+    """Reads every listed partition from its start to its current end (the high watermark).
+
+    Raises:
+        WorkloadError: a partition's end cannot be learned within ``timeout_s``.
+    """
+    ck = _confluent()
+    consumer = ck.Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"quorumq-readback-{time.monotonic_ns()}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 100,
+        "topic.metadata.refresh.interval.ms": 1_000,
+    })  # fmt: skip
+    deadline = time.perf_counter() + timeout_s
+    try:
+        ends: dict[int, int] = {}
+        for part in partitions:
+            while True:
+                try:
+                    _low, high = consumer.get_watermark_offsets(
+                        ck.TopicPartition(topic, part), timeout=5, cached=False
+                    )
+                    ends[part] = high
+                    break
+                except ck.KafkaException as exc:
+                    if time.perf_counter() > deadline:
+                        raise WorkloadError(f"{topic}/{part}: end offset unknown: {exc}") from None
+                    time.sleep(0.2)
+        out: list[ReadRecord] = []
+        todo = {part for part, end in ends.items() if end > 0}
+        consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in todo])
+        while todo and time.perf_counter() < deadline:
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                part, offset = msg.partition(), msg.offset()
+                out.append(ReadRecord(part, offset, msg.key(), msg.value() or b""))
+                if offset + 1 >= ends.get(part, 0):
+                    todo.discard(part)
+        if todo:
+            raise WorkloadError(f"{topic}: partitions {sorted(todo)} not read to the end in time")
+        return out
+    finally:
+        consumer.close()
