@@ -1,1 +1,47 @@
-"""quorumq's own Trio client: connection, producer (Kafka's partitioner, batching) and consumer."""
+"""quorumq's own Trio client: connection, cluster metadata, producer and consumer.
+
+- :class:`Producer`: Kafka's partitioner, batching by ``linger_ms``/``batch_size``, a bounded
+  buffer, acks 0/1/all, retries and the idempotent producer, compression.
+- :class:`Consumer`: ``assign``/``subscribe`` (group membership with the range and round-robin
+  assignors), seek, long-poll fetch, auto and manual commit, ``async for``.
+- :class:`ClusterMetadata`: brokers and partition leaders, one connection per broker.
+- :class:`Connection` / :func:`open_connection`: one pipelined Kafka connection.
+
+See ``docs/client.md``.
+"""
+
+from quorumq.client._assignors import RangeAssignor, RoundRobinAssignor
+from quorumq.client._connection import Connection, open_connection
+from quorumq.client._consumer import Consumer, ConsumerRecord
+from quorumq.client._group import GroupGeneration, GroupMember
+from quorumq.client._metadata import (
+    BrokerAddress,
+    ClusterMetadata,
+    PartitionMetadata,
+    TopicMetadata,
+    TopicPartition,
+)
+from quorumq.client._partitioner import Partitioner, murmur2, partition_for_key
+from quorumq.client._producer import Producer, RecordFuture, RecordMetadata
+
+__all__ = [
+    "BrokerAddress",
+    "ClusterMetadata",
+    "Connection",
+    "Consumer",
+    "ConsumerRecord",
+    "GroupGeneration",
+    "GroupMember",
+    "PartitionMetadata",
+    "Partitioner",
+    "Producer",
+    "RangeAssignor",
+    "RecordFuture",
+    "RecordMetadata",
+    "RoundRobinAssignor",
+    "TopicMetadata",
+    "TopicPartition",
+    "murmur2",
+    "open_connection",
+    "partition_for_key",
+]
