@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import io
+import signal
+import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from quorumq.cli import main
+from quorumq.log import CLEAN_SHUTDOWN_FILE
+from tests.integration._workload import samples
 from tests.integration.conftest import BrokerThread
+from tests.integration.test_kafka_python import produce
 
 
 def run_cli(
@@ -105,3 +113,47 @@ def test_cli_refused_connection_is_one_line(
     code, _, err = run_cli(["topic", "list", "--bootstrap", "127.0.0.1:1"], monkeypatch, capfd)
     assert code == 1
     assert err.strip() == "quorumq: error: cannot connect to 127.0.0.1:1: connection refused"
+
+
+def test_broker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`quorumq broker` in a real process: serves, then SIGTERM flushes and closes its logs."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data_dir = tmp_path / "data"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "quorumq",
+            "broker",
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "broker did not start listening"
+                time.sleep(0.05)
+        produce(f"127.0.0.1:{port}", "sig", samples(100, tag="sig"), acks=1, compression=None)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output
+    assert "SIGTERM: stopping" in output and "stopped" in output
+    assert "Traceback" not in output
+    assert (data_dir / "sig-0" / CLEAN_SHUTDOWN_FILE).exists()
