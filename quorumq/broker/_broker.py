@@ -38,7 +38,6 @@ from quorumq.broker._server import (
     serve_connection,
 )
 from quorumq.broker._topics import (
-    TOPIC_CONFIG_DEFS,
     ProducerIdStore,
     TopicSpec,
     TopicStore,
@@ -109,6 +108,7 @@ class Broker:
         self._cancel_scope: trio.CancelScope | None = None
         self._lock_file: BinaryIO | None = None
         self.flusher: LogFlusher | None = None
+        self.groups: Any = None  # the group coordinator shell (_groups.GroupCoordinatorShell)
         self._handlers: dict[int, Handler] = {
             p.ApiKey.API_VERSIONS: self._api_versions,
             p.ApiKey.METADATA: self._metadata,
@@ -185,6 +185,8 @@ class Broker:
                     assert self.logs is not None
                     self.flusher = LogFlusher(self.logs, clock_ms=now_ms)
                     await nursery.start(self.flusher.run)
+                    if self.groups is not None:
+                        await nursery.start(self.groups.run)
                     await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
                     task_status.started(self.port)
         finally:
@@ -256,6 +258,7 @@ class Broker:
         codec = p.codec_versions()
         wanted = dict(p.API_VERSIONS)
         wanted.update(_EXTRA_VERSIONS)
+        wanted.update(p.GROUP_API_VERSIONS)
         for key, (lo, hi) in wanted.items():
             if key in self._handlers and key in codec:
                 clo, chi = codec[key]
@@ -303,6 +306,9 @@ class Broker:
         from quorumq.broker import _handlers_extra
 
         _handlers_extra.register(self, self._handlers)
+        from quorumq.broker import _groups
+
+        _groups.register(self, self._handlers)  # after _handlers_extra: owns FindCoordinator
 
     # --- ApiVersions -------------------------------------------------------------------------
 
@@ -577,5 +583,3 @@ _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
     p.ApiKey.OFFSET_FOR_LEADER_EPOCH: (2, 3),
     p.ApiKey.FIND_COORDINATOR: (0, 2),
 }
-
-_ = TOPIC_CONFIG_DEFS  # re-exported for DescribeConfigs in _handlers_extra

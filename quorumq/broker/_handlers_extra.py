@@ -18,7 +18,6 @@ from quorumq.errors import (
     InvalidReplicationFactor,
     InvalidRequest,
     UnknownLeaderEpoch,
-    UnknownTopicOrPartition,
 )
 
 if TYPE_CHECKING:
@@ -340,6 +339,3 @@ def _find_coordinator(broker: Broker, header: p.RequestHeader, request: Any) -> 
         error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
         error_message="quorumq has no group coordinator yet",
     )
-
-
-_ = UnknownTopicOrPartition  # raised by broker.partition(); named here for readers

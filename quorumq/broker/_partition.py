@@ -9,12 +9,12 @@ offset; replication (issue 4) will move it with follower progress and wake the s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import attrs
 import trio
 
 from quorumq.errors import RequestTimedOut
+from quorumq.log import PartitionLog
 from quorumq.log._producer_state import ProducerStateManager
 from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
 
@@ -25,7 +25,7 @@ class Partition:
 
     topic: str
     index: int
-    log: Any  # quorumq.log.PartitionLog
+    log: PartitionLog
     producer_state: ProducerStateManager = attrs.Factory(ProducerStateManager)
     leader_epoch: int = 0
     appended: trio.Event = attrs.Factory(trio.Event)
@@ -82,7 +82,7 @@ async def wait_for_any_append(partitions: list[Partition], deadline: float) -> N
                 nursery.start_soon(wait_one, partition.appended)
 
 
-def rebuild_producer_state(partition_log: Any) -> ProducerStateManager:
+def rebuild_producer_state(partition_log: PartitionLog) -> ProducerStateManager:
     """Rebuilds a partition's idempotent-producer state from the batch headers of its log.
 
     Reads the log front to back in 1 MiB chunks and parses only the 61-byte headers, so a
@@ -94,7 +94,7 @@ def rebuild_producer_state(partition_log: Any) -> ProducerStateManager:
     return state
 
 
-def _iter_headers(partition_log: Any) -> Iterator[BatchHeader]:
+def _iter_headers(partition_log: PartitionLog) -> Iterator[BatchHeader]:
     offset = int(partition_log.log_start_offset)
     end = int(partition_log.log_end_offset)
     while offset < end:
