@@ -44,10 +44,13 @@ from quorumq.log._segment import (
     BatchEntry,
     LogSegment,
 )
-from quorumq.protocol.records import BatchHeader, patch_batch, validate_batch
+from quorumq.protocol.records import BatchHeader, decode_batch, patch_batch, validate_batch
 
 CLEAN_SHUTDOWN_FILE = ".clean_shutdown"
 """Written by :meth:`PartitionLog.close`, removed on open: its absence means "recover"."""
+
+LOG_START_OFFSET_FILE = "log-start-offset"
+"""The log start offset when it is above the first segment's base (DeleteRecords)."""
 
 
 @attrs.frozen
@@ -228,10 +231,27 @@ class PartitionLog:
         if not self._segments:
             self._segments.append(LogSegment.create(directory, 0, self.config))
         self._bases = [segment.base_offset for segment in self._segments]
-        self._log_start_offset = self._segments[0].base_offset
         active = self._segments[-1]
         self._log_end_offset = max(active.next_offset, active.base_offset)
+        self._log_start_offset = self._segments[0].base_offset
+        checkpoint = self._read_log_start_checkpoint()
+        if checkpoint is not None and self._log_start_offset < checkpoint <= self._log_end_offset:
+            self._log_start_offset = checkpoint
         self._flushed_offset = self._log_end_offset if clean else self._log_start_offset
+
+    def _read_log_start_checkpoint(self) -> int | None:
+        try:
+            text = (self.directory / LOG_START_OFFSET_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def _write_log_start_checkpoint(self) -> None:
+        """Persists the log start offset (write a temp file, then rename: never half-written)."""
+        path = self.directory / LOG_START_OFFSET_FILE
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(f"{self._log_start_offset}\n")
+        os.replace(temporary, path)
 
     # --- offsets ---------------------------------------------------------------------------
 
@@ -429,20 +449,21 @@ class PartitionLog:
         return empty
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
-        """``(offset, timestamp)`` of the first batch whose max timestamp >= ``timestamp_ms``
-        (ListOffsets by time); None when no batch is that recent.
+        """``(offset, timestamp)`` of the first record at or after the log start offset whose
+        timestamp >= ``timestamp_ms`` (ListOffsets by time); None when there is none.
 
-        The offset is the batch's base offset, or that of its first record reaching the
-        timestamp when the record codec is available.
+        Batches are found by their max timestamp through the time index; only the batch that
+        holds the answer is decoded.
         """
         self._check_open()
+        log_start = self._log_start_offset
         for segment in self._segments:
-            found = segment.find_timestamp(timestamp_ms)
-            if found is None:
-                continue
-            _position, base, max_ts = found
-            offset = max(base, self._log_start_offset)
-            return offset, max_ts
+            for position, _base, last, _max_ts, size in segment.batches_reaching(timestamp_ms):
+                if last < log_start:
+                    continue
+                for record in decode_batch(segment.read(position, size))[1]:
+                    if record.timestamp >= timestamp_ms and record.offset >= log_start:
+                        return record.offset, record.timestamp
         return None
 
     # --- truncation ------------------------------------------------------------------------
@@ -465,6 +486,7 @@ class PartitionLog:
             self._log_start_offset = offset
             self._log_end_offset = offset
             self._flushed_offset = min(self._flushed_offset, offset)
+            self._write_log_start_checkpoint()
             return
         while self._segments[-1].base_offset >= offset:
             self._segments.pop().delete()
@@ -472,6 +494,9 @@ class PartitionLog:
         active = self._segments[-1]
         cut_base = active.truncate_to(offset)
         new_end = offset if cut_base is None else min(offset, cut_base)
+        # A batch straddling the log start offset may go, but the LEO never drops below the
+        # log start: the offsets in between were already deleted (DeleteRecords).
+        new_end = max(new_end, self._log_start_offset)
         self._log_end_offset = new_end
         self._flushed_offset = min(self._flushed_offset, new_end)
         if active.next_offset != new_end:
@@ -491,6 +516,7 @@ class PartitionLog:
         if offset <= self._log_start_offset:
             return
         self._log_start_offset = offset
+        self._write_log_start_checkpoint()
         while len(self._segments) > 1 and self._segments[1].base_offset <= offset:
             self._segments.pop(0).delete()
             self._bases.pop(0)

@@ -294,17 +294,16 @@ class LogSegment:
                 break
         return end
 
-    def find_timestamp(self, timestamp: int) -> tuple[int, int, int] | None:
-        """``(position, base_offset, max_timestamp)`` of the first batch whose max timestamp
-        >= ``timestamp``, or None."""
+    def batches_reaching(self, timestamp: int) -> Iterator[BatchEntry]:
+        """The batches from the first whose max timestamp >= ``timestamp`` on (time index
+        lookup, then a header walk); nothing if the segment is older than ``timestamp``."""
         if self.max_timestamp < timestamp:
-            return None
+            return
         relative = self.time_index.floor_below(timestamp)
         start = self.index.lookup(relative) if relative is not None else 0
-        for position, base, _last, max_ts, _size in self.walk(start):
-            if max_ts >= timestamp:
-                return position, base, max_ts
-        return None
+        for entry in self.walk(start):
+            if entry[3] >= timestamp:
+                yield entry
 
     def read(self, position: int, length: int) -> bytes:
         """``length`` bytes at ``position``: one ``os.pread``, no per-record work."""

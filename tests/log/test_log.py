@@ -252,11 +252,17 @@ def test_offset_for_timestamp_finds_the_first_batch_reaching_it(tmp_path: Path) 
     log = _open(tmp_path, LogConfig(segment_bytes=1000, index_interval_bytes=50))
     for i in range(40):
         log.append(batch(2, timestamp=100 * i), leader_epoch=0, now_ms=0)
-    assert log.offset_for_timestamp(0) == (0, 1)
-    assert log.offset_for_timestamp(1001) == (20, 1001)
-    assert log.offset_for_timestamp(1050) == (22, 1101)
-    assert log.offset_for_timestamp(3901) == (78, 3901)
+    assert log.offset_for_timestamp(0) == (0, 0)
+    assert log.offset_for_timestamp(1001) == (21, 1001)
+    assert log.offset_for_timestamp(1050) == (22, 1100)
+    assert log.offset_for_timestamp(3901) == (79, 3901)
     assert log.offset_for_timestamp(3902) is None
+    log.advance_log_start_offset(31)
+    assert log.offset_for_timestamp(0) == (31, 1501)
+    log.close()
+    log = _open(tmp_path, LogConfig(segment_bytes=1000, index_interval_bytes=50))
+    assert log.log_start_offset == 31  # DeleteRecords survives a restart
+    assert log.offset_for_timestamp(2500) == (50, 2500)
 
 
 def test_flush_policy_by_messages_and_time(tmp_path: Path) -> None:

@@ -51,7 +51,13 @@ def _scan(log: PartitionLog) -> list[tuple[int, bytes | None, bytes | None]]:
             break
         position = 0
         for header in headers:
-            out += [(r.offset, r.key, r.value) for r in decode_batch(data, position)[1]]
+            # A batch straddling the log start offset is served whole (as Kafka does); the
+            # records below the log start are the consumer's to skip.
+            out += [
+                (r.offset, r.key, r.value)
+                for r in decode_batch(data, position)[1]
+                if r.offset >= log.log_start_offset
+            ]
             position += header.size
         offset = headers[-1].next_offset
     return out
@@ -64,6 +70,7 @@ class PartitionLogMachine(RuleBasedStateMachine):
         self.now_ms = 0
         self.log = PartitionLog.open(self.directory, CONFIG, now_ms=0)
         self.records: list[ModelRecord] = []
+        self.batches: list[tuple[int, int]] = []  # (base, last) of every batch in the log
         self.log_start_offset = 0
         self.log_end_offset = 0
 
@@ -99,6 +106,7 @@ class PartitionLogMachine(RuleBasedStateMachine):
         offset = self.log_end_offset
         for rows in batches:
             span = (offset, offset + len(rows) - 1)
+            self.batches.append(span)
             for k, v in rows:
                 self.records.append(ModelRecord(offset, k, v, self.now_ms, span))
                 offset += 1
@@ -112,16 +120,21 @@ class PartitionLogMachine(RuleBasedStateMachine):
         data = self.log.read(fetch, max_bytes).records
         headers = list(iter_batch_headers(data))
         later = [r for r in self.records if r.batch[1] >= fetch]
-        if not later:
-            assert not data
-            return
-        assert headers, "a fetch below the LEO with data after it returns at least one batch"
-        assert len(headers) == 1 or len(data) <= max_bytes
         got = []
         position = 0
         for header in headers:
-            got += [(r.offset, r.key, r.value) for r in decode_batch(data, position)[1]]
+            got += [
+                (r.offset, r.key, r.value)
+                for r in decode_batch(data, position)[1]
+                if r.offset >= self.log_start_offset
+            ]
             position += header.size
+        if not later:
+            # Only batches emptied by compaction or below the log start may come back.
+            assert [row for row in got if row[0] >= fetch] == []
+            return
+        assert headers, "a fetch below the LEO with data after it returns at least one batch"
+        assert len(headers) == 1 or len(data) <= max_bytes
         first = headers[0]
         assert first.base_offset <= max(fetch, later[0].batch[0])
         expected = [
@@ -158,13 +171,24 @@ class PartitionLogMachine(RuleBasedStateMachine):
         self.log.truncate_to(offset)
         if offset >= self.log_end_offset:
             return
-        cut = [r.batch[0] for r in self.records if r.batch[1] >= offset]
-        new_end = min([offset, *cut])
+        cut = [base for base, last in self.batches if last >= offset]
         self.records = [r for r in self.records if r.batch[1] < offset]
+        self.batches = [(base, last) for base, last in self.batches if last < offset]
+        if offset < self.log_start_offset:
+            new_end = self.log_start_offset = offset  # below the start: the log restarts
+        else:
+            new_end = max(min([offset, *cut]), self.log_start_offset)
         self.log_end_offset = new_end
-        if new_end < self.log_start_offset:
-            self.log_start_offset = new_end
         assert self.log.log_end_offset == new_end
+
+    @rule(where=st.floats(0, 1))
+    def delete_records(self, where: float) -> None:
+        offset = self.log_start_offset + int(where * (self.log_end_offset - self.log_start_offset))
+        self.log.advance_log_start_offset(offset)
+        self.log_start_offset = max(self.log_start_offset, offset)
+        self.batches = [(b, last) for b, last in self.batches if last >= self.log_start_offset]
+        # Records below the new start stay on disk until their segment goes, but are not served.
+        self.records = [r for r in self.records if r.offset >= self.log_start_offset]
 
     @rule()
     def roll(self) -> None:
@@ -189,9 +213,10 @@ class PartitionLogMachine(RuleBasedStateMachine):
         active_base = self.log.active_segment.base_offset
         self.log.delete_old_segments(now_ms=self.now_ms)
         start = self.log.log_start_offset
-        assert self.log_start_offset <= start <= active_base
+        assert self.log_start_offset <= start <= max(active_base, self.log_start_offset)
         assert self.log.log_end_offset == self.log_end_offset
         self.records = [r for r in self.records if r.offset >= start]
+        self.batches = [(b, last) for b, last in self.batches if last >= start]
         self.log_start_offset = start
 
     @rule(advance_ms=st.integers(0, 3000))
@@ -219,6 +244,15 @@ class PartitionLogMachine(RuleBasedStateMachine):
                 survivors.append(r)
         self.records = survivors
         assert self.log.log_end_offset == self.log_end_offset
+        # Compaction may drop batches, never create one or change an offset range.
+        present = [
+            (h.base_offset, h.last_offset)
+            for segment in self.log.segments
+            for h in iter_batch_headers(segment.read(0, segment.size))
+            if h.last_offset >= self.log_start_offset
+        ]
+        assert set(present) <= set(self.batches)
+        self.batches = present
 
     # --- invariants ------------------------------------------------------------------------
 
