@@ -417,6 +417,8 @@ class Broker:
                     if acks not in (0, 1, -1):
                         raise InvalidRequiredAcks(f"acks={acks}")
                     partition = self.partition(topic.name, pd.partition_index)
+                    if acks == -1:
+                        partition.check_acks_all()
                     base_offset, last_offset, log_start = self._append(partition, pd.records, now)
                     waits.append((partition, last_offset))
                     partitions.append(
@@ -476,6 +478,9 @@ class Broker:
             for fp in topic.partitions:
                 try:
                     partition = self.partition(topic.name, fp.partition_index)
+                    partition.check_fetch(
+                        request.replica_id, fp.fetch_offset, fp.current_leader_epoch
+                    )
                     high_watermark = partition.high_watermark
                     if total and remaining <= 0:
                         records: Any = b""

@@ -51,6 +51,13 @@ class Partition:
         self.appended = trio.Event()
         event.set()
 
+    def check_acks_all(self) -> None:
+        """Refuses an acks=all produce before append (a replica: NOT_ENOUGH_REPLICAS)."""
+
+    def check_fetch(self, replica_id: int, fetch_offset: int, current_leader_epoch: int) -> None:
+        """Fences a Fetch by leader epoch and records a follower's progress (a replica, in
+        ``_replica.py``); a single broker has nothing to check."""
+
     async def wait_for_high_watermark(self, offset: int, timeout_ms: int) -> None:
         """Returns once the high watermark passes ``offset`` (acks=all).
 

@@ -1,0 +1,638 @@
+"""A broker that is a member of a replicated cluster (combined mode: also a controller voter).
+
+Theory of operation: :class:`ClusterBroker` is the single :class:`Broker` plus four things that
+run beside its listener, all under :meth:`ClusterBroker.serve`:
+
+1. the controller voter (``open_controller_bridge``), the :class:`Controller` tick loop (active
+   only on the Raft leader) and :class:`BrokerMembership` (register, heartbeat with replica
+   reports for quorum elections);
+2. the image follower: on every image change it reconciles each partition this broker hosts —
+   leader (only while this broker is registered with its current epoch and unfenced), follower of
+   the named leader, or idle (no leader) — synchronously, so no task keeps acting for an older
+   epoch, and asks for an early heartbeat when a leader epoch moved (two-step quorum elections);
+3. one :class:`FollowerFetcher` task per leader broker this broker follows;
+4. the replica tick (ISR shrink/expand; ``isr`` proposals go to the controller as AlterPartition).
+
+Requests: Metadata is built from the image (any broker answers for the whole cluster),
+CreateTopics/DeleteTopics go through the controller (answered once committed, retried across
+controller elections within the request timeout), OffsetForLeaderEpoch answers from the leader's
+epoch cache, and Produce/Fetch/ListOffsets reach only partitions this broker leads
+(NOT_LEADER_OR_FOLLOWER otherwise; the replica's hooks do epoch fencing, acks=all and the HW).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from quorumq import protocol as p
+from quorumq.broker._broker import Broker, error_code_for
+from quorumq.broker._config import BrokerConfig
+from quorumq.broker._fetcher import FollowerFetcher
+from quorumq.broker._replica import FOLLOWER, ReplicaPartition, now_ms
+from quorumq.broker._server import Delayed
+from quorumq.controller import (
+    BrokerMembership,
+    Controller,
+    ControllerBridge,
+    ControllerConfig,
+    MetadataImage,
+    RaftConfig,
+    ReplicaReport,
+    electors_for,
+    open_controller_bridge,
+)
+from quorumq.controller.image import NO_LEADER, AlterPartition, validate_topic_name
+from quorumq.errors import (
+    ErrorCode,
+    InvalidConfig,
+    InvalidRequest,
+    NotController,
+    NotLeaderOrFollower,
+    QuorumqError,
+    RequestTimedOut,
+    UnknownTopicOrPartition,
+)
+from quorumq.log import LogConfig
+from quorumq.log._manager import partition_dir_name
+from quorumq.replication import DEFAULT_REPLICA_LAG_TIME_MAX_MS, DEFAULT_STRATEGY, STRATEGIES
+
+log = logging.getLogger("quorumq.broker.cluster")
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class ClusterConfig:
+    """How a broker joins a cluster (``--controller-voters`` and friends).
+
+    ``voters`` is ``"0@127.0.0.1:19092,1@127.0.0.1:19093,..."``: every broker is a voter (combined
+    mode), its Raft port bound to the address given for its own id.
+    """
+
+    voters: str
+    password: str | None = None
+    raft_config: RaftConfig | None = None
+    session_timeout_ms: int = 9000
+    """``broker.session.timeout.ms``: silence after which a broker is fenced."""
+    heartbeat_interval_s: float = 2.0
+    """``broker.heartbeat.interval.ms`` / 1000."""
+    controller_tick_s: float = 0.25
+    default_replication_factor: int = 1
+    """``default.replication.factor`` (CreateTopics with -1, auto-creation)."""
+    replica_lag_time_max_ms: int = DEFAULT_REPLICA_LAG_TIME_MAX_MS
+    replica_fetch_max_wait_ms: int = 500
+    replica_tick_s: float = 0.25
+
+
+class ClusterBroker(Broker):
+    """A broker in a cluster. Start it like :class:`Broker`:
+    ``port = await nursery.start(broker.serve)``; it registers in the background
+    (:meth:`wait_registered`)."""
+
+    def __init__(self, config: BrokerConfig, cluster: ClusterConfig) -> None:
+        super().__init__(config)
+        self.cluster = cluster
+        self.bridge: ControllerBridge | None = None
+        self.controller: Controller | None = None
+        self.membership: BrokerMembership | None = None
+        self.fetchers: dict[int, FollowerFetcher] = {}
+        self._nursery: trio.Nursery | None = None
+        self._outer_scope: trio.CancelScope | None = None
+        self._registered = trio.Event()
+        self._handlers[p.ApiKey.CREATE_TOPICS] = self._create_topics
+        self._handlers[p.ApiKey.DELETE_TOPICS] = self._delete_topics
+        self._handlers[p.ApiKey.OFFSET_FOR_LEADER_EPOCH] = self._offset_for_leader_epoch
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Runs the listener and the cluster membership until cancelled (or :meth:`shutdown`).
+
+        Raises:
+            OSError: the listen address or the Raft port cannot be bound.
+            InvalidConfig: this broker's id is not among the voters, or a malformed voter list.
+        """
+        with trio.CancelScope() as scope:
+            self._outer_scope = scope
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(super().serve)
+                await nursery.start(self._run_cluster, port)
+                task_status.started(port)
+
+    def shutdown(self) -> None:
+        if self._outer_scope is not None:
+            self._outer_scope.cancel()
+        super().shutdown()
+
+    async def wait_registered(self) -> None:
+        """Returns once this broker is registered with the controller."""
+        await self._registered.wait()
+
+    async def _run_cluster(self, port: int, *, task_status: trio.TaskStatus[None]) -> None:
+        controller_dir = Path(self.config.data_dir) / "controller"
+        controller_dir.mkdir(exist_ok=True)
+        async with open_controller_bridge(
+            self.config.node_id,
+            self.cluster.voters,
+            controller_dir,
+            password=self.cluster.password,
+            raft_config=self.cluster.raft_config,
+        ) as bridge:
+            self.bridge = bridge
+            self.controller = Controller(
+                bridge,
+                ControllerConfig(
+                    session_timeout_ms=self.cluster.session_timeout_ms,
+                    electors=electors_for(STRATEGIES),
+                    default_replication_strategy=DEFAULT_STRATEGY,
+                ),
+                tick_interval_s=self.cluster.controller_tick_s,
+            )
+            self.membership = BrokerMembership(
+                bridge,
+                self.config.node_id,
+                self.config.advertised,
+                port,
+                heartbeat_interval_s=self.cluster.heartbeat_interval_s,
+                reports=self._reports,
+            )
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self.controller.run)
+                    nursery.start_soon(self._follow_image)
+                    nursery.start_soon(self._run_membership)
+                    nursery.start_soon(self._tick_replicas)
+                    task_status.started()
+            finally:
+                self._nursery = None
+                for partition in list(self.partitions.values()):
+                    if isinstance(partition, ReplicaPartition):
+                        partition.stop()
+
+    async def _run_membership(self) -> None:
+        assert self.membership is not None
+
+        async def registered(*, task_status: trio.TaskStatus[int]) -> None:
+            assert self.membership is not None
+            await self.membership.run(task_status=task_status)
+
+        assert self._nursery is not None
+        epoch = await self._nursery.start(registered)
+        log.info("broker %d registered with broker epoch %d", self.config.node_id, epoch)
+        self._registered.set()
+        self._reconcile()
+
+    # --- following the image -----------------------------------------------------------------
+
+    async def _follow_image(self) -> None:
+        assert self.bridge is not None
+        while True:
+            changed = self.bridge.changed
+            self._reconcile()
+            await changed.wait()
+
+    def _is_live_self(self, image: MetadataImage) -> bool:
+        me = image.brokers.get(self.config.node_id)
+        return (
+            me is not None
+            and self.membership is not None
+            and self.membership.broker_epoch == me.broker_epoch
+            and not me.fenced
+        )
+
+    def _followed(self) -> dict[int, set[tuple[str, int]]]:
+        followed: dict[int, set[tuple[str, int]]] = {}
+        for key, partition in self.partitions.items():
+            if isinstance(partition, ReplicaPartition) and partition.follower is not None:
+                followed.setdefault(partition.follower.leader_id, set()).add(key)
+        return followed
+
+    def _reconcile(self) -> None:
+        """Makes every local replica's role match the image (synchronous: see module doc)."""
+        if self.bridge is None or self.logs is None:
+            return
+        image = self.bridge.image
+        node = self.config.node_id
+        live_self = self._is_live_self(image)
+        before = self._followed()
+        generations = {k: getattr(v, "fetch_generation", 0) for k, v in self.partitions.items()}
+        epochs_moved = False
+        wanted: set[tuple[str, int]] = set()
+        for topic in image.topics.values():
+            configs = dict(topic.configs)
+            strategy = configs.get("replication.strategy", DEFAULT_STRATEGY)
+            min_isr = _int_config(configs, "min.insync.replicas", 1)
+            for index, state in topic.partitions.items():
+                if node not in state.replicas:
+                    continue
+                key = (topic.name, index)
+                wanted.add(key)
+                replica = self.partitions.get(key)
+                if not isinstance(replica, ReplicaPartition) or replica.topic_id != topic.topic_id:
+                    if replica is not None:
+                        self._drop(key)
+                    replica = self._open_replica(topic.name, index, topic.topic_id, configs)
+                replica.configure(strategy, min_isr, self.cluster.replica_lag_time_max_ms)
+                old_epoch = replica.leader_epoch
+                if state.leader == node and live_self:
+                    replica.become_leader(
+                        state.leader_epoch, state.partition_epoch, state.replicas, state.isr
+                    )
+                elif state.leader not in (NO_LEADER, node):
+                    replica.become_follower(
+                        state.leader,
+                        state.leader_epoch,
+                        state.partition_epoch,
+                        state.replicas,
+                        state.isr,
+                    )
+                else:
+                    replica.become_idle(
+                        state.leader,
+                        state.leader_epoch,
+                        state.partition_epoch,
+                        state.replicas,
+                        state.isr,
+                    )
+                if replica.leader_epoch != old_epoch:
+                    epochs_moved = True
+        for key, partition in list(self.partitions.items()):
+            if key not in wanted and isinstance(partition, ReplicaPartition):
+                self._drop(key)
+        after = self._followed()
+        for leader_id in set(before) | set(after):
+            keys = after.get(leader_id, set())
+            changed = keys != before.get(leader_id, set()) or any(
+                getattr(self.partitions.get(k), "fetch_generation", 0) != generations.get(k)
+                for k in keys
+            )
+            if leader_id in after:
+                self._ensure_fetcher(leader_id)
+            fetcher = self.fetchers.get(leader_id)
+            if changed and fetcher is not None:
+                fetcher.wake()
+        if epochs_moved and self.membership is not None and self.membership.broker_epoch:
+            self.membership.request_heartbeat()
+
+    def _open_replica(
+        self, topic: str, index: int, topic_id: str, configs: dict[str, str]
+    ) -> ReplicaPartition:
+        assert self.logs is not None
+        try:
+            log_config = LogConfig.from_topic_config(configs)
+        except QuorumqError:
+            log_config = None
+        partition_log = self.logs.get_or_create(topic, index, log_config, now_ms())
+        replica = ReplicaPartition.open(
+            topic,
+            index,
+            partition_log,
+            broker_id=self.config.node_id,
+            topic_id=topic_id,
+            directory=Path(self.config.data_dir) / partition_dir_name(topic, index),
+        )
+        replica.on_isr_proposal = self._on_isr_proposal
+        self.partitions[(topic, index)] = replica
+        return replica
+
+    def _drop(self, key: tuple[str, int]) -> None:
+        partition = self.partitions.pop(key, None)
+        if isinstance(partition, ReplicaPartition):
+            partition.stop()
+            if self.logs is not None:
+                self.logs.delete(*key)
+            log.info("broker %d dropped replica %s-%d", self.config.node_id, *key)
+
+    def _reports(self) -> list[ReplicaReport]:
+        reports = []
+        for (topic, index), partition in self.partitions.items():
+            if isinstance(partition, ReplicaPartition):
+                last_epoch, leo, current = partition.report()
+                reports.append(ReplicaReport(topic, index, last_epoch, leo, current))
+        return reports
+
+    # --- fetchers (ReplicaSource) ------------------------------------------------------------
+
+    @property
+    def broker_id(self) -> int:
+        return self.config.node_id
+
+    def leader_address(self, leader_id: int) -> tuple[str, int] | None:
+        if self.bridge is None:
+            return None
+        broker = self.bridge.image.brokers.get(leader_id)
+        return None if broker is None else (broker.host, broker.port)
+
+    def followed_from(self, leader_id: int) -> list[ReplicaPartition]:
+        return [
+            partition
+            for partition in self.partitions.values()
+            if isinstance(partition, ReplicaPartition)
+            and partition.role == FOLLOWER
+            and partition.follower is not None
+            and partition.follower.leader_id == leader_id
+        ]
+
+    def _ensure_fetcher(self, leader_id: int) -> None:
+        if leader_id in self.fetchers or self._nursery is None:
+            return
+        fetcher = FollowerFetcher(
+            self, leader_id, max_wait_ms=self.cluster.replica_fetch_max_wait_ms
+        )
+        self.fetchers[leader_id] = fetcher
+
+        async def run() -> None:
+            try:
+                await fetcher.run()
+            finally:
+                if self.fetchers.get(leader_id) is fetcher:
+                    del self.fetchers[leader_id]
+
+        self._nursery.start_soon(run)
+
+    # --- leader-side ISR ---------------------------------------------------------------------
+
+    async def _tick_replicas(self) -> None:
+        while True:
+            await trio.sleep(self.cluster.replica_tick_s)
+            now = now_ms()
+            for partition in list(self.partitions.values()):
+                if isinstance(partition, ReplicaPartition):
+                    partition.tick(now)
+
+    def _on_isr_proposal(self, replica: ReplicaPartition) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._propose_isr, replica)
+
+    async def _propose_isr(self, replica: ReplicaPartition) -> None:
+        change = replica.isr_proposal
+        replica.isr_proposal = None
+        leader = replica.leader
+        if change is None or leader is None or self.bridge is None:
+            return
+        record = AlterPartition(
+            replica.topic,
+            replica.topic_id,
+            replica.index,
+            change.leader_id,
+            change.leader_epoch,
+            change.partition_epoch,
+            tuple(r for r in replica.replicas if r in change.isr),
+        )
+        try:
+            await self.bridge.propose(record, timeout_s=5.0)
+        except QuorumqError as exc:
+            log.info("%s-%d: ISR change %s refused: %s", replica.topic, replica.index, change, exc)
+            if replica.leader is leader:
+                leader.on_isr_rejected()
+            return
+        if replica.leader is leader and leader.pending_isr is not None:
+            self._reconcile()
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def partition(self, topic: str, index: int) -> Any:
+        """The partition if this broker leads it.
+
+        Raises:
+            NotLeaderOrFollower: another broker leads it (or nobody, right now).
+            UnknownTopicOrPartition: no such partition in the cluster.
+        """
+        partition = self.partitions.get((topic, index))
+        if isinstance(partition, ReplicaPartition):
+            partition.require_leader()
+            return partition
+        image = self.bridge.image if self.bridge is not None else None
+        if image is not None:
+            state = image.topics.get(topic)
+            if state is not None and index in state.partitions:
+                raise NotLeaderOrFollower(
+                    f"broker {self.config.node_id} is not the leader of {topic}-{index}"
+                )
+        raise UnknownTopicOrPartition(f"unknown topic-partition {topic}-{index}")
+
+    def _metadata(self, header: p.RequestHeader, request: p.MetadataRequest) -> Any:
+        assert self.bridge is not None
+        image = self.bridge.image
+        live = {b.broker_id for b in image.brokers.values() if not b.fenced}
+        if request.topics is None:
+            names = list(image.topics)
+        else:
+            names = [t.name for t in request.topics if t.name is not None]
+        auto_create = (
+            self.config.auto_create_topics_enable
+            and request.topics is not None
+            and (header.api_version < 4 or request.allow_auto_topic_creation)
+        )
+        topics = []
+        for name in names:
+            topic = image.topics.get(name)
+            if topic is None:
+                code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                try:
+                    validate_topic_name(name)
+                    if auto_create:
+                        self._auto_create(name, len(live))
+                        code = ErrorCode.LEADER_NOT_AVAILABLE
+                except QuorumqError as exc:
+                    code = exc.code
+                topics.append(p.MetadataResponseTopic(error_code=int(code), name=name))
+                continue
+            partitions = []
+            for index in sorted(topic.partitions):
+                state = topic.partitions[index]
+                leader = state.leader if state.leader in live else NO_LEADER
+                isr = state.isr
+                local = self.partitions.get((name, index))
+                if isinstance(local, ReplicaPartition) and local.leader is not None:
+                    isr = local.isr
+                partitions.append(
+                    p.MetadataResponsePartition(
+                        error_code=0 if leader != NO_LEADER else ErrorCode.LEADER_NOT_AVAILABLE,
+                        partition_index=index,
+                        leader_id=leader,
+                        leader_epoch=state.leader_epoch,
+                        replica_nodes=list(state.replicas),
+                        isr_nodes=list(isr),
+                        offline_replicas=[r for r in state.replicas if r not in live],
+                    )
+                )
+            topics.append(
+                p.MetadataResponseTopic(
+                    error_code=0,
+                    name=name,
+                    topic_id=uuid.UUID(topic.topic_id),
+                    is_internal=False,
+                    partitions=partitions,
+                )
+            )
+        controller_id = image.controller_id
+        if controller_id not in live:
+            controller_id = self.bridge.leader_id if self.bridge.leader_id is not None else -1
+        return p.MetadataResponse(
+            brokers=[
+                p.MetadataResponseBroker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack)
+                for b in sorted(image.brokers.values(), key=lambda b: b.broker_id)
+                if b.broker_id in live
+            ],
+            cluster_id=self.cluster_id,
+            controller_id=controller_id,
+            topics=topics,
+        )
+
+    def _auto_create(self, name: str, live_brokers: int) -> None:
+        if self._nursery is None or self.controller is None:
+            return
+        controller = self.controller
+        rf = max(1, min(self.cluster.default_replication_factor, live_brokers))
+
+        async def create() -> None:
+            try:
+                await controller.create_topic(name, self.config.num_partitions, rf)
+            except QuorumqError as exc:
+                log.info("auto-create of %r: %s", name, exc)
+
+        self._nursery.start_soon(create)
+
+    async def _through_controller(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        """Runs a controller write, retrying across elections until ``deadline`` (trio clock)."""
+        while True:
+            try:
+                return await call()
+            except (NotController, RequestTimedOut):
+                if trio.current_time() + 0.1 >= deadline:
+                    raise
+                await trio.sleep(0.1)
+
+    def _create_topics(self, header: p.RequestHeader, request: Any) -> Any:
+        assert self.bridge is not None and self.controller is not None
+        controller = self.controller
+        deadline = trio.current_time() + max(request.timeout_ms, 1000) / 1000
+        live = sum(1 for b in self.bridge.image.brokers.values() if not b.fenced)
+        names = [t.name for t in request.topics]
+
+        async def create_all() -> Any:
+            results = []
+            for topic in request.topics:
+                try:
+                    if names.count(topic.name) > 1:
+                        raise InvalidRequest(f"topic {topic.name!r} appears more than once")
+                    configs = {c.name: c.value for c in topic.configs}
+                    if any(v is None for v in configs.values()):
+                        raise InvalidConfig("topic config without a value")
+                    assignments = None
+                    partitions = topic.num_partitions
+                    rf = topic.replication_factor
+                    if topic.assignments:
+                        if partitions != -1 or rf != -1:
+                            raise InvalidRequest(
+                                "give either assignments or partitions and replication factor"
+                            )
+                        assignments = {
+                            a.partition_index: list(a.broker_ids) for a in topic.assignments
+                        }
+                        partitions = len(assignments)
+                        rf = len(next(iter(assignments.values())))
+                    if partitions == -1:
+                        partitions = self.config.num_partitions
+                    if rf == -1:
+                        rf = max(1, min(self.cluster.default_replication_factor, live))
+                    record = await self._through_controller(
+                        lambda topic=topic, partitions=partitions, rf=rf, configs=configs, a=(assignments): (
+                            controller.create_topic(
+                                topic.name,
+                                partitions,
+                                rf,
+                                configs=configs,  # type: ignore[arg-type]
+                                assignments=a,
+                                validate_only=request.validate_only,
+                            )
+                        ),
+                        deadline,
+                    )
+                    results.append(
+                        p.CreatableTopicResult(
+                            name=topic.name,
+                            error_code=0,
+                            num_partitions=len(record.assignments),
+                            replication_factor=len(record.assignments[0]),
+                        )
+                    )
+                except Exception as exc:
+                    results.append(
+                        p.CreatableTopicResult(
+                            name=topic.name,
+                            error_code=error_code_for(exc, f"create topic {topic.name!r}"),
+                            error_message=str(exc) or None,
+                        )
+                    )
+            return p.CreateTopicsResponse(topics=results)
+
+        return Delayed(create_all)
+
+    def _delete_topics(self, header: p.RequestHeader, request: Any) -> Any:
+        assert self.controller is not None
+        controller = self.controller
+        deadline = trio.current_time() + max(request.timeout_ms, 1000) / 1000
+
+        async def delete_all() -> Any:
+            results = []
+            for name in request.topic_names:
+                try:
+                    await self._through_controller(
+                        lambda name=name: controller.delete_topic(name), deadline
+                    )
+                    results.append(p.DeletableTopicResult(name=name, error_code=0))
+                except Exception as exc:
+                    results.append(
+                        p.DeletableTopicResult(
+                            name=name, error_code=error_code_for(exc, f"delete topic {name!r}")
+                        )
+                    )
+            return p.DeleteTopicsResponse(responses=results)
+
+        return Delayed(delete_all)
+
+    def _offset_for_leader_epoch(self, header: p.RequestHeader, request: Any) -> Any:
+        topics = []
+        for topic in request.topics:
+            partitions = []
+            for ep in topic.partitions:
+                try:
+                    replica = self.partition(topic.name, ep.partition_index)
+                    epoch, end_offset = replica.end_offset_for(
+                        ep.leader_epoch, ep.current_leader_epoch
+                    )
+                    partitions.append(
+                        p.EpochEndOffset(
+                            error_code=0,
+                            partition_index=ep.partition_index,
+                            leader_epoch=epoch,
+                            end_offset=end_offset,
+                        )
+                    )
+                except Exception as exc:
+                    what = f"epoch end {topic.name}-{ep.partition_index}"
+                    partitions.append(
+                        p.EpochEndOffset(
+                            error_code=error_code_for(exc, what),
+                            partition_index=ep.partition_index,
+                        )
+                    )
+            topics.append(p.OffsetForLeaderTopicResult(name=topic.name, partitions=partitions))
+        return p.OffsetForLeaderEpochResponse(topics=topics)
+
+
+def _int_config(configs: dict[str, str], key: str, default: int) -> int:
+    try:
+        return int(configs.get(key, default))
+    except ValueError:
+        return default

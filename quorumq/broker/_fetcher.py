@@ -1,0 +1,274 @@
+"""The follower fetcher: one task per leader broker, copying its partitions with Kafka's Fetch.
+
+Theory of operation: :class:`FollowerFetcher` keeps one connection to one leader broker. Each
+round it takes the partitions this broker follows from that leader (the replica manager decides,
+from the metadata image): partitions that just started following (``truncating``) first ask
+OffsetForLeaderEpoch and cut their divergent tail (KIP-101/279); the others are fetched together
+in one long-poll Fetch (``replica_id`` = this broker, ``current_leader_epoch`` = the epoch
+followed, ``fetch_offset`` = the LEO). The leader answers as soon as it appends (its Fetch
+handler waits on the partition's append event), so replication costs about one round trip.
+
+Role changes win over responses: every request remembers each partition's ``fetch_generation``
+and a response for an older generation is dropped, so after the image moves a partition to a new
+epoch nothing from the old epoch is appended. :meth:`FollowerFetcher.wake` cancels the
+in-flight request when the partition set changes. Errors back off per partition (the leader may
+not have seen the new image yet); connection errors back off the whole fetcher. The task ends
+when it follows no partition from its leader.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import trio
+
+from quorumq import protocol as p
+from quorumq.broker._replica import FOLLOWER, ReplicaPartition, now_ms
+from quorumq.client._connection import open_connection
+from quorumq.errors import ErrorCode, QuorumqError
+
+log = logging.getLogger("quorumq.broker.fetcher")
+
+_ERROR_BACKOFF_S = {
+    ErrorCode.UNKNOWN_LEADER_EPOCH: 0.02,
+    ErrorCode.FENCED_LEADER_EPOCH: 0.05,
+    ErrorCode.NOT_LEADER_OR_FOLLOWER: 0.05,
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: 0.1,
+}
+_DEFAULT_ERROR_BACKOFF_S = 0.5
+
+
+class ReplicaSource(Protocol):
+    """What the fetcher needs from the replica manager (``_cluster.py``)."""
+
+    broker_id: int
+
+    def leader_address(self, leader_id: int) -> tuple[str, int] | None: ...
+
+    def followed_from(self, leader_id: int) -> list[ReplicaPartition]: ...
+
+
+class FollowerFetcher:
+    """Copies every partition this broker follows from one leader.
+
+    Args:
+        source: the replica manager.
+        leader_id: the leader broker.
+        max_wait_ms: the long-poll's ``max_wait_ms``.
+        partition_max_bytes: per partition per response.
+    """
+
+    def __init__(
+        self,
+        source: ReplicaSource,
+        leader_id: int,
+        *,
+        max_wait_ms: int = 500,
+        partition_max_bytes: int = 1 << 20,
+        on_progress: Callable[[ReplicaPartition], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.leader_id = leader_id
+        self.max_wait_ms = max_wait_ms
+        self.partition_max_bytes = partition_max_bytes
+        self._on_progress = on_progress
+        self._retry_at: dict[tuple[str, int], float] = {}
+        self._scope: trio.CancelScope | None = None
+        self._wake = trio.Event()
+        self.fetches = 0
+        """Fetch responses processed (tests and stats)."""
+
+    def wake(self) -> None:
+        """The partition set changed: abandon the in-flight request and start a new round."""
+        self._wake.set()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self) -> None:
+        """Fetches until this broker follows nothing from the leader (or cancelled)."""
+        backoff = 0.05
+        while self.source.followed_from(self.leader_id):
+            address = self.source.leader_address(self.leader_id)
+            if address is None:
+                await self._sleep(0.1)
+                continue
+            host, port = address
+            try:
+                async with open_connection(
+                    host,
+                    port,
+                    client_id=f"quorumq-replica-{self.source.broker_id}",
+                    connect_timeout_s=2.0,
+                ) as conn:
+                    backoff = 0.05
+                    await self._session(conn)
+            except (ConnectionError, OSError, QuorumqError) as exc:
+                log.info(
+                    "broker %d: fetcher from %d: %s (retry in %.2f s)",
+                    self.source.broker_id,
+                    self.leader_id,
+                    exc,
+                    backoff,
+                )
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    async def _sleep(self, seconds: float) -> None:
+        with trio.move_on_after(seconds):
+            await self._wake.wait()
+        self._wake = trio.Event()
+
+    async def _session(self, conn: Any) -> None:
+        fetch_version = conn.version_for(p.ApiKey.FETCH)
+        epoch_version = conn.version_for(p.ApiKey.OFFSET_FOR_LEADER_EPOCH)
+        while True:
+            followed = self.source.followed_from(self.leader_id)
+            if not followed:
+                return
+            now = trio.current_time()
+            ready = [r for r in followed if self._retry_at.get((r.topic, r.index), 0.0) <= now]
+            if not ready:
+                soonest = min(self._retry_at.get((r.topic, r.index), now) for r in followed)
+                await self._sleep(max(soonest - now, 0.001))
+                continue
+            truncating = [r for r in ready if r.follower is not None and r.follower.truncating]
+            if truncating:
+                await self._truncate(conn, epoch_version, truncating)
+            else:
+                await self._fetch(conn, fetch_version, ready)
+
+    async def _request(self, conn: Any, api_key: p.ApiKey, version: int, request: Any) -> Any:
+        """One request, abandoned (None) when :meth:`wake` is called meanwhile."""
+        if self._wake.is_set():
+            self._wake = trio.Event()
+        timeout_s = self.max_wait_ms / 1000 + 10.0
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                return await conn.request(api_key, version, request, timeout_s=timeout_s)
+            finally:
+                self._scope = None
+        return None
+
+    def _back_off(self, replica: ReplicaPartition, code: int) -> None:
+        delay = _ERROR_BACKOFF_S.get(ErrorCode(code), _DEFAULT_ERROR_BACKOFF_S)
+        self._retry_at[(replica.topic, replica.index)] = trio.current_time() + delay
+        log.debug(
+            "broker %d: %s-%d from leader %d: %s",
+            self.source.broker_id,
+            replica.topic,
+            replica.index,
+            self.leader_id,
+            ErrorCode(code).name,
+        )
+
+    @staticmethod
+    def _snapshot(replicas: list[ReplicaPartition]) -> dict[tuple[str, int], tuple[Any, int]]:
+        return {(r.topic, r.index): (r, r.fetch_generation) for r in replicas}
+
+    def _current(
+        self, sent: dict[tuple[str, int], tuple[Any, int]], topic: str, index: int
+    ) -> ReplicaPartition | None:
+        """The replica if it still follows the epoch the request was sent for."""
+        entry = sent.get((topic, index))
+        if entry is None:
+            return None
+        replica, generation = entry
+        if (
+            replica.fetch_generation != generation
+            or replica.role != FOLLOWER
+            or replica.follower is None
+        ):
+            return None
+        return replica
+
+    async def _truncate(self, conn: Any, version: int, replicas: list[ReplicaPartition]) -> None:
+        sent = self._snapshot(replicas)
+        by_topic: dict[str, list[p.OffsetForLeaderPartition]] = {}
+        for replica in replicas:
+            follower = replica.follower
+            assert follower is not None
+            by_topic.setdefault(replica.topic, []).append(
+                p.OffsetForLeaderPartition(
+                    partition_index=replica.index,
+                    current_leader_epoch=follower.leader_epoch,
+                    leader_epoch=follower.offset_for_leader_epoch_request(replica.epoch_cache),
+                )
+            )
+        request = p.OffsetForLeaderEpochRequest(
+            replica_id=self.source.broker_id,
+            topics=[
+                p.OffsetForLeaderTopic(name=name, partitions=parts)
+                for name, parts in by_topic.items()
+            ],
+        )
+        response = await self._request(conn, p.ApiKey.OFFSET_FOR_LEADER_EPOCH, version, request)
+        if response is None:
+            return
+        for topic in response.topics:
+            for answer in topic.partitions:
+                replica = self._current(sent, topic.name, answer.partition_index)
+                if replica is None:
+                    continue
+                if answer.error_code:
+                    self._back_off(replica, answer.error_code)
+                    continue
+                follower = replica.follower
+                assert follower is not None
+                plan = follower.on_leader_epoch_answer(
+                    replica.epoch_cache, (answer.leader_epoch, answer.end_offset)
+                )
+                replica.truncate_to(plan.offset)
+
+    async def _fetch(self, conn: Any, version: int, replicas: list[ReplicaPartition]) -> None:
+        sent = self._snapshot(replicas)
+        by_topic: dict[str, list[p.FetchRequestPartition]] = {}
+        for replica in replicas:
+            follower = replica.follower
+            assert follower is not None
+            by_topic.setdefault(replica.topic, []).append(
+                p.FetchRequestPartition(
+                    partition_index=replica.index,
+                    current_leader_epoch=follower.leader_epoch,
+                    fetch_offset=follower.fetch_offset,
+                    log_start_offset=replica.log_start_offset,
+                    partition_max_bytes=self.partition_max_bytes,
+                )
+            )
+        request = p.FetchRequest(
+            replica_id=self.source.broker_id,
+            max_wait_ms=self.max_wait_ms,
+            min_bytes=1,
+            max_bytes=0x7FFFFFFF,
+            topics=[
+                p.FetchRequestTopic(name=name, partitions=parts) for name, parts in by_topic.items()
+            ],
+        )
+        response = await self._request(conn, p.ApiKey.FETCH, version, request)
+        if response is None:
+            return
+        self.fetches += 1
+        now = now_ms()
+        for topic in response.topics:
+            for part in topic.partitions:
+                replica = self._current(sent, topic.name, part.partition_index)
+                if replica is None:
+                    continue
+                if part.error_code:
+                    if part.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
+                        assert replica.follower is not None
+                        replica.follower.truncating = True
+                    self._back_off(replica, part.error_code)
+                    continue
+                records = part.records
+                if records is not None and not isinstance(records, bytes | bytearray | memoryview):
+                    records = b"".join(bytes(chunk) for chunk in records)
+                if records:
+                    replica.append_as_follower(records, now)
+                follower = replica.follower
+                assert follower is not None
+                follower.on_fetch_response(part.high_watermark, replica.log_end_offset)
+                if self._on_progress is not None:
+                    self._on_progress(replica)

@@ -1,0 +1,449 @@
+"""One partition replica in a cluster: leader, follower or idle, as the metadata image says.
+
+Theory of operation: :class:`ReplicaPartition` is the single broker's :class:`Partition` (log,
+producer state, ``appended`` event) plus the replication cores. The cluster shell
+(``_cluster.py``) calls :meth:`become_leader`, :meth:`become_follower` or :meth:`become_idle`
+whenever the image names a leader, a leader epoch, replicas or an ISR for this partition; those
+calls are synchronous, so once the image is applied no task acts for an older epoch any more
+(the promise quorum elections depend on, docs/controller.md). The broker's handlers then go
+through the hooks that :class:`Partition` offers:
+
+- ``high_watermark``: the leader's (or follower's) replication HW instead of the LEO;
+- ``notify_append``: feeds the new LEO to ``LeaderReplicaState.on_append`` before waking waiters;
+- ``check_acks_all``: NOT_ENOUGH_REPLICAS before an acks=all append;
+- ``check_fetch``: leader-epoch fencing for consumers, follower progress for replica fetches;
+- ``wait_for_high_watermark``: the delayed acks=all produce (NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+  NOT_LEADER_OR_FOLLOWER when deposed while waiting, REQUEST_TIMED_OUT).
+
+Every HW move and every role change sets the ``appended`` event, so long-polling fetches and
+delayed produces re-check at once. The leader-epoch cache lives in ``leader-epoch-checkpoint``
+in the partition's directory and is saved whenever it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import attrs
+import trio
+
+from quorumq.broker._partition import Partition, rebuild_producer_state
+from quorumq.errors import (
+    FencedLeaderEpoch,
+    NotLeaderOrFollower,
+    RequestTimedOut,
+    UnknownLeaderEpoch,
+)
+from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
+from quorumq.replication import (
+    CHECKPOINT_FILE_NAME,
+    DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+    DEFAULT_STRATEGY,
+    FollowerReplicaState,
+    IsrChange,
+    LeaderEpochCache,
+    LeaderReplicaState,
+    load_checkpoint,
+    save_checkpoint,
+    strategy_for,
+)
+
+log = logging.getLogger("quorumq.broker.replica")
+
+LEADER = "leader"
+FOLLOWER = "follower"
+IDLE = "idle"
+
+NO_LEADER = -1
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@attrs.define(eq=False)
+class ReplicaPartition(Partition):
+    """A partition replica whose role follows the controller's image.
+
+    invariant: exactly one of ``leader`` / ``follower`` is set for roles LEADER / FOLLOWER, none
+    for IDLE; ``leader_epoch`` is the epoch of the image this replica last applied.
+    """
+
+    broker_id: int = -1
+    topic_id: str = ""
+    directory: Path | None = None
+    epoch_cache: LeaderEpochCache = attrs.Factory(LeaderEpochCache)
+    role: str = IDLE
+    leader_id: int = NO_LEADER
+    partition_epoch: int = 0
+    replicas: tuple[int, ...] = ()
+    isr: tuple[int, ...] = ()
+    leader: LeaderReplicaState | None = None
+    follower: FollowerReplicaState | None = None
+    known_high_watermark: int = 0
+    """The last HW this replica learnt (as follower or leader): a new leader starts from it."""
+    strategy_name: str = DEFAULT_STRATEGY
+    min_insync_replicas: int = 1
+    replica_lag_time_max_ms: int = DEFAULT_REPLICA_LAG_TIME_MAX_MS
+    isr_proposal: IsrChange | None = None
+    """An ISR change the leader wants the controller to commit (``isr`` strategy), not yet sent."""
+    on_isr_proposal: Callable[[ReplicaPartition], None] | None = None
+    fetch_generation: int = 0
+    """Bumped on every role or epoch change: a fetch response sent for an older generation is
+    discarded (the follower stopped following that epoch)."""
+
+    # --- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        topic: str,
+        index: int,
+        partition_log: object,
+        *,
+        broker_id: int,
+        topic_id: str,
+        directory: Path | None,
+    ) -> ReplicaPartition:
+        """Wraps an opened log; loads the epoch cache from its checkpoint (trimmed to the log).
+
+        Raises:
+            KafkaStorageError: an unreadable checkpoint.
+        """
+        cache = LeaderEpochCache()
+        if directory is not None:
+            cache = load_checkpoint(directory / CHECKPOINT_FILE_NAME)
+        replica = cls(
+            topic,
+            index,
+            partition_log,
+            rebuild_producer_state(partition_log),
+            broker_id=broker_id,
+            topic_id=topic_id,
+            directory=directory,
+            epoch_cache=cache,
+        )
+        # A log torn on recovery can end before the checkpoint's last epoch start.
+        cache.truncate_from_end(replica.log_end_offset)
+        latest = cache.latest_epoch
+        if latest is not None:
+            replica.leader_epoch = latest
+        replica.known_high_watermark = replica.log_start_offset
+        return replica
+
+    # --- Partition hooks ---------------------------------------------------------------------
+
+    @property
+    def high_watermark(self) -> int:
+        if self.leader is not None:
+            return self.leader.high_watermark
+        if self.follower is not None:
+            return self.follower.high_watermark
+        return min(max(self.known_high_watermark, self.log_start_offset), self.log_end_offset)
+
+    def notify_append(self) -> None:
+        leader = self.leader
+        if leader is not None and self.log_end_offset > leader.log_end_offset:
+            leader.on_append(self.log_end_offset, now_ms())
+        super().notify_append()
+
+    def check_acks_all(self) -> None:
+        """Raises NotEnoughReplicas (or NotLeaderOrFollower) before an acks=all append."""
+        self.require_leader().acks_all_check()
+
+    def check_fetch(self, replica_id: int, fetch_offset: int, current_leader_epoch: int) -> None:
+        """Fences a Fetch by epoch; for a follower's fetch, records its progress.
+
+        Raises:
+            NotLeaderOrFollower, FencedLeaderEpoch, UnknownLeaderEpoch, OffsetOutOfRange.
+        """
+        leader = self.require_leader()
+        if replica_id < 0:
+            leader.check_leader_epoch(current_leader_epoch)
+            return
+        result = leader.on_follower_fetch(replica_id, fetch_offset, current_leader_epoch, now_ms())
+        if result.isr_change is not None:
+            self._isr_change(result.isr_change)
+        if result.advanced:
+            self.known_high_watermark = result.high_watermark
+            super().notify_append()
+
+    async def wait_for_high_watermark(self, offset: int, timeout_ms: int) -> None:
+        """Returns once the batch ending at ``offset`` is committed (acks=all).
+
+        Raises:
+            RequestTimedOut: not committed within ``timeout_ms``.
+            NotEnoughReplicasAfterAppend: committed, but the ISR shrank below
+                min.insync.replicas meanwhile (``isr``).
+            NotLeaderOrFollower: this replica stopped leading the epoch it appended in.
+        """
+        epoch = self.leader_epoch
+        with trio.move_on_after(max(timeout_ms, 0) / 1000):
+            while True:
+                leader = self.leader
+                if leader is None or leader.leader_epoch != epoch:
+                    raise NotLeaderOrFollower(
+                        f"{self.topic}-{self.index}: leadership of epoch {epoch} ended before "
+                        f"offset {offset} was committed"
+                    )
+                if leader.acks_all_completed(offset):
+                    return
+                await self.appended.wait()
+        raise RequestTimedOut(
+            f"{self.topic}-{self.index}: offset {offset} not committed within {timeout_ms} ms"
+        )
+
+    # --- roles ---------------------------------------------------------------------------------
+
+    def require_leader(self) -> LeaderReplicaState:
+        """Raises NotLeaderOrFollower unless this replica leads now."""
+        if self.leader is None:
+            raise NotLeaderOrFollower(
+                f"broker {self.broker_id} does not lead {self.topic}-{self.index} "
+                f"(leader {self.leader_id}, epoch {self.leader_epoch})"
+            )
+        return self.leader
+
+    def configure(
+        self, strategy_name: str, min_insync_replicas: int, replica_lag_time_max_ms: int
+    ) -> None:
+        self.strategy_name = strategy_name
+        self.min_insync_replicas = min_insync_replicas
+        self.replica_lag_time_max_ms = replica_lag_time_max_ms
+        if self.leader is not None:
+            self.leader.min_insync_replicas = min_insync_replicas
+
+    def become_leader(
+        self,
+        leader_epoch: int,
+        partition_epoch: int,
+        replicas: Sequence[int],
+        isr: Sequence[int],
+    ) -> None:
+        """Leads ``leader_epoch``: stamps the epoch in the cache (saved), starts the HW at what
+        this replica knew. Idempotent for the same epoch (an ISR update goes to
+        ``on_isr_committed``)."""
+        if self.leader is not None and self.leader.leader_epoch == leader_epoch:
+            self._update_membership(partition_epoch, replicas, isr)
+            return
+        hw = self.high_watermark
+        self._stop_role()
+        self.leader_epoch = leader_epoch
+        self.leader_id = self.broker_id
+        self.partition_epoch = partition_epoch
+        self.replicas = tuple(replicas)
+        self.isr = tuple(isr)
+        if self.epoch_cache.assign(leader_epoch, self.log_end_offset):
+            self._save_epochs()
+        self.leader = LeaderReplicaState.become_leader(
+            strategy=strategy_for(self.strategy_name),
+            broker_id=self.broker_id,
+            leader_epoch=leader_epoch,
+            replicas=self.replicas,
+            isr=self.isr,
+            log_start_offset=self.log_start_offset,
+            log_end_offset=self.log_end_offset,
+            high_watermark=hw,
+            now_ms=now_ms(),
+            partition_epoch=partition_epoch,
+            min_insync_replicas=self.min_insync_replicas,
+            replica_lag_time_max_ms=self.replica_lag_time_max_ms,
+        )
+        self.role = LEADER
+        log.info(
+            "broker %d leads %s-%d in epoch %d (replicas %s, isr %s, LEO %d, HW %d, %s)",
+            self.broker_id,
+            self.topic,
+            self.index,
+            leader_epoch,
+            list(self.replicas),
+            list(self.isr),
+            self.log_end_offset,
+            self.leader.high_watermark,
+            self.strategy_name,
+        )
+        super().notify_append()
+
+    def become_follower(
+        self,
+        leader_id: int,
+        leader_epoch: int,
+        partition_epoch: int,
+        replicas: Sequence[int],
+        isr: Sequence[int],
+    ) -> bool:
+        """Follows ``leader_id`` in ``leader_epoch``; returns True when the fetcher must start
+        (a new leader or epoch: truncation first)."""
+        self.partition_epoch = partition_epoch
+        self.replicas = tuple(replicas)
+        self.isr = tuple(isr)
+        follower = self.follower
+        if (
+            follower is not None
+            and follower.leader_id == leader_id
+            and follower.leader_epoch == leader_epoch
+        ):
+            return False
+        hw = self.high_watermark
+        self._stop_role()
+        self.leader_epoch = leader_epoch
+        self.leader_id = leader_id
+        self.follower = FollowerReplicaState.become_follower(
+            broker_id=self.broker_id,
+            leader_id=leader_id,
+            leader_epoch=leader_epoch,
+            log_start_offset=self.log_start_offset,
+            log_end_offset=self.log_end_offset,
+            high_watermark=hw,
+        )
+        self.role = FOLLOWER
+        super().notify_append()
+        return True
+
+    def become_idle(
+        self,
+        leader_id: int,
+        leader_epoch: int,
+        partition_epoch: int,
+        replicas: Sequence[int],
+        isr: Sequence[int],
+    ) -> None:
+        """Neither leads nor fetches (no leader, a fenced self, or a stale image naming us)."""
+        self.partition_epoch = partition_epoch
+        self.replicas = tuple(replicas)
+        self.isr = tuple(isr)
+        if self.role == IDLE and self.leader_epoch == leader_epoch:
+            return
+        self._stop_role()
+        self.leader_epoch = max(self.leader_epoch, leader_epoch)
+        self.leader_id = leader_id
+        super().notify_append()
+
+    def stop(self) -> None:
+        """The replica is going away (topic deleted, reassigned, broker shutting down)."""
+        self._stop_role()
+        super().notify_append()
+
+    def _stop_role(self) -> None:
+        self.known_high_watermark = self.high_watermark
+        self.leader = None
+        self.follower = None
+        self.isr_proposal = None
+        self.role = IDLE
+        self.fetch_generation += 1
+
+    def _update_membership(
+        self, partition_epoch: int, replicas: Sequence[int], isr: Sequence[int]
+    ) -> None:
+        leader = self.leader
+        assert leader is not None
+        self.replicas = tuple(replicas)
+        if partition_epoch > self.partition_epoch or tuple(isr) != self.isr:
+            self.partition_epoch = max(self.partition_epoch, partition_epoch)
+            self.isr = tuple(isr)
+            if self.broker_id in isr:
+                update = leader.on_isr_committed(isr, partition_epoch)
+                if update.advanced:
+                    super().notify_append()
+
+    # --- leader side ---------------------------------------------------------------------------
+
+    def tick(self, now: int) -> None:
+        """The leader's periodic ISR check (``replica.lag.time.max.ms / 2``)."""
+        if self.leader is None:
+            return
+        change = self.leader.tick(now)
+        if change is not None:
+            self._isr_change(change)
+        self.known_high_watermark = self.leader.high_watermark
+
+    def _isr_change(self, change: IsrChange) -> None:
+        if change.advisory:
+            self.isr = tuple(r for r in self.replicas if r in change.isr)
+            super().notify_append()
+            return
+        self.isr_proposal = change
+        if self.on_isr_proposal is not None:
+            self.on_isr_proposal(self)
+
+    def end_offset_for(self, requested_epoch: int, current_leader_epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch on the leader.
+
+        Raises:
+            NotLeaderOrFollower, FencedLeaderEpoch, UnknownLeaderEpoch.
+        """
+        leader = self.require_leader()
+        leader.check_leader_epoch(current_leader_epoch)
+        return self.epoch_cache.end_offset_for(requested_epoch, self.log_end_offset)
+
+    # --- follower side -------------------------------------------------------------------------
+
+    def truncate_to(self, offset: int) -> None:
+        """Cuts the log at ``offset`` (the follower's truncation), saving the epoch cache."""
+        if offset < self.log_end_offset:
+            log.info(
+                "broker %d truncates %s-%d from %d to %d",
+                self.broker_id,
+                self.topic,
+                self.index,
+                self.log_end_offset,
+                offset,
+            )
+            self.log.truncate_to(offset)
+            self.producer_state = rebuild_producer_state(self.log)
+        self.epoch_cache.truncate_from_end(self.log_end_offset)
+        self._save_epochs()
+
+    def append_as_follower(self, records: bytes | memoryview, now: int) -> int:
+        """Appends whole batches from a leader's Fetch response (a trailing partial batch is
+        dropped); returns the number of bytes appended."""
+        view = memoryview(records)
+        headers: list[BatchHeader] = []
+        start = end = 0
+        position = 0
+        while len(view) - position >= HEADER_SIZE:
+            header = parse_batch_header(view, position)
+            if position + header.size > len(view):
+                break  # a fetch response may end with a partial batch
+            if header.base_offset < self.log_end_offset:
+                start = position + header.size  # already held (cannot overlap: same boundaries)
+            else:
+                headers.append(header)
+            position += header.size
+            end = position
+        if not headers:
+            return 0
+        data = bytes(view[start:end])
+        self.log.append(data, leader_epoch=self.leader_epoch, now_ms=now, assign_offsets=False)
+        changed = False
+        for header in headers:
+            self.producer_state.on_append(header)
+            if header.partition_leader_epoch >= 0:
+                changed |= self.epoch_cache.assign(
+                    header.partition_leader_epoch, header.base_offset
+                )
+        if changed:
+            self._save_epochs()
+        return len(data)
+
+    def report(self) -> tuple[int, int, int]:
+        """(last leader epoch, LEO, current leader epoch) for the controller's quorum elections."""
+        latest = self.epoch_cache.latest_epoch
+        return (-1 if latest is None else latest, self.log_end_offset, self.leader_epoch)
+
+    def _save_epochs(self) -> None:
+        if self.directory is not None:
+            save_checkpoint(self.directory / CHECKPOINT_FILE_NAME, self.epoch_cache)
+
+
+__all__ = [
+    "FOLLOWER",
+    "IDLE",
+    "LEADER",
+    "FencedLeaderEpoch",
+    "ReplicaPartition",
+    "UnknownLeaderEpoch",
+]
