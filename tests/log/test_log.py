@@ -21,6 +21,7 @@ from quorumq.log import (
     LogManager,
     PartitionLog,
     parse_partition_dir_name,
+    validate_records,
 )
 from quorumq.protocol.records import iter_batch_headers
 from tests.log._helpers import batch, batch_ranges, offsets_in
@@ -324,3 +325,47 @@ def test_delete_removes_the_directory(tmp_path: Path) -> None:
     _fill(log, 3)
     log.delete()
     assert not os.path.exists(tmp_path / "x-0")
+
+
+def test_follower_append_accepts_a_gap_left_by_compaction(tmp_path: Path) -> None:
+    log = _open(tmp_path)
+    data = bytearray(batch(2))
+    data[:8] = (10).to_bytes(8, "big")  # the leader's batch 10..11 (offsets 0..9 compacted away)
+    info = log.append(bytes(data), leader_epoch=0, now_ms=0, assign_offsets=False)
+    assert (info.first_offset, info.last_offset, log.log_end_offset) == (10, 11, 12)
+    assert log.read(0, 1000).first_offset == 10
+    log.close()
+    assert _open(tmp_path).log_end_offset == 12
+
+
+def test_append_with_prevalidated_batches_skips_the_second_check(tmp_path: Path) -> None:
+    log = _open(tmp_path)
+    records = batch(2) + batch(3)
+    validated = validate_records(records, max_message_bytes=SMALL.max_message_bytes)
+    info = log.append(records, leader_epoch=4, now_ms=0, validated=validated)
+    assert (info.first_offset, info.last_offset, info.batch_count) == (0, 4, 2)
+
+
+def test_a_full_index_rolls_the_segment(tmp_path: Path) -> None:
+    log = _open(tmp_path, LogConfig(index_interval_bytes=0, segment_index_bytes=8 * 4))
+    _fill(log, 12)
+    assert len(log.segments) >= 2
+    assert all(len(s.index) <= 4 for s in log.segments)
+
+
+def test_a_damaged_closed_segment_drops_everything_after_it(tmp_path: Path) -> None:
+    log = _open(tmp_path)
+    _fill(log, 40)
+    second = log.segments[1]
+    cut_offset = second.base_offset
+    path = second.path
+    log.close()
+    with open(path, "r+b") as f:  # flip a bit in the last batch of a closed segment
+        f.seek(-5, os.SEEK_END)
+        byte = f.read(1)[0]
+        f.seek(-5, os.SEEK_END)
+        f.write(bytes([byte ^ 0x10]))
+    log = _open(tmp_path)
+    assert len(log.segments) == 2
+    assert cut_offset < log.log_end_offset < 120
+    assert log.append(batch(1), leader_epoch=0, now_ms=0).first_offset == log.log_end_offset - 1
