@@ -232,6 +232,9 @@ class PartitionLog:
             self._segments.append(LogSegment.create(directory, 0, self.config))
         self._bases = [segment.base_offset for segment in self._segments]
         active = self._segments[-1]
+        if active.size:
+            # segment.ms counts from the restart: the first append's time was not persisted.
+            active.rolling_timestamp_ms = self._last_flush_ms
         self._log_end_offset = max(active.next_offset, active.base_offset)
         self._log_start_offset = self._segments[0].base_offset
         checkpoint = self._read_log_start_checkpoint()

@@ -147,6 +147,10 @@ def test_segments_roll_by_time(tmp_path: Path) -> None:
     assert not log.append(batch(1), leader_epoch=0, now_ms=1000).rolled
     assert log.append(batch(1), leader_epoch=0, now_ms=1001).rolled
     assert [s.base_offset for s in log.segments] == [0, 2]
+    log.close()
+    log = _open(tmp_path, LogConfig(segment_ms=1000), now_ms=5000)  # the clock restarts on open
+    assert not log.append(batch(1), leader_epoch=0, now_ms=6000).rolled
+    assert log.append(batch(1), leader_epoch=0, now_ms=6001).rolled
 
 
 def test_explicit_roll_skips_an_empty_active_segment(tmp_path: Path) -> None:
