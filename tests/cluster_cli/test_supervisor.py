@@ -1,0 +1,73 @@
+"""The supervisor drives real broker processes: start, ready, kill, pause, resume, restart, stop."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from quorumq.bench._kafka import create_topic
+from quorumq.cluster import ClusterError, Supervisor, free_port_block, pid_exists
+
+
+def test_supervisor_kill_pause_resume_restart_and_stop() -> None:
+    sup = Supervisor(2, base_port=free_port_block(2))
+    data_dir = sup.data_dir
+    pids: list[int] = []
+    with sup:
+        sup.start(timeout_s=60)
+        assert sup.bootstrap == f"{sup.address(0)},{sup.address(1)}"
+        pids = [p for p in (sup.pid(0), sup.pid(1)) if p is not None]
+        assert len(set(pids)) == 2 and all(pid_exists(p) for p in pids)
+        assert sup.view().live_ids() >= {0} | ({1} if sup.cluster_mode else set())
+
+        sup.kill(1)
+        assert sup.poll_exits() == [(1, -9)]
+        assert sup.poll_exits() == []  # reported once
+        assert sup.running() == [0] and sup.is_ready(0)
+
+        sup.pause(0)
+        assert not sup.is_ready(0, timeout_s=0.5)
+        sup.resume(0)
+        assert sup.is_ready(0)
+
+        new_pid = sup.restart(1, timeout_s=60)
+        assert new_pid not in pids and sup.running() == [0, 1]
+        pids.append(new_pid)
+    assert not any(pid_exists(p) for p in pids)
+    assert not data_dir.exists()  # a temporary directory the supervisor made is removed
+
+
+def test_supervisor_reusing_a_data_dir_restarts_the_same_cluster(tmp_path: Path) -> None:
+    base = free_port_block(1)
+    with Supervisor(1, base_port=base, data_dir=tmp_path) as sup:
+        sup.start(timeout_s=60)
+        create_topic(sup.bootstrap, "kept", 2, 1)
+    assert (tmp_path / "broker-0").is_dir() and (tmp_path / "broker-0.log").is_file()
+    with Supervisor(1, base_port=base, data_dir=tmp_path) as sup:
+        sup.start(timeout_s=60)
+        view = sup.view()
+        assert [(i.topic, i.partition) for i in view.partitions] == [("kept", 0), ("kept", 1)]
+    assert tmp_path.exists()  # a directory we were given is kept
+
+
+def test_supervisor_refuses_a_taken_port() -> None:
+    base = free_port_block(1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base))
+        taken.listen()
+        with Supervisor(1, base_port=base) as sup, pytest.raises(ClusterError, match="in use"):
+            sup.start(timeout_s=10)
+
+
+def test_supervisor_reports_a_broker_that_exits_before_ready(tmp_path: Path) -> None:
+    sup = Supervisor(1, base_port=free_port_block(1), data_dir=tmp_path,
+                     broker_args=["--no-such-option"])  # fmt: skip
+    with sup, pytest.raises(ClusterError, match="exited"):
+        sup.start(timeout_s=30)
+
+
+def test_supervisor_rejects_unknown_broker_ids() -> None:
+    with Supervisor(1, base_port=free_port_block(1)) as sup, pytest.raises(ClusterError):
+        sup.kill(3)
