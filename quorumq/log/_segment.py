@@ -250,9 +250,27 @@ class LogSegment:
             raise KafkaStorageError(f"{self.path.name}: write failed: {exc}") from exc
         if self.rolling_timestamp_ms is None:
             self.rolling_timestamp_ms = now_ms
-        track = self._track
-        for position, base, last, max_ts, size in batches:
-            track(start + position, base, last, max_ts, size)
+        # _track, inlined with locals: this loop runs once per batch on the produce path.
+        max_timestamp = self.max_timestamp
+        offset_of_max = self.offset_of_max_timestamp
+        since = self.bytes_since_last_index_entry
+        interval = self._index_interval_bytes
+        segment_base = self.base_offset
+        for position, base, last, batch_max_timestamp, size in batches:
+            if batch_max_timestamp > max_timestamp:
+                max_timestamp = batch_max_timestamp
+                offset_of_max = last
+            if since >= interval:
+                self.index.append(base - segment_base, start + position)
+                if max_timestamp >= 0:
+                    self.time_index.append(max_timestamp, offset_of_max - segment_base)
+                since = 0
+            since += size
+        self.max_timestamp = max_timestamp
+        self.offset_of_max_timestamp = offset_of_max
+        self.bytes_since_last_index_entry = since
+        if batches:
+            self.next_offset = batches[-1][2] + 1
         self.size = start + len(data)
         self._writes += 1
 
