@@ -151,3 +151,34 @@ async def run_flusher(
     if flusher is None:
         flusher = LogFlusher(logs)
     await flusher.run(task_status=task_status)
+
+
+async def run_log_maintenance(
+    logs: LogManager | LogSource,
+    *,
+    interval_s: float = 300.0,
+    clock_ms: Callable[[], int] = wall_clock_ms,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Applies retention and compaction to every log every ``interval_s`` seconds.
+
+    Kafka's ``log.retention.check.interval.ms`` defaults to 5 minutes. Both run on the event
+    loop (the log core is not thread-safe); a pass over a large compacted log blocks it for as
+    long as decoding its closed segments takes, so keep the interval generous.
+    """
+    source: LogSource = logs.all_logs if isinstance(logs, LogManager) else logs
+    task_status.started()
+    while True:
+        await trio.sleep(interval_s)
+        now_ms = clock_ms()
+        for partition_log in list(source()):
+            if partition_log.closed:
+                continue
+            try:
+                if partition_log.config.delete:
+                    partition_log.delete_old_segments(now_ms=now_ms)
+                if partition_log.config.compact:
+                    partition_log.compact(now_ms=now_ms)
+            except KafkaStorageError as exc:
+                log.error("maintenance of %r failed: %s", partition_log, exc)
+            await trio.lowlevel.checkpoint()

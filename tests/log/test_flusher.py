@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from quorumq.broker._flusher import LogFlusher, run_flusher
+from quorumq.broker._flusher import LogFlusher, run_flusher, run_log_maintenance
 from quorumq.errors import KafkaStorageError
 from quorumq.log import FlushJob, LogConfig, LogManager, PartitionLog
 from tests.log._helpers import batch
@@ -118,3 +118,27 @@ async def test_a_failed_fsync_fails_the_waiters(
             await flusher.wait_flushed(log, info.last_offset)
         assert log.flushed_offset == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_log_maintenance_applies_retention_and_compaction(tmp_path: Path) -> None:
+    manager = LogManager(tmp_path)
+    deleting = manager.get_or_create(
+        "d", 0, LogConfig(segment_bytes=500, retention_bytes=0, retention_ms=-1), now_ms=0
+    )
+    compacted = manager.get_or_create(
+        "c", 0, LogConfig(segment_bytes=500, cleanup_policy=frozenset({"compact"})), now_ms=0
+    )
+    for _ in range(20):
+        deleting.append(batch(3), leader_epoch=0, now_ms=0)
+        compacted.append(batch(3, keys=[b"k", b"k", b"k"]), leader_epoch=0, now_ms=0)
+    size_before = compacted.size_bytes()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(run_log_maintenance, manager, interval_s=0.01, clock_ms=lambda: 10**6)
+        )
+        with trio.fail_after(5):
+            while deleting.log_start_offset == 0 or compacted.size_bytes() == size_before:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert len(deleting.segments) == 1
+    manager.close_all()
