@@ -506,9 +506,19 @@ class Consumer:
             by_leader.setdefault(leader, []).append(tp)
         if not by_leader:
             return False
+        errors: list[QuorumqError] = []
+
+        async def fetch_from(node_id: int, tps: list[TopicPartition]) -> None:
+            try:
+                await self._fetch_from(node_id, tps, max_wait_ms)
+            except QuorumqError as exc:
+                errors.append(exc)  # raised below, as itself rather than in an ExceptionGroup
+
         async with trio.open_nursery() as nursery:
             for node_id, tps in by_leader.items():
-                nursery.start_soon(self._fetch_from, node_id, tps, max_wait_ms)
+                nursery.start_soon(fetch_from, node_id, tps)
+        if errors:
+            raise errors[0]
         return True
 
     async def _fetch_from(self, node_id: int, tps: list[TopicPartition], max_wait_ms: int) -> None:

@@ -1,0 +1,309 @@
+"""The Trio Consumer: fetch decoding (partial, compacted, control batches), positions and seeks,
+auto_offset_reset, long polls, kafka-python interop, and group membership end to end (skipped
+while the broker does not serve the group APIs)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from kafka import KafkaProducer
+
+from quorumq import protocol as p
+from quorumq.broker import Broker
+from quorumq.client import Consumer, ConsumerRecord, Producer, TopicPartition, open_connection
+from quorumq.client._consumer import decode_fetched
+from quorumq.errors import CorruptRecord, ErrorCode, OffsetOutOfRange
+from quorumq.protocol.records import ControlRecordType, Record, build_batch, control_record
+from tests.client._helpers import (
+    bootstrap_of,
+    broker,  # noqa: F401  (fixture)
+)
+
+TP = TopicPartition("t", 0)
+
+
+# --- decoding fetch answers ---------------------------------------------------------------------
+
+
+def _batch(base: int, count: int, ts: int = 1000) -> bytes:
+    return build_batch(
+        [Record(base + i, ts + i, b"k%d" % (base + i), b"v%d" % (base + i)) for i in range(count)],
+        base_offset=base,
+    )
+
+
+def test_decode_stops_at_a_partial_trailing_batch() -> None:
+    data = _batch(0, 3) + _batch(3, 2)
+    cut = data[: len(_batch(0, 3)) + 30]  # the second batch is cut inside its header
+    records, next_offset = decode_fetched(TP, cut, 0)
+    assert [r.offset for r in records] == [0, 1, 2]
+    assert next_offset == 3
+    records, next_offset = decode_fetched(TP, data[:-1], 0)  # cut in its last byte
+    assert next_offset == 3
+    records, next_offset = decode_fetched(TP, data, 0)
+    assert [r.value for r in records] == [b"v0", b"v1", b"v2", b"v3", b"v4"]
+    assert next_offset == 5
+
+
+def test_decode_skips_records_below_the_fetch_offset() -> None:
+    records, next_offset = decode_fetched(TP, _batch(10, 5), 12)
+    assert [r.offset for r in records] == [12, 13, 14]
+    assert next_offset == 15
+    assert records[0] == ConsumerRecord("t", 0, 12, 1002, b"k12", b"v12", ())
+
+
+def test_decode_compacted_batches_with_gaps_and_empty_ones() -> None:
+    compacted = build_batch(
+        [Record(20, 5, b"a", b"1"), Record(23, 6, b"b", None)],  # 21, 22, 24 compacted away
+        base_offset=20,
+        last_offset_delta=4,
+    )
+    emptied = build_batch([], base_offset=25, last_offset_delta=2)  # 25..27 all gone
+    records, next_offset = decode_fetched(TP, compacted + emptied + _batch(28, 1), 20)
+    assert [(r.offset, r.value) for r in records] == [(20, b"1"), (23, None), (28, b"v28")]
+    assert next_offset == 29
+
+
+def test_decode_control_batches_advance_without_records() -> None:
+    marker = build_batch(
+        [control_record(ControlRecordType.COMMIT, 5, 0)],
+        base_offset=5,
+        is_control=True,
+        is_transactional=True,
+        producer_id=7,
+        producer_epoch=0,
+    )
+    records, next_offset = decode_fetched(TP, _batch(0, 5) + marker + _batch(6, 1), 0)
+    assert [r.offset for r in records] == [0, 1, 2, 3, 4, 6]
+    assert next_offset == 7
+
+
+def test_decode_corrupt_whole_batch_is_typed() -> None:
+    data = bytearray(_batch(0, 3))
+    data[-1] ^= 0xFF
+    with pytest.raises(CorruptRecord):
+        decode_fetched(TP, bytes(data), 0)
+
+
+# --- against the broker ---------------------------------------------------------------------
+
+
+async def produce(bootstrap: str, topic: str, count: int, partition: int = 0) -> None:
+    async with Producer(bootstrap, linger_ms=0, batch_size=200) as producer:
+        for i in range(count):
+            await producer.enqueue(topic, b"v%d" % i, key=b"k%d" % i, partition=partition)
+
+
+async def drain(consumer: Consumer, count: int) -> list[ConsumerRecord]:
+    out: list[ConsumerRecord] = []
+    with trio.fail_after(10):
+        while len(out) < count:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(records)
+    return out
+
+
+async def test_seek_position_and_seek_to_beginning_end(broker: Broker) -> None:  # noqa: F811
+    await produce(bootstrap_of(broker), "s", 30)
+    tp = TopicPartition("s", 0)
+    async with Consumer(bootstrap_of(broker), max_partition_fetch_bytes=300) as consumer:
+        consumer.assign([tp])
+        assert consumer.assignment() == {tp}
+        assert await consumer.position(tp) == 30  # auto_offset_reset="latest"
+        consumer.seek_to_beginning()
+        assert await consumer.position(tp) == 0
+        first = await drain(consumer, 30)
+        assert [r.offset for r in first] == list(range(30))
+        assert await consumer.position(tp) == 30
+        assert consumer.highwater(tp) == 30
+        consumer.seek(tp, 17)
+        record = await consumer.getone()
+        assert (record.offset, record.value) == (17, b"v17")
+        assert await consumer.position(tp) == 18
+        async for record in consumer:  # the iterator continues from the position
+            assert record.offset == 18
+            break
+        consumer.seek_to_end(tp)
+        assert await consumer.position(tp) == 30
+        assert await consumer.getmany(timeout_ms=0) == {}
+        with pytest.raises(ValueError):
+            consumer.seek(TopicPartition("s", 9), 0)
+        with pytest.raises(ValueError):
+            consumer.seek(tp, -1)
+
+
+async def test_max_records_and_many_partitions(broker: Broker) -> None:  # noqa: F811
+    for partition in range(3):
+        await produce(bootstrap_of(broker), "m", 10, partition)
+    async with Consumer(bootstrap_of(broker), auto_offset_reset="earliest") as consumer:
+        consumer.assign([("m", 0), ("m", 1), ("m", 2)])
+        batch = await consumer.getmany(timeout_ms=2000, max_records=4)
+        assert sum(len(v) for v in batch.values()) == 4
+        rest = await drain(consumer, 26)
+        seen = {(r.partition, r.offset) for v in batch.values() for r in v} | {
+            (r.partition, r.offset) for r in rest
+        }
+        assert seen == {(part, off) for part in range(3) for off in range(10)}
+
+
+async def test_out_of_range_resets_or_raises(broker: Broker) -> None:  # noqa: F811
+    await produce(bootstrap_of(broker), "oor", 5)
+    tp = TopicPartition("oor", 0)
+    async with Consumer(bootstrap_of(broker), auto_offset_reset="earliest") as consumer:
+        consumer.assign([tp])
+        consumer.seek(tp, 1000)
+        records = await drain(consumer, 5)
+        assert [r.offset for r in records] == [0, 1, 2, 3, 4]
+    async with Consumer(bootstrap_of(broker), auto_offset_reset="latest") as consumer:
+        consumer.assign([tp])
+        consumer.seek(tp, 1000)
+        assert await consumer.getmany(timeout_ms=200) == {}
+        assert await consumer.position(tp) == 5
+    async with Consumer(bootstrap_of(broker), auto_offset_reset="none") as consumer:
+        consumer.assign([tp])
+        with pytest.raises(OffsetOutOfRange):
+            await consumer.position(tp)  # no committed offset, no reset allowed
+        consumer.seek(tp, 1000)
+        with pytest.raises(OffsetOutOfRange):
+            await consumer.getmany(timeout_ms=1000)
+
+
+async def test_long_poll_returns_when_records_arrive(
+    nursery: trio.Nursery,
+    broker: Broker,  # noqa: F811
+) -> None:
+    await produce(bootstrap_of(broker), "lp", 1)
+    async with Consumer(bootstrap_of(broker), fetch_max_wait_ms=5_000) as consumer:
+        consumer.assign([("lp", 0)])
+        assert await consumer.position(("lp", 0)) == 1
+        got: list[ConsumerRecord] = []
+        done = trio.Event()
+
+        async def poll() -> None:
+            for records in (await consumer.getmany(timeout_ms=10_000)).values():
+                got.extend(records)
+            done.set()
+
+        nursery.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        assert not done.is_set()  # waiting at the broker
+        await produce(bootstrap_of(broker), "lp", 1)
+        with trio.fail_after(5):
+            await done.wait()
+        assert [(r.offset, r.value) for r in got] == [(1, b"v0")]
+
+
+async def test_we_read_what_kafka_python_produces(broker: Broker) -> None:  # noqa: F811
+    sent = [
+        (b"key-%d" % i, b"value-%d" % i, [("h", b"%d" % i)], 1_700_000_000_000 + i)
+        for i in range(50)
+    ]
+
+    def produce_with_kafka_python() -> list[int]:
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap_of(broker),
+            acks="all",
+            compression_type="gzip",
+            linger_ms=5,
+            enable_idempotence=False,
+        )
+        try:
+            futures = [
+                producer.send("from-kp", key=k, value=v, headers=h, timestamp_ms=ts, partition=1)
+                for k, v, h, ts in sent
+            ]
+            producer.flush(timeout=20)
+            return [f.get(timeout=10).offset for f in futures]
+        finally:
+            producer.close(timeout=5)
+
+    offsets = await trio.to_thread.run_sync(produce_with_kafka_python)
+    assert offsets == list(range(50))
+    async with Consumer(bootstrap_of(broker), auto_offset_reset="earliest") as consumer:
+        consumer.assign([("from-kp", 1)])
+        got = await drain(consumer, 50)
+    assert [(r.offset, r.key, r.value, list(r.headers), r.timestamp) for r in got] == [
+        (i, k, v, h, ts) for i, (k, v, h, ts) in enumerate(sent)
+    ]
+
+
+# --- groups end to end (once the broker serves them) ----------------------------------------
+
+
+async def group_apis_served(bootstrap: str) -> bool:
+    host, port = bootstrap.rsplit(":", 1)
+    async with open_connection(host, int(port)) as conn:
+        if int(p.ApiKey.JOIN_GROUP) not in conn.api_versions:
+            return False
+        response = await conn.request(
+            p.ApiKey.FIND_COORDINATOR,
+            conn.version_for(p.ApiKey.FIND_COORDINATOR),
+            p.FindCoordinatorRequest(key="probe"),
+        )
+        return bool(response.error_code == ErrorCode.NONE)
+
+
+async def skip_without_groups(bootstrap: str) -> None:
+    if not await group_apis_served(bootstrap):
+        pytest.skip(
+            "the broker does not serve the group APIs yet (FindCoordinator answers "
+            "COORDINATOR_NOT_AVAILABLE / no JoinGroup): group tests wait for issue 6's coordinator"
+        )
+
+
+async def test_group_members_split_partitions_and_resume_from_commits(
+    broker: Broker,  # noqa: F811
+) -> None:
+    bootstrap = bootstrap_of(broker)
+    await skip_without_groups(bootstrap)
+    for partition in range(3):
+        await produce(bootstrap, "g", 10, partition)
+    async with (
+        Consumer(bootstrap, auto_offset_reset="earliest", enable_auto_commit=False) as a,
+        Consumer(bootstrap, auto_offset_reset="earliest", enable_auto_commit=False) as b,
+    ):
+        a.subscribe(["g"], group_id="grp", assignor="roundrobin")
+        b.subscribe(["g"], group_id="grp", assignor="roundrobin")
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(a.getmany, 100)
+                nursery.start_soon(b.getmany, 100)
+            while not (a.assignment() and b.assignment()) or (
+                len(a.assignment() | b.assignment()) < 3
+            ):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(a.getmany, 100)
+                    nursery.start_soon(b.getmany, 100)
+        assert not a.assignment() & b.assignment()
+        assert a.assignment() | b.assignment() == {TopicPartition("g", i) for i in range(3)}
+        for tp in a.assignment():
+            a.seek(tp, 4)
+        for tp in b.assignment():
+            b.seek(tp, 4)
+        await a.commit()
+        await b.commit()
+    async with Consumer(bootstrap, group_id="grp", auto_offset_reset="earliest") as c:
+        c.subscribe(["g"])
+        records = await drain(c, 18)
+        assert sorted((r.partition, r.offset) for r in records) == [
+            (part, off) for part in range(3) for off in range(4, 10)
+        ]
+        assert await c.committed(TopicPartition("g", 0)) == 4
+
+
+async def test_assign_with_group_id_commits_outside_a_generation(
+    broker: Broker,  # noqa: F811
+) -> None:
+    bootstrap = bootstrap_of(broker)
+    await skip_without_groups(bootstrap)
+    await produce(bootstrap, "ag", 5)
+    tp = TopicPartition("ag", 0)
+    async with Consumer(bootstrap, group_id="solo", auto_offset_reset="earliest") as consumer:
+        consumer.assign([tp])
+        await drain(consumer, 3)
+        await consumer.commit({tp: 3})
+        assert await consumer.committed(tp) == 3
+    async with Consumer(bootstrap, group_id="solo") as consumer:
+        consumer.assign([tp])
+        assert await consumer.position(tp) == 3
