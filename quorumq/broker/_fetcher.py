@@ -95,6 +95,7 @@ class FollowerFetcher:
                 await self._sleep(0.1)
                 continue
             host, port = address
+            error: Exception | None = None
             try:
                 async with open_connection(
                     host,
@@ -103,13 +104,19 @@ class FollowerFetcher:
                     connect_timeout_s=2.0,
                 ) as conn:
                     backoff = 0.05
-                    await self._session(conn)
+                    try:
+                        await self._session(conn)
+                    except (ConnectionError, OSError, QuorumqError) as exc:
+                        # Caught inside the connection's nursery: outside it would be a group.
+                        error = exc
             except (ConnectionError, OSError, QuorumqError) as exc:
+                error = exc
+            if error is not None:
                 log.info(
                     "broker %d: fetcher from %d: %s (retry in %.2f s)",
                     self.source.broker_id,
                     self.leader_id,
-                    exc,
+                    error,
                     backoff,
                 )
                 await self._sleep(backoff)
