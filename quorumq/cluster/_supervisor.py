@@ -55,7 +55,13 @@ def broker_supports_cluster_mode() -> bool:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if a listener could bind ``host:port`` now.
+
+    SO_REUSEADDR as the broker sets it: connections of a killed broker linger in TIME_WAIT for a
+    minute, which must not count as "in use" (only another listener does).
+    """
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

@@ -83,7 +83,7 @@ class CompareOptions:
     @classmethod
     def for_demo(cls, **overrides: Any) -> CompareOptions:
         base: dict[str, Any] = dict(
-            records=3_000, short=True, acks=("all",), scenarios=("steady", "stall", "kill"),
+            records=20_000, short=True, acks=("all",), scenarios=("steady", "stall", "kill"),
             paced_rate=1_000.0, stall_s=2.0, kill_run_s=4.0,
         )  # fmt: skip
         base.update(overrides)

@@ -1,0 +1,61 @@
+"""``quorumq compare`` end to end on real broker processes.
+
+The short run (tiny counts, acks=all, both strategies) runs by default; the full matrix is
+opt-in: ``uv run pytest tests/chaos -m slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from quorumq.compare import CompareOptions, run_compare
+
+
+def _check_report(out: Path, rows: int) -> dict:
+    data = json.loads((out / "compare.json").read_text())
+    assert (out / "compare.png").stat().st_size > 10_000
+    assert len(data["rows"]) == rows
+    for row in data["rows"]:
+        steady = row["scenarios"]["steady"]
+        assert steady["acked"] == steady["records"] > 0
+        assert steady["records_per_s"] > 0 and not math.isnan(steady["p99_ms"])
+        kill = row["scenarios"]["kill"]
+        assert kill["acknowledged"] > 0 and kill["read_back"] > 0
+        assert kill["offsets_reused"] == 0
+        if row["acks"] == "all":
+            # The promise: one broker of three (or the only one, restarted) lost, nothing acked
+            # with acks=all is lost.
+            assert kill["lost"] == 0, kill
+        assert row["explanation"].startswith(f"{row['strategy']} acks={row['acks']}")
+    return data
+
+
+def test_compare_short_run_measures_and_keeps_acks_all_promise(tmp_path: Path) -> None:
+    options = CompareOptions.for_demo(records=1_000, paced_rate=500.0, stall_s=1.0,
+                                      kill_run_s=3.0)  # fmt: skip
+    report = run_compare(options, out=tmp_path)
+    data = _check_report(tmp_path, rows=2)
+    assert [(r.strategy, r.acks) for r in report.rows] == [("quorum", "all"), ("isr", "all")]
+    assert data["environment"]["cluster_mode"] in (True, False)
+
+
+def _slow_selected(config: pytest.Config) -> bool:
+    return "slow" in (config.option.markexpr or "")
+
+
+@pytest.mark.slow
+def test_compare_full_matrix(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+    if not _slow_selected(pytestconfig):
+        pytest.skip("the full compare matrix is opt-in: -m slow")
+    report = run_compare(CompareOptions(records=20_000), out=tmp_path)
+    _check_report(tmp_path, rows=6)
+    for row in report.rows:
+        if row.strategy == "isr" and "lost" in row.scenarios.get("unclean", {}):
+            unclean = row.scenarios["unclean"]
+            if row.acks == "all":
+                # min.insync.replicas=2 with the ISR down to the leader: acks=all is refused.
+                assert unclean["acked_alone"] == 0 and unclean["lost"] == 0
