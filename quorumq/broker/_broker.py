@@ -108,6 +108,7 @@ class Broker:
         self._cancel_scope: trio.CancelScope | None = None
         self._lock_file: BinaryIO | None = None
         self.flusher: LogFlusher | None = None
+        self.groups: Any = None  # the group coordinator shell (_groups.GroupCoordinatorShell)
         self._handlers: dict[int, Handler] = {
             p.ApiKey.API_VERSIONS: self._api_versions,
             p.ApiKey.METADATA: self._metadata,
@@ -184,6 +185,8 @@ class Broker:
                     assert self.logs is not None
                     self.flusher = LogFlusher(self.logs, clock_ms=now_ms)
                     await nursery.start(self.flusher.run)
+                    if self.groups is not None:
+                        await nursery.start(self.groups.run)
                     await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
                     task_status.started(self.port)
         finally:
@@ -255,6 +258,7 @@ class Broker:
         codec = p.codec_versions()
         wanted = dict(p.API_VERSIONS)
         wanted.update(_EXTRA_VERSIONS)
+        wanted.update(p.GROUP_API_VERSIONS)
         for key, (lo, hi) in wanted.items():
             if key in self._handlers and key in codec:
                 clo, chi = codec[key]
@@ -302,6 +306,9 @@ class Broker:
         from quorumq.broker import _handlers_extra
 
         _handlers_extra.register(self, self._handlers)
+        from quorumq.broker import _groups
+
+        _groups.register(self, self._handlers)  # after _handlers_extra: owns FindCoordinator
 
     # --- ApiVersions -------------------------------------------------------------------------
 

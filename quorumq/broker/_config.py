@@ -29,6 +29,12 @@ class BrokerConfig:
     """Per-connection pipeline depth: requests read ahead of their responses."""
     produce_timeout_ms_cap: int = 30_000
     """Longest a produce with acks=all waits for the high watermark, whatever it asks."""
+    offsets_topic_num_partitions: int = 50
+    """``offsets.topic.num.partitions``: partitions of ``__consumer_offsets`` when created."""
+    group_initial_rebalance_delay_ms: int = 3_000
+    """``group.initial.rebalance.delay.ms``: a new group waits this long for more members."""
+    group_min_session_timeout_ms: int = 6_000
+    """``group.min.session.timeout.ms``: shorter session timeouts are refused."""
 
     @property
     def advertised(self) -> str:
