@@ -52,6 +52,10 @@ CLEAN_SHUTDOWN_FILE = ".clean_shutdown"
 LOG_START_OFFSET_FILE = "log-start-offset"
 """The log start offset when it is above the first segment's base (DeleteRecords)."""
 
+RECOVERY_POINT_FILE = "recovery-point"
+"""The flushed offset (Kafka's recovery point): after a crash, segments from the one holding it
+on are rescanned; those before it were fsynced and are trusted."""
+
 
 @attrs.frozen
 class AppendInfo:
@@ -211,11 +215,19 @@ class PartitionLog:
             stem, _, suffix = name.partition(".")
             if ("." + suffix) in (INDEX_SUFFIX, TIME_INDEX_SUFFIX) and stem not in known:
                 (directory / name).unlink(missing_ok=True)
+        recovery_point = 0
+        if not clean:
+            recovery_point = self._read_offset_file(RECOVERY_POINT_FILE) or 0
+        # The segment holding the recovery point and all later ones may hold unflushed bytes.
+        first_unflushed = max(
+            (i for i, base in enumerate(bases) if base <= recovery_point), default=0
+        )
         for i, base in enumerate(bases):
             active = i == len(bases) - 1
-            segment, cut = LogSegment.load(
-                directory, base, self.config, full_recovery=active and not clean
-            )
+            unflushed = not clean and i >= first_unflushed
+            segment, cut = LogSegment.load(directory, base, self.config, full_recovery=unflushed)
+            if unflushed:
+                segment.mark_dirty()  # recovered from the page cache, maybe not on disk yet
             self.recovered_bytes_truncated += cut
             if self._segments and segment.base_offset < self._segments[-1].next_offset:
                 # Overlapping segments can only come from outside tampering; keep the prefix.
@@ -237,24 +249,37 @@ class PartitionLog:
             active.rolling_timestamp_ms = self._last_flush_ms
         self._log_end_offset = max(active.next_offset, active.base_offset)
         self._log_start_offset = self._segments[0].base_offset
-        checkpoint = self._read_log_start_checkpoint()
+        checkpoint = self._read_offset_file(LOG_START_OFFSET_FILE)
         if checkpoint is not None and self._log_start_offset < checkpoint <= self._log_end_offset:
             self._log_start_offset = checkpoint
-        self._flushed_offset = self._log_end_offset if clean else self._log_start_offset
+        if clean:
+            self._flushed_offset = self._log_end_offset
+        else:
+            self._flushed_offset = max(
+                self._log_start_offset, min(recovery_point, self._log_end_offset)
+            )
 
-    def _read_log_start_checkpoint(self) -> int | None:
+    def _read_offset_file(self, name: str) -> int | None:
         try:
-            text = (self.directory / LOG_START_OFFSET_FILE).read_text().strip()
+            text = (self.directory / name).read_text().strip()
         except FileNotFoundError:
             return None
         return int(text) if text.isdigit() else None
 
-    def _write_log_start_checkpoint(self) -> None:
-        """Persists the log start offset (write a temp file, then rename: never half-written)."""
-        path = self.directory / LOG_START_OFFSET_FILE
+    def _write_offset_file(self, name: str, offset: int) -> None:
+        """Persists an offset (write a temp file, then rename: never half-written)."""
+        path = self.directory / name
         temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(f"{self._log_start_offset}\n")
+        temporary.write_text(f"{offset}\n")
         os.replace(temporary, path)
+
+    def _write_log_start_checkpoint(self) -> None:
+        self._write_offset_file(LOG_START_OFFSET_FILE, self._log_start_offset)
+
+    def _set_flushed_offset(self, offset: int) -> None:
+        if offset != self._flushed_offset:
+            self._flushed_offset = offset
+            self._write_offset_file(RECOVERY_POINT_FILE, offset)
 
     # --- offsets ---------------------------------------------------------------------------
 
@@ -488,7 +513,7 @@ class PartitionLog:
             self._bases = [offset]
             self._log_start_offset = offset
             self._log_end_offset = offset
-            self._flushed_offset = min(self._flushed_offset, offset)
+            self._set_flushed_offset(min(self._flushed_offset, offset))
             self._write_log_start_checkpoint()
             return
         while self._segments[-1].base_offset >= offset:
@@ -501,7 +526,7 @@ class PartitionLog:
         # log start: the offsets in between were already deleted (DeleteRecords).
         new_end = max(new_end, self._log_start_offset)
         self._log_end_offset = new_end
-        self._flushed_offset = min(self._flushed_offset, new_end)
+        self._set_flushed_offset(min(self._flushed_offset, new_end))
         if active.next_offset != new_end:
             # A gap (compaction, or an empty segment) before the new LEO: persist the LEO as
             # the base of a fresh active segment.
@@ -601,6 +626,8 @@ class PartitionLog:
         if self._closed:
             return False
         unflushed = self._log_end_offset - self._flushed_offset
+        if len(self._segments) > 1 and self._segments[-2].dirty:
+            return True  # a rolled segment is flushed at once, as Kafka does on roll
         if unflushed <= 0 and not any(segment.dirty for segment in self._segments):
             return False
         return (
@@ -628,9 +655,10 @@ class PartitionLog:
         durable (unless truncated meanwhile)."""
         for segment, writes in job.marks:
             segment.mark_flushed(writes)
-        self._flushed_offset = max(
-            self._flushed_offset, min(job.log_end_offset, self._log_end_offset)
-        )
+        if not self._closed:
+            self._set_flushed_offset(
+                max(self._flushed_offset, min(job.log_end_offset, self._log_end_offset))
+            )
         self._last_flush_ms = now_ms
 
     def flush(self, *, now_ms: int | None = None) -> None:

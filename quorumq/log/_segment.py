@@ -194,8 +194,8 @@ class LogSegment:
                     position += header.size
         if position < file_size:
             os.ftruncate(self._fd, position)
+            self._writes += 1
         self.size = position
-        self._writes += 1
         return file_size - position
 
     def _track(self, position: int, base: int, last: int, max_timestamp: int, size: int) -> None:
@@ -347,6 +347,7 @@ class LogSegment:
         if found is None:
             return None
         os.ftruncate(self._fd, found[0])
+        self._writes += 1
         self._scan(0, validate=False)
         return found[1]
 
@@ -366,6 +367,9 @@ class LogSegment:
         if with_indexes:
             fds += [os.dup(self.index.fileno()), os.dup(self.time_index.fileno())]
         return fds, self._writes
+
+    def mark_dirty(self) -> None:
+        self._writes += 1
 
     def mark_flushed(self, writes: int) -> None:
         self._flushed_writes = max(self._flushed_writes, writes)

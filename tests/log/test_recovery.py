@@ -144,3 +144,47 @@ def test_a_half_done_compaction_is_discarded_or_finished(tmp_path: Path) -> None
         assert not list(tmp_path.glob("*.swap"))
         assert len(log.segments[0].index) >= 1
         log.close()
+
+
+def _flip(path: Path, position: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(position)
+        byte = f.read(1)[0]
+        f.seek(position)
+        f.write(bytes([byte ^ 0x04]))
+
+
+def test_unflushed_closed_segments_are_rescanned_after_a_crash(tmp_path: Path) -> None:
+    log = PartitionLog.open(tmp_path, CONFIG, now_ms=0)
+    for _ in range(100):
+        log.append(batch(3, value_size=30), leader_epoch=1, now_ms=0)
+    assert len(log.segments) >= 3
+    assert log.needs_flush(0)  # a rolled, unflushed segment is due at once
+    damaged = log.segments[1]
+    base, path = damaged.base_offset, damaged.path
+    log.close(clean=False)  # crash: nothing was ever flushed (no recovery point)
+    _flip(path, 200)  # inside the first or second batch of the second segment
+    log = PartitionLog.open(tmp_path, CONFIG, now_ms=0)
+    assert [s.base_offset for s in log.segments][:2] == [0, base]
+    assert len(log.segments) == 2
+    assert base <= log.log_end_offset < base + 10
+    assert log.flushed_offset == 0
+    log.close()
+
+
+def test_flushed_segments_are_trusted_and_the_recovery_point_survives(tmp_path: Path) -> None:
+    log = PartitionLog.open(tmp_path, CONFIG, now_ms=0)
+    for _ in range(100):
+        log.append(batch(3, value_size=30), leader_epoch=1, now_ms=0)
+    log.flush()
+    flushed = log.flushed_offset
+    for _ in range(3):
+        log.append(batch(3, value_size=30), leader_epoch=1, now_ms=0)
+    first = log.segments[0]
+    log.close(clean=False)
+    _flip(first.path, 100)  # fsynced data rotting on disk: not what recovery checks
+    log = PartitionLog.open(tmp_path, CONFIG, now_ms=0)
+    assert log.flushed_offset == flushed
+    assert log.log_end_offset == flushed + 9  # the unflushed tail was rescanned and kept
+    assert log.unflushed_messages == 9
+    log.close()
