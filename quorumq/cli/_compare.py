@@ -78,7 +78,7 @@ def report_table(report: CompareReport) -> Table:
 def print_report(report: CompareReport, console: Console = console) -> None:
     console.print(report_table(report))
     for row in report.rows:
-        console.print(f"[bold]{row.strategy} acks={row.acks}[/bold]: {row.explanation}")
+        console.print(row.explanation)
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
 

@@ -453,7 +453,7 @@ def _wait_leader(sup: Supervisor, topic: str, among: set[int], timeout_s: float)
 _RULES = {
     ("quorum", "0"): "no answer at all: the producer counts a record sent as delivered",
     ("quorum", "1"): "answered after the leader's append, before any follower has it",
-    ("quorum", "all"): "answered when a majority of replicas (2 of 3) has the record",
+    ("quorum", "all"): "answered when a majority of the replicas (leader included) has the record",
     ("isr", "0"): "no answer at all: the producer counts a record sent as delivered",
     ("isr", "1"): "answered after the leader's append, before any follower has it",
     ("isr", "all"): "answered when every ISR member has the record (ISR >= min.insync.replicas)",
@@ -506,11 +506,11 @@ def plot(report: CompareReport, path: Path) -> None:
     labels = [f"{r.strategy}\nacks={r.acks}" for r in report.rows]
     colors = ["#4c72b0" if r.strategy == "quorum" else "#dd8452" for r in report.rows]
 
-    def series(scenario: str, key: str) -> list[float]:
-        out = []
+    def series(scenario: str, key: str) -> list[float | None]:
+        out: list[float | None] = []
         for r in report.rows:
             v = r.scenarios.get(scenario, {}).get(key)
-            out.append(float(v) if isinstance(v, int | float) and v == v else 0.0)
+            out.append(float(v) if isinstance(v, int | float) and v == v else None)
         return out
 
     panels = [
@@ -524,11 +524,13 @@ def plot(report: CompareReport, path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     for ax, (title, scenario, key) in zip(axes.flat, panels, strict=True):
         values = series(scenario, key)
-        ax.bar(range(len(labels)), values, color=colors)
+        ax.bar(range(len(labels)), [v or 0.0 for v in values], color=colors)
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
         ax.set_title(title, fontsize=10)
+        ax.set_ylim(bottom=0, top=max([1.0, *(v * 1.15 for v in values if v)]))
         for i, v in enumerate(values):
-            ax.annotate(f"{v:,.4g}", (i, v), ha="center", va="bottom", fontsize=7)
+            text = "n/a" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+            ax.annotate(text, (i, v or 0.0), ha="center", va="bottom", fontsize=7)
     env = report.environment
     fig.suptitle(
         f"quorumq compare: {env.get('replication_factor', '?')} replicas, "
