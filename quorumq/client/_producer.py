@@ -222,6 +222,9 @@ class Producer:
         retries: retries of one batch on retriable errors before its records fail.
         retry_backoff_ms: the wait before a retry.
         request_timeout_ms: Produce's ``timeout_ms`` and the wait for any answer.
+        delivery_timeout_ms: the longest a record may wait for a leader before it fails
+            with ``RequestTimedOut`` (``delivery.timeout.ms``; an in-flight batch finishes its
+            request first).
         max_in_flight: Produce requests in flight per broker connection.
         max_request_size: the largest record (and request) accepted (``max.request.size``).
         partitioner: the null-key strategy, or a :class:`Partitioner` (tests seed one).
@@ -241,6 +244,7 @@ class Producer:
         retries: int = 10,
         retry_backoff_ms: int = 100,
         request_timeout_ms: int = 30_000,
+        delivery_timeout_ms: int = 120_000,
         max_in_flight: int = 5,
         max_request_size: int = 1024 * 1024,
         client_id: str = "quorumq-producer",
@@ -261,6 +265,7 @@ class Producer:
         self.request_timeout_ms = request_timeout_ms
         self.max_in_flight = max_in_flight
         self.max_request_size = max_request_size
+        self.delivery_timeout_s = delivery_timeout_ms / 1000
         self.partitioner = (
             partitioner if isinstance(partitioner, Partitioner) else Partitioner(partitioner)
         )
@@ -283,6 +288,7 @@ class Producer:
         self._nursery: trio.Nursery | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._closed = False
+        self._refreshing = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -390,6 +396,9 @@ class Producer:
         self._check_size(size)
         topic_meta = self.metadata.topics.get(topic)
         if topic_meta is None or topic_meta.error_code or not topic_meta.partitions:
+            # Ask for the topic now, so that a later call finds it.
+            self.metadata.add_topics([topic])
+            self._start_refresh()
             raise trio.WouldBlock
         if not self._pool.try_reserve(size):
             raise trio.WouldBlock
@@ -505,6 +514,16 @@ class Producer:
             leader = self.metadata.cached_leader(tp)
             if leader is None:
                 need_metadata = True
+                if now - batch.created_at > self.delivery_timeout_s:
+                    if batch.producer_id >= 0:
+                        self._needs_producer_id = True  # its sequence was never written
+                    self._complete(batch, error=RequestTimedOut(
+                        f"{tp.topic}-{tp.partition}: no leader within the delivery timeout"
+                    ))  # fmt: skip
+                    next_deadline = now
+                else:
+                    retry = now + self.retry_backoff_s
+                    next_deadline = retry if next_deadline is None else min(next_deadline, retry)
                 continue
             if self._in_flight_per_node.get(leader, 0) >= self.max_in_flight:
                 continue
@@ -523,7 +542,7 @@ class Producer:
             self._in_flight_per_node[node_id] = self._in_flight_per_node.get(node_id, 0) + 1
             self._nursery.start_soon(self._send_request, node_id, batches)
         if need_metadata:
-            self._nursery.start_soon(self._refresh_metadata)
+            self._start_refresh()
         # Drop empty queues so a producer writing to many topics does not accumulate them.
         for tp in [tp for tp, q in self._queues.items() if not q]:
             del self._queues[tp]
@@ -547,12 +566,19 @@ class Producer:
             base_sequence=base_sequence,
         )
 
+    def _start_refresh(self) -> None:
+        if not self._refreshing and self._nursery is not None:
+            self._refreshing = True
+            self._nursery.start_soon(self._refresh_metadata)
+
     async def _refresh_metadata(self) -> None:
         try:
             await self.metadata.refresh()
         except (ConnectionError, QuorumqError) as exc:
             log.debug("metadata refresh failed: %s", exc)
             await trio.sleep(self.retry_backoff_s)
+        finally:
+            self._refreshing = False
         self._wake()
 
     async def _init_producer_id(self) -> None:

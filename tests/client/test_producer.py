@@ -23,6 +23,7 @@ from quorumq.errors import (
     ErrorCode,
     MessageTooLarge,
     NotEnoughReplicas,
+    RequestTimedOut,
     UnknownTopicOrPartition,
 )
 from tests.client._helpers import (
@@ -294,3 +295,39 @@ async def test_kafka_python_reads_what_we_produce(broker: Broker) -> None:  # no
     assert [(o, k, v, h, ts) for o, k, v, h, ts in got] == [
         (i, k, v, list(h), ts) for i, (k, v, h, ts) in enumerate(records)
     ]
+
+
+async def test_no_leader_fails_records_after_the_delivery_timeout(
+    nursery: trio.Nursery,
+    broker: Broker,  # noqa: F811
+) -> None:
+    def leaderless(header: p.RequestHeader, frame: bytes) -> bytes | None:
+        if header.api_key != p.ApiKey.METADATA:
+            return frame
+        response = decode_response(header, frame)
+        topics = [
+            attrs.evolve(t, partitions=[attrs.evolve(x, leader_id=-1) for x in t.partitions])
+            for t in response.topics  # type: ignore[attr-defined]
+        ]
+        return encode_response(header, attrs.evolve(response, topics=topics))
+
+    proxy = await start_proxy(nursery, broker, leaderless)
+    async with Producer(
+        proxy.bootstrap, delivery_timeout_ms=200, retry_backoff_ms=20, linger_ms=0
+    ) as producer:
+        with trio.fail_after(10), pytest.raises(RequestTimedOut, match="no leader"):
+            await producer.send("leaderless", b"x", partition=0)
+        assert proxy.count(p.ApiKey.PRODUCE) == 0
+        assert proxy.count(p.ApiKey.METADATA) >= 2  # it kept asking for a leader
+        assert producer._pool.used == 0
+
+
+async def test_send_nowait_learns_the_topic_in_the_background(broker: Broker) -> None:  # noqa: F811
+    async with Producer(bootstrap_of(broker), linger_ms=0) as producer:
+        with pytest.raises(trio.WouldBlock):
+            producer.send_nowait("later", b"x")
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # the refresh ran
+        assert "later" in producer.metadata.topics
+        future = producer.send_nowait("later", b"y", key=b"k")
+        meta = await future.get()
+    assert (meta.partition, meta.offset) == (partition_for_key(b"k", 3), 0)
