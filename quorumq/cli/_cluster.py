@@ -94,6 +94,9 @@ def up(
     ),
     log_level: str = typer.Option("warning", "--log-level", help="The brokers' log level."),
     timeout_s: float = typer.Option(60.0, "--timeout", help="Seconds to wait for readiness."),
+    broker_arg: list[str] = typer.Option(
+        [], "--broker-arg", help="Extra `quorumq broker` option for every broker (repeatable)."
+    ),
 ) -> None:
     """Start a local cluster in the foreground; Ctrl-C or SIGTERM stops every broker cleanly."""
     supervisor = Supervisor(
@@ -102,6 +105,7 @@ def up(
         raft_base_port=raft_base_port,
         data_dir=data_dir,
         log_level=log_level,
+        broker_args=[arg for item in broker_arg for arg in item.split()],
     )
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -83,6 +83,11 @@ def print_report(report: CompareReport, console: Console = console) -> None:
         console.print(f"[yellow]note:[/yellow] {note}")
 
 
+def _split(items: list[str]) -> tuple[str, ...]:
+    """``--broker-arg "--x 1"`` and ``--broker-arg --x --broker-arg 1`` mean the same."""
+    return tuple(arg for item in items for arg in item.split())
+
+
 @app.command("compare")
 def compare(
     brokers: int = typer.Option(3, "--brokers", min=1, max=9, help="Brokers in the cluster."),
@@ -106,6 +111,9 @@ def compare(
     rate: float = typer.Option(2_000.0, "--rate", min=10, help="Paced records/s under faults."),
     stall_s: float = typer.Option(3.0, "--stall", min=0.5, max=120, help="Seconds paused."),
     short: bool = typer.Option(False, "--short", help="The demo's version (< 1 min)."),
+    broker_arg: list[str] = typer.Option(
+        [], "--broker-arg", help="Extra `quorumq broker` option for every broker (repeatable)."
+    ),
 ) -> None:
     """Run both replication strategies under acks 0/1/all through the same faults."""  # fmt: skip
     for name, given, allowed in (("--strategy", strategy, STRATEGIES), ("--acks", acks, ACKS),
@@ -115,13 +123,14 @@ def compare(
             raise typer.BadParameter(f"{name}: {bad} not in {list(allowed)}")
     if short:
         options = CompareOptions.for_demo(brokers=brokers, bootstrap=bootstrap,
-                                          record_size=record_size)  # fmt: skip
+                                          record_size=record_size,
+                                          broker_args=_split(broker_arg))  # fmt: skip
     else:
         options = CompareOptions(
             brokers=brokers, records=records, record_size=record_size, bootstrap=bootstrap,
             strategies=tuple(strategy), acks=tuple(acks),
             scenarios=tuple(s for s in SCENARIOS if s in scenario), paced_rate=rate,
-            stall_s=stall_s,
+            stall_s=stall_s, broker_args=_split(broker_arg),
         )  # fmt: skip
     started = time.monotonic()
 

@@ -134,6 +134,8 @@ class Supervisor:
         cluster_mode: pass ``--controller-voters``; None detects whether the broker supports it.
         broker_args: extra arguments for every ``quorumq broker`` (e.g. ``--num-partitions 3``).
         log_level: the brokers' ``--log-level``.
+        launcher: the argv that runs one broker, before its options (default
+            ``python -m quorumq broker``); e.g. another interpreter or a wrapper script.
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class Supervisor:
         broker_args: Sequence[str] = (),
         log_level: str = "warning",
         host: str = "127.0.0.1",
+        launcher: Sequence[str] | None = None,
     ) -> None:
         if brokers < 1:
             raise ClusterError(f"a cluster needs at least one broker, got {brokers}")
@@ -157,6 +160,7 @@ class Supervisor:
         self.cluster_mode = broker_supports_cluster_mode() if cluster_mode is None else cluster_mode
         self.broker_args = tuple(broker_args)
         self.log_level = log_level
+        self.launcher = tuple(launcher) if launcher else (sys.executable, "-m", "quorumq", "broker")
         raft_base = base_port + RAFT_PORT_OFFSET if raft_base_port is None else raft_base_port
         self.brokers: list[BrokerHandle] = [
             BrokerHandle(
@@ -190,7 +194,7 @@ class Supervisor:
         """The argv that starts broker ``node_id``."""
         spec = self._handle(node_id).spec
         cmd = [
-            sys.executable, "-m", "quorumq", "broker", "--node-id", str(spec.node_id),
+            *self.launcher, "--node-id", str(spec.node_id),
             "--listen", spec.address, "--data-dir", str(spec.data_dir),
             "--log-level", self.log_level,
         ]  # fmt: skip

@@ -79,6 +79,12 @@ class CompareOptions:
     kill_run_s: float = 6.0
     min_insync_replicas: int = 2
     data_dir: Path | None = None
+    broker_args: tuple[str, ...] = ()
+    """Extra ``quorumq broker`` options for every broker (timeouts, lag time)."""
+    launcher: tuple[str, ...] | None = None
+    """Argv that runs one broker (default ``python -m quorumq broker``)."""
+    cluster_mode: bool | None = None
+    """None: use cluster mode when the broker supports it and ``brokers > 1``."""
 
     @classmethod
     def for_demo(cls, **overrides: Any) -> CompareOptions:
@@ -238,11 +244,13 @@ def _cluster(options: CompareOptions, say: Progress) -> Iterator[_Env]:
         return
     from quorumq.cluster import broker_supports_cluster_mode
 
-    cluster_mode = broker_supports_cluster_mode() and options.brokers > 1
+    cluster_mode = options.cluster_mode
+    if cluster_mode is None:
+        cluster_mode = broker_supports_cluster_mode() and options.brokers > 1
     brokers = options.brokers if cluster_mode else 1
     supervisor = Supervisor(
         brokers, base_port=free_port_block(brokers), data_dir=options.data_dir,
-        cluster_mode=cluster_mode,
+        cluster_mode=cluster_mode, broker_args=options.broker_args, launcher=options.launcher,
     )  # fmt: skip
     with supervisor:
         say(f"starting {brokers} broker(s) in {supervisor.data_dir}")
@@ -320,12 +328,14 @@ def _stall(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
     finally:
         sup.resume(follower)
     p0, p1 = marks.get("paused", result.started_at), marks.get("resumed", result.finished_at)
-    lat_before = result.latencies_ms(result.started_at, p0)
+    # "Before" ends a little ahead of the pause: records sent just before it wait through it.
+    b0, b1 = result.started_at + 0.25, max(result.started_at + 0.5, p0 - 0.25)
+    lat_before = result.latencies_ms(b0, b1)
     lat_stall = result.latencies_ms(p0, p1)
     return {
         "follower": follower,
         "stall_s": round(p1 - p0, 2),
-        "acks_per_s_before": round(result.acks_per_s(result.started_at, p0), 1),
+        "acks_per_s_before": round(result.acks_per_s(b0, b1), 1),
         "acks_per_s_during": round(result.acks_per_s(p0, p1), 1),
         "p99_ms_before": _ms(percentile(lat_before, 0.99)),
         **{f"{k}_during": v for k, v in _latency(lat_stall).items()},
