@@ -191,6 +191,12 @@ class PartitionLogMachine(RuleBasedStateMachine):
         self.records = [r for r in self.records if r.offset >= self.log_start_offset]
 
     @rule()
+    def flush(self) -> None:
+        self.log.flush(now_ms=self.now_ms)
+        assert self.log.flushed_offset == self.log_end_offset
+        assert self.log.unflushed_messages == 0
+
+    @rule()
     def roll(self) -> None:
         self.log.roll(now_ms=self.now_ms)
 
