@@ -348,6 +348,8 @@ class PartitionLog:
             if validated is None:
                 validated = validate_records(records, max_message_bytes=INT_MAX, dense=False)
             data = records if isinstance(records, (bytes, bytearray)) else bytes(records)
+        if not validated:
+            raise InvalidRecord("empty record set")
         first_offset = self._log_end_offset
         next_offset = first_offset
         if not assign_offsets and validated[0][1].base_offset < next_offset:
