@@ -10,7 +10,7 @@ import trio.testing
 from kafka import KafkaProducer
 
 from quorumq import protocol as p
-from quorumq.broker import Broker
+from quorumq.broker import Broker, BrokerConfig
 from quorumq.client import Consumer, ConsumerRecord, Producer, TopicPartition, open_connection
 from quorumq.client._consumer import decode_fetched
 from quorumq.errors import CorruptRecord, ErrorCode, OffsetOutOfRange
@@ -231,6 +231,16 @@ async def test_we_read_what_kafka_python_produces(broker: Broker) -> None:  # no
 # --- groups end to end (once the broker serves them) ----------------------------------------
 
 
+GROUPS_ADVERTISED = (
+    p.ApiKey.JOIN_GROUP in Broker(BrokerConfig(data_dir="unused")).advertised_versions()
+)
+needs_groups = pytest.mark.skipif(
+    not GROUPS_ADVERTISED,
+    reason="the broker does not serve the group APIs yet (no JoinGroup in ApiVersions; "
+    "FindCoordinator answers COORDINATOR_NOT_AVAILABLE): waits for issue 6's coordinator",
+)
+
+
 async def group_apis_served(bootstrap: str) -> bool:
     host, port = bootstrap.rsplit(":", 1)
     async with open_connection(host, int(port)) as conn:
@@ -252,6 +262,7 @@ async def skip_without_groups(bootstrap: str) -> None:
         )
 
 
+@needs_groups
 async def test_group_members_split_partitions_and_resume_from_commits(
     broker: Broker,  # noqa: F811
 ) -> None:
@@ -292,6 +303,7 @@ async def test_group_members_split_partitions_and_resume_from_commits(
         assert await c.committed(TopicPartition("g", 0)) == 4
 
 
+@needs_groups
 async def test_assign_with_group_id_commits_outside_a_generation(
     broker: Broker,  # noqa: F811
 ) -> None:
