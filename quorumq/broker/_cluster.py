@@ -361,12 +361,18 @@ class ClusterBroker(Broker):
     # --- leader-side ISR ---------------------------------------------------------------------
 
     async def _tick_replicas(self) -> None:
+        last_saved = trio.current_time()
         while True:
             await trio.sleep(self.cluster.replica_tick_s)
             now = now_ms()
+            save = trio.current_time() - last_saved >= 1.0
             for partition in list(self.partitions.values()):
                 if isinstance(partition, ReplicaPartition):
                     partition.tick(now)
+                    if save:
+                        partition.save_high_watermark()
+            if save:
+                last_saved = trio.current_time()
 
     def _on_isr_proposal(self, replica: ReplicaPartition) -> None:
         if self._nursery is not None:

@@ -23,6 +23,8 @@ in the partition's directory and is saved whenever it changes.
 from __future__ import annotations
 
 import logging
+import os
+import struct
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,7 +39,13 @@ from quorumq.errors import (
     RequestTimedOut,
     UnknownLeaderEpoch,
 )
-from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
+from quorumq.protocol.records import (
+    HEADER_SIZE,
+    BatchHeader,
+    Record,
+    build_batch,
+    parse_batch_header,
+)
 from quorumq.replication import (
     CHECKPOINT_FILE_NAME,
     DEFAULT_REPLICA_LAG_TIME_MAX_MS,
@@ -58,6 +66,14 @@ FOLLOWER = "follower"
 IDLE = "idle"
 
 NO_LEADER = -1
+
+HIGH_WATERMARK_FILE = "high-watermark"
+"""The replica's last known HW, in its partition directory (Kafka keeps one
+``replication-offset-checkpoint`` per log dir): a restarted leader starts from it, so a full
+cluster restart does not hide committed records until the next write."""
+
+LEADER_CHANGE = 2
+"""KRaft's ``ControlRecordType.LEADER_CHANGE``: the epoch-start record a new quorum leader writes."""
 
 
 def now_ms() -> int:
@@ -91,6 +107,7 @@ class ReplicaPartition(Partition):
     isr_proposal: IsrChange | None = None
     """An ISR change the leader wants the controller to commit (``isr`` strategy), not yet sent."""
     on_isr_proposal: Callable[[ReplicaPartition], None] | None = None
+    _saved_high_watermark: int = -1
     fetch_generation: int = 0
     """Bumped on every role or epoch change: a fetch response sent for an older generation is
     discarded (the follower stopped following that epoch)."""
@@ -132,6 +149,12 @@ class ReplicaPartition(Partition):
         if latest is not None:
             replica.leader_epoch = latest
         replica.known_high_watermark = replica.log_start_offset
+        if directory is not None:
+            replica.known_high_watermark = max(
+                replica.log_start_offset,
+                min(_load_high_watermark(directory), replica.log_end_offset),
+            )
+        replica._saved_high_watermark = replica.known_high_watermark
         return replica
 
     # --- Partition hooks ---------------------------------------------------------------------
@@ -253,6 +276,8 @@ class ReplicaPartition(Partition):
             replica_lag_time_max_ms=self.replica_lag_time_max_ms,
         )
         self.role = LEADER
+        if self.leader.awaiting_epoch_record:
+            self._append_epoch_record(leader_epoch)
         log.info(
             "broker %d leads %s-%d in epoch %d (replicas %s, isr %s, LEO %d, HW %d, %s)",
             self.broker_id,
@@ -325,6 +350,7 @@ class ReplicaPartition(Partition):
     def stop(self) -> None:
         """The replica is going away (topic deleted, reassigned, broker shutting down)."""
         self._stop_role()
+        self.save_high_watermark()
         super().notify_append()
 
     def _stop_role(self) -> None:
@@ -368,6 +394,36 @@ class ReplicaPartition(Partition):
         self.isr_proposal = change
         if self.on_isr_proposal is not None:
             self.on_isr_proposal(self)
+
+    def _append_epoch_record(self, leader_epoch: int) -> None:
+        """Appends a LEADER_CHANGE control batch: under ``quorum`` the HW passes the previous
+        epochs' records only together with one of this epoch (Raft §5.4.2), so without it a tail
+        that was already acknowledged would stay invisible until the next produce."""
+        now = now_ms()
+        batch = build_batch(
+            [Record(0, now, struct.pack(">hh", 0, LEADER_CHANGE), struct.pack(">hi", 0, 0))],
+            is_control=True,
+            partition_leader_epoch=leader_epoch,
+        )
+        info = self.log.append(batch, leader_epoch=leader_epoch, now_ms=now)
+        self.producer_state.on_append(parse_batch_header(batch), info.first_offset)
+        self.notify_append()
+
+    def save_high_watermark(self) -> None:
+        """Writes the HW file if the HW moved (temporary file + rename, no fsync: a lost update
+        only makes a restarted replica start from a lower, still safe, HW)."""
+        hw = self.high_watermark
+        if self.directory is None or hw == self._saved_high_watermark:
+            return
+        target = self.directory / HIGH_WATERMARK_FILE
+        temporary = target.with_suffix(".tmp")
+        try:
+            temporary.write_text(f"{hw}\n")
+            os.replace(temporary, target)
+        except OSError as exc:
+            log.warning("%s-%d: cannot save the high watermark: %s", self.topic, self.index, exc)
+            return
+        self._saved_high_watermark = hw
 
     def end_offset_for(self, requested_epoch: int, current_leader_epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch on the leader.
@@ -437,6 +493,13 @@ class ReplicaPartition(Partition):
     def _save_epochs(self) -> None:
         if self.directory is not None:
             save_checkpoint(self.directory / CHECKPOINT_FILE_NAME, self.epoch_cache)
+
+
+def _load_high_watermark(directory: Path) -> int:
+    try:
+        return int((directory / HIGH_WATERMARK_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return 0
 
 
 __all__ = [
