@@ -442,6 +442,31 @@ class Cluster:
         )
         return await _request(port, p.ApiKey.METADATA, (4, 8), request, timeout_s=5.0)
 
+    async def leader(self, topic: str, partition: int = 0) -> int:
+        """The broker id that leads ``topic``-``partition`` now, as Metadata says (so a test
+        can kill exactly the leader: ``await cluster.kill_broker(await cluster.leader("t"))``).
+
+        Raises:
+            UnknownTopicOrPartition: no such partition.
+            LeaderNotAvailable: it has no leader right now (``wait_ready`` first).
+        """
+        running = self.running
+        if not running:
+            raise ConnectionError("no broker is running")
+        response = await self._metadata(self._members[running[0]].port, [topic])
+        for entry in response.topics:
+            if entry.error_code:
+                raise _error(entry.error_code, f"topic {topic!r}")
+            for part in entry.partitions:
+                if part.partition_index == partition:
+                    if part.error_code or part.leader_id < 0:
+                        raise _error(
+                            part.error_code or ErrorCode.LEADER_NOT_AVAILABLE,
+                            f"{topic}-{partition} has no leader",
+                        )
+                    return int(part.leader_id)
+        raise _error(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no partition {topic}-{partition}")
+
     async def create_topic(
         self,
         name: str,
@@ -662,3 +687,7 @@ class ThreadedCluster:
     def restart_broker(self, index: int) -> None:
         """See :meth:`Cluster.restart_broker`."""
         self._call(self.cluster.restart_broker, index)
+
+    def leader(self, topic: str, partition: int = 0) -> int:
+        """See :meth:`Cluster.leader`."""
+        return self._call(self.cluster.leader, topic, partition)
