@@ -17,6 +17,7 @@ key or an unsupported version closes the connection (as Kafka does) with one log
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,7 @@ from quorumq.errors import (
     UnsupportedVersion,
 )
 from quorumq.log import LogConfig, LogManager, validate_records
+from quorumq.protocol.records import ATTR_TIMESTAMP_TYPE, BatchHeader, compute_crc
 
 log = logging.getLogger("quorumq.broker")
 
@@ -108,7 +110,6 @@ class Broker:
         self._cancel_scope: trio.CancelScope | None = None
         self._lock_file: BinaryIO | None = None
         self.flusher: LogFlusher | None = None
-        self.groups: Any = None  # the group coordinator shell (_groups.GroupCoordinatorShell)
         self._handlers: dict[int, Handler] = {
             p.ApiKey.API_VERSIONS: self._api_versions,
             p.ApiKey.METADATA: self._metadata,
@@ -185,8 +186,6 @@ class Broker:
                     assert self.logs is not None
                     self.flusher = LogFlusher(self.logs, clock_ms=now_ms)
                     await nursery.start(self.flusher.run)
-                    if self.groups is not None:
-                        await nursery.start(self.groups.run)
                     await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
                     task_status.started(self.port)
         finally:
@@ -258,7 +257,6 @@ class Broker:
         codec = p.codec_versions()
         wanted = dict(p.API_VERSIONS)
         wanted.update(_EXTRA_VERSIONS)
-        wanted.update(p.GROUP_API_VERSIONS)
         for key, (lo, hi) in wanted.items():
             if key in self._handlers and key in codec:
                 clo, chi = codec[key]
@@ -306,9 +304,6 @@ class Broker:
         from quorumq.broker import _handlers_extra
 
         _handlers_extra.register(self, self._handlers)
-        from quorumq.broker import _groups
-
-        _groups.register(self, self._handlers)  # after _handlers_extra: owns FindCoordinator
 
     # --- ApiVersions -------------------------------------------------------------------------
 
@@ -378,11 +373,15 @@ class Broker:
 
     # --- Produce -----------------------------------------------------------------------------
 
-    def _append(self, partition: Partition, records: Any, now: int) -> tuple[int, int, int]:
+    def _append(
+        self, partition: Partition, records: Any, now: int, *, log_append_time: bool = False
+    ) -> tuple[int, int, int, int]:
         """Validates and appends one partition's record set.
 
-        Returns ``(base_offset, last_offset, log_start_offset)``; for a duplicate retry of an
-        idempotent producer, the offsets of the original append.
+        Returns ``(base_offset, last_offset, log_start_offset, log_append_time_ms)``; for a
+        duplicate retry of an idempotent producer, the offsets of the original append. With
+        ``log_append_time`` (``message.timestamp.type=LogAppendTime``) every batch is stamped
+        with ``now`` as Kafka's LogValidator does; otherwise ``log_append_time_ms`` is -1.
         """
         if records is None:
             raise CorruptRecord("produce request without a record set")
@@ -393,13 +392,20 @@ class Broker:
         for _position, batch in validated:
             if batch.is_control:
                 raise InvalidRecord("control batches are written by the broker, not by clients")
+        if log_append_time:
+            records, validated = stamp_log_append_time(records, validated, now)
         state = partition.producer_state
         first = validated[0][1]
         # check -> append -> on_append with no checkpoint between: two concurrent retries of
         # one batch cannot both pass.
         duplicate = state.check(first)
         if duplicate is not None:
-            return duplicate.first_offset, duplicate.last_offset, partition.log_start_offset
+            return (
+                duplicate.first_offset,
+                duplicate.last_offset,
+                partition.log_start_offset,
+                duplicate.timestamp if log_append_time else -1,
+            )
         info = partition_log.append(
             records, leader_epoch=partition.leader_epoch, now_ms=now, validated=validated
         )
@@ -408,7 +414,17 @@ class Broker:
             state.on_append(batch, base_offset)
             base_offset += batch.last_offset_delta + 1
         partition.notify_append()
-        return info.first_offset, info.last_offset, info.log_start_offset
+        return (
+            info.first_offset,
+            info.last_offset,
+            info.log_start_offset,
+            now if log_append_time else -1,
+        )
+
+    def _uses_log_append_time(self, topic: str) -> bool:
+        assert self.topics is not None
+        spec = self.topics.topics.get(topic)
+        return spec is not None and spec.configs.get("message.timestamp.type") == "LogAppendTime"
 
     def _produce(self, header: p.RequestHeader, request: p.ProduceRequest) -> Any:
         now = now_ms()
@@ -426,13 +442,19 @@ class Broker:
                     partition = self.partition(topic.name, pd.partition_index)
                     if acks == -1:
                         partition.check_acks_all()
-                    base_offset, last_offset, log_start = self._append(partition, pd.records, now)
+                    base_offset, last_offset, log_start, append_time = self._append(
+                        partition,
+                        pd.records,
+                        now,
+                        log_append_time=self._uses_log_append_time(topic.name),
+                    )
                     waits.append((partition, last_offset))
                     partitions.append(
                         p.ProduceResponsePartition(
                             partition_index=pd.partition_index,
                             error_code=0,
                             base_offset=base_offset,
+                            log_append_time_ms=append_time,
                             log_start_offset=log_start,
                         )
                     )
@@ -552,6 +574,36 @@ class Broker:
                     return response
 
         return Delayed(wait_for_data)
+
+
+def stamp_log_append_time(
+    records: Any, validated: list[tuple[int, BatchHeader]], now: int
+) -> tuple[bytearray, list[tuple[int, BatchHeader]]]:
+    """Sets LOG_APPEND_TIME and ``maxTimestamp = now`` in every batch (Kafka's
+    ``setMaxTimestamp``), recomputing each CRC; records keep their own timestamps, which
+    consumers ignore for such batches. Returns the new bytes and their headers."""
+    data = bytearray(records)
+    for position, batch in validated:
+        _ATTRIBUTES.pack_into(data, position + 21, batch.attributes | ATTR_TIMESTAMP_TYPE)
+        _MAX_TIMESTAMP.pack_into(data, position + 35, now)
+        _CRC.pack_into(data, position + 17, compute_crc(data, position))
+    return data, [
+        (
+            position,
+            attrs.evolve(
+                batch,
+                attributes=batch.attributes | ATTR_TIMESTAMP_TYPE,
+                max_timestamp=now,
+                crc=_CRC.unpack_from(data, position + 17)[0],
+            ),
+        )
+        for position, batch in validated
+    ]
+
+
+_ATTRIBUTES = struct.Struct(">h")
+_MAX_TIMESTAMP = struct.Struct(">q")
+_CRC = struct.Struct(">I")
 
 
 def _with_produce_error(response: p.ProduceResponse, code: int) -> p.ProduceResponse:

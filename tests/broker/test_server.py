@@ -11,7 +11,14 @@ from quorumq import protocol as p
 from quorumq.broker import Broker, BrokerConfig
 from quorumq.client._connection import Connection, open_connection
 from quorumq.errors import ErrorCode
-from quorumq.protocol.records import ATTR_CONTROL, build_batch, compute_crc, decode_records
+from quorumq.protocol.records import (
+    ATTR_CONTROL,
+    TimestampType,
+    build_batch,
+    compute_crc,
+    decode_records,
+    validate_batch,
+)
 
 
 def batch(*values: bytes, producer_id: int = -1, base_sequence: int = -1) -> bytes:
@@ -252,3 +259,16 @@ async def test_second_broker_on_a_taken_port_fails_with_one_line(
         assert "address already in use" in str(group.exceptions[0])
     else:
         raise AssertionError("bound a taken port")
+
+
+async def test_log_append_time_topics_stamp_batches(broker: Broker) -> None:
+    broker.create_topic("lat", 1, {"message.timestamp.type": "LogAppendTime"})
+    async with open_connection("127.0.0.1", broker.port or 0) as conn:
+        produced = await produce(conn, "lat", batch(b"a", b"b"))
+        assert produced.error_code == 0
+        assert produced.log_append_time_ms > 1_700_000_000_000  # now, not the client's stamp
+        fetched = await fetch(conn, "lat", 0)
+        header = validate_batch(bytes(fetched.records or b""))  # the CRC was recomputed
+        assert header.timestamp_type == TimestampType.LOG_APPEND_TIME
+        assert header.max_timestamp == produced.log_append_time_ms
+        assert values_of(fetched.records) == [b"a", b"b"]
