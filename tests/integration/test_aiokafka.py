@@ -12,7 +12,13 @@ from tests.integration.conftest import BrokerThread
 
 
 async def produce(
-    bootstrap: str, topic: str, records: list[Sample], *, acks: int | str, compression: str | None
+    bootstrap: str,
+    topic: str,
+    records: list[Sample],
+    *,
+    acks: int | str,
+    compression: str | None,
+    idempotence: bool = False,
 ) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -20,6 +26,7 @@ async def produce(
         compression_type=compression,
         linger_ms=5,
         max_batch_size=64 * 1024,
+        enable_idempotence=idempotence,
     )
     await producer.start()
     try:
@@ -60,10 +67,22 @@ async def consume(bootstrap: str, topic: str, count: int) -> list[Received]:
 
 
 def round_trip(
-    broker: BrokerThread, topic: str, sent: list[Sample], acks: int | str, compression: str | None
+    broker: BrokerThread,
+    topic: str,
+    sent: list[Sample],
+    acks: int | str,
+    compression: str | None,
+    idempotence: bool = False,
 ) -> list[Received]:
     async def main() -> list[Received]:
-        await produce(broker.bootstrap, topic, sent, acks=acks, compression=compression)
+        await produce(
+            broker.bootstrap,
+            topic,
+            sent,
+            acks=acks,
+            compression=compression,
+            idempotence=idempotence,
+        )
         return await consume(broker.bootstrap, topic, len(sent))
 
     return asyncio.run(main())
@@ -83,3 +102,8 @@ def test_aiokafka_acks_and_compression(
 ) -> None:
     sent = samples(500, tag=f"{acks}{compression}")
     check_round_trip(sent, round_trip(broker, f"ak-{acks}-{compression}", sent, acks, compression))
+
+
+def test_aiokafka_idempotent_producer(broker: BrokerThread) -> None:
+    sent = samples(1_000, tag="idem")
+    check_round_trip(sent, round_trip(broker, "ak-idem", sent, "all", "zstd", idempotence=True))
