@@ -1,6 +1,7 @@
 """The Trio broker: connections, request dispatch, handlers, delayed produce and fetch."""
 
 from quorumq.broker._broker import Broker, error_code_for
+from quorumq.broker._cluster import ClusterBroker, ClusterConfig
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._partition import Partition
 from quorumq.broker._topics import (
@@ -16,6 +17,8 @@ __all__ = [
     "TOPIC_CONFIG_DEFS",
     "Broker",
     "BrokerConfig",
+    "ClusterBroker",
+    "ClusterConfig",
     "Partition",
     "ProducerIdStore",
     "TopicSpec",

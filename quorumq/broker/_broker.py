@@ -522,6 +522,10 @@ class Broker:
                             max_offset=high_watermark if is_consumer else None,
                         )
                         records = result.records
+                        if total and len(records) > limit:
+                            # Only the first non-empty partition may exceed the byte limits
+                            # (KIP-74); this one's batch waits for the next fetch.
+                            records = b""
                         log_start = result.log_start_offset
                         total += len(records)
                         remaining -= len(records)

@@ -22,6 +22,8 @@ epoch cache, and Produce/Fetch/ListOffsets reach only partitions this broker lea
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -125,6 +127,16 @@ class ClusterBroker(Broker):
                 port = await nursery.start(super().serve)
                 await nursery.start(self._run_cluster, port)
                 task_status.started(port)
+
+    def open_data_dir(self) -> None:
+        super().open_data_dir()
+        # One id for the whole cluster (clients compare the brokers' answers): derived from the
+        # voter set rather than from each broker's own data dir.
+        digest = hashlib.sha256(",".join(sorted(self._voter_ids())).encode()).digest()
+        self.cluster_id = base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+    def _voter_ids(self) -> list[str]:
+        return [entry.split("@", 1)[0].strip() for entry in self.cluster.voters.split(",")]
 
     def shutdown(self) -> None:
         if self._outer_scope is not None:

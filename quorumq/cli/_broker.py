@@ -11,7 +11,7 @@ from typing import Any
 import trio
 import typer
 
-from quorumq.broker import Broker, BrokerConfig
+from quorumq.broker import Broker, BrokerConfig, ClusterBroker, ClusterConfig
 from quorumq.cli._app import app
 from quorumq.client._connection import split_host_port
 
@@ -26,6 +26,24 @@ def broker_command(
         True, "--auto-create-topics/--no-auto-create-topics", help="auto.create.topics.enable"
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error"),
+    controller_voters: str | None = typer.Option(
+        None,
+        "--controller-voters",
+        help="Join a cluster: ID@HOST:PORT,... of every controller voter (every broker is one); "
+        "this broker's Raft port is its own entry. Without it the broker runs alone.",
+    ),
+    controller_password: str | None = typer.Option(
+        None,
+        "--controller-password",
+        envvar="QUORUMQ_CONTROLLER_PASSWORD",
+        help="Shared secret for Raft traffic (all voters must agree).",
+    ),
+    default_replication_factor: int = typer.Option(
+        1, "--default-replication-factor", help="default.replication.factor (cluster mode)"
+    ),
+    session_timeout_ms: int = typer.Option(
+        9000, "--session-timeout-ms", help="broker.session.timeout.ms (cluster mode)"
+    ),
 ) -> None:
     """Run one broker in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
     logging.basicConfig(
@@ -44,11 +62,19 @@ def broker_command(
         num_partitions=num_partitions,
         auto_create_topics_enable=auto_create_topics,
     )
-    run_trio(_serve_until_signal, config)
+    cluster = None
+    if controller_voters:
+        cluster = ClusterConfig(
+            voters=controller_voters,
+            password=controller_password,
+            default_replication_factor=default_replication_factor,
+            session_timeout_ms=session_timeout_ms,
+        )
+    run_trio(_serve_until_signal, config, cluster)
 
 
-async def _serve_until_signal(config: BrokerConfig) -> None:
-    broker = Broker(config)
+async def _serve_until_signal(config: BrokerConfig, cluster: ClusterConfig | None = None) -> None:
+    broker = Broker(config) if cluster is None else ClusterBroker(config, cluster)
     log = logging.getLogger("quorumq.broker")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

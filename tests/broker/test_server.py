@@ -272,3 +272,35 @@ async def test_log_append_time_topics_stamp_batches(broker: Broker) -> None:
         assert header.timestamp_type == TimestampType.LOG_APPEND_TIME
         assert header.max_timestamp == produced.log_append_time_ms
         assert values_of(fetched.records) == [b"a", b"b"]
+
+
+async def test_only_the_first_partition_may_exceed_max_bytes(broker: Broker) -> None:
+    broker.create_topic("two", 2)
+    async with open_connection("127.0.0.1", broker.port or 0) as conn:
+        for index in (0, 1):
+            response = await conn.request(
+                p.ApiKey.PRODUCE,
+                8,
+                produce_request("two", batch(b"x" * 300), partition=index),
+            )
+            assert response.topics[0].partitions[0].error_code == 0
+        request = p.FetchRequest(
+            max_wait_ms=0,
+            min_bytes=1,
+            max_bytes=100,
+            topics=[
+                p.FetchRequestTopic(
+                    name="two",
+                    partitions=[
+                        p.FetchRequestPartition(
+                            partition_index=i, fetch_offset=0, partition_max_bytes=100
+                        )
+                        for i in (0, 1)
+                    ],
+                )
+            ],
+        )
+        first, second = (await conn.request(p.ApiKey.FETCH, 11, request)).topics[0].partitions
+        assert values_of(first.records) == [b"x" * 300]  # KIP-74: progress despite max_bytes
+        assert bytes(second.records or b"") == b""
+        assert second.high_watermark == 1
