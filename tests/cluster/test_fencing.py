@@ -15,11 +15,13 @@ from quorumq.protocol.records import build_batch
 from tests.cluster._harness import Cluster, open_cluster
 
 
-async def _produce(port: int, topic: str, index: int, value: bytes, acks: int) -> Any:
+async def _produce(
+    port: int, topic: str, index: int, value: bytes, acks: int, timeout_ms: int = 2000
+) -> Any:
     async with open_connection("127.0.0.1", port) as conn:
         request = p.ProduceRequest(
             acks=acks,
-            timeout_ms=2000,
+            timeout_ms=timeout_ms,
             topics=[
                 p.ProduceRequestTopic(
                     name=topic,
@@ -192,6 +194,64 @@ def _values(cluster: Cluster, node_id: int, topic: str) -> list[bytes]:
 
     replica = cluster.broker(node_id).partitions[(topic, 0)]
     data = bytes(replica.log.read(0, 1 << 20).records)
+    out: list[bytes] = []
+    position = 0
+    while position < len(data):
+        header = parse_batch_header(data, position)
+        if not header.is_control:
+            out.extend(r.value for r in decode_batch(data, position)[1] if r.value is not None)
+        position += header.size
+    return out
+
+
+async def test_acks_all_waits_for_the_high_watermark_and_consumers_see_only_below_it(
+    tmp_path: Path,
+) -> None:
+    async with open_cluster(tmp_path, replica_lag_time_max_ms=60_000) as cluster:
+        await cluster.create_topic("hw", 1, 3, {"replication.strategy": "isr"})
+        leader = cluster.leader_of("hw", 0)
+        port = cluster.members[leader].port
+        epoch = cluster.broker(leader).partitions[("hw", 0)].leader_epoch
+        assert (await _produce(port, "hw", 0, b"one", -1)).error_code == 0
+        _cut_off(cluster, leader)
+        await trio.sleep(0.3)
+        timed_out = await _produce(port, "hw", 0, b"two", -1, timeout_ms=300)
+        assert timed_out.error_code == ErrorCode.REQUEST_TIMED_OUT
+        # The record is in the leader's log but above the HW: a consumer does not see it.
+        fetched = await _fetch(port, "hw", 0, epoch)
+        assert fetched.error_code == 0 and fetched.high_watermark == 1
+        assert _record_values(fetched.records) == [b"one"]
+        _restore(cluster, leader)
+        replica = cluster.broker(leader).partitions[("hw", 0)]
+        await cluster.wait_for(lambda: replica.high_watermark == 2, 10, "HW reaches 2")
+        fetched = await _fetch(port, "hw", 0, epoch)
+        assert _record_values(fetched.records) == [b"one", b"two"]
+
+
+def _cut_off(cluster: Cluster, leader: int) -> None:
+    """The other brokers stop fetching from ``leader`` (a network partition, one way)."""
+    for broker in cluster.running():
+        if broker.config.node_id == leader:
+            continue
+        original = broker.followed_from
+        broker.followed_from = lambda leader_id, f=original: (  # type: ignore[method-assign]
+            [] if leader_id == leader else f(leader_id)
+        )
+        for fetcher in list(broker.fetchers.values()):
+            fetcher.wake()
+
+
+def _restore(cluster: Cluster, leader: int) -> None:
+    for broker in cluster.running():
+        if "followed_from" in vars(broker):
+            del broker.followed_from
+            broker._reconcile()  # starts the fetchers again
+
+
+def _record_values(records: Any) -> list[bytes]:
+    from quorumq.protocol.records import decode_batch, parse_batch_header
+
+    data = bytes(records or b"")
     out: list[bytes] = []
     position = 0
     while position < len(data):
