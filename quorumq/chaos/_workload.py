@@ -171,7 +171,10 @@ def produce_workload(
         def on_delivery(err: object, msg: object) -> None:
             now = time.perf_counter()
             if err is None:
+                # acks=0: librdkafka knows no offset (None, or a negative logical offset).
                 offset = msg.offset()  # type: ignore[attr-defined]
+                if offset is None:
+                    offset = -1
                 deliveries[index] = Delivery(value, partition, sent_at, now, True,
                                              offset if offset >= 0 else None)  # fmt: skip
             else:
