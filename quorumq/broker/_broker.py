@@ -20,6 +20,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,7 +29,7 @@ import trio
 
 from quorumq import protocol as p
 from quorumq.broker._config import BrokerConfig
-from quorumq.broker._flusher import LogFlusher
+from quorumq.broker._flusher import LogFlusher, run_log_maintenance
 from quorumq.broker._partition import Partition, rebuild_producer_state, wait_for_any_append
 from quorumq.broker._server import (
     NO_RESPONSE,
@@ -186,6 +187,14 @@ class Broker:
                     assert self.logs is not None
                     self.flusher = LogFlusher(self.logs, clock_ms=now_ms)
                     await nursery.start(self.flusher.run)
+                    await nursery.start(
+                        partial(
+                            run_log_maintenance,
+                            self.logs,
+                            interval_s=self.config.log_retention_check_interval_ms / 1000,
+                            clock_ms=now_ms,
+                        )
+                    )
                     await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
                     task_status.started(self.port)
         finally:

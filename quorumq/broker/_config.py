@@ -29,6 +29,8 @@ class BrokerConfig:
     """Per-connection pipeline depth: requests read ahead of their responses."""
     produce_timeout_ms_cap: int = 30_000
     """Longest a produce with acks=all waits for the high watermark, whatever it asks."""
+    log_retention_check_interval_ms: int = 300_000
+    """``log.retention.check.interval.ms``: how often retention and compaction run."""
     offsets_topic_num_partitions: int = 50
     """``offsets.topic.num.partitions``: partitions of ``__consumer_offsets`` when created."""
     group_initial_rebalance_delay_ms: int = 3_000

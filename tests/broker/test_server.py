@@ -304,3 +304,21 @@ async def test_only_the_first_partition_may_exceed_max_bytes(broker: Broker) -> 
         assert values_of(first.records) == [b"x" * 300]  # KIP-74: progress despite max_bytes
         assert bytes(second.records or b"") == b""
         assert second.high_watermark == 1
+
+
+async def test_retention_runs_in_the_background(tmp_path: Path) -> None:
+    broker = Broker(
+        BrokerConfig(data_dir=tmp_path / "data", port=0, log_retention_check_interval_ms=20)
+    )
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(broker.serve)
+        broker.create_topic("short", 1, {"retention.ms": "1000", "segment.bytes": "100"})
+        async with open_connection("127.0.0.1", port) as conn:
+            for i in range(4):  # 2023 timestamps: long past retention.ms; one segment each
+                assert (await produce(conn, "short", batch(b"v" * 80 + bytes([i])))).error_code == 0
+            with trio.fail_after(10):
+                while broker.partition("short", 0).log_start_offset < 3:  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+            fetched = await fetch(conn, "short", 0)
+            assert fetched.error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+        nursery.cancel_scope.cancel()
