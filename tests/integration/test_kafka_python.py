@@ -85,3 +85,19 @@ def test_kafka_python_acks_and_compression(
     topic = f"kp-{acks}-{compression}"
     produce(broker.bootstrap, topic, sent, acks=acks, compression=compression)
     check_round_trip(sent, consume(broker.bootstrap, topic, len(sent)))
+
+
+def test_kafka_python_offsets_for_times_and_ends(broker: BrokerThread) -> None:
+    sent = samples(300, tag="ts")
+    produce(broker.bootstrap, "kp-times", sent, acks=1, compression=None)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    tp = TopicPartition("kp-times", 0)
+    try:
+        assert consumer.beginning_offsets([tp]) == {tp: 0}
+        assert consumer.end_offsets([tp]) == {tp: 300}
+        found = consumer.offsets_for_times({tp: sent[120].timestamp_ms})[tp]
+        assert found is not None
+        assert (found.offset, found.timestamp) == (120, sent[120].timestamp_ms)
+        assert consumer.offsets_for_times({tp: sent[-1].timestamp_ms + 1})[tp] is None
+    finally:
+        consumer.close()
