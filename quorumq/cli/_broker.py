@@ -44,6 +44,12 @@ def broker_command(
     session_timeout_ms: int = typer.Option(
         9000, "--session-timeout-ms", help="broker.session.timeout.ms (cluster mode)"
     ),
+    heartbeat_interval_ms: int = typer.Option(
+        2000, "--heartbeat-interval-ms", help="broker.heartbeat.interval.ms (cluster mode)"
+    ),
+    replica_lag_time_max_ms: int = typer.Option(
+        30000, "--replica-lag-time-max-ms", help="replica.lag.time.max.ms (cluster mode)"
+    ),
 ) -> None:
     """Run one broker in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
     logging.basicConfig(
@@ -69,6 +75,8 @@ def broker_command(
             password=controller_password,
             default_replication_factor=default_replication_factor,
             session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_s=heartbeat_interval_ms / 1000,
+            replica_lag_time_max_ms=replica_lag_time_max_ms,
         )
     run_trio(_serve_until_signal, config, cluster)
 
