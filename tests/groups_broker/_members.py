@@ -60,7 +60,6 @@ class Member:
         from kafka import KafkaConsumer
 
         consumer = KafkaConsumer(
-            self.topic,
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
             auto_offset_reset="earliest",
@@ -69,6 +68,7 @@ class Member:
             auto_commit_interval_ms=200,
             retry_backoff_ms=50,
         )
+        subscribe_after_metadata(consumer, self.topic)
         started = time.monotonic()
         try:
             while not self._deadline_passed(started):
@@ -130,6 +130,17 @@ class Member:
                 self._publish({tp.partition for tp in consumer.assignment()}, values)
         finally:
             await consumer.stop()
+
+
+def subscribe_after_metadata(consumer: Any, topic: str) -> None:
+    """Subscribes a kafka-python consumer once it knows the topic's partitions.
+
+    kafka-python 3.0.12's leader otherwise may assign before its first metadata response ("No
+    partition metadata"), rejoin at once, and sometimes never act on the second SyncGroup answer
+    (it stops heartbeating, the member expires): a client-side race, not the broker's.
+    """
+    consumer.partitions_for_topic(topic)
+    consumer.subscribe([topic])
 
 
 def produce(bootstrap: str, topic: str, count: int) -> None:
