@@ -182,11 +182,12 @@ class Consumer:
     async def aclose(self) -> None:
         """Commits (auto commit), leaves the group and closes every connection."""
         try:
-            if self._group is not None and self._group.generation is not None:
+            group = self._group
+            if group is not None and self._subscription and group.member_id:
                 with trio.move_on_after(self.request_timeout_ms / 1000):
-                    if self.enable_auto_commit:
+                    if self.enable_auto_commit and group.generation is not None:
                         await self._commit_quietly()
-                    await self._group.leave()
+                    await group.leave()
         finally:
             if self._nursery is not None:
                 self._nursery.cancel_scope.cancel()
@@ -340,7 +341,7 @@ class Consumer:
         try:
             await group.commit(offsets, in_group=bool(self._subscription))
         except (RebalanceInProgress, QuorumqError) as exc:
-            if self._subscription and group.generation is None:
+            if self._subscription and group.needs_rejoin:
                 self._needs_join = True
             raise exc from None
 
@@ -633,7 +634,7 @@ async def _maintain_group_impl(consumer: Consumer) -> None:
     group = consumer._group
     if group is None or not consumer._subscription:
         return
-    if consumer._needs_join or group.generation is None:
+    if consumer._needs_join or group.needs_rejoin or group.generation is None:
         if consumer._heartbeat_scope is not None:
             consumer._heartbeat_scope.cancel()
             consumer._heartbeat_scope = None
@@ -664,7 +665,7 @@ async def _heartbeat_loop(
             try:
                 await group.heartbeat()
             except (ConnectionError, QuorumqError) as exc:
-                if group.generation is None:
+                if group.needs_rejoin:
                     log.info("group %s rebalances: %s", group.group_id, exc)
                     consumer._needs_join = True
                     return

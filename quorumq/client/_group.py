@@ -146,6 +146,8 @@ class GroupMember:
         self.member_id = ""
         self.generation: GroupGeneration | None = None
         self.coordinator_id: int | None = None
+        self.needs_rejoin = True
+        """True until a join succeeds, and again once the coordinator says the group moved on."""
 
     # --- coordinator -------------------------------------------------------------------------
 
@@ -302,6 +304,7 @@ class GroupMember:
                 self.member_id,
                 self.generation.assignment,
             )
+            self.needs_rejoin = False
             return self.generation
         raise RebalanceInProgress(f"group {self.group_id!r}: no stable generation after retries")
 
@@ -334,8 +337,9 @@ class GroupMember:
 
         Raises:
             RebalanceInProgress, IllegalGeneration, UnknownMemberId, FencedInstanceId: the
-                member must rejoin (the generation is forgotten; an unknown member also loses
-                its id).
+                member must rejoin (:attr:`needs_rejoin`). During a rebalance the generation
+                stays valid for one last commit; after ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID it
+                is forgotten (and an unknown member also loses its id).
         """
         generation = self.generation
         if generation is None:
@@ -354,12 +358,12 @@ class GroupMember:
     def _check_membership(self, code: int, what: str) -> None:
         if code == ErrorCode.NONE:
             return
+        if code in _REJOIN_ERRORS or code == ErrorCode.FENCED_INSTANCE_ID:
+            self.needs_rejoin = True
         if code in (ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.ILLEGAL_GENERATION):
             self.generation = None
             if code == ErrorCode.UNKNOWN_MEMBER_ID:
                 self.member_id = ""
-        elif code == ErrorCode.REBALANCE_IN_PROGRESS:
-            self.generation = None
         raise_for_code(code, f"{what} {self.group_id!r}")
 
     async def leave(self) -> None:
@@ -391,6 +395,7 @@ class GroupMember:
             log.info("LeaveGroup %s failed: %s", self.group_id, exc)
         self.member_id = ""
         self.generation = None
+        self.needs_rejoin = True
 
     # --- offsets -----------------------------------------------------------------------------
 

@@ -16,8 +16,17 @@ from quorumq.broker import Broker, BrokerConfig
 
 @pytest.fixture
 async def broker(nursery: trio.Nursery, tmp_path: Path) -> Broker:
-    """One broker on 127.0.0.1 (port 0), three partitions per auto-created topic."""
-    b = Broker(BrokerConfig(data_dir=tmp_path / "data", port=0, num_partitions=3))
+    """One broker on 127.0.0.1 (port 0), three partitions per auto-created topic, groups that
+    start without the initial rebalance delay."""
+    b = Broker(
+        BrokerConfig(
+            data_dir=tmp_path / "data",
+            port=0,
+            num_partitions=3,
+            offsets_topic_num_partitions=3,
+            group_initial_rebalance_delay_ms=0,
+        )
+    )
     await nursery.start(b.serve)
     return b
 

@@ -4,6 +4,8 @@ while the broker does not serve the group APIs)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import trio
 import trio.testing
@@ -276,16 +278,8 @@ async def test_group_members_split_partitions_and_resume_from_commits(
     ):
         a.subscribe(["g"], group_id="grp", assignor="roundrobin")
         b.subscribe(["g"], group_id="grp", assignor="roundrobin")
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(a.getmany, 100)
-                nursery.start_soon(b.getmany, 100)
-            while not (a.assignment() and b.assignment()) or (
-                len(a.assignment() | b.assignment()) < 3
-            ):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(a.getmany, 100)
-                    nursery.start_soon(b.getmany, 100)
+        three = {TopicPartition("g", i) for i in range(3)}
+        await pump_until([a, b], lambda: covers([a, b], three) and bool(a.assignment()))
         assert not a.assignment() & b.assignment()
         assert a.assignment() | b.assignment() == {TopicPartition("g", i) for i in range(3)}
         for tp in a.assignment():
@@ -319,3 +313,72 @@ async def test_assign_with_group_id_commits_outside_a_generation(
     async with Consumer(bootstrap, group_id="solo") as consumer:
         consumer.assign([tp])
         assert await consumer.position(tp) == 3
+
+
+async def pump_until(
+    consumers: list[Consumer], done: Callable[[], bool], seconds: float = 20
+) -> None:
+    """Polls every consumer in its own task, as separate processes would (joins and rebalances
+    happen inside getmany, and a JoinGroup waits for every member), until ``done()`` holds."""
+    finished = trio.Event()
+
+    async def pump(consumer: Consumer) -> None:
+        while True:
+            await consumer.getmany(50)
+            if done():
+                finished.set()
+
+    with trio.fail_after(seconds):
+        async with trio.open_nursery() as nursery:
+            for consumer in consumers:
+                nursery.start_soon(pump, consumer)
+            await finished.wait()
+            nursery.cancel_scope.cancel()
+
+
+def covers(consumers: list[Consumer], partitions: set[TopicPartition]) -> bool:
+    assigned = [c.assignment() for c in consumers]
+    union = set().union(*assigned)
+    return union == partitions and sum(map(len, assigned)) == len(partitions)
+
+
+@needs_groups
+async def test_members_take_over_when_one_leaves(broker: Broker) -> None:  # noqa: F811
+    bootstrap = bootstrap_of(broker)
+    await skip_without_groups(bootstrap)
+    broker.create_topic("six", 6)
+    six = {TopicPartition("six", i) for i in range(6)}
+    options = {"heartbeat_interval_ms": 100, "auto_offset_reset": "earliest"}
+    async with (
+        Consumer(bootstrap, **options) as b,  # type: ignore[arg-type]
+        Consumer(bootstrap, **options) as c,  # type: ignore[arg-type]
+    ):
+        async with Consumer(bootstrap, **options) as a:  # type: ignore[arg-type]
+            for consumer in (a, b, c):
+                consumer.subscribe(["six"], group_id="trio", assignor="range")
+            await pump_until([a, b, c], lambda: covers([a, b, c], six) and all(
+                len(x.assignment()) == 2 for x in (a, b, c)
+            ))  # fmt: skip
+        # Leaving the block closed ``a``: it committed and sent LeaveGroup.
+        await pump_until([b, c], lambda: covers([b, c], six))
+        assert {len(b.assignment()), len(c.assignment())} == {3}
+
+
+@needs_groups
+async def test_auto_commit_on_close_and_resume(broker: Broker) -> None:  # noqa: F811
+    bootstrap = bootstrap_of(broker)
+    await skip_without_groups(bootstrap)
+    await produce(bootstrap, "ac", 8)
+    options = {"auto_offset_reset": "earliest", "auto_commit_interval_ms": 50}
+    async with Consumer(bootstrap, **options) as consumer:  # type: ignore[arg-type]
+        consumer.subscribe(["ac"], group_id="auto")
+        first = []
+        with trio.fail_after(10):
+            while len(first) < 5:
+                first.append(await consumer.getone())
+    assert [r.offset for r in first] == [0, 1, 2, 3, 4]
+    async with Consumer(bootstrap, group_id="auto") as consumer:
+        consumer.subscribe(["ac"])
+        rest = await drain(consumer, 3)
+        assert [r.offset for r in rest] == [5, 6, 7]
+        assert await consumer.committed(TopicPartition("ac", 0)) == 5

@@ -266,16 +266,20 @@ async def test_heartbeat_errors_end_the_generation() -> None:
     await member.join(["a"])
     await member.heartbeat()
     coordinator.heartbeat_error = ErrorCode.REBALANCE_IN_PROGRESS
+    assert not member.needs_rejoin
     with pytest.raises(RebalanceInProgress):
         await member.heartbeat()
-    assert member.generation is None and member.member_id == "m-1"
-    with pytest.raises(RebalanceInProgress):
-        await member.heartbeat()  # no generation: rejoin first
+    # Rejoin, but the generation stays valid for a last commit before it.
+    assert member.needs_rejoin and member.generation is not None
+    await member.commit({TopicPartition("a", 2): 1})
     coordinator.heartbeat_error = ErrorCode.UNKNOWN_MEMBER_ID
     await member.join(["a"])
+    assert not member.needs_rejoin
     with pytest.raises(UnknownMemberId):
         await member.heartbeat()
-    assert member.member_id == ""  # the next join starts over (MEMBER_ID_REQUIRED)
+    assert member.generation is None and member.member_id == ""  # starts over
+    with pytest.raises(RebalanceInProgress):
+        await member.heartbeat()  # no generation: rejoin first
 
 
 async def test_commit_and_fetch_committed_round_trip() -> None:
