@@ -34,6 +34,7 @@ log = logging.getLogger("quorumq.broker")
 
 _SIZE = struct.Struct(">i")
 _RECEIVE_SIZE = 256 * 1024
+_MAX_RECEIVE_SIZE = 4 * 1024 * 1024
 
 
 class _NoResponse:
@@ -79,7 +80,10 @@ class FrameReader:
             if self._position:
                 del self._buffer[: self._position]
                 self._position = 0
-            chunk = await self._stream.receive_some(max(_RECEIVE_SIZE, need - len(self._buffer)))
+            # Ask for what the frame still needs, within [256 KiB, 4 MiB]: recv allocates its
+            # whole argument up front, so a 100 MiB frame must not mean 100 MiB per call.
+            want = min(max(_RECEIVE_SIZE, need - len(self._buffer)), _MAX_RECEIVE_SIZE)
+            chunk = await self._stream.receive_some(want)
             if not chunk:
                 if self._buffer:
                     raise ConnectionClosed(
