@@ -39,6 +39,7 @@ from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetcher import FollowerFetcher
 from quorumq.broker._replica import FOLLOWER, ReplicaPartition, now_ms
 from quorumq.broker._server import Delayed
+from quorumq.broker._topics import TopicSpec
 from quorumq.controller import (
     BrokerMembership,
     Controller,
@@ -52,6 +53,7 @@ from quorumq.controller import (
 )
 from quorumq.controller.image import NO_LEADER, AlterPartition, validate_topic_name
 from quorumq.errors import (
+    CoordinatorNotAvailable,
     ErrorCode,
     InvalidConfig,
     InvalidRequest,
@@ -68,6 +70,8 @@ from quorumq.replication import DEFAULT_REPLICA_LAG_TIME_MAX_MS, DEFAULT_STRATEG
 log = logging.getLogger("quorumq.broker.cluster")
 
 T = TypeVar("T")
+
+OFFSETS_TOPIC = "__consumer_offsets"
 
 
 @attrs.frozen
@@ -108,6 +112,11 @@ class ClusterBroker(Broker):
         self._nursery: trio.Nursery | None = None
         self._outer_scope: trio.CancelScope | None = None
         self._registered = trio.Event()
+        self._creating: set[str] = set()
+        groups = getattr(self, "groups", None)
+        if groups is not None:  # the group coordinator follows leadership from the image
+            groups.standalone = False
+            groups.leader_lookup = self._leader_lookup
         self._handlers[p.ApiKey.CREATE_TOPICS] = self._create_topics
         self._handlers[p.ApiKey.DELETE_TOPICS] = self._delete_topics
         self._handlers[p.ApiKey.OFFSET_FOR_LEADER_EPOCH] = self._offset_for_leader_epoch
@@ -130,6 +139,9 @@ class ClusterBroker(Broker):
 
     def open_data_dir(self) -> None:
         super().open_data_dir()
+        # Topics live in the controller's image; readers of ``broker.topics`` (DescribeConfigs,
+        # the group coordinator) see that instead of the single-broker topic store.
+        self.topics = ImageTopics(self)  # type: ignore[assignment]
         # One id for the whole cluster (clients compare the brokers' answers): derived from the
         # voter set rather than from each broker's own data dir.
         digest = hashlib.sha256(",".join(sorted(self._voter_ids())).encode()).digest()
@@ -254,6 +266,7 @@ class ClusterBroker(Broker):
                     replica = self._open_replica(topic.name, index, topic.topic_id, configs)
                 replica.configure(strategy, min_isr, self.cluster.replica_lag_time_max_ms)
                 old_epoch = replica.leader_epoch
+                was_leader = replica.leader is not None
                 if state.leader == node and live_self:
                     replica.become_leader(
                         state.leader_epoch, state.partition_epoch, state.replicas, state.isr
@@ -276,6 +289,8 @@ class ClusterBroker(Broker):
                     )
                 if replica.leader_epoch != old_epoch:
                     epochs_moved = True
+                if (replica.leader is not None) != was_leader:
+                    self._on_leadership(topic.name, index, replica.leader is not None)
         for key, partition in list(self.partitions.items()):
             if key not in wanted and isinstance(partition, ReplicaPartition):
                 self._drop(key)
@@ -315,9 +330,61 @@ class ClusterBroker(Broker):
         self.partitions[(topic, index)] = replica
         return replica
 
+    def _on_leadership(self, topic: str, index: int, leads: bool) -> None:
+        """Tells the group coordinator when an ``__consumer_offsets`` partition moves."""
+        groups = getattr(self, "groups", None)
+        if groups is None or topic != OFFSETS_TOPIC:
+            return
+        if leads:
+            groups.on_become_leader(index)
+        else:
+            groups.on_stop_leading(index)
+
+    def _leader_lookup(self, topic: str, index: int) -> tuple[int, str, int] | None:
+        """(node id, host, port) of a partition's live leader (FindCoordinator)."""
+        if self.bridge is None:
+            return None
+        image = self.bridge.image
+        state = image.topics.get(topic)
+        partition = None if state is None else state.partitions.get(index)
+        if partition is None:
+            return None
+        broker = image.brokers.get(partition.leader)
+        if broker is None or broker.fenced:
+            return None
+        return broker.broker_id, broker.host, broker.port
+
+    def create_topic(
+        self, name: str, partitions: int, configs: dict[str, str | None] | None = None
+    ) -> TopicSpec:
+        """Starts creating a topic through the controller (the group coordinator's
+        ``__consumer_offsets``); the caller asks again later.
+
+        Raises:
+            CoordinatorNotAvailable: always: the topic exists only once the controller commits.
+        """
+        if self.bridge is not None and name in self.bridge.image.topics:
+            return self.topics.get(name)  # type: ignore[union-attr]
+        live = (
+            sum(1 for b in self.bridge.image.brokers.values() if not b.fenced)
+            if (self.bridge is not None)
+            else 0
+        )
+        if partitions == -1:
+            partitions = self.config.num_partitions
+        self._create_in_background(
+            name,
+            partitions,
+            max(1, min(3, live)),
+            {k: v for k, v in (configs or {}).items() if v is not None},
+        )
+        raise CoordinatorNotAvailable(f"topic {name!r} is being created")
+
     def _drop(self, key: tuple[str, int]) -> None:
         partition = self.partitions.pop(key, None)
         if isinstance(partition, ReplicaPartition):
+            if partition.leader is not None:
+                self._on_leadership(key[0], key[1], False)
             partition.stop()
             if self.logs is not None:
                 self.logs.delete(*key)
@@ -507,16 +574,24 @@ class ClusterBroker(Broker):
         )
 
     def _auto_create(self, name: str, live_brokers: int) -> None:
-        if self._nursery is None or self.controller is None:
+        rf = max(1, min(self.cluster.default_replication_factor, live_brokers))
+        self._create_in_background(name, self.config.num_partitions, rf, {})
+
+    def _create_in_background(
+        self, name: str, partitions: int, rf: int, configs: dict[str, str]
+    ) -> None:
+        if self._nursery is None or self.controller is None or name in self._creating:
             return
         controller = self.controller
-        rf = max(1, min(self.cluster.default_replication_factor, live_brokers))
+        self._creating.add(name)
 
         async def create() -> None:
             try:
-                await controller.create_topic(name, self.config.num_partitions, rf)
+                await controller.create_topic(name, partitions, rf, configs=configs)
             except QuorumqError as exc:
-                log.info("auto-create of %r: %s", name, exc)
+                log.info("background creation of %r: %s", name, exc)
+            finally:
+                self._creating.discard(name)
 
         self._nursery.start_soon(create)
 
@@ -647,6 +722,44 @@ class ClusterBroker(Broker):
                     )
             topics.append(p.OffsetForLeaderTopicResult(name=topic.name, partitions=partitions))
         return p.OffsetForLeaderEpochResponse(topics=topics)
+
+
+class ImageTopics:
+    """A read-only view of the image's topics with the single-broker TopicStore's reading API
+    (``topics``, ``get``, ``in``)."""
+
+    def __init__(self, broker: ClusterBroker) -> None:
+        self._broker = broker
+
+    @property
+    def topics(self) -> dict[str, TopicSpec]:
+        bridge = self._broker.bridge
+        if bridge is None:
+            return {}
+        return {name: _spec(topic) for name, topic in bridge.image.topics.items()}
+
+    def get(self, name: str) -> TopicSpec:
+        """Raises UnknownTopicOrPartition when the topic does not exist."""
+        bridge = self._broker.bridge
+        topic = None if bridge is None else bridge.image.topics.get(name)
+        if topic is None:
+            raise UnknownTopicOrPartition(f"unknown topic {name!r}")
+        return _spec(topic)
+
+    def __contains__(self, name: object) -> bool:
+        bridge = self._broker.bridge
+        return bridge is not None and name in bridge.image.topics
+
+
+def _spec(topic: Any) -> TopicSpec:
+    first = topic.partitions.get(0)
+    return TopicSpec(
+        name=topic.name,
+        partitions=len(topic.partitions),
+        configs=dict(topic.configs),
+        topic_id=uuid.UUID(topic.topic_id),
+        replication_factor=len(first.replicas) if first is not None else 0,
+    )
 
 
 def _int_config(configs: dict[str, str], key: str, default: int) -> int:

@@ -277,5 +277,11 @@ class FollowerFetcher:
                 follower = replica.follower
                 assert follower is not None
                 follower.on_fetch_response(part.high_watermark, replica.log_end_offset)
+                if part.log_start_offset > replica.log_start_offset:
+                    # DeleteRecords / retention on the leader: follow its log start.
+                    replica.log.advance_log_start_offset(
+                        min(part.log_start_offset, replica.log_end_offset)
+                    )
+                    follower.on_log_start_offset(replica.log_start_offset)
                 if self._on_progress is not None:
                     self._on_progress(replica)
