@@ -31,6 +31,7 @@ class BenchRow:
     records: int
     size_bytes: int
     seconds: float
+    cpu_seconds: float  # this process's CPU time (user + system): contention does not count
 
     @property
     def records_per_s(self) -> float:
@@ -73,6 +74,7 @@ def _append_phase(
     log = PartitionLog.open(directory, LogConfig(), now_ms=0)
     append = log.append
     since_flush = 0
+    cpu_start = time.process_time()
     start = time.perf_counter()
     for _ in range(batches):
         append(batch, leader_epoch=1, now_ms=0)
@@ -84,7 +86,8 @@ def _append_phase(
     if fsync_bytes:
         log.flush()
     elapsed = time.perf_counter() - start
-    return BenchRow(name, batches * per_batch, batches * len(batch), elapsed), log
+    cpu = time.process_time() - cpu_start
+    return BenchRow(name, batches * per_batch, batches * len(batch), elapsed, cpu), log
 
 
 def _read_phase(log: PartitionLog, fetch_bytes: int) -> BenchRow:
@@ -94,6 +97,7 @@ def _read_phase(log: PartitionLog, fetch_bytes: int) -> BenchRow:
     offset = log.log_start_offset
     end = log.log_end_offset
     total = 0
+    cpu_start = time.process_time()
     start = time.perf_counter()
     while offset < end:
         data = read(offset, fetch_bytes).records
@@ -106,7 +110,8 @@ def _read_phase(log: PartitionLog, fetch_bytes: int) -> BenchRow:
             position += 12 + length
         offset = base + delta + 1
     elapsed = time.perf_counter() - start
-    return BenchRow("sequential read", end - log.log_start_offset, total, elapsed)
+    cpu = time.process_time() - cpu_start
+    return BenchRow("sequential read", end - log.log_start_offset, total, elapsed, cpu)
 
 
 def run_log_bench(
@@ -174,7 +179,7 @@ def bench_log(
         shutil.rmtree(base, ignore_errors=True)
     title = f"{records:,} records of {record_size} B in {batch_bytes:,} B batches"
     table = Table(title=title + (" (after a warm-up pass)" if warmup else ""))
-    for column in ("phase", "records", "MB", "seconds", "records/s", "MB/s"):
+    for column in ("phase", "records", "MB", "seconds", "CPU s", "records/s", "MB/s"):
         table.add_column(column, justify="left" if column == "phase" else "right")
     for row in rows:
         table.add_row(
@@ -182,6 +187,7 @@ def bench_log(
             f"{row.records:,}",
             f"{row.size_bytes / 1e6:,.1f}",
             f"{row.seconds:.3f}",
+            f"{row.cpu_seconds:.3f}",
             f"{row.records_per_s:,.0f}",
             f"{row.mb_per_s:,.0f}",
         )
