@@ -4,12 +4,13 @@ while the broker does not serve the group APIs)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
 import trio
 import trio.testing
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
 from quorumq import protocol as p
 from quorumq.broker import Broker, BrokerConfig
@@ -382,3 +383,50 @@ async def test_auto_commit_on_close_and_resume(broker: Broker) -> None:  # noqa:
         rest = await drain(consumer, 3)
         assert [r.offset for r in rest] == [5, 6, 7]
         assert await consumer.committed(TopicPartition("ac", 0)) == 5
+
+
+@needs_groups
+async def test_kafka_python_and_our_consumer_share_a_group(broker: Broker) -> None:  # noqa: F811
+    """Either member may lead: the subscription and assignment bytes must agree both ways."""
+    bootstrap = bootstrap_of(broker)
+    await skip_without_groups(bootstrap)
+    broker.create_topic("mixed", 4)
+    four = {TopicPartition("mixed", i) for i in range(4)}
+    theirs: dict[str, frozenset[TopicPartition]] = {"assigned": frozenset()}
+    stop = threading.Event()
+
+    def run_kafka_python() -> None:
+        consumer = KafkaConsumer(
+            "mixed",
+            bootstrap_servers=bootstrap,
+            group_id="mixed",
+            heartbeat_interval_ms=100,
+            session_timeout_ms=6_000,
+            enable_auto_commit=False,
+        )
+        try:
+            while not stop.is_set():
+                consumer.poll(timeout_ms=50)
+                theirs["assigned"] = frozenset(
+                    TopicPartition(tp.topic, tp.partition) for tp in consumer.assignment()
+                )
+        finally:
+            consumer.close()
+
+    def shared() -> bool:
+        ours_now, theirs_now = ours.assignment(), theirs["assigned"]
+        return (
+            bool(ours_now and theirs_now)
+            and ours_now | theirs_now == four
+            and not (ours_now & theirs_now)
+        )
+
+    async with Consumer(bootstrap, heartbeat_interval_ms=100) as ours:
+        ours.subscribe(["mixed"], group_id="mixed", assignor="range")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, run_kafka_python)
+            try:
+                await pump_until([ours], shared, seconds=30)
+            finally:
+                stop.set()
+    assert len(ours.assignment()) == 2
