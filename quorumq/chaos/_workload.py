@@ -171,8 +171,10 @@ def produce_workload(
         def on_delivery(err: object, msg: object) -> None:
             now = time.perf_counter()
             if err is None:
-                # acks=0: librdkafka knows no offset (None, or a negative logical offset).
-                offset = msg.offset()  # type: ignore[attr-defined]
+                # acks=0: no answer, so no offset. librdkafka says None, a negative logical
+                # offset, or (measured, after the connection to a killed leader broke) batch-
+                # relative numbers 0, 1, 2...: none of them is the record's offset.
+                offset = msg.offset() if acks != "0" else None  # type: ignore[attr-defined]
                 if offset is None:
                     offset = -1
                 deliveries[index] = Delivery(value, partition, sent_at, now, True,
