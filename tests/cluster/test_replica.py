@@ -1,0 +1,125 @@
+"""ReplicaPartition without sockets: roles, follower appends, truncation, HW and epoch files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from quorumq.broker._replica import FOLLOWER, IDLE, LEADER, ReplicaPartition
+from quorumq.errors import NotEnoughReplicas, NotLeaderOrFollower, UnknownLeaderEpoch
+from quorumq.log import LogConfig, PartitionLog
+from quorumq.protocol.records import build_batch, parse_batch_header, patch_batch
+from quorumq.replication import CHECKPOINT_FILE_NAME, load_checkpoint
+
+
+def _open(directory: Path, broker_id: int = 1) -> ReplicaPartition:
+    log = PartitionLog.open(directory, LogConfig(), now_ms=0)
+    return ReplicaPartition.open(
+        "t", 0, log, broker_id=broker_id, topic_id="x", directory=directory
+    )
+
+
+def _leader_batches(epochs_and_counts: list[tuple[int, int]]) -> bytes:
+    """Batches as a leader stored them: dense offsets from 0, each stamped with its epoch."""
+    out = bytearray()
+    offset = 0
+    for epoch, count in epochs_and_counts:
+        batch = bytearray(build_batch([(None, b"v%d" % (offset + i)) for i in range(count)]))
+        patch_batch(batch, 0, base_offset=offset, partition_leader_epoch=epoch)
+        out += batch
+        offset += count
+    return bytes(out)
+
+
+def test_single_replica_leader_commits_on_append(tmp_path: Path) -> None:
+    replica = _open(tmp_path / "p")
+    replica.configure("quorum", 1, 30_000)
+    replica.become_leader(3, 0, [1], [1])
+    assert replica.role == LEADER and replica.leader_epoch == 3
+    replica.log.append(build_batch([(None, b"a"), (None, b"b")]), leader_epoch=3, now_ms=1)
+    replica.notify_append()
+    assert replica.high_watermark == 2
+    assert load_checkpoint(tmp_path / "p" / CHECKPOINT_FILE_NAME).latest_epoch == 3
+    with pytest.raises(UnknownLeaderEpoch):
+        replica.check_fetch(-1, 0, 4)
+
+
+def test_follower_appends_whole_batches_and_learns_epochs(tmp_path: Path) -> None:
+    replica = _open(tmp_path / "p")
+    assert replica.become_follower(0, 2, 0, [0, 1, 2], [0, 1, 2])
+    assert replica.role == FOLLOWER
+    data = _leader_batches([(1, 2), (2, 3)])
+    # A response cut inside the second batch: only the first goes in.
+    cut = parse_batch_header(data, 0).size + 20
+    assert replica.append_as_follower(data[:cut], now=1) == parse_batch_header(data, 0).size
+    assert replica.log_end_offset == 2
+    replica.append_as_follower(data, now=1)  # the first batch again is skipped
+    assert replica.log_end_offset == 5
+    assert [(e.leader_epoch, e.start_offset) for e in replica.epoch_cache.entries] == [
+        (1, 0),
+        (2, 2),
+    ]
+    assert replica.report() == (2, 5, 2)
+    with pytest.raises(NotLeaderOrFollower):
+        replica.check_acks_all()
+    replica.truncate_to(2)
+    assert replica.log_end_offset == 2
+    reloaded = load_checkpoint(tmp_path / "p" / CHECKPOINT_FILE_NAME)
+    assert [(e.leader_epoch, e.start_offset) for e in reloaded.entries] == [(1, 0)]
+
+
+def test_quorum_leader_writes_an_epoch_record_for_its_predecessors_tail(tmp_path: Path) -> None:
+    replica = _open(tmp_path / "p")
+    replica.become_follower(0, 1, 0, [0, 1, 2], [0, 1, 2])
+    replica.append_as_follower(_leader_batches([(1, 3)]), now=1)
+    replica.configure("quorum", 1, 30_000)
+    replica.become_leader(2, 1, [0, 1, 2], [0, 1, 2])
+    # HW 0 < epoch start 3: a LEADER_CHANGE control batch of epoch 2 follows the tail.
+    assert replica.log_end_offset == 4
+    header = parse_batch_header(bytes(replica.log.read(3, 1 << 20).records), 0)
+    assert header.is_control and header.partition_leader_epoch == 2
+    assert replica.high_watermark == 0
+    replica.check_fetch(0, 4, 2)  # follower 0 holds everything: majority (leader + 0)
+    assert replica.high_watermark == 4
+
+
+def test_acks_all_refused_without_a_caught_up_majority(tmp_path: Path) -> None:
+    replica = _open(tmp_path / "p")
+    replica.configure("isr", 2, 30_000)
+    replica.become_leader(1, 0, [1, 2, 3], [1])
+    with pytest.raises(NotEnoughReplicas):
+        replica.check_acks_all()
+
+
+async def test_waiting_produce_fails_when_leadership_ends(tmp_path: Path) -> None:
+    replica = _open(tmp_path / "p")
+    replica.configure("isr", 1, 30_000)
+    replica.become_leader(1, 0, [1, 2], [1, 2])
+    replica.log.append(build_batch([(None, b"a")]), leader_epoch=1, now_ms=1)
+    replica.notify_append()
+    assert replica.high_watermark == 0  # follower 2 has not fetched it
+
+    async def depose() -> None:
+        await trio.sleep(0.01)
+        replica.become_follower(2, 2, 1, [1, 2], [2])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(depose)
+        with pytest.raises(NotLeaderOrFollower):
+            await replica.wait_for_high_watermark(0, 5000)
+
+
+def test_high_watermark_survives_a_restart(tmp_path: Path) -> None:
+    replica = _open(tmp_path / "p")
+    replica.configure("isr", 1, 30_000)
+    replica.become_leader(1, 0, [1], [1])
+    replica.log.append(build_batch([(None, b"a"), (None, b"b")]), leader_epoch=1, now_ms=1)
+    replica.notify_append()
+    replica.stop()
+    assert replica.role == IDLE
+    replica.log.close()
+    again = _open(tmp_path / "p")
+    assert again.high_watermark == 2
+    assert again.leader_epoch == 1
