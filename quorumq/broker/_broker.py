@@ -35,6 +35,7 @@ from quorumq.broker._server import (
     NO_RESPONSE,
     ConnectionClosed,
     ConnectionInfo,
+    ConnectionSet,
     Delayed,
     open_listeners,
     serve_connection,
@@ -109,6 +110,10 @@ class Broker:
         self.logs: LogManager | None = None
         self.partitions: dict[tuple[str, int], Partition] = {}
         self._cancel_scope: trio.CancelScope | None = None
+        self._accept_scope: trio.CancelScope | None = None
+        self.connections = ConnectionSet()
+        self.stopping = False
+        """Set by :meth:`shutdown`: waiting fetches answer at once."""
         self._lock_file: BinaryIO | None = None
         self.flusher: LogFlusher | None = None
         self._handlers: dict[int, Handler] = {
@@ -195,19 +200,54 @@ class Broker:
                             clock_ms=now_ms,
                         )
                     )
-                    await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
-                    task_status.started(self.port)
+                    # Connections live in their own nursery, so that a shutdown can stop the
+                    # listener, let the connections drain, and only then stop the tasks above.
+                    async with trio.open_nursery() as connections:
+                        await connections.start(self._accept, listeners, connections)
+                        task_status.started(self.port)
+                    nursery.cancel_scope.cancel()
         finally:
             self.close_data_dir()
             log.info("broker %d stopped", self.config.node_id)
 
-    def shutdown(self) -> None:
-        """Stops :meth:`serve` (from a task in the same trio run)."""
+    def shutdown(self, grace_s: float = 5.0) -> None:
+        """Stops :meth:`serve` cleanly (call it from the broker's trio run).
+
+        The listener stops at once; every connection stops reading and answers what it has
+        already read (a waiting Fetch answers now, with what is there); then the logs are
+        flushed and closed. Whatever is still running after ``grace_s`` seconds is cancelled.
+        """
+        self.stopping = True
+        if self._accept_scope is not None:
+            self._accept_scope.cancel()
+        self.connections.drain()
+        for partition in list(self.partitions.values()):
+            partition.notify_append()
         if self._cancel_scope is not None:
-            self._cancel_scope.cancel()
+            self._cancel_scope.deadline = min(
+                self._cancel_scope.deadline, trio.current_time() + grace_s
+            )
+
+    async def _accept(
+        self,
+        listeners: list[trio.SocketListener],
+        connections: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with trio.CancelScope() as scope:
+            self._accept_scope = scope
+            if self.stopping:
+                scope.cancel()
+            await trio.serve_listeners(
+                self._serve_connection,
+                listeners,
+                handler_nursery=connections,
+                task_status=task_status,
+            )
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        await serve_connection(stream, self.handle_frame, self.config)
+        await serve_connection(stream, self.handle_frame, self.config, self.connections)
 
     # --- topics and partitions ---------------------------------------------------------------
 
@@ -583,7 +623,12 @@ class Broker:
             while True:
                 await wait_for_any_append(watched, deadline)
                 response, total, failed = self._read_fetch(request)
-                if failed or total >= request.min_bytes or trio.current_time() >= deadline:
+                if (
+                    failed
+                    or total >= request.min_bytes
+                    or trio.current_time() >= deadline
+                    or self.stopping
+                ):
                     return response
 
         return Delayed(wait_for_data)

@@ -127,10 +127,31 @@ class ConnectionInfo:
     peer: str
 
 
+@attrs.define(eq=False)
+class ConnectionSet:
+    """The broker's open connections, so that a shutdown can stop them reading and let each
+    answer what it has already read."""
+
+    read_scopes: set[trio.CancelScope] = attrs.Factory(set)
+    draining: bool = False
+
+    def drain(self) -> None:
+        """Stops every connection (and every one still to come) from reading more requests."""
+        self.draining = True
+        for scope in self.read_scopes:
+            scope.cancel()
+
+
 async def serve_connection(
-    stream: trio.SocketStream, handle: RequestHandler, config: BrokerConfig
+    stream: trio.SocketStream,
+    handle: RequestHandler,
+    config: BrokerConfig,
+    connections: ConnectionSet | None = None,
 ) -> None:
-    """Runs one client connection until it closes or sends something unacceptable."""
+    """Runs one client connection until it closes, sends something unacceptable, or the broker
+    drains it (then it answers what it has read and closes)."""
+    if connections is None:
+        connections = ConnectionSet()
     try:
         peer = "{}:{}".format(*stream.socket.getpeername()[:2])
     except OSError:
@@ -142,20 +163,14 @@ async def serve_connection(
         async with stream, trio.open_nursery() as nursery:
             nursery.start_soon(_write_responses, stream, receive_slots)
             async with send_slots:
-                while True:
-                    frame = await reader.next_frame()
-                    if frame is None:
-                        # The client closed its side: like Kafka, drop what is still pending
-                        # (appends already made stay made) rather than wait for delayed fetches.
-                        nursery.cancel_scope.cancel()
-                        break
-                    slot = _Slot()
-                    await send_slots.send(slot)
-                    result = _handle_guarded(handle, frame, info)
-                    if isinstance(result, Delayed):
-                        nursery.start_soon(_finish_delayed, slot, result)
-                    else:
-                        _fill_slot(slot, result)
+                with trio.CancelScope() as read_scope:
+                    connections.read_scopes.add(read_scope)
+                    if connections.draining:
+                        read_scope.cancel()
+                    try:
+                        await _read_requests(reader, send_slots, handle, info, nursery)
+                    finally:
+                        connections.read_scopes.discard(read_scope)
     except* ConnectionClosed as group:
         log.warning("closing connection from %s: %s", peer, group.exceptions[0])
     except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -164,6 +179,29 @@ async def serve_connection(
         # A bug, not bad input (handlers answer errors themselves): this connection ends, the
         # broker and every other connection carry on.
         log.error("closing connection from %s after an unexpected error", peer, exc_info=group)
+
+
+async def _read_requests(
+    reader: FrameReader,
+    send_slots: trio.MemorySendChannel[_Slot],
+    handle: RequestHandler,
+    info: ConnectionInfo,
+    nursery: trio.Nursery,
+) -> None:
+    while True:
+        frame = await reader.next_frame()
+        if frame is None:
+            # The client closed its side: like Kafka, drop what is still pending (appends
+            # already made stay made) rather than wait for delayed fetches.
+            nursery.cancel_scope.cancel()
+            return
+        slot = _Slot()
+        await send_slots.send(slot)
+        result = _handle_guarded(handle, frame, info)
+        if isinstance(result, Delayed):
+            nursery.start_soon(_finish_delayed, slot, result)
+        else:
+            _fill_slot(slot, result)
 
 
 def _handle_guarded(handle: RequestHandler, frame: bytes, info: ConnectionInfo) -> Any:

@@ -86,16 +86,21 @@ async def _serve_until_signal(config: BrokerConfig, cluster: ClusterConfig | Non
     log = logging.getLogger("quorumq.broker")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(broker.serve)
 
             async def stop_on_signal() -> None:
+                # The first signal drains (answer what was read, flush, close); a second one
+                # stops at once.
                 async for signum in signals:
+                    if broker.stopping:
+                        log.info("%s: stopping now", signal.Signals(signum).name)
+                        nursery.cancel_scope.cancel()
+                        return
                     log.info("%s: stopping", signal.Signals(signum).name)
                     broker.shutdown()
-                    nursery.cancel_scope.cancel()
-                    return
 
             nursery.start_soon(stop_on_signal)
+            await broker.serve()
+            nursery.cancel_scope.cancel()
 
 
 def run_trio(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:

@@ -11,6 +11,7 @@ from quorumq import protocol as p
 from quorumq.broker import Broker, BrokerConfig
 from quorumq.client._connection import Connection, open_connection
 from quorumq.errors import ErrorCode
+from quorumq.log import CLEAN_SHUTDOWN_FILE
 from quorumq.protocol.records import (
     ATTR_CONTROL,
     TimestampType,
@@ -322,3 +323,30 @@ async def test_retention_runs_in_the_background(tmp_path: Path) -> None:
             fetched = await fetch(conn, "short", 0)
             assert fetched.error_code == ErrorCode.OFFSET_OUT_OF_RANGE
         nursery.cancel_scope.cancel()
+
+
+async def test_shutdown_answers_what_was_read_then_closes(tmp_path: Path) -> None:
+    broker = Broker(BrokerConfig(data_dir=tmp_path / "data", port=0))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(broker.serve)
+        broker.create_topic("t", 1)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        frames = p.encode_request(
+            p.ApiKey.FETCH, 11, 1, "test", fetch_request("t", 0, max_wait_ms=60_000)
+        )
+        frames += p.encode_request(p.ApiKey.METADATA, 8, 2, "test", p.MetadataRequest(topics=[]))
+        await stream.send_all(b"".join(frames))
+        appended = broker.partition("t", 0).appended
+        with trio.fail_after(10):
+            while appended.statistics().tasks_waiting == 0:  # noqa: ASYNC110
+                await trio.sleep(0.01)  # the fetch is read and waiting for data
+        broker.shutdown()
+        with trio.fail_after(10):
+            first, second = await read_frames(stream, 2)
+            assert await stream.receive_some(10) == b""  # then the broker closes
+        assert p.peek_correlation_id(first) == 1 and p.peek_correlation_id(second) == 2
+        fetched = p.decode_response(p.ApiKey.FETCH, 11, first).topics[0].partitions[0]
+        assert fetched.error_code == 0 and bytes(fetched.records or b"") == b""
+        await stream.aclose()
+    # serve() returned by itself (nothing cancelled the nursery) and closed the logs cleanly.
+    assert (tmp_path / "data" / "t-0" / CLEAN_SHUTDOWN_FILE).exists()
