@@ -104,13 +104,10 @@ class FollowerFetcher:
                     connect_timeout_s=2.0,
                 ) as conn:
                     backoff = 0.05
-                    try:
-                        await self._session(conn)
-                    except (ConnectionError, OSError, QuorumqError) as exc:
-                        # Caught inside the connection's nursery: outside it would be a group.
-                        error = exc
-            except (ConnectionError, OSError, QuorumqError) as exc:
-                error = exc
+                    await self._session(conn)
+            except* (ConnectionError, OSError, QuorumqError) as group:
+                # Errors come out of the connection's nursery as a group (or bare, on connect).
+                error = group.exceptions[0]  # type: ignore[assignment]
             if error is not None:
                 log.info(
                     "broker %d: fetcher from %d: %s (retry in %.2f s)",

@@ -63,3 +63,56 @@ async def test_leader_stopped_mid_stream_loses_no_acknowledged_record(
         seen = {r.value for r in records}
         lost = acked - seen
         assert not lost, f"{len(lost)} acknowledged records lost: {sorted(lost)[:10]}"
+
+
+async def test_active_controller_lost_then_rejoins(tmp_path: Path) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.create_topic("before", 3, 3)
+        active = [b.config.node_id for b in cluster.running() if b.bridge and b.bridge.is_active]
+        assert len(active) == 1
+        started = trio.current_time()
+        await cluster.stop(active[0])
+        await cluster.wait_for(
+            lambda: any(b.bridge is not None and b.bridge.is_active for b in cluster.running()),
+            10,
+            "a new active controller",
+        )
+        log.info("new active controller after %.2f s", trio.current_time() - started)
+        # Once the new controller fences the lost broker, topic creation works again and
+        # places replicas on live brokers only.
+        survivor = cluster.running()[0]
+        await cluster.wait_for(
+            lambda: survivor.bridge is not None and survivor.bridge.image.brokers[active[0]].fenced,
+            10,
+            "the lost broker fenced",
+        )
+        await cluster.create_topic("after", 2, 2)
+        image = survivor.bridge.image  # type: ignore[union-attr]
+        assert all(active[0] not in p.replicas for p in image.topics["after"].partitions.values())
+        await cluster.wait_leaders("before", 3)
+        values = [b"c%03d" % i for i in range(60)]
+        produced = await trio.to_thread.run_sync(
+            lambda: produce_confluent(
+                cluster.bootstrap, "before", values, partitions=3, out=ProduceLog()
+            )
+        )
+        assert len(produced.acked) == len(values)
+        # The stopped broker comes back: unfenced, it follows and catches up.
+        await cluster.start(active[0])
+        returning = cluster.broker(active[0])
+        await cluster.wait_for(
+            lambda: all(
+                isinstance(r := returning.partitions.get(("before", i)), ReplicaPartition)
+                and r.log_end_offset
+                == cluster.broker(cluster.leader_of("before", i))
+                .partitions[("before", i)]
+                .log_end_offset
+                for i in range(3)
+            ),
+            20,
+            "the returning broker catches up",
+        )
+        records = await trio.to_thread.run_sync(
+            lambda: consume_all(cluster.bootstrap, "before", 3, len(values))
+        )
+        assert sorted(r.value for r in records) == values
