@@ -109,7 +109,7 @@ def compare(
         list(SCENARIOS), "--scenario", help="steady, stall, kill, unclean"
     ),
     rate: float = typer.Option(2_000.0, "--rate", min=10, help="Paced records/s under faults."),
-    stall_s: float = typer.Option(3.0, "--stall", min=0.5, max=120, help="Seconds paused."),
+    stall_s: float = typer.Option(5.0, "--stall", min=0.5, max=120, help="Seconds paused."),
     short: bool = typer.Option(False, "--short", help="The demo's version (< 1 min)."),
     broker_arg: list[str] = typer.Option(
         [], "--broker-arg", help="Extra `quorumq broker` option for every broker (repeatable)."

@@ -273,12 +273,27 @@ class Supervisor:
             time.sleep(0.1)
 
     def is_ready(self, node_id: int, *, timeout_s: float = 2.0) -> bool:
-        """True if broker ``node_id`` answers Metadata and is listed in it."""
-        try:
-            view = cluster_view(self.address(node_id), [], timeout_s=timeout_s)
-        except ConnectionError:
-            return False
-        return node_id in view.live_ids()
+        """True if broker ``node_id`` answers Metadata and is listed in it.
+
+        In cluster mode every other running broker must list it too: a restarted broker replays
+        its own Raft journal first, whose image can still show it alive from before its death,
+        while the controller has fenced it and does not count it (CreateTopics would answer
+        INVALID_REPLICATION_FACTOR).
+        """
+        askers = [node_id]
+        if self.cluster_mode:
+            askers += [h.spec.node_id for h in self.brokers
+                       if h.spec.node_id != node_id and h.alive() and not h.paused]  # fmt: skip
+        for asker in askers:
+            try:
+                view = cluster_view(self.address(asker), [], timeout_s=timeout_s)
+            except ConnectionError:
+                if asker == node_id:
+                    return False
+                continue  # another broker not answering is its problem, not this one's
+            if node_id not in view.live_ids():
+                return False
+        return True
 
     def view(self, *, topics: Sequence[str] | None = None, timeout_s: float = 3.0) -> ClusterView:
         """Metadata from the first live, unpaused broker that answers.

@@ -2,6 +2,7 @@
 
 from quorumq.compare._runner import (
     ACKS,
+    CLUSTER_BROKER_ARGS,
     SCENARIOS,
     STRATEGIES,
     CompareError,
@@ -16,6 +17,7 @@ from quorumq.compare._runner import (
 
 __all__ = [
     "ACKS",
+    "CLUSTER_BROKER_ARGS",
     "SCENARIOS",
     "STRATEGIES",
     "CompareError",

@@ -56,6 +56,17 @@ SCENARIOS = ("steady", "stall", "kill", "unclean")
 
 Progress = Callable[[str], None]
 
+CLUSTER_BROKER_ARGS: tuple[str, ...] = (
+    "--session-timeout-ms", "3000", "--heartbeat-interval-ms", "500",
+    "--replica-lag-time-max-ms", "2000",
+)  # fmt: skip
+"""Timeouts of the embedded cluster (before any ``broker_args``, which can override them).
+
+Kafka's defaults (session 9 s here, ``replica.lag.time.max.ms`` 30 s) would make every failover
+scenario last tens of seconds; with these, a dead broker is fenced within ~3 s and a silent isr
+follower leaves the ISR after 2 s, so a 5 s stall shows both the isr stall and its end.
+"""
+
 
 class CompareError(QuorumqError):
     """The comparison could not run (cluster would not start, client missing)."""
@@ -75,7 +86,7 @@ class CompareOptions:
     scenarios: tuple[str, ...] = SCENARIOS
     paced_rate: float = 2_000.0
     """records/s during the stall and kill scenarios (latency under a fault, not queueing)."""
-    stall_s: float = 3.0
+    stall_s: float = 5.0
     kill_run_s: float = 6.0
     min_insync_replicas: int = 2
     data_dir: Path | None = None
@@ -90,7 +101,7 @@ class CompareOptions:
     def for_demo(cls, **overrides: Any) -> CompareOptions:
         base: dict[str, Any] = dict(
             records=20_000, short=True, acks=("all",), scenarios=("steady", "stall", "kill"),
-            paced_rate=1_000.0, stall_s=2.0, kill_run_s=4.0,
+            paced_rate=1_000.0, stall_s=3.0, kill_run_s=4.0,
         )  # fmt: skip
         base.update(overrides)
         return cls(**base)
@@ -144,7 +155,7 @@ class _Env:
     def create_topic(self, strategy: str, tag: str, *, replication_factor: int | None = None,
                      extra: dict[str, str] | None = None) -> str:  # fmt: skip
         """A fresh one-partition topic with the strategy's configs; returns its name."""
-        from quorumq.bench._kafka import BenchError, create_topic
+        from quorumq.bench._kafka import BenchError
 
         self.created += 1
         name = f"cmp-{self.created:03d}-{strategy}-{tag}"
@@ -155,7 +166,7 @@ class _Env:
         if self.strategy_config_ok is False:
             config.pop("replication.strategy")
         try:
-            create_topic(self.bootstrap, name, 1, rf, config)
+            self._create(name, rf, config)
             self.strategy_config_ok = self.strategy_config_ok or "replication.strategy" in config
         except BenchError as exc:
             if "replication.strategy" not in config or "INVALID_CONFIG" not in str(exc).upper():
@@ -164,10 +175,26 @@ class _Env:
             # run goes on, and the report says the strategy was not applied.
             self.strategy_config_ok = False
             config.pop("replication.strategy")
-            create_topic(self.bootstrap, name, 1, rf, config)
+            self._create(name, rf, config)
         if self.supervisor is not None:
             leader_of(self.supervisor, name, 0, timeout_s=20)
         return name
+
+    def _create(self, name: str, rf: int, config: dict[str, str]) -> None:
+        """CreateTopics, retried (bounded) while a restarted broker is not yet unfenced."""
+        from quorumq.bench._kafka import BenchError, create_topic
+
+        deadline = time.perf_counter() + 30
+        while True:
+            try:
+                create_topic(self.bootstrap, name, 1, rf, config)
+                return
+            except BenchError as exc:
+                if "INVALID_REPLICATION_FACTOR" not in str(exc).upper():
+                    raise
+                if time.perf_counter() > deadline:
+                    raise
+            time.sleep(0.5)
 
 
 def run_compare(
@@ -250,7 +277,8 @@ def _cluster(options: CompareOptions, say: Progress) -> Iterator[_Env]:
     brokers = options.brokers if cluster_mode else 1
     supervisor = Supervisor(
         brokers, base_port=free_port_block(brokers), data_dir=options.data_dir,
-        cluster_mode=cluster_mode, broker_args=options.broker_args, launcher=options.launcher,
+        cluster_mode=cluster_mode, launcher=options.launcher,
+        broker_args=(*(CLUSTER_BROKER_ARGS if cluster_mode else ()), *options.broker_args),
     )  # fmt: skip
     with supervisor:
         say(f"starting {brokers} broker(s) in {supervisor.data_dir}")

@@ -35,8 +35,9 @@ def _check_report(out: Path, rows: int) -> dict:
 
 
 def test_compare_short_run_measures_and_keeps_acks_all_promise(tmp_path: Path) -> None:
-    options = CompareOptions.for_demo(records=1_000, paced_rate=500.0, stall_s=1.0,
-                                      kill_run_s=3.0)  # fmt: skip
+    # Steady and kill only, to stay under a minute on a busy machine; -m slow runs them all.
+    options = CompareOptions.for_demo(records=1_000, paced_rate=500.0, kill_run_s=3.0,
+                                      scenarios=("steady", "kill"))  # fmt: skip
     report = run_compare(options, out=tmp_path)
     data = _check_report(tmp_path, rows=2)
     assert [(r.strategy, r.acks) for r in report.rows] == [("quorum", "all"), ("isr", "all")]
@@ -52,8 +53,12 @@ def test_compare_full_matrix(tmp_path: Path, pytestconfig: pytest.Config) -> Non
     if not _slow_selected(pytestconfig):
         pytest.skip("the full compare matrix is opt-in: -m slow")
     report = run_compare(CompareOptions(records=20_000), out=tmp_path)
-    _check_report(tmp_path, rows=6)
+    data = _check_report(tmp_path, rows=6)
     for row in report.rows:
+        stall = row.scenarios["stall"]
+        if data["environment"]["cluster_mode"] and row.strategy == "quorum":
+            # One paused follower of three does not stop a majority from committing.
+            assert stall["longest_ack_gap_s"] < stall["stall_s"] / 2, stall
         if row.strategy == "isr" and "lost" in row.scenarios.get("unclean", {}):
             unclean = row.scenarios["unclean"]
             if row.acks == "all":
