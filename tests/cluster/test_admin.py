@@ -42,6 +42,10 @@ def _admin_session(bootstrap: str) -> dict[str, Any]:
         out["bad_unclean"] = create("u", 1, 1, {"unclean.leader.election.enable": "maybe"})
         out["bad_name"] = create("no way", 1, 1)
         out["topics_after_create"] = sorted(admin.list_topics())
+        from kafka.admin import ConfigResource, ConfigResourceType
+
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "i")])
+        out["described"] = repr(described)
         admin.delete_topics(["i"])
         out["topics_after_delete"] = sorted(admin.list_topics())
         out["cluster"] = admin.describe_cluster()
@@ -64,6 +68,7 @@ async def test_create_and_delete_topics_through_any_broker(tmp_path: Path) -> No
         assert out["bad_name"] == "InvalidTopicError"
         assert out["topics_after_create"] == ["i", "q"]
         assert out["topics_after_delete"] == ["q"]
+        assert "min.insync.replicas" in out["described"] and "'2'" in out["described"]
         assert sorted(b["broker_id"] for b in out["cluster"]["brokers"]) == [0, 1, 2]
         # Every broker's image agrees, and the deleted topic's replicas are gone from disk.
         for broker in cluster.running():
