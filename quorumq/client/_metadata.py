@@ -378,6 +378,14 @@ class ClusterMetadata:
                 raise
             log.debug("metadata refresh failed (attempt %d): %s", attempt + 1, exc)
 
+    def fresh_topic(self, name: str) -> TopicMetadata | None:
+        """The cached metadata of a usable topic, without I/O (None if unknown, stale or
+        in error: then ask :meth:`topic`)."""
+        known = self.topics.get(name)
+        if self._stale or known is None or known.error_code or not known.partitions:
+            return None
+        return known
+
     async def topic(self, name: str) -> TopicMetadata:
         """Returns a usable topic's metadata, refreshing (with backoff) until it is.
 

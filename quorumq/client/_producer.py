@@ -83,6 +83,7 @@ _COMPRESSION = {
 _RECORD_OVERHEAD = 24  # varint lengths, attributes, deltas: Kafka's estimate per record
 _BATCH_OVERHEAD = 61  # the RecordBatch v2 header
 _MAX_SEQUENCE = (1 << 31) - 1
+_CHECKPOINT_EVERY = 64
 
 
 @attrs.frozen
@@ -100,13 +101,17 @@ class RecordMetadata:
 
 
 class RecordFuture:
-    """The pending result of one record: await :meth:`get` for its :class:`RecordMetadata`."""
+    """The pending result of one record: await :meth:`get` for its :class:`RecordMetadata`.
+
+    All records of a batch share the batch's ``done`` event (one event per batch, not per
+    record: the producer's hot path).
+    """
 
     __slots__ = ("_done", "_error", "_result", "topic")
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, done: trio.Event) -> None:
         self.topic = topic
-        self._done = trio.Event()
+        self._done = done
         self._result: RecordMetadata | None = None
         self._error: BaseException | None = None
 
@@ -140,11 +145,9 @@ class RecordFuture:
 
     def _resolve(self, result: RecordMetadata) -> None:
         self._result = result
-        self._done.set()
 
     def _fail(self, error: BaseException) -> None:
         self._error = error
-        self._done.set()
 
 
 @attrs.define(eq=False)
@@ -289,6 +292,7 @@ class Producer:
         self._stack: contextlib.AsyncExitStack | None = None
         self._closed = False
         self._refreshing = False
+        self._appends_since_checkpoint = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -367,13 +371,30 @@ class Producer:
         headers = tuple(headers)
         size = _record_size(key, value, headers)
         self._check_size(size)
-        await self._pool.reserve(size)
-        try:
-            topic_meta = await self.metadata.topic(topic)
-        except BaseException:
-            self._pool.release(size)
-            raise
-        return self._append(topic, topic_meta, value, key, headers, partition, timestamp_ms, size)
+        checkpointed = False
+        if not self._pool.try_reserve(size):
+            await self._pool.reserve(size)  # back-pressure: wait for acks to free space
+            checkpointed = True
+        topic_meta = self.metadata.fresh_topic(topic)
+        if topic_meta is None:
+            try:
+                topic_meta = await self.metadata.topic(topic)
+            except BaseException:
+                self._pool.release(size)
+                raise
+            checkpointed = True
+        future = self._append(topic, topic_meta, value, key, headers, partition, timestamp_ms, size)
+        # The fast path does not yield on every record (a scheduler round per record would cost
+        # more than the append), but it does when the sender has work, and every 64 records.
+        self._appends_since_checkpoint += 1
+        if not checkpointed and (
+            self._wakeup.is_set() or self._appends_since_checkpoint >= _CHECKPOINT_EVERY
+        ):
+            await trio.lowlevel.checkpoint()
+            checkpointed = True
+        if checkpointed:
+            self._appends_since_checkpoint = 0
+        return future
 
     def send_nowait(
         self,
@@ -448,17 +469,24 @@ class Producer:
         tp = TopicPartition(topic, partition)
         queue = self._queues.setdefault(tp, deque())
         batch = queue[-1] if queue else None
+        if (
+            batch is not None
+            and batch.payload is None
+            and batch.size + size > self.max_request_size
+        ):
+            batch.full = True  # one more record would make the request too large
+            self._wake()
         if batch is None or batch.full or batch.payload is not None:
             batch = _Batch(tp, trio.current_time())
             queue.append(batch)
         if timestamp_ms is None:
             timestamp_ms = _now_ms()
-        future = RecordFuture(topic)
+        future = RecordFuture(topic, batch.done)
         batch.records.append(_Record(len(batch.records), timestamp_ms, key, value, headers))
         batch.futures.append(future)
         batch.size += size
         batch.reserved += size
-        if batch.size >= self.batch_size or batch.size + size > self.max_request_size:
+        if batch.size >= self.batch_size:
             batch.full = True
             if key is None:
                 self.partitioner.on_new_batch(
