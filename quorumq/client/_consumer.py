@@ -50,7 +50,6 @@ from quorumq.errors import (
     ErrorCode,
     OffsetOutOfRange,
     QuorumqError,
-    RebalanceInProgress,
     RequestTimedOut,
 )
 from quorumq.protocol.records import (
@@ -340,10 +339,10 @@ class Consumer:
             }
         try:
             await group.commit(offsets, in_group=bool(self._subscription))
-        except (RebalanceInProgress, QuorumqError) as exc:
+        except QuorumqError:
             if self._subscription and group.needs_rejoin:
-                self._needs_join = True
-            raise exc from None
+                self._needs_join = True  # the next getmany rejoins
+            raise
 
     async def _commit_quietly(self) -> None:
         try:
