@@ -12,7 +12,8 @@ from typing import Any
 
 SESSION_TIMEOUT_MS = 6_000
 HEARTBEAT_MS = 500
-MAX_RUN_S = 60.0  # a member thread never outlives this, whatever the test does
+MAX_RUN_S = 60.0
+KAFKA_PYTHON_POLL_MS = 2_000  # a member thread never outlives this, whatever the test does
 
 
 class Member:
@@ -72,7 +73,10 @@ class Member:
         started = time.monotonic()
         try:
             while not self._deadline_passed(started):
-                batches: Any = consumer.poll(timeout_ms=100)
+                # A poll that times out while its JoinGroup/SyncGroup is in flight can leave
+                # kafka-python 3.0.12 never applying the SyncGroup answer (it stops heartbeating
+                # and is expired): a client race. Polls long enough to cover a rebalance avoid it.
+                batches: Any = consumer.poll(timeout_ms=KAFKA_PYTHON_POLL_MS)
                 values = [r.value for records in batches.values() for r in records]
                 self._publish({tp.partition for tp in consumer.assignment()}, values)
         finally:

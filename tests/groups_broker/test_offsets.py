@@ -10,7 +10,12 @@ import trio
 
 from quorumq.broker import Broker
 from quorumq.groups import partition_for_group
-from tests.groups_broker._members import SESSION_TIMEOUT_MS, produce, subscribe_after_metadata
+from tests.groups_broker._members import (
+    KAFKA_PYTHON_POLL_MS,
+    SESSION_TIMEOUT_MS,
+    produce,
+    subscribe_after_metadata,
+)
 from tests.groups_broker.conftest import OFFSETS_PARTITIONS, group_config
 
 TOPIC = "payments"
@@ -39,7 +44,9 @@ def consume_and_commit(address: str, group: str, count: int) -> tuple[list[bytes
         values: list[bytes] = []
         deadline = time.monotonic() + 20
         while len(values) < count and time.monotonic() < deadline:
-            batches = consumer.poll(timeout_ms=100, max_records=count - len(values))
+            batches = consumer.poll(
+                timeout_ms=KAFKA_PYTHON_POLL_MS, max_records=count - len(values)
+            )
             values.extend(r.value for records in batches.values() for r in records)
         consumer.commit()
         committed = {
