@@ -29,6 +29,7 @@ def _register() -> None:
         _cluster,
         _compare,
         _demo,
+        _group,
         _shell,
         _topic,
     )
