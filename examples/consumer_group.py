@@ -42,25 +42,29 @@ class Member:
     stop: trio.Event = attrs.Factory(trio.Event)
 
 
-async def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int) -> None:
-    """Creates the topic with Kafka's CreateTopics (an existing topic is fine)."""
+async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Creates the topic with Kafka's CreateTopics (an existing topic is fine), replicated on
+    every broker that Metadata lists, up to 3."""
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     async with open_connection(host, int(port), client_id="example-admin") as conn:
+        version = conn.version_for(p.ApiKey.METADATA, (4, 8))
+        metadata = await conn.request(p.ApiKey.METADATA, version, p.MetadataRequest(topics=[]))
         request = p.CreateTopicsRequest(
             topics=[
                 p.CreatableTopic(
-                    name=topic, num_partitions=partitions, replication_factor=replication
+                    name=topic,
+                    num_partitions=partitions,
+                    replication_factor=min(3, len(metadata.brokers)),
                 )
             ],
             timeout_ms=30_000,
         )
         version = conn.version_for(p.ApiKey.CREATE_TOPICS, (0, 4))
         response = await conn.request(p.ApiKey.CREATE_TOPICS, version, request, timeout_s=35)
-    code = response.topics[0].error_code
-    if code == ErrorCode.INVALID_REPLICATION_FACTOR and replication > 1:
-        await ensure_topic(bootstrap, topic, partitions, replication - 1)  # fewer brokers
-    elif code not in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
-        raise SystemExit(f"cannot create {topic!r}: {ErrorCode(code).name}")
+    result = response.topics[0]
+    if result.error_code not in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
+        reason = result.error_message or ErrorCode(result.error_code).name
+        raise SystemExit(f"cannot create {topic!r}: {reason}")
 
 
 async def produce_round(bootstrap: str, topic: str, round_name: str, count: int) -> None:
@@ -123,7 +127,7 @@ def covers_all(members: list[Member]) -> bool:
 
 
 async def main(args: argparse.Namespace) -> int:
-    await ensure_topic(args.bootstrap, args.topic, PARTITIONS, 3)
+    await ensure_topic(args.bootstrap, args.topic, PARTITIONS)
     await produce_round(args.bootstrap, args.topic, "round-1", PARTITIONS * 2)
     members = [Member(f"consumer-{i}") for i in (1, 2, 3)]
     progress = Progress()

@@ -21,10 +21,16 @@ from quorumq.client import Producer, open_connection
 from quorumq.errors import ErrorCode, QuorumqError
 
 
-async def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int) -> bool:
-    """Creates the topic with Kafka's CreateTopics; returns False if it already existed."""
+async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> bool:
+    """Creates the topic with Kafka's CreateTopics; returns False if it already existed.
+
+    The replication factor is the number of brokers (Metadata lists them), up to 3.
+    """
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     async with open_connection(host, int(port), client_id="example-admin") as conn:
+        version = conn.version_for(p.ApiKey.METADATA, (4, 8))
+        metadata = await conn.request(p.ApiKey.METADATA, version, p.MetadataRequest(topics=[]))
+        replication = min(3, len(metadata.brokers))
         request = p.CreateTopicsRequest(
             topics=[
                 p.CreatableTopic(
@@ -38,16 +44,14 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int, replication:
     result = response.topics[0]
     if result.error_code == ErrorCode.TOPIC_ALREADY_EXISTS:
         return False
-    if result.error_code == ErrorCode.INVALID_REPLICATION_FACTOR and replication > 1:
-        # Fewer brokers than replicas (one `quorumq broker`, say): try one replica less.
-        return await ensure_topic(bootstrap, topic, partitions, replication - 1)
     if result.error_code:
-        raise SystemExit(f"cannot create {topic!r}: {ErrorCode(result.error_code).name}")
+        reason = result.error_message or ErrorCode(result.error_code).name
+        raise SystemExit(f"cannot create {topic!r}: {reason}")
     return True
 
 
 async def main(args: argparse.Namespace) -> None:
-    if await ensure_topic(args.bootstrap, args.topic, args.partitions, args.replication_factor):
+    if await ensure_topic(args.bootstrap, args.topic, args.partitions):
         print(f"created topic {args.topic} with {args.partitions} partitions")
     async with Producer(args.bootstrap, acks="all", linger_ms=5) as producer:
         futures = []
@@ -72,7 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=10, help="records to send")
     parser.add_argument("--keys", type=int, default=4, help="distinct keys (customers)")
     parser.add_argument("--partitions", type=int, default=6, help="when creating the topic")
-    parser.add_argument("--replication-factor", type=int, default=3, help="when creating it")
     return parser.parse_args(argv)
 
 

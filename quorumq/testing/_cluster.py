@@ -131,8 +131,8 @@ class Cluster:
         replication: str = "quorum",
         tmp_path: str | os.PathLike[str] | None = None,
         keep_data: bool = False,
-        session_timeout_ms: int = 1500,
-        heartbeat_interval_ms: int = 250,
+        session_timeout_ms: int = 3000,
+        heartbeat_interval_ms: int = 500,
         start_timeout_s: float = 30.0,
         **broker_config: Any,
     ) -> None:
