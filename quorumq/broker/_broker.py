@@ -116,6 +116,7 @@ class Broker:
         """Set by :meth:`shutdown`: waiting fetches answer at once."""
         self._lock_file: BinaryIO | None = None
         self.flusher: LogFlusher | None = None
+        self.groups: Any = None  # the group coordinator shell (_groups.GroupCoordinatorShell)
         self._handlers: dict[int, Handler] = {
             p.ApiKey.API_VERSIONS: self._api_versions,
             p.ApiKey.METADATA: self._metadata,
@@ -200,6 +201,8 @@ class Broker:
                             clock_ms=now_ms,
                         )
                     )
+                    if self.groups is not None:
+                        await nursery.start(self.groups.run)
                     # Connections live in their own nursery, so that a shutdown can stop the
                     # listener, let the connections drain, and only then stop the tasks above.
                     async with trio.open_nursery() as connections:
@@ -306,6 +309,7 @@ class Broker:
         codec = p.codec_versions()
         wanted = dict(p.API_VERSIONS)
         wanted.update(_EXTRA_VERSIONS)
+        wanted.update(p.GROUP_API_VERSIONS)
         for key, (lo, hi) in wanted.items():
             if key in self._handlers and key in codec:
                 clo, chi = codec[key]
@@ -353,6 +357,9 @@ class Broker:
         from quorumq.broker import _handlers_extra
 
         _handlers_extra.register(self, self._handlers)
+        from quorumq.broker import _groups
+
+        _groups.register(self, self._handlers)  # after _handlers_extra: owns FindCoordinator
 
     # --- ApiVersions -------------------------------------------------------------------------
 
@@ -405,7 +412,7 @@ class Broker:
             error_code=0,
             name=spec.name,
             topic_id=spec.topic_id,
-            is_internal=False,
+            is_internal=spec.name == "__consumer_offsets",  # Kafka's internal topic
             partitions=[
                 p.MetadataResponsePartition(
                     error_code=0,
