@@ -505,8 +505,8 @@ class ClusterBroker(Broker):
         raise UnknownTopicOrPartition(f"unknown topic-partition {topic}-{index}")
 
     def _metadata(self, header: p.RequestHeader, request: p.MetadataRequest) -> Any:
-        assert self.bridge is not None
-        image = self.bridge.image
+        # Before the voter is up (the listener starts first) the image is empty.
+        image = self.bridge.image if self.bridge is not None else MetadataImage()
         live = {b.broker_id for b in image.brokers.values() if not b.fenced}
         if request.topics is None:
             names = list(image.topics)
@@ -561,7 +561,8 @@ class ClusterBroker(Broker):
             )
         controller_id = image.controller_id
         if controller_id not in live:
-            controller_id = self.bridge.leader_id if self.bridge.leader_id is not None else -1
+            raft_leader = self.bridge.leader_id if self.bridge is not None else None
+            controller_id = raft_leader if raft_leader is not None else -1
         return p.MetadataResponse(
             brokers=[
                 p.MetadataResponseBroker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack)
@@ -595,8 +596,21 @@ class ClusterBroker(Broker):
 
         self._nursery.start_soon(create)
 
+    async def _controller_by(self, deadline: float) -> Controller:
+        """The controller service, once the voter is up (it starts after the listener).
+
+        Raises:
+            NotController: not up by ``deadline``.
+        """
+        while self.controller is None or self.bridge is None:
+            if trio.current_time() >= deadline:
+                raise NotController(f"broker {self.config.node_id}: controller not started")
+            await trio.sleep(0.05)
+        return self.controller
+
     async def _through_controller(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
         """Runs a controller write, retrying across elections until ``deadline`` (trio clock)."""
+        await self._controller_by(deadline)
         while True:
             try:
                 return await call()
@@ -606,13 +620,19 @@ class ClusterBroker(Broker):
                 await trio.sleep(0.1)
 
     def _create_topics(self, header: p.RequestHeader, request: Any) -> Any:
-        assert self.bridge is not None and self.controller is not None
-        controller = self.controller
         deadline = trio.current_time() + max(request.timeout_ms, 1000) / 1000
-        live = sum(1 for b in self.bridge.image.brokers.values() if not b.fenced)
         names = [t.name for t in request.topics]
 
         async def create_all() -> Any:
+            try:
+                controller = await self._controller_by(deadline)
+            except NotController as exc:
+                code = error_code_for(exc, "create topics")
+                return p.CreateTopicsResponse(
+                    topics=[p.CreatableTopicResult(name=name, error_code=code) for name in names]
+                )
+            assert self.bridge is not None
+            live = sum(1 for b in self.bridge.image.brokers.values() if not b.fenced)
             results = []
             for topic in request.topics:
                 try:
@@ -672,8 +692,6 @@ class ClusterBroker(Broker):
         return Delayed(create_all)
 
     def _delete_topics(self, header: p.RequestHeader, request: Any) -> Any:
-        assert self.controller is not None
-        controller = self.controller
         deadline = trio.current_time() + max(request.timeout_ms, 1000) / 1000
 
         async def delete_all() -> Any:
@@ -681,7 +699,7 @@ class ClusterBroker(Broker):
             for name in request.topic_names:
                 try:
                     await self._through_controller(
-                        lambda name=name: controller.delete_topic(name), deadline
+                        lambda name=name: self._controller_or_raise().delete_topic(name), deadline
                     )
                     results.append(p.DeletableTopicResult(name=name, error_code=0))
                 except Exception as exc:
@@ -693,6 +711,11 @@ class ClusterBroker(Broker):
             return p.DeleteTopicsResponse(responses=results)
 
         return Delayed(delete_all)
+
+    def _controller_or_raise(self) -> Controller:
+        if self.controller is None:
+            raise NotController(f"broker {self.config.node_id}: controller not started")
+        return self.controller
 
     def _offset_for_leader_epoch(self, header: p.RequestHeader, request: Any) -> Any:
         topics = []

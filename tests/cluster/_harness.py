@@ -70,6 +70,11 @@ class Cluster:
             port=member.port,
             auto_create_topics_enable=False,
         )
+        fields = attrs.fields_dict(BrokerConfig)
+        if "offsets_topic_num_partitions" in fields:  # small and fast groups in tests
+            config = attrs.evolve(
+                config, offsets_topic_num_partitions=4, group_initial_rebalance_delay_ms=0
+            )
         broker = ClusterBroker(config, self.cluster_config)
         member.done = trio.Event()
         done = member.done
