@@ -489,7 +489,8 @@ class Consumer:
         return out
 
     async def _fetch_round(self, max_wait_ms: int) -> bool:
-        """One Fetch per leader for partitions with a position and an empty buffer."""
+        """One Fetch per leader for partitions with a position and an empty buffer; returns
+        whether every broker answered without a leader error."""
         by_leader: dict[int, list[TopicPartition]] = {}
         for tp, state in self._partitions.items():
             if state.fetch_position is None or state.buffer:
@@ -507,10 +508,11 @@ class Consumer:
         if not by_leader:
             return False
         errors: list[QuorumqError] = []
+        answered: list[bool] = []
 
         async def fetch_from(node_id: int, tps: list[TopicPartition]) -> None:
             try:
-                await self._fetch_from(node_id, tps, max_wait_ms)
+                answered.append(await self._fetch_from(node_id, tps, max_wait_ms))
             except QuorumqError as exc:
                 errors.append(exc)  # raised below, as itself rather than in an ExceptionGroup
 
@@ -519,9 +521,12 @@ class Consumer:
                 nursery.start_soon(fetch_from, node_id, tps)
         if errors:
             raise errors[0]
-        return True
+        return bool(answered) and all(answered)
 
-    async def _fetch_from(self, node_id: int, tps: list[TopicPartition], max_wait_ms: int) -> None:
+    async def _fetch_from(self, node_id: int, tps: list[TopicPartition], max_wait_ms: int) -> bool:
+        """One Fetch to ``node_id``; False when the broker could not be reached or answered a
+        leader error (the caller backs off before the next round, e.g. while a dead leader is
+        being replaced)."""
         by_topic: dict[str, list[p.FetchRequestPartition]] = {}
         asked: dict[TopicPartition, int] = {}
         for tp in tps:
@@ -554,18 +559,21 @@ class Consumer:
             log.debug("fetch from broker %d failed: %s", node_id, exc)
             self.metadata.close_connection(node_id)
             self.metadata.invalidate()
-            return
+            return False
+        healthy = True
         for topic in response.topics:
             for part in topic.partitions:
                 tp = TopicPartition(topic.name, part.partition_index)
                 state = self._partitions.get(tp)
                 if state is None or state.fetch_position != asked.get(tp):
                     continue  # unassigned or sought while the fetch was out: drop the answer
-                self._on_fetched(tp, state, part)
+                healthy = self._on_fetched(tp, state, part) and healthy
+        return healthy
 
     def _on_fetched(
         self, tp: TopicPartition, state: _PartitionState, part: p.FetchResponsePartition
-    ) -> None:
+    ) -> bool:
+        """Applies one partition's answer; False for a retriable leader error (back off)."""
         code = part.error_code
         if code == ErrorCode.OFFSET_OUT_OF_RANGE:
             if self.auto_offset_reset == "none":
@@ -576,10 +584,10 @@ class Consumer:
                      state.fetch_position, self.auto_offset_reset)  # fmt: skip
             state.position = state.fetch_position = None
             state.reset = _RESET_TIMESTAMPS[self.auto_offset_reset]
-            return
+            return True
         if code in RETRIABLE_LEADER_ERRORS or code == ErrorCode.REQUEST_TIMED_OUT:
             self.metadata.invalidate()
-            return
+            return False
         raise_for_code(code, f"fetch {tp.topic}-{tp.partition}")
         state.high_watermark = part.high_watermark
         if part.records is not None and len(part.records):
@@ -589,6 +597,7 @@ class Consumer:
             state.fetch_position = next_offset
             if not state.buffer:
                 state.position = next_offset
+        return True
 
 
 def decode_fetched(

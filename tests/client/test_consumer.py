@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -18,6 +19,7 @@ from quorumq.client import Consumer, ConsumerRecord, Producer, TopicPartition, o
 from quorumq.client._consumer import decode_fetched
 from quorumq.errors import CorruptRecord, ErrorCode, OffsetOutOfRange
 from quorumq.protocol.records import ControlRecordType, Record, build_batch, control_record
+from quorumq.testing import Cluster
 from tests.client._helpers import (
     bootstrap_of,
     broker,  # noqa: F401  (fixture)
@@ -430,3 +432,29 @@ async def test_kafka_python_and_our_consumer_share_a_group(broker: Broker) -> No
             finally:
                 stop.set()
     assert len(ours.assignment()) == 2
+
+
+async def test_consumer_follows_a_leader_change(tmp_path: Path) -> None:
+    async with Cluster(
+        brokers=3, tmp_path=tmp_path, session_timeout_ms=1000, heartbeat_interval_ms=200
+    ) as cluster:
+        await cluster.create_topic("cf", partitions=1, replication_factor=3)
+        async with (
+            Producer(cluster.bootstrap, retry_backoff_ms=50, request_timeout_ms=5000) as producer,
+            Consumer(
+                cluster.bootstrap, auto_offset_reset="earliest", retry_backoff_ms=50
+            ) as consumer,
+        ):
+            for i in range(10):
+                await producer.send("cf", b"a%d" % i, partition=0)
+            consumer.assign([("cf", 0)])
+            first = await drain(consumer, 10)
+            await cluster.kill_broker(await cluster.leader("cf"))
+            with trio.fail_after(30):
+                for i in range(10):
+                    await producer.send("cf", b"b%d" % i, partition=0)
+            second = await drain(consumer, 10)
+    assert [r.value for r in first + second] == [b"a%d" % i for i in range(10)] + [
+        b"b%d" % i for i in range(10)
+    ]
+    assert [r.offset for r in first] == list(range(10))
