@@ -116,3 +116,30 @@ async def test_active_controller_lost_then_rejoins(tmp_path: Path) -> None:
             lambda: consume_all(cluster.bootstrap, "before", 3, len(values))
         )
         assert sorted(r.value for r in records) == values
+
+
+async def test_isr_shrinks_and_expands_through_the_controller(tmp_path: Path) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.create_topic(
+            "isr", 1, 3, {"replication.strategy": "isr", "min.insync.replicas": "2"}
+        )
+        leader = cluster.leader_of("isr", 0)
+        follower = (leader + 1) % 3
+        bridge = cluster.broker(leader).bridge
+        assert bridge is not None
+
+        def image_isr() -> tuple[int, ...]:
+            return tuple(sorted(bridge.image.topics["isr"].partitions[0].isr))
+
+        await cluster.stop(follower)
+        await cluster.wait_for(lambda: follower not in image_isr(), 15, "ISR shrinks")
+        values = [b"s%03d" % i for i in range(50)]
+        produced = await trio.to_thread.run_sync(
+            lambda: produce_confluent(cluster.bootstrap, "isr", values, out=ProduceLog())
+        )
+        assert len(produced.acked) == len(values)  # two in-sync replicas: acks=all works
+        await cluster.start(follower)
+        await cluster.wait_for(lambda: image_isr() == (0, 1, 2), 20, "ISR expands back")
+        back = cluster.broker(follower).partitions[("isr", 0)]
+        lead = cluster.broker(leader).partitions[("isr", 0)]
+        assert back.log_end_offset == lead.log_end_offset
