@@ -4,9 +4,9 @@ Theory of operation: a :class:`ClusterMetadata` starts from a bootstrap list (``
 comma separated or a sequence), asks one reachable broker for ``Metadata`` of the topics the
 client uses, and caches brokers and partition leaders. Producer and consumer ask it who leads a
 partition (:meth:`ClusterMetadata.leader_for`) and for a connection to that broker
-(:meth:`ClusterMetadata.connection`). It keeps one connection per broker (bootstrap connections
-are known by negative pseudo node ids until the first answer names the real ones, as Kafka's
-client does).
+(:meth:`ClusterMetadata.connection`). It keeps one connection per broker: a bootstrap
+connection is known by a negative pseudo node id (as in Kafka's client) until a Metadata answer
+names a broker at its address, and then becomes that broker's connection.
 
 When a request fails because the leader moved (``NOT_LEADER_OR_FOLLOWER``,
 ``LEADER_NOT_AVAILABLE``, ``UNKNOWN_TOPIC_OR_PARTITION``, ``FENCED_LEADER_EPOCH``) or the
@@ -367,6 +367,18 @@ class ClusterMetadata:
         # A broker that left the cluster keeps no connection.
         for node_id in [n for n in self._links if n >= 0 and n not in self.brokers]:
             self.close_connection(node_id)
+        # A bootstrap connection to a broker we now know by id becomes that broker's
+        # connection: one connection per broker.
+        by_address = {(b.host, b.port): b.node_id for b in self.brokers.values()}
+        for pseudo_id in [n for n in self._links if n < 0]:
+            node_id = by_address.get(self.bootstrap[-pseudo_id - 1])
+            if node_id is None:
+                continue
+            link = self._links.pop(pseudo_id)
+            if node_id in self._links:
+                link.scope.cancel()
+            else:
+                self._links[node_id] = link
 
     async def _refresh_with_backoff(self, attempt: int) -> None:
         if attempt:

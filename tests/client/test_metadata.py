@@ -123,3 +123,17 @@ async def test_no_broker_reachable_is_connection_error() -> None:
     async with ClusterMetadata(f"127.0.0.1:{port}", max_attempts=2, retry_backoff_ms=1) as md:
         with pytest.raises(ConnectionError):
             await md.topic("t")
+
+
+async def test_bootstrap_connection_becomes_the_brokers_connection(
+    nursery: trio.Nursery,
+    broker: Broker,  # noqa: F811
+) -> None:
+    proxy = await start_proxy(nursery, broker)
+    async with ClusterMetadata(proxy.bootstrap) as metadata:
+        await metadata.topic("one")
+        assert await metadata.leader_for(TopicPartition("one", 0)) == 0
+        conn = await metadata.connection(0)
+        node_id, same = await metadata.any_connection()
+        assert (node_id, same) == (0, conn)
+        assert proxy.connections == 1  # the bootstrap connection is broker 0's connection
