@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kafka import KafkaConsumer, KafkaProducer
 
 from quorumq import protocol as p
@@ -458,3 +460,29 @@ async def test_consumer_follows_a_leader_change(tmp_path: Path) -> None:
         b"b%d" % i for i in range(10)
     ]
     assert [r.offset for r in first] == list(range(10))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=6),
+    cut=st.integers(min_value=0, max_value=10_000),
+    fetch_offset=st.integers(min_value=0, max_value=40),
+)
+def test_decode_any_cut_returns_whole_batches_only(
+    sizes: list[int], cut: int, fetch_offset: int
+) -> None:
+    batches, base = [], 0
+    for size in sizes:
+        batches.append(_batch(base, size))
+        base += size
+    data = b"".join(batches)
+    cut = min(cut, len(data))
+    records, next_offset = decode_fetched(TP, data[:cut], fetch_offset)
+    whole, end = 0, 0  # offsets covered by the batches that fit entirely before the cut
+    for size, batch in zip(sizes, batches, strict=True):
+        if end + len(batch) > cut:
+            break
+        end += len(batch)
+        whole += size
+    assert [r.offset for r in records] == list(range(fetch_offset, whole))
+    assert next_offset == max(fetch_offset, whole)
