@@ -33,12 +33,7 @@ import attrs
 import trio
 
 from quorumq.broker._partition import Partition, rebuild_producer_state
-from quorumq.errors import (
-    FencedLeaderEpoch,
-    NotLeaderOrFollower,
-    RequestTimedOut,
-    UnknownLeaderEpoch,
-)
+from quorumq.errors import NotLeaderOrFollower, RequestTimedOut
 from quorumq.protocol.records import (
     HEADER_SIZE,
     BatchHeader,
@@ -502,11 +497,4 @@ def _load_high_watermark(directory: Path) -> int:
         return 0
 
 
-__all__ = [
-    "FOLLOWER",
-    "IDLE",
-    "LEADER",
-    "FencedLeaderEpoch",
-    "ReplicaPartition",
-    "UnknownLeaderEpoch",
-]
+__all__ = ["FOLLOWER", "IDLE", "LEADER", "ReplicaPartition"]
