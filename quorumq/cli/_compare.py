@@ -111,6 +111,9 @@ def compare(
     rate: float = typer.Option(2_000.0, "--rate", min=10, help="Paced records/s under faults."),
     stall_s: float = typer.Option(5.0, "--stall", min=0.5, max=120, help="Seconds paused."),
     short: bool = typer.Option(False, "--short", help="The demo's version (< 1 min)."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Keep the embedded cluster's data and logs here (default: temp)."
+    ),
     broker_arg: list[str] = typer.Option(
         [], "--broker-arg", help="Extra `quorumq broker` option for every broker (repeatable)."
     ),
@@ -124,13 +127,14 @@ def compare(
     if short:
         options = CompareOptions.for_demo(brokers=brokers, bootstrap=bootstrap,
                                           record_size=record_size,
-                                          broker_args=_split(broker_arg))  # fmt: skip
+                                          broker_args=_split(broker_arg),
+                                          data_dir=data_dir)  # fmt: skip
     else:
         options = CompareOptions(
             brokers=brokers, records=records, record_size=record_size, bootstrap=bootstrap,
             strategies=tuple(strategy), acks=tuple(acks),
             scenarios=tuple(s for s in SCENARIOS if s in scenario), paced_rate=rate,
-            stall_s=stall_s, broker_args=_split(broker_arg),
+            stall_s=stall_s, broker_args=_split(broker_arg), data_dir=data_dir,
         )  # fmt: skip
     started = time.monotonic()
 

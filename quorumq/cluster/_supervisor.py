@@ -266,9 +266,10 @@ class Supervisor:
             if not pending:
                 return
             if time.monotonic() > deadline:
+                tails = "; ".join(f"broker {i}: {self.log_tail(i, 3)}" for i in sorted(pending))
                 raise ClusterError(
                     f"brokers {sorted(pending)} not ready within {timeout_s:.0f} s "
-                    f"(logs in {self.data_dir})"
+                    f"(logs in {self.data_dir}): {tails}"
                 )
             time.sleep(0.1)
 

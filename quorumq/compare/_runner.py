@@ -232,7 +232,7 @@ def run_compare(
                 row = Row(strategy, acks)
                 for scenario in options.scenarios:
                     say(f"{strategy} acks={acks}: {scenario}")
-                    row.scenarios[scenario] = _run_scenario(env, options, scenario, row)
+                    row.scenarios[scenario] = _run_guarded(env, options, scenario, row)
                 row.explanation = explain(row)
                 report.rows.append(row)
         if env.strategy_config_ok is False:
@@ -288,6 +288,29 @@ def _cluster(options: CompareOptions, say: Progress) -> Iterator[_Env]:
             raise CompareError(f"the cluster did not start: {exc}") from None
         yield _Env(supervisor, supervisor.bootstrap, replication_factor=min(3, brokers),
                    cluster_mode=cluster_mode, progress=say)  # fmt: skip
+
+
+def _run_guarded(env: _Env, options: CompareOptions, scenario: str, row: Row) -> dict[str, Any]:
+    """One scenario; a failure becomes the cell's text (and the cluster is made whole again)
+    rather than the end of the whole comparison."""
+    try:
+        return _run_scenario(env, options, scenario, row)
+    except QuorumqError as exc:
+        env.progress(f"  {scenario} failed: {exc}")
+        failed = {"skipped": f"failed: {exc}"}
+    sup = env.supervisor
+    if sup is not None:
+        for handle in sup.brokers:
+            if handle.paused:
+                sup.resume(handle.spec.node_id)
+            if not handle.alive() or not sup.is_ready(handle.spec.node_id):
+                try:
+                    sup.restart(handle.spec.node_id, timeout_s=60)
+                except ClusterError as exc:
+                    raise CompareError(
+                        f"cannot restore broker {handle.spec.node_id}: {exc}"
+                    ) from None
+    return failed
 
 
 def _run_scenario(env: _Env, options: CompareOptions, scenario: str, row: Row) -> dict[str, Any]:
