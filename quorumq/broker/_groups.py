@@ -312,9 +312,7 @@ class GroupCoordinatorShell:
             self._wake = trio.Event()
             self._drive(self.coordinator.tick(_now_ms()))
 
-    def _answer(
-        self, header: p.RequestHeader, step: Step, respond: Callable[[GroupResult], Any]
-    ) -> Any:
+    def _answer(self, step: Step, respond: Callable[[GroupResult], Any]) -> Any:
         """The response now, or a Delayed that waits for the step's handle to complete."""
         result = step.result
         waiter = None
@@ -402,7 +400,7 @@ class GroupCoordinatorShell:
                 error_code=_code(exc, f"join group {request.group_id!r}"),
                 member_id=request.member_id,
             )
-        return self._answer(header, step, respond)
+        return self._answer(step, respond)
 
     def sync_group(self, header: p.RequestHeader, request: p.SyncGroupRequest) -> Any:
         def respond(result: GroupResult) -> p.SyncGroupResponse:
@@ -420,7 +418,7 @@ class GroupCoordinatorShell:
             )
         except Exception as exc:
             return p.SyncGroupResponse(error_code=_code(exc, f"sync group {request.group_id!r}"))
-        return self._answer(header, step, respond)
+        return self._answer(step, respond)
 
     def heartbeat(self, header: p.RequestHeader, request: p.HeartbeatRequest) -> Any:
         try:
@@ -468,7 +466,7 @@ class GroupCoordinatorShell:
             )
         except Exception as exc:
             return p.LeaveGroupResponse(error_code=_code(exc, f"leave group {request.group_id!r}"))
-        return self._answer(header, step, respond)
+        return self._answer(step, respond)
 
     def offset_commit(self, header: p.RequestHeader, request: p.OffsetCommitRequest) -> Any:
         requested = [(t.name, x.partition_index, x) for t in request.topics for x in t.partitions]
@@ -513,7 +511,7 @@ class GroupCoordinatorShell:
         except Exception as exc:
             code = _code(exc, f"commit offsets of {request.group_id!r}")
             return answer(lambda tp: code)
-        return self._answer(header, step, respond)
+        return self._answer(step, respond)
 
     def offset_fetch(self, header: p.RequestHeader, request: p.OffsetFetchRequest) -> Any:
         wanted = (
