@@ -151,6 +151,8 @@ class _Env:
     progress: Progress
     strategy_config_ok: bool | None = None
     created: int = 0
+    run_token: str = attrs.Factory(lambda: f"{time.time_ns() // 1_000_000 % 10**8:08d}")
+    """Makes topic names unique per run: a reused ``data_dir`` must not hand us old topics."""
 
     def create_topic(self, strategy: str, tag: str, *, replication_factor: int | None = None,
                      extra: dict[str, str] | None = None) -> str:  # fmt: skip
@@ -158,7 +160,7 @@ class _Env:
         from quorumq.bench._kafka import BenchError
 
         self.created += 1
-        name = f"cmp-{self.created:03d}-{strategy}-{tag}"
+        name = f"cmp-{self.run_token}-{self.created:03d}-{strategy}-{tag}"
         rf = replication_factor or self.replication_factor
         config = {"replication.strategy": strategy, **(extra or {})}
         if strategy == "isr" and "min.insync.replicas" not in config:
