@@ -24,24 +24,28 @@ from quorumq.errors import ErrorCode, QuorumqError
 async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> bool:
     """Creates the topic with Kafka's CreateTopics; returns False if it already existed.
 
-    The replication factor is the number of brokers (Metadata lists them), up to 3.
+    The replication factor is the number of live brokers (Metadata lists them), up to 3.
     """
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     async with open_connection(host, int(port), client_id="example-admin") as conn:
-        version = conn.version_for(p.ApiKey.METADATA, (4, 8))
-        metadata = await conn.request(p.ApiKey.METADATA, version, p.MetadataRequest(topics=[]))
-        replication = min(3, len(metadata.brokers))
-        request = p.CreateTopicsRequest(
-            topics=[
+        for _attempt in range(10):
+            version = conn.version_for(p.ApiKey.METADATA, (4, 8))
+            metadata = await conn.request(p.ApiKey.METADATA, version, p.MetadataRequest(topics=[]))
+            replication = min(3, len(metadata.brokers))
+            topics = [
                 p.CreatableTopic(
                     name=topic, num_partitions=partitions, replication_factor=replication
                 )
-            ],
-            timeout_ms=30_000,
-        )
-        version = conn.version_for(p.ApiKey.CREATE_TOPICS, (0, 4))
-        response = await conn.request(p.ApiKey.CREATE_TOPICS, version, request, timeout_s=35)
-    result = response.topics[0]
+            ]
+            request = p.CreateTopicsRequest(topics=topics, timeout_ms=30_000)
+            version = conn.version_for(p.ApiKey.CREATE_TOPICS, (0, 4))
+            response = await conn.request(p.ApiKey.CREATE_TOPICS, version, request, timeout_s=35)
+            result = response.topics[0]
+            if result.error_code != ErrorCode.INVALID_REPLICATION_FACTOR:
+                break
+            # The controller counts fewer live brokers than this broker listed (one is just
+            # registering, or was just fenced): look again in a moment.
+            await trio.sleep(0.5)
     if result.error_code == ErrorCode.TOPIC_ALREADY_EXISTS:
         return False
     if result.error_code:
