@@ -567,6 +567,7 @@ class Broker:
                         request.replica_id, fp.fetch_offset, fp.current_leader_epoch
                     )
                     high_watermark = partition.high_watermark
+                    read_limit = partition.replica_read_limit
                     if total and remaining <= 0:
                         records: Any = b""
                         log_start = partition.log_start_offset
@@ -575,7 +576,7 @@ class Broker:
                         result = partition.log.read(
                             fp.fetch_offset,
                             limit if total else max(limit, 1),
-                            max_offset=high_watermark if is_consumer else None,
+                            max_offset=high_watermark if is_consumer else read_limit,
                         )
                         records = result.records
                         if total and len(records) > limit:

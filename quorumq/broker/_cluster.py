@@ -327,6 +327,7 @@ class ClusterBroker(Broker):
             directory=Path(self.config.data_dir) / partition_dir_name(topic, index),
         )
         replica.on_isr_proposal = self._on_isr_proposal
+        replica.request_flush = self._request_flush
         self.partitions[(topic, index)] = replica
         return replica
 
@@ -452,6 +453,24 @@ class ClusterBroker(Broker):
                         partition.save_high_watermark()
             if save:
                 last_saved = trio.current_time()
+
+    def _request_flush(self, replica: ReplicaPartition, offset: int) -> None:
+        """flush.messages=1 on a leader: once ``offset`` is fsynced, the HW may count it."""
+        if self._nursery is None or self.flusher is None or offset in replica.flush_requested:
+            return
+        flusher = self.flusher
+        replica.flush_requested.add(offset)
+
+        async def flush() -> None:
+            try:
+                await flusher.wait_flushed(replica.log, offset)
+            except QuorumqError as exc:
+                log.warning("%s-%d: flush failed: %s", replica.topic, replica.index, exc)
+            finally:
+                replica.flush_requested.discard(offset)
+            replica.notify_append()
+
+        self._nursery.start_soon(flush)
 
     def _on_isr_proposal(self, replica: ReplicaPartition) -> None:
         if self._nursery is not None:

@@ -44,6 +44,7 @@ class ReplicaSource(Protocol):
     """What the fetcher needs from the replica manager (``_cluster.py``)."""
 
     broker_id: int
+    flusher: Any  # LogFlusher | None: flush.messages=1 followers fsync before fetching on
 
     def leader_address(self, leader_id: int) -> tuple[str, int] | None: ...
 
@@ -255,6 +256,7 @@ class FollowerFetcher:
             return
         self.fetches += 1
         now = now_ms()
+        durable: list[ReplicaPartition] = []
         for topic in response.topics:
             for part in topic.partitions:
                 replica = self._current(sent, topic.name, part.partition_index)
@@ -269,8 +271,8 @@ class FollowerFetcher:
                 records = part.records
                 if records is not None and not isinstance(records, bytes | bytearray | memoryview):
                     records = b"".join(bytes(chunk) for chunk in records)
-                if records:
-                    replica.append_as_follower(records, now)
+                if records and replica.append_as_follower(records, now) and replica.durable:
+                    durable.append(replica)
                 follower = replica.follower
                 assert follower is not None
                 follower.on_fetch_response(part.high_watermark, replica.log_end_offset)
@@ -282,3 +284,11 @@ class FollowerFetcher:
                     follower.on_log_start_offset(replica.log_start_offset)
                 if self._on_progress is not None:
                     self._on_progress(replica)
+        flusher = self.source.flusher
+        for replica in durable:
+            # flush.messages=1: the next fetch offset tells the leader these are on disk.
+            if flusher is not None and replica.log.flushed_offset < replica.log_end_offset:
+                try:
+                    await flusher.wait_flushed(replica.log, replica.log_end_offset - 1)
+                except QuorumqError as exc:
+                    log.warning("%s-%d: flush failed: %s", replica.topic, replica.index, exc)

@@ -51,6 +51,12 @@ class Partition:
         self.appended = trio.Event()
         event.set()
 
+    @property
+    def replica_read_limit(self) -> int | None:
+        """The offset follower fetches read up to (exclusive); None: the log end. A replica
+        with ``flush.messages=1`` serves followers only fsynced data (``_replica.py``)."""
+        return None
+
     def check_acks_all(self) -> None:
         """Refuses an acks=all produce before append (a replica: NOT_ENOUGH_REPLICAS)."""
 

@@ -102,7 +102,10 @@ class ReplicaPartition(Partition):
     isr_proposal: IsrChange | None = None
     """An ISR change the leader wants the controller to commit (``isr`` strategy), not yet sent."""
     on_isr_proposal: Callable[[ReplicaPartition], None] | None = None
+    request_flush: Callable[[ReplicaPartition, int], None] | None = None
+    """Set by the cluster: fsync up to the offset, then call :meth:`notify_append` again."""
     _saved_high_watermark: int = -1
+    flush_requested: set[int] = attrs.Factory(set)
     fetch_generation: int = 0
     """Bumped on every role or epoch change: a fetch response sent for an older generation is
     discarded (the follower stopped following that epoch)."""
@@ -162,10 +165,25 @@ class ReplicaPartition(Partition):
             return self.follower.high_watermark
         return min(max(self.known_high_watermark, self.log_start_offset), self.log_end_offset)
 
+    @property
+    def durable(self) -> bool:
+        """``flush.messages=1``: acknowledge (and replicate) only what is fsynced."""
+        return bool(self.log.config.flush_messages == 1)
+
+    @property
+    def replica_read_limit(self) -> int | None:
+        # With flush.messages=1 followers copy only fsynced data, so no follower's fetch offset
+        # passes the leader's flushed LEO (the LEO the leader state knows).
+        return self.log.flushed_offset if self.durable else None
+
     def notify_append(self) -> None:
         leader = self.leader
-        if leader is not None and self.log_end_offset > leader.log_end_offset:
-            leader.on_append(self.log_end_offset, now_ms())
+        if leader is not None:
+            end = self.log.flushed_offset if self.durable else self.log_end_offset
+            if end > leader.log_end_offset:
+                leader.on_append(end, now_ms())
+            if end < self.log_end_offset and self.request_flush is not None:
+                self.request_flush(self, self.log_end_offset - 1)
         super().notify_append()
 
     def check_acks_all(self) -> None:
