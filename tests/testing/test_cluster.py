@@ -157,3 +157,19 @@ async def test_user_errors_propagate_and_still_clean_up(tmp_path: Path) -> None:
             raise KeyError("user bug")
     assert root is not None and not root.exists()
     assert port_is_closed(port)
+
+
+async def test_a_broker_that_cannot_start_fails_the_block_and_cleans_up(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path=tmp_path)
+    async with cluster:
+        root, port = cluster.root, cluster.ports[0]
+        await cluster.stop_broker(0)
+        # Another process takes the port meanwhile: the restart says so.
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            with pytest.raises(OSError, match="address already in use"):
+                await cluster.restart_broker(0)
+    assert root is not None and not root.exists()
+    async with cluster:  # a Cluster can be entered again after it exited
+        assert cluster.running == [0]

@@ -78,3 +78,11 @@ def test_threaded_errors_reach_the_caller() -> None:
 def test_threaded_start_failure_is_raised_in_the_caller() -> None:
     with pytest.raises(ValueError, match="unknown broker config"):
         ThreadedCluster(nonsense=True)
+
+
+def test_a_failed_start_raises_in_the_caller_and_ends_the_thread(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    with pytest.raises(OSError):
+        ThreadedCluster(tmp_path=not_a_dir).__enter__()
+    assert "quorumq-testing-cluster" not in {t.name for t in threading.enumerate()}
