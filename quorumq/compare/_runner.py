@@ -381,9 +381,14 @@ def _stall(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
     finally:
         sup.resume(follower)
     p0, p1 = marks.get("paused", result.started_at), marks.get("resumed", result.finished_at)
-    # "Before" ends a little ahead of the pause: records sent just before it wait through it.
-    b0, b1 = result.started_at + 0.25, max(result.started_at + 0.5, p0 - 0.25)
-    lat_before = result.latencies_ms(b0, b1)
+    # "Before": records sent after a warm-up and answered before the pause (a record sent just
+    # before it may wait through it: that wait belongs to "during").
+    b0, b1 = result.started_at + 0.25, p0
+    lat_before = [
+        lat for d in result.deliveries
+        if (lat := d.latency_ms) is not None and d.sent_at >= b0 and d.done_at is not None
+        and d.done_at < b1
+    ]  # fmt: skip
     lat_stall = result.latencies_ms(p0, p1)
     return {
         "follower": follower,
