@@ -92,7 +92,7 @@ def _split(items: list[str]) -> tuple[str, ...]:
 def compare(
     brokers: int = typer.Option(3, "--brokers", min=1, max=9, help="Brokers in the cluster."),
     records: int = typer.Option(
-        20_000,
+        100_000,
         "--records",
         min=10,
         max=10_000_000,

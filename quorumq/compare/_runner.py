@@ -77,7 +77,7 @@ class CompareOptions:
     """What to run. ``short`` is the demo's version: acks=all only, small counts, < 1 min."""
 
     brokers: int = 3
-    records: int = 20_000
+    records: int = 100_000
     record_size: int = 100
     bootstrap: str | None = None
     short: bool = False
