@@ -148,7 +148,7 @@ class Broker:
         self._lock_file = lock_data_dir(data_dir)
         self.cluster_id = load_cluster_id(data_dir)
         self.topics = TopicStore.open(data_dir)
-        self.producer_ids = ProducerIdStore.open(data_dir)
+        self.producer_ids = ProducerIdStore.open(data_dir, node_id=self.config.node_id)
         self.logs = LogManager(data_dir)
         for spec in list(self.topics.topics.values()):
             self._open_topic(spec)

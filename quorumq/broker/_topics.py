@@ -17,7 +17,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import attrs
 
@@ -304,15 +304,23 @@ class ProducerIdStore:
     Like Kafka's ``ProducerIdManager`` it reserves ids in blocks: the file records the end of the
     current block, so a restart skips the unused rest of it but never hands out an id twice, and
     the file is written once per block rather than once per producer.
+
+    Ids must also be unique across the cluster: two producers that asked different brokers for an
+    id and got the same one would have each other's batches taken for duplicates and dropped.
+    Each broker therefore owns its own range, ``node_id << NODE_ID_SHIFT`` onwards (2**40 ids per
+    broker, node ids up to 2**23), which needs no controller round trip per block.
     """
+
+    NODE_ID_SHIFT: ClassVar[int] = 40
 
     path: Path
     next_producer_id: int = 0
     block_end: int = 0
     block_size: int = 1000
+    node_id: int = 0
 
     @classmethod
-    def open(cls, data_dir: Path, block_size: int = 1000) -> ProducerIdStore:
+    def open(cls, data_dir: Path, block_size: int = 1000, *, node_id: int = 0) -> ProducerIdStore:
         meta = Path(data_dir) / "meta"
         meta.mkdir(parents=True, exist_ok=True)
         path = meta / "producer_ids.json"
@@ -322,16 +330,20 @@ class ProducerIdStore:
                 start = int(json.loads(path.read_bytes())["block_end"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise KafkaStorageError(f"cannot read {path}: {exc}") from exc
-        return cls(path, next_producer_id=start, block_end=start, block_size=block_size)
+        if not 0 <= node_id < 1 << (63 - cls.NODE_ID_SHIFT):
+            raise InvalidConfig(f"node id {node_id} is outside the producer-id ranges")
+        return cls(
+            path, next_producer_id=start, block_end=start, block_size=block_size, node_id=node_id
+        )
 
     def allocate(self) -> int:
-        """Returns a producer id never returned before by this data directory."""
+        """Returns a producer id never returned before by this broker, nor by any other."""
         if self.next_producer_id >= self.block_end:
             self.block_end = self.next_producer_id + self.block_size
             _write_atomically(self.path, json.dumps({"block_end": self.block_end}).encode())
-        producer_id = self.next_producer_id
+        local_id = self.next_producer_id
         self.next_producer_id += 1
-        return producer_id
+        return (self.node_id << self.NODE_ID_SHIFT) | local_id
 
 
 def load_cluster_id(data_dir: Path) -> str:

@@ -6,7 +6,6 @@ import socket
 import threading
 from pathlib import Path
 
-import pytest
 import trio
 
 from quorumq.client import Consumer, Producer
@@ -75,13 +74,6 @@ async def test_isr_replication_is_the_topics_default(tmp_path: Path) -> None:
         assert sorted(await consume_all(cluster.bootstrap, "isr-topic", 3)) == [b"a", b"b", b"c"]
 
 
-@pytest.mark.xfail(
-    reason="cluster mode: each broker allocates producer ids from its own store, so two "
-    "idempotent producers that ask different brokers get the same id and the second one's "
-    "records are acknowledged as duplicates of the first's (lost); found while testing the "
-    "helper, for the broker's InitProducerId to fix",
-    strict=False,
-)
 async def test_idempotent_producers_that_ask_different_brokers_both_land(tmp_path: Path) -> None:
     async with Cluster(brokers=3, tmp_path=tmp_path) as cluster:
         await cluster.create_topic("ids", partitions=1)
