@@ -6,21 +6,29 @@ seconds per million records, since on a 2-core machine the client needs one core
 """
 
 from quorumq.bench._kafka import (
+    CLUSTER_BROKER_ARGS,
     BrokerProcess,
     ConsumeResult,
+    FailoverTrial,
     ProduceResult,
     consume_bench,
+    failover_bench,
     produce_bench,
     start_quorumq_broker,
+    start_quorumq_cluster,
     start_tansu_broker,
 )
 
 __all__ = [
+    "CLUSTER_BROKER_ARGS",
     "BrokerProcess",
     "ConsumeResult",
+    "FailoverTrial",
     "ProduceResult",
     "consume_bench",
+    "failover_bench",
     "produce_bench",
     "start_quorumq_broker",
+    "start_quorumq_cluster",
     "start_tansu_broker",
 ]

@@ -325,3 +325,135 @@ def consume_bench(
     cpu = broker.cpu_seconds() - cpu0
     consumer.close()
     return ConsumeResult(broker.name, got, record_size, seconds, cpu)
+
+
+CLUSTER_BROKER_ARGS: tuple[str, ...] = (
+    "--session-timeout-ms", "3000", "--heartbeat-interval-ms", "500",
+    "--replica-lag-time-max-ms", "2000",
+)  # fmt: skip
+"""The timeouts ``quorumq compare`` gives its embedded cluster (a dead broker fenced in ~3 s)."""
+
+
+@contextlib.contextmanager
+def start_quorumq_cluster(
+    brokers: int = 3, *, broker_args: Sequence[str] = (), name: str = "quorumq"
+) -> Iterator[BrokerProcess]:
+    """Runs ``brokers`` cluster-mode broker processes (every one a controller voter) through the
+    :class:`~quorumq.cluster.Supervisor` on free loopback ports, waits until all are registered.
+
+    The returned :class:`BrokerProcess` lists every broker's process, so ``cpu_seconds`` sums
+    the CPU of all of them (the cost of three copies, not of one broker).
+    """
+    from quorumq.cluster import Supervisor, free_port_block
+
+    supervisor = Supervisor(
+        brokers,
+        base_port=free_port_block(brokers),
+        cluster_mode=True,
+        broker_args=(*CLUSTER_BROKER_ARGS, *broker_args),
+    )
+    with supervisor:
+        supervisor.start(timeout_s=90)
+        processes = [h.process for h in supervisor.brokers if h.process is not None]
+        yield BrokerProcess(name, supervisor.bootstrap, processes)
+
+
+@attrs.frozen
+class FailoverTrial:
+    """One SIGKILL of the active controller, in seconds from the kill (nan: not within time)."""
+
+    killed: int
+    new_controller: int
+    elected_s: float
+    """Until Metadata from a survivor names another controller."""
+    topic_created_s: float
+    """Until a CreateTopics through the survivors succeeded (at or after ``elected_s``)."""
+
+
+def _try_create_topic(bootstrap: str, topic: str, replication_factor: int) -> bool:
+    ck = _confluent()
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    futures = admin.create_topics(
+        [NewTopic(topic, 1, replication_factor)], operation_timeout=2, request_timeout=2
+    )
+    try:
+        for fut in futures.values():
+            fut.result(timeout=3)
+    except ck.KafkaException as exc:
+        return bool(exc.args[0].code() == ck.KafkaError.TOPIC_ALREADY_EXISTS)
+    except Exception:
+        return False
+    return True
+
+
+def failover_bench(
+    *,
+    brokers: int = 3,
+    trials: int = 5,
+    replication_factor: int = 2,
+    trial_timeout_s: float = 30.0,
+    broker_args: Sequence[str] = (),
+    progress: object | None = None,
+) -> list[FailoverTrial]:
+    """SIGKILLs the active controller ``trials`` times and times the recovery.
+
+    Each trial: read ``controller_id`` from Metadata, SIGKILL that broker's process, poll the
+    survivors' Metadata every 20 ms until another controller id shows, then try CreateTopics
+    (replication factor ``replication_factor``, so it fits the survivors) until it succeeds.
+    The killed broker is restarted and the cluster is ready again before the next trial.
+    """
+    from quorumq.cluster import ClusterError, Supervisor, cluster_view, free_port_block
+
+    if replication_factor > brokers - 1:
+        raise BenchError("the replication factor must fit the brokers left after one is killed")
+    supervisor = Supervisor(
+        brokers,
+        base_port=free_port_block(brokers),
+        cluster_mode=True,
+        broker_args=(*CLUSTER_BROKER_ARGS, *broker_args),
+    )
+    out: list[FailoverTrial] = []
+    with supervisor:
+        supervisor.start(timeout_s=90)
+        for trial in range(trials):
+            deadline = time.monotonic() + trial_timeout_s
+            victim = -1
+            while victim < 0 and time.monotonic() < deadline:
+                with contextlib.suppress(ClusterError):
+                    victim = supervisor.view(timeout_s=2).controller_id
+                if victim < 0:
+                    time.sleep(0.05)
+            if victim < 0:
+                raise BenchError("no active controller before the trial")
+            survivors = [i for i in range(brokers) if i != victim]
+            bootstrap = ",".join(supervisor.address(i) for i in survivors)
+            start = time.monotonic()
+            supervisor.kill(victim)
+            elected_s = topic_s = float("nan")
+            new_controller = -1
+            while time.monotonic() < start + trial_timeout_s:
+                for node_id in survivors:
+                    try:
+                        view = cluster_view(supervisor.address(node_id), [], timeout_s=1)
+                    except ConnectionError:
+                        continue
+                    if view.controller_id not in (-1, victim):
+                        new_controller = view.controller_id
+                        break
+                if new_controller >= 0:
+                    elected_s = time.monotonic() - start
+                    break
+                time.sleep(0.02)
+            topic = f"failover-{os.getpid()}-{trial}"
+            while new_controller >= 0 and time.monotonic() < start + trial_timeout_s:
+                if _try_create_topic(bootstrap, topic, replication_factor):
+                    topic_s = time.monotonic() - start
+                    break
+                time.sleep(0.02)
+            out.append(FailoverTrial(victim, new_controller, elected_s, topic_s))
+            if progress is not None:
+                progress(out[-1])  # type: ignore[operator]
+            supervisor.restart(victim, timeout_s=90)
+    return out

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
+import statistics
 from collections.abc import Iterator
 from enum import StrEnum
 
@@ -19,14 +21,22 @@ from quorumq.bench import (
     ConsumeResult,
     ProduceResult,
     consume_bench,
+    failover_bench,
     produce_bench,
     start_quorumq_broker,
+    start_quorumq_cluster,
     start_tansu_broker,
 )
 from quorumq.bench._kafka import create_topic
 from quorumq.cli._app import bench_app
 
 console = Console()
+
+
+class Strategy(StrEnum):
+    quorum = "quorum"
+    isr = "isr"
+    both = "both"
 
 
 class Target(StrEnum):
@@ -63,6 +73,30 @@ def _targets(target: Target, bootstrap: str | None, pid: int | None):  # type: i
     return out
 
 
+def _produce_runs(  # type: ignore[no-untyped-def]
+    broker: Target,
+    bootstrap: str,
+    broker_pid: int,
+    brokers: int,
+    strategy: Strategy,
+    min_insync_replicas: int,
+):
+    """(broker starter, topic configs) for each run of ``bench produce``."""
+    if brokers == 1:
+        return [(start, {}) for start in _targets(broker, bootstrap or None, broker_pid or None)]
+    if bootstrap or broker != Target.quorumq:
+        raise typer.BadParameter("--brokers > 1 starts quorumq brokers only (no --bootstrap)")
+    names = ["quorum", "isr"] if strategy == Strategy.both else [strategy.value]
+    runs = []
+    for name in names:
+        configs = {"replication.strategy": name}
+        if name == "isr":
+            configs["min.insync.replicas"] = str(min_insync_replicas)
+        label = f"quorumq ×{brokers} {name}"
+        runs.append((functools.partial(start_quorumq_cluster, brokers, name=label), configs))
+    return runs
+
+
 def _machine() -> str:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -84,15 +118,32 @@ def bench_produce(
     bootstrap: str = typer.Option("", help="Use a running broker instead of starting one."),
     broker_pid: int = typer.Option(0, help="With --bootstrap: PID whose CPU time to report."),
     timeout: float = typer.Option(300.0, min=1.0, help="Seconds before giving up."),
+    brokers: int = typer.Option(
+        1, min=1, max=9, help="Start this many cluster-mode broker processes (quorumq only)."
+    ),
+    replication_factor: int = typer.Option(
+        0, min=0, max=9, help="Replication factor of the topic (0: --brokers)."
+    ),
+    strategy: Strategy = typer.Option(
+        Strategy.quorum, help="replication.strategy of the topic (with --brokers > 1)."
+    ),
+    min_insync_replicas: int = typer.Option(2, min=1, help="min.insync.replicas for isr."),
 ) -> None:
-    """Produce with confluent-kafka (librdkafka); print records/s, MB/s, latency, broker CPU."""
+    """Produce with confluent-kafka (librdkafka); print records/s, MB/s, latency, broker CPU.
+
+    With ``--brokers 3`` the CPU column sums the three broker processes.
+    """
     if acks not in ("0", "1", "all", "-1"):
         raise typer.BadParameter("--acks must be 0, 1 or all")
+    rf = replication_factor or brokers
+    if rf > brokers:
+        raise typer.BadParameter("--replication-factor cannot exceed --brokers")
+    runs = _produce_runs(broker, bootstrap, broker_pid, brokers, strategy, min_insync_replicas)
     results: list[ProduceResult] = []
-    for start in _targets(broker, bootstrap or None, broker_pid or None):
+    for start, configs in runs:
         with start() as proc:
             topic = f"bench-{os.getpid()}"
-            create_topic(proc.bootstrap, topic, partitions)
+            create_topic(proc.bootstrap, topic, partitions, rf, configs)
             with _progress(f"produce → {proc.name}", records) as advance:
                 results.append(
                     produce_bench(
@@ -106,9 +157,12 @@ def bench_produce(
                         progress=advance,
                     )
                 )
-    table = Table(
-        title=f"produce: {records:,} × {record_size} B, acks={acks}, {partitions} partition(s)"
-    )
+    title = f"produce: {records:,} × {record_size} B, acks={acks}, {partitions} partition(s)"
+    if brokers > 1:
+        title += f", {brokers} brokers, RF {rf}"
+    if rate:
+        title += f", paced at {rate:,} records/s"
+    table = Table(title=title)
     for col in (
         "broker",
         "records/s",
@@ -182,6 +236,46 @@ def bench_consume(
         )
     console.print(table)
     _ratio(results)
+    console.print(f"machine: {_machine()}")
+
+
+@bench_app.command("failover")
+def bench_failover(
+    trials: int = typer.Option(5, min=1, max=100, help="How many controller kills."),
+    brokers: int = typer.Option(3, min=3, max=9, help="Cluster-mode broker processes."),
+    replication_factor: int = typer.Option(
+        2, min=1, help="Of the topic created after each kill (must fit the survivors)."
+    ),
+    trial_timeout: float = typer.Option(30.0, min=1.0, help="Seconds before a trial gives up."),
+) -> None:
+    """SIGKILL the active controller N times: seconds until Metadata names a new controller,
+    and until a topic creation succeeds; min / median / max."""
+
+    def report(trial) -> None:  # type: ignore[no-untyped-def]
+        console.print(
+            f"killed controller {trial.killed} → {trial.new_controller}: "
+            f"elected {trial.elected_s:.2f} s, topic created {trial.topic_created_s:.2f} s"
+        )
+
+    out = failover_bench(
+        brokers=brokers, trials=trials, replication_factor=replication_factor,
+        trial_timeout_s=trial_timeout, progress=report,
+    )  # fmt: skip
+    table = Table(title=f"controller failover: {trials} SIGKILLs of the active controller, "
+                        f"{brokers} brokers")  # fmt: skip
+    for col in ("seconds until", "min", "median", "max", "failed trials"):
+        table.add_column(col, justify="right")
+    for label, values in (
+        ("new controller in Metadata", [t.elected_s for t in out]),
+        ("topic created", [t.topic_created_s for t in out]),
+    ):
+        ok = [v for v in values if v == v]  # nan: not within the trial timeout
+        if ok:
+            row = [f"{min(ok):.2f}", f"{statistics.median(ok):.2f}", f"{max(ok):.2f}"]
+        else:
+            row = ["-", "-", "-"]
+        table.add_row(label, *row, str(len(values) - len(ok)))
+    console.print(table)
     console.print(f"machine: {_machine()}")
 
 
