@@ -54,7 +54,7 @@ def report_table(report: CompareReport) -> Table:
         "stall": ("follower paused (SIGSTOP)", [
             ("stall s", "stall_s", 1), ("acks/s before", "acks_per_s_before", 0),
             ("acks/s during", "acks_per_s_during", 0), ("p99 ms during", "p99_ms_during", 1),
-            ("max ms during", "max_ms_during", 1)]),
+            ("max ms during", "max_ms_during", 1), ("longest ack gap s", "longest_ack_gap_s", 2)]),
         "kill": ("leader SIGKILLed", [
             ("acked", "acknowledged", 0), ("[bold]lost[/bold]", "lost", 0),
             ("duplicates", "duplicates", 0), ("offsets reused", "offsets_reused", 0),

@@ -538,7 +538,8 @@ def explain(row: Row) -> str:
     if "acks_per_s_during" in stall:
         parts.append(
             f"Follower paused {stall['stall_s']} s: {stall['acks_per_s_during']:,.0f} acks/s "
-            f"(before {stall['acks_per_s_before']:,.0f}), max latency {stall['max_ms_during']} ms."
+            f"(before {stall['acks_per_s_before']:,.0f}), no ack for up to "
+            f"{stall['longest_ack_gap_s']} s, max latency {stall['max_ms_during']} ms."
         )
     kill = row.scenarios.get("kill", {})
     if "lost" in kill:
