@@ -191,10 +191,12 @@ def read_all(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.
                     out.append(ReadRecord(msg.partition(), msg.offset(), msg.key(), msg.value()))
                     if msg.offset() + 1 >= ends[msg.partition()]:
                         done.add(msg.partition())
-                elif msg.error().code() == KafkaError._PARTITION_EOF:
+                elif (
+                    msg.error().code() == KafkaError._PARTITION_EOF
+                    and msg.offset() >= ends[msg.partition()]
+                ):
                     # The end may be a control batch (a leader change), which consumers skip.
-                    if msg.offset() >= ends[msg.partition()]:
-                        done.add(msg.partition())
+                    done.add(msg.partition())
         assert len(done) == partitions, f"read only partitions {sorted(done)} of {ends}"
         return out
     finally:
