@@ -1,0 +1,166 @@
+"""Issue 5 with real processes: acks=all through a leader SIGKILL, a paused old leader, and
+min.insync.replicas with two brokers down."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from quorumq.chaos._history import check_history
+from quorumq.cluster import Supervisor
+from tests.process._procs import (
+    History,
+    create_topic,
+    open_cluster,
+    produce_all,
+    read_all,
+    view_from,
+    wait_for,
+    wait_leaders,
+)
+
+STRATEGIES = [
+    pytest.param({"replication.strategy": "quorum"}, id="quorum"),
+    pytest.param(
+        {"replication.strategy": "isr", "min.insync.replicas": "2"},
+        id="isr-min2",
+        marks=pytest.mark.slow,
+    ),
+]
+
+
+@pytest.mark.parametrize("configs", STRATEGIES)
+def test_leader_sigkilled_under_acks_all_loses_no_acknowledged_record(
+    cluster3: Supervisor, configs: dict[str, str]
+) -> None:
+    topic = f"failover-{configs['replication.strategy']}-{time.monotonic_ns()}"
+    create_topic(cluster3.bootstrap, topic, 3, 3, configs)
+    view = wait_leaders(cluster3, topic, 3)
+    info = view.partition(topic, 0)
+    assert info is not None
+    victim = info.leader_id
+    values = [b"v%05d" % i for i in range(1500)]
+    history = History()
+    producer = threading.Thread(
+        target=produce_all,
+        args=(cluster3.bootstrap, topic, values),
+        kwargs={"partitions": 3, "spread_s": 6.0, "out": history},
+    )
+    producer.start()
+    try:
+        wait_for(lambda: history.acked() >= 300, 30, "300 acks before the kill")
+        cluster3.kill(victim)
+        survivors = [i for i in range(3) if i != victim]
+        view = wait_leaders(cluster3, topic, 3, among=survivors)
+        new = view.partition(topic, 0)
+        assert new is not None and new.leader_id != victim
+        assert new.leader_epoch > info.leader_epoch
+    finally:
+        producer.join(60)
+    assert not producer.is_alive()
+    cluster3.restart(victim, timeout_s=60)
+    records = read_all(cluster3.bootstrap, topic, 3)
+    report = check_history(history.attempts, records)
+    print(topic, report.summary(), history.errors)
+    assert report.acknowledged > 300
+    assert report.ok, report.summary()
+    assert not report.lost
+
+
+def _partition_log(sup: Supervisor, node_id: int, topic: str, partition: int) -> bytes:
+    """The bytes of every segment of one replica, in offset order (a follower appends the
+    leader's batches unchanged, so equal logs are equal bytes)."""
+    directory = sup.brokers[node_id].spec.data_dir / f"{topic}-{partition}"
+    return b"".join(p.read_bytes() for p in sorted(Path(directory).glob("*.log")))
+
+
+def test_paused_old_leader_is_fenced_and_truncated(cluster3: Supervisor) -> None:
+    from kafka import KafkaProducer
+
+    topic = f"paused-{time.monotonic_ns()}"
+    create_topic(cluster3.bootstrap, topic, 1, 3, {"replication.strategy": "quorum"})
+    info = wait_leaders(cluster3, topic, 1).partition(topic, 0)
+    assert info is not None
+    old = info.leader_id
+    others = [i for i in range(3) if i != old]
+    # A producer that knows only the old leader: its requests reach the paused process and wait
+    # in its socket until it resumes.
+    stale = KafkaProducer(bootstrap_servers=cluster3.address(old), acks="all", retries=0,
+                          request_timeout_ms=20000, metadata_max_age_ms=600000,
+                          max_block_ms=20000)  # fmt: skip
+    stale.send(topic, b"before", partition=0).get(timeout=20)
+    cluster3.pause(old)
+    try:
+        futures = [stale.send(topic, b"stale-%02d" % i, partition=0) for i in range(5)]
+        new = wait_leaders(cluster3, topic, 1, among=others).partition(topic, 0)
+        assert new is not None and new.leader_id in others
+        assert new.leader_epoch > info.leader_epoch
+        bootstrap = ",".join(cluster3.address(i) for i in others)
+        history = History()
+        produce_all(bootstrap, topic, [b"new-%03d" % i for i in range(50)], partitions=1,
+                    spread_s=0.0, out=history)  # fmt: skip
+        assert history.acked() == 50
+    finally:
+        cluster3.resume(old)
+    # The old leader wakes up: none of the requests it holds is acknowledged.
+    acked_stale = []
+    for fut in futures:
+        try:
+            fut.get(timeout=30)
+            acked_stale.append(fut)
+        except Exception:  # NotLeader, fenced, timed out: all mean "not acked"
+            pass
+    stale.close(timeout=5)
+    assert acked_stale == []
+    # It rejoins as a follower, truncates any divergent tail and ends with the same log.
+    leader = new.leader_id
+    wait_for(
+        lambda: (
+            _partition_log(cluster3, old, topic, 0) == _partition_log(cluster3, leader, topic, 0)
+            or None
+        ),
+        30,
+        "the old leader's log to match the new leader's",
+    )
+    records = read_all(bootstrap, topic, 1)
+    values = [r.value for r in records]
+    assert values[0] == b"before" and values[-50:] == [b"new-%03d" % i for i in range(50)]
+    assert not [v for v in values if v.startswith(b"stale-")]
+    assert view_from(cluster3, [old]) is not None
+
+
+@pytest.mark.slow
+def test_isr_min2_with_two_replicas_down_refuses_acks_all(tmp_path: Path) -> None:
+    """5 brokers: with all 3 brokers voters, 2 down would lose the controller majority too."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError, NotEnoughReplicasAfterAppendError, NotEnoughReplicasError
+
+    with open_cluster(5, tmp_path / "five") as sup:
+        topic = "min-isr"
+        create_topic(sup.bootstrap, topic, 1, 3,
+                     {"replication.strategy": "isr", "min.insync.replicas": "2"})  # fmt: skip
+        info = wait_leaders(sup, topic, 1).partition(topic, 0)
+        assert info is not None
+        leader = info.leader_id
+        producer = KafkaProducer(bootstrap_servers=sup.bootstrap, acks="all", retries=0,
+                                 request_timeout_ms=5000)  # fmt: skip
+        producer.send(topic, b"ok", partition=0).get(timeout=20)
+        for node_id in info.replicas:
+            if node_id != leader:
+                sup.kill(node_id)
+        seen: dict[str, int] = {}
+        acked_after = 0
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and "NotEnoughReplicasError" not in seen:
+            try:
+                producer.send(topic, b"refused?", partition=0).get(timeout=10)
+                acked_after += 1
+            except (NotEnoughReplicasError, NotEnoughReplicasAfterAppendError, KafkaError) as exc:
+                seen[type(exc).__name__] = seen.get(type(exc).__name__, 0) + 1
+            time.sleep(0.2)
+        producer.close(timeout=5)
+        assert "NotEnoughReplicasError" in seen, seen
+        assert acked_after == 0, (acked_after, seen)
