@@ -136,14 +136,12 @@ def run_log_bench(
         )
         log.delete()
     plain = directory / "bench-nofsync-0"
-    row, log = _append_phase("append, no fsync", plain, batch, per_batch, batches, 0)
+    row, log = _append_phase("append (no fsync)", plain, batch, per_batch, batches, 0)
     rows.append(row)
     rows.append(_read_phase(log, fetch_bytes))
     log.delete()
     synced = directory / "bench-fsync-0"
-    row, log = _append_phase(
-        "append, fsync every 1 MiB", synced, batch, per_batch, batches, 1 << 20
-    )
+    row, log = _append_phase("append (fsync/1 MiB)", synced, batch, per_batch, batches, 1 << 20)
     rows.insert(1, row)
     log.delete()
     return rows
@@ -177,18 +175,22 @@ def bench_log(
         )
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    title = f"{records:,} records of {record_size} B in {batch_bytes:,} B batches"
+    title = (
+        f"{records:,} records of {record_size} B in {batch_bytes:,} B batches, "
+        f"{rows[0].size_bytes / 1e6:,.1f} MB per phase"
+    )
     table = Table(title=title + (" (after a warm-up pass)" if warmup else ""))
-    for column in ("phase", "records", "MB", "seconds", "CPU s", "records/s", "MB/s"):
-        table.add_column(column, justify="left" if column == "phase" else "right")
+    for column in ("phase", "records", "seconds", "CPU s", "records/s", "MB/s"):
+        table.add_column(
+            column, justify="left" if column == "phase" else "right", no_wrap=column == "phase"
+        )
     for row in rows:
         table.add_row(
             row.name,
             f"{row.records:,}",
-            f"{row.size_bytes / 1e6:,.1f}",
             f"{row.seconds:.3f}",
             f"{row.cpu_seconds:.3f}",
-            f"{row.records_per_s:,.0f}",
+            f"{row.records_per_s / 1e6:,.2f} M",
             f"{row.mb_per_s:,.0f}",
         )
     console.print(table)

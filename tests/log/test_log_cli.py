@@ -15,7 +15,7 @@ def test_bench_log_prints_the_three_phases(tmp_path: Path) -> None:
         app, ["bench", "log", "--records", "3000", "--no-warmup", "--dir", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
-    for phase in ("append, no fsync", "append, fsync every 1 MiB", "sequential read"):
+    for phase in ("append (no fsync)", "append (fsync/1 MiB)", "sequential read"):
         assert phase in result.output
     assert list(tmp_path.iterdir()) == []  # cleans up after itself
 
