@@ -169,7 +169,13 @@ def produce_all(
 def read_all(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0
              ) -> list[ReadRecord]:  # fmt: skip
     """Every record of every partition up to its end (high watermark), with confluent-kafka."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    from confluent_kafka import (
+        OFFSET_BEGINNING,
+        Consumer,
+        KafkaError,
+        KafkaException,
+        TopicPartition,
+    )
 
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"read-{time.monotonic_ns()}",
@@ -179,12 +185,19 @@ def read_all(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.
     try:
         consumer.assign([TopicPartition(topic, i, OFFSET_BEGINNING) for i in range(partitions)])
         ends: dict[int, int] = {}
+        deadline = time.monotonic() + timeout_s
         for i in range(partitions):
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, i), timeout=10)
-            ends[i] = high
+            while i not in ends:
+                try:
+                    _low, ends[i] = consumer.get_watermark_offsets(
+                        TopicPartition(topic, i), timeout=10
+                    )
+                except KafkaException:  # leaders still moving (a restart): ask again
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
         out: list[ReadRecord] = []
         done = {i for i, high in ends.items() if high == 0}
-        deadline = time.monotonic() + timeout_s
         while len(done) < partitions and time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=1000, timeout=0.5):
                 if msg.error() is None:
