@@ -14,8 +14,7 @@ import attrs
 import trio
 
 from quorumq.errors import RequestTimedOut
-from quorumq.log import PartitionLog
-from quorumq.log._producer_state import ProducerStateManager
+from quorumq.log import PartitionLog, ProducerStateManager
 from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
 
 

@@ -16,6 +16,12 @@ from quorumq.log._log import (
     validate_records,
 )
 from quorumq.log._manager import LogManager, parse_partition_dir_name, partition_dir_name
+from quorumq.log._producer_state import (
+    BatchMetadata,
+    DuplicateBatch,
+    ProducerStateEntry,
+    ProducerStateManager,
+)
 from quorumq.log._segment import LogSegment, segment_file_name
 
 __all__ = [
@@ -24,13 +30,17 @@ __all__ = [
     "CLEAN_SHUTDOWN_FILE",
     "LONG_MAX",
     "AppendInfo",
+    "BatchMetadata",
     "CompactionResult",
+    "DuplicateBatch",
     "FlushJob",
     "LogConfig",
     "LogManager",
     "LogSegment",
     "OffsetIndex",
     "PartitionLog",
+    "ProducerStateEntry",
+    "ProducerStateManager",
     "ReadResult",
     "TimeIndex",
     "parse_partition_dir_name",

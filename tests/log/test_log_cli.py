@@ -22,6 +22,6 @@ def test_bench_log_prints_the_three_phases(tmp_path: Path) -> None:
 
 def test_demo_tours_the_log_and_exits() -> None:
     _register()
-    result = CliRunner().invoke(app, ["demo"])
+    result = CliRunner().invoke(app, ["demo", "--log-only"])
     assert result.exit_code == 0, result.output
     assert "recovery" in result.output and "compaction" in result.output
