@@ -264,10 +264,17 @@ def produce_bench(
     interval = 1.0 / rate if rate else 0.0
     while sent < records and time.perf_counter() < deadline:
         if rate:
+            # Wait in poll(), not sleep(): delivery callbacks (where latency is read) run only
+            # inside poll(), so a paced run must serve them while it waits.
             target = start + sent * interval
             now = time.perf_counter()
-            if target > now:
-                time.sleep(target - now)
+            while target > now:
+                wait = target - now
+                if wait >= 0.002:
+                    producer.poll(wait - 0.001)
+                else:
+                    time.sleep(wait)
+                now = time.perf_counter()
         try:
             sent_at = time.perf_counter()
             producer.produce(topic, payload, on_delivery=delivered(sent_at))
@@ -275,10 +282,10 @@ def produce_bench(
         except BufferError:
             producer.poll(0.01)
             continue
-        if sent % 1000 == 0:
+        if rate or sent % 1000 == 0:
             producer.poll(0)
-            if progress is not None:
-                progress(sent)  # type: ignore[operator]
+        if sent % 1000 == 0 and progress is not None:
+            progress(sent)  # type: ignore[operator]
     remaining = max(0.0, deadline - time.perf_counter())
     producer.flush(remaining)
     seconds = time.perf_counter() - start

@@ -128,6 +128,7 @@ def bench_produce(
         Strategy.quorum, help="replication.strategy of the topic (with --brokers > 1)."
     ),
     min_insync_replicas: int = typer.Option(2, min=1, help="min.insync.replicas for isr."),
+    linger_ms: int = typer.Option(5, min=0, help="The producer's linger.ms."),
 ) -> None:
     """Produce with confluent-kafka (librdkafka); print records/s, MB/s, latency, broker CPU.
 
@@ -154,6 +155,7 @@ def bench_produce(
                         acks=acks,
                         rate=rate or None,
                         timeout_s=timeout,
+                        extra_config={"linger.ms": str(linger_ms)},
                         progress=advance,
                     )
                 )
@@ -162,6 +164,8 @@ def bench_produce(
         title += f", {brokers} brokers, RF {rf}"
     if rate:
         title += f", paced at {rate:,} records/s"
+    if linger_ms != 5:
+        title += f", linger.ms={linger_ms}"
     table = Table(title=title)
     for col in (
         "broker",
