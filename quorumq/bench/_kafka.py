@@ -79,15 +79,23 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 
     raise BenchError(f"broker did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
 
 
+def quorumq_argv(launcher: Sequence[str] | None = None) -> list[str]:
+    """The argv that runs ``quorumq`` (default ``python -m quorumq``; a benchmark can name a
+    wrapper script or another interpreter instead)."""
+    return list(launcher) if launcher else [sys.executable, "-m", "quorumq"]
+
+
 @contextlib.contextmanager
-def start_quorumq_broker(data_dir: Path | None = None) -> Iterator[BrokerProcess]:
+def start_quorumq_broker(
+    data_dir: Path | None = None, *, launcher: Sequence[str] | None = None
+) -> Iterator[BrokerProcess]:
     """Runs ``quorumq broker`` in a child process on a free loopback port."""
     port = free_port()
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qq-bench-")))
         cmd = [
-            sys.executable, "-m", "quorumq", "broker", "--node-id", "0",
+            *quorumq_argv(launcher), "broker", "--node-id", "0",
             "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
         ]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -347,7 +355,11 @@ CLUSTER_BROKER_ARGS: tuple[str, ...] = (
 
 @contextlib.contextmanager
 def start_quorumq_cluster(
-    brokers: int = 3, *, broker_args: Sequence[str] = (), name: str = "quorumq"
+    brokers: int = 3,
+    *,
+    broker_args: Sequence[str] = (),
+    name: str = "quorumq",
+    launcher: Sequence[str] | None = None,
 ) -> Iterator[BrokerProcess]:
     """Runs ``brokers`` cluster-mode broker processes (every one a controller voter) through the
     :class:`~quorumq.cluster.Supervisor` on free loopback ports, waits until all are registered.
@@ -362,6 +374,7 @@ def start_quorumq_cluster(
         base_port=free_port_block(brokers),
         cluster_mode=True,
         broker_args=(*CLUSTER_BROKER_ARGS, *broker_args),
+        launcher=[*quorumq_argv(launcher), "broker"],
     )
     with supervisor:
         supervisor.start(timeout_s=90)
@@ -423,6 +436,7 @@ def failover_bench(
     replication_factor: int = 2,
     trial_timeout_s: float = 30.0,
     broker_args: Sequence[str] = (),
+    launcher: Sequence[str] | None = None,
     progress: object | None = None,
 ) -> list[FailoverTrial]:
     """SIGKILLs the active controller ``trials`` times and times the recovery.
@@ -441,6 +455,7 @@ def failover_bench(
         base_port=free_port_block(brokers),
         cluster_mode=True,
         broker_args=(*CLUSTER_BROKER_ARGS, *broker_args),
+        launcher=[*quorumq_argv(launcher), "broker"],
     )
     out: list[FailoverTrial] = []
     with supervisor:

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import platform
+import shlex
 import statistics
 from collections.abc import Iterator
 from enum import StrEnum
@@ -62,12 +63,14 @@ class _Pid:
         return 0  # reported as exited, so BrokerProcess.stop leaves it alone
 
 
-def _targets(target: Target, bootstrap: str | None, pid: int | None):  # type: ignore[no-untyped-def]
+def _targets(  # type: ignore[no-untyped-def]
+    target: Target, bootstrap: str | None, pid: int | None, launcher: list[str] | None = None
+):
     if bootstrap:
         return [lambda: _external(bootstrap, pid)]
     out = []
     if target in (Target.quorumq, Target.both):
-        out.append(start_quorumq_broker)
+        out.append(functools.partial(start_quorumq_broker, launcher=launcher))
     if target in (Target.tansu, Target.both):
         out.append(start_tansu_broker)
     return out
@@ -80,10 +83,13 @@ def _produce_runs(  # type: ignore[no-untyped-def]
     brokers: int,
     strategy: Strategy,
     min_insync_replicas: int,
+    launcher: str = "",
 ):
     """(broker starter, topic configs) for each run of ``bench produce``."""
+    argv = shlex.split(launcher) or None
     if brokers == 1:
-        return [(start, {}) for start in _targets(broker, bootstrap or None, broker_pid or None)]
+        starts = _targets(broker, bootstrap or None, broker_pid or None, argv)
+        return [(start, {}) for start in starts]
     if bootstrap or broker != Target.quorumq:
         raise typer.BadParameter("--brokers > 1 starts quorumq brokers only (no --bootstrap)")
     names = ["quorum", "isr"] if strategy == Strategy.both else [strategy.value]
@@ -93,7 +99,8 @@ def _produce_runs(  # type: ignore[no-untyped-def]
         if name == "isr":
             configs["min.insync.replicas"] = str(min_insync_replicas)
         label = f"quorumq ×{brokers} {name}"
-        runs.append((functools.partial(start_quorumq_cluster, brokers, name=label), configs))
+        start = functools.partial(start_quorumq_cluster, brokers, name=label, launcher=argv)
+        runs.append((start, configs))
     return runs
 
 
@@ -129,6 +136,9 @@ def bench_produce(
     ),
     min_insync_replicas: int = typer.Option(2, min=1, help="min.insync.replicas for isr."),
     linger_ms: int = typer.Option(5, min=0, help="The producer's linger.ms."),
+    launcher: str = typer.Option(
+        "", help="Command that runs quorumq for the brokers (default: python -m quorumq)."
+    ),
 ) -> None:
     """Produce with confluent-kafka (librdkafka); print records/s, MB/s, latency, broker CPU.
 
@@ -139,7 +149,9 @@ def bench_produce(
     rf = replication_factor or brokers
     if rf > brokers:
         raise typer.BadParameter("--replication-factor cannot exceed --brokers")
-    runs = _produce_runs(broker, bootstrap, broker_pid, brokers, strategy, min_insync_replicas)
+    runs = _produce_runs(
+        broker, bootstrap, broker_pid, brokers, strategy, min_insync_replicas, launcher
+    )
     results: list[ProduceResult] = []
     for start, configs in runs:
         with start() as proc:
@@ -201,10 +213,13 @@ def bench_consume(
     partitions: int = typer.Option(1, min=1, max=1000),
     broker: Target = typer.Option(Target.quorumq),
     timeout: float = typer.Option(300.0, min=1.0),
+    launcher: str = typer.Option(
+        "", help="Command that runs quorumq for the brokers (default: python -m quorumq)."
+    ),
 ) -> None:
     """Fill a topic, then read it back with confluent-kafka; print records/s, MB/s, broker CPU."""
     results: list[ConsumeResult] = []
-    for start in _targets(broker, None, None):
+    for start in _targets(broker, None, None, shlex.split(launcher) or None):
         with start() as proc:
             topic = f"bench-{os.getpid()}"
             create_topic(proc.bootstrap, topic, partitions)
@@ -251,6 +266,9 @@ def bench_failover(
         2, min=1, help="Of the topic created after each kill (must fit the survivors)."
     ),
     trial_timeout: float = typer.Option(30.0, min=1.0, help="Seconds before a trial gives up."),
+    launcher: str = typer.Option(
+        "", help="Command that runs quorumq for the brokers (default: python -m quorumq)."
+    ),
 ) -> None:
     """SIGKILL the active controller N times: seconds until Metadata names a new controller,
     and until a topic creation succeeds; min / median / max."""
@@ -263,7 +281,7 @@ def bench_failover(
 
     out = failover_bench(
         brokers=brokers, trials=trials, replication_factor=replication_factor,
-        trial_timeout_s=trial_timeout, progress=report,
+        trial_timeout_s=trial_timeout, launcher=shlex.split(launcher) or None, progress=report,
     )  # fmt: skip
     table = Table(title=f"controller failover: {trials} SIGKILLs of the active controller, "
                         f"{brokers} brokers")  # fmt: skip
