@@ -1,0 +1,48 @@
+"""The cluster benchmarks run end to end (tiny sizes; no speed assertions)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from quorumq.bench import failover_bench, produce_bench, start_quorumq_cluster
+from quorumq.bench._kafka import create_topic
+
+
+def test_failover_bench_times_one_controller_kill() -> None:
+    trials = failover_bench(brokers=3, trials=1, trial_timeout_s=30)
+    assert len(trials) == 1
+    trial = trials[0]
+    assert trial.new_controller not in (-1, trial.killed)
+    assert not math.isnan(trial.elected_s) and not math.isnan(trial.topic_created_s)
+    assert 0 < trial.elected_s <= trial.topic_created_s
+
+
+@pytest.mark.slow
+def test_produce_bench_on_three_brokers_sums_their_cpu() -> None:
+    with start_quorumq_cluster(3) as proc:
+        assert len(proc.processes) == 3
+        create_topic(proc.bootstrap, "b", 1, 3, {"replication.strategy": "isr",
+                                                 "min.insync.replicas": "2"})  # fmt: skip
+        result = produce_bench(proc, topic="b", records=2000, record_size=100, acks="all",
+                               rate=2000, timeout_s=60)  # fmt: skip
+    assert result.delivered == 2000 and result.failed == 0
+    assert result.broker_cpu_seconds > 0
+    assert 0 < result.percentile_ms(0.5) <= result.percentile_ms(0.99)
+
+
+@pytest.mark.slow
+def test_bench_produce_cli_both_strategies() -> None:
+    from quorumq.cli._app import (
+        _register,  # the subcommands register on first use
+        app,
+    )
+
+    _register()
+    result = CliRunner().invoke(app, ["bench", "produce", "--brokers", "3", "--strategy", "both",
+                                      "--acks", "all", "--records", "3000"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = result.output  # the table wraps "quorumq ×3 isr" in a narrow terminal
+    assert out.count("quorumq") == 2 and "quorum" in out and "isr" in out
