@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -101,8 +101,15 @@ class Broker:
     :meth:`shutdown`) to stop: it stops accepting, drops connections, flushes and closes logs.
     """
 
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        listen: Callable[[BrokerConfig], Awaitable[list[Any]]] = open_listeners,
+    ) -> None:
         self.config = config
+        self._listen = listen
+        """How :meth:`serve` binds (the simulation passes its in-memory network's listeners)."""
         self.port: int | None = None
         self.cluster_id = ""
         self.topics: TopicStore | None = None
@@ -170,7 +177,7 @@ class Broker:
             OSError: the listen address cannot be bound (the message says why).
             KafkaStorageError: the data directory cannot be used.
         """
-        listeners = await open_listeners(self.config)
+        listeners = await self._listen(self.config)
         try:
             self.open_data_dir()
         except BaseException:

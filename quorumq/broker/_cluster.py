@@ -27,6 +27,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,8 +39,9 @@ from quorumq.broker._broker import Broker, error_code_for
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetcher import FollowerFetcher
 from quorumq.broker._replica import FOLLOWER, ReplicaPartition, now_ms
-from quorumq.broker._server import Delayed
+from quorumq.broker._server import Delayed, open_listeners
 from quorumq.broker._topics import TopicSpec
+from quorumq.client._connection import open_connection
 from quorumq.controller import (
     BrokerMembership,
     Controller,
@@ -102,9 +104,22 @@ class ClusterBroker(Broker):
     ``port = await nursery.start(broker.serve)``; it registers in the background
     (:meth:`wait_registered`)."""
 
-    def __init__(self, config: BrokerConfig, cluster: ClusterConfig) -> None:
-        super().__init__(config)
+    def __init__(
+        self,
+        config: BrokerConfig,
+        cluster: ClusterConfig,
+        *,
+        listen: Callable[[BrokerConfig], Awaitable[list[Any]]] = open_listeners,
+        connect: Callable[..., AbstractAsyncContextManager[Any]] = open_connection,
+        open_bridge: Callable[[ClusterBroker, Path], AbstractAsyncContextManager[Any]]
+        | None = None,
+    ) -> None:
+        super().__init__(config, listen=listen)
         self.cluster = cluster
+        # Seams for the deterministic simulation (quorumq.testing._sim): its in-memory network's
+        # listeners and connect, and a single-threaded controller instead of the Raft voter.
+        self._connect = connect
+        self._open_bridge = open_bridge
         self.bridge: ControllerBridge | None = None
         self.controller: Controller | None = None
         self.membership: BrokerMembership | None = None
@@ -162,13 +177,17 @@ class ClusterBroker(Broker):
     async def _run_cluster(self, port: int, *, task_status: trio.TaskStatus[None]) -> None:
         controller_dir = Path(self.config.data_dir) / "controller"
         controller_dir.mkdir(exist_ok=True)
-        async with open_controller_bridge(
-            self.config.node_id,
-            self.cluster.voters,
-            controller_dir,
-            password=self.cluster.password,
-            raft_config=self.cluster.raft_config,
-        ) as bridge:
+        if self._open_bridge is not None:
+            opened = self._open_bridge(self, controller_dir)
+        else:
+            opened = open_controller_bridge(
+                self.config.node_id,
+                self.cluster.voters,
+                controller_dir,
+                password=self.cluster.password,
+                raft_config=self.cluster.raft_config,
+            )
+        async with opened as bridge:
             self.bridge = bridge
             self.controller = Controller(
                 bridge,
@@ -178,6 +197,7 @@ class ClusterBroker(Broker):
                     default_replication_strategy=DEFAULT_STRATEGY,
                 ),
                 tick_interval_s=self.cluster.controller_tick_s,
+                clock_ms=now_ms,
             )
             self.membership = BrokerMembership(
                 bridge,
@@ -186,6 +206,7 @@ class ClusterBroker(Broker):
                 port,
                 heartbeat_interval_s=self.cluster.heartbeat_interval_s,
                 reports=self._reports,
+                clock_ms=now_ms,
             )
             try:
                 async with trio.open_nursery() as nursery:
@@ -425,7 +446,10 @@ class ClusterBroker(Broker):
         if leader_id in self.fetchers or self._nursery is None:
             return
         fetcher = FollowerFetcher(
-            self, leader_id, max_wait_ms=self.cluster.replica_fetch_max_wait_ms
+            self,
+            leader_id,
+            max_wait_ms=self.cluster.replica_fetch_max_wait_ms,
+            connect=self._connect,
         )
         self.fetchers[leader_id] = fetcher
 

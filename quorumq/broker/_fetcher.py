@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import trio
@@ -69,12 +70,15 @@ class FollowerFetcher:
         max_wait_ms: int = 500,
         partition_max_bytes: int = 1 << 20,
         on_progress: Callable[[ReplicaPartition], None] | None = None,
+        connect: Callable[..., AbstractAsyncContextManager[Any]] = open_connection,
     ) -> None:
         self.source = source
         self.leader_id = leader_id
         self.max_wait_ms = max_wait_ms
         self.partition_max_bytes = partition_max_bytes
         self._on_progress = on_progress
+        self._connect = connect
+        """``open_connection``'s shape; the simulation passes its in-memory network's."""
         self._retry_at: dict[tuple[str, int], float] = {}
         self._scope: trio.CancelScope | None = None
         self._wake = trio.Event()
@@ -98,7 +102,7 @@ class FollowerFetcher:
             host, port = address
             error: Exception | None = None
             try:
-                async with open_connection(
+                async with self._connect(
                     host,
                     port,
                     client_id=f"quorumq-replica-{self.source.broker_id}",

@@ -71,8 +71,17 @@ LEADER_CHANGE = 2
 """KRaft's ``ControlRecordType.LEADER_CHANGE``: the epoch-start record a new quorum leader writes."""
 
 
-def now_ms() -> int:
+def wall_clock_ms() -> int:
     return int(time.time() * 1000)
+
+
+clock_ms: Callable[[], int] = wall_clock_ms
+"""The replication shells' clock (ISR lag, heartbeats): a seam for the deterministic simulation
+(``quorumq.testing._sim``), which points it at the Trio clock so that virtual time drives them."""
+
+
+def now_ms() -> int:
+    return clock_ms()
 
 
 @attrs.define(eq=False)
