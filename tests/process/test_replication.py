@@ -115,7 +115,9 @@ def test_paused_old_leader_is_fenced_and_truncated(cluster3: Supervisor) -> None
             pass
     stale.close(timeout=5)
     assert acked_stale == []
-    # It rejoins as a follower, truncates any divergent tail and ends with the same log.
+    # It rejoins as a follower, truncates any divergent tail and ends with the same log. (A
+    # probe polling its segment files saw the stale records appended right after SIGCONT, then
+    # gone: the old leader does take the held requests before it learns of the new epoch.)
     leader = new.leader_id
     wait_for(
         lambda: (
