@@ -309,8 +309,10 @@ class GroupCoordinatorShell:
                 sleep_s = min(max((deadline - _now_ms()) / 1000, 0.005), _MAX_TICK_SLEEP_S)
             with trio.move_on_after(sleep_s):
                 await self._wake.wait()
-            self._wake = trio.Event()
             self._drive(self.coordinator.tick(_now_ms()))
+            # Replaced after the drive: _drive sets the event, so replacing it first left it set
+            # and the loop spun (a full core per idle broker, measured in docs/benchmarks.md).
+            self._wake = trio.Event()
 
     def _answer(self, step: Step, respond: Callable[[GroupResult], Any]) -> Any:
         """The response now, or a Delayed that waits for the step's handle to complete."""
