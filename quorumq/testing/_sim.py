@@ -119,7 +119,8 @@ class SimStream(trio.abc.Stream):
             raise trio.BrokenResourceError("connection reset (simulated)")
         if data:
             pipe = self._outbound
-            at = max(trio.current_time() + self._network.next_delay(), pipe.last_at)
+            delay = self._network.next_delay(self._link.client_host, self._link.server_host)
+            at = max(trio.current_time() + delay, pipe.last_at)
             pipe.last_at = at
             pipe.chunks.append((at, bytes(data)))
             pipe.wake()
@@ -227,13 +228,21 @@ class SimNetwork:
         self._listeners: dict[Address, SimListener] = {}
         self._links: set[_Link] = set()
         self._blocked: set[frozenset[str]] = set()
+        self._slow: dict[frozenset[str | None], float] = {}
         self.changed = trio.Event()
         """Set (and replaced) whenever reachability changes (partitions, heals, crashes)."""
 
-    def next_delay(self) -> float:
+    def next_delay(self, a: str | None = None, b: str | None = None) -> float:
+        """A write's delivery delay (plus the slowdown of the ``a``-``b`` link, if any)."""
+        extra = self._slow.get(frozenset((a, b)), 0.0) if a is not None else 0.0
         if self.rng.random() < self.spike_probability:
-            return self.rng.uniform(self.max_delay_s, self.spike_max_s)
-        return self.rng.uniform(self.min_delay_s, self.max_delay_s)
+            return extra + self.rng.uniform(self.max_delay_s, self.spike_max_s)
+        return extra + self.rng.uniform(self.min_delay_s, self.max_delay_s)
+
+    def slow_down(self, a: str, b: str, extra_s: float) -> None:
+        """Adds ``extra_s`` to every write between hosts ``a`` and ``b`` until :meth:`heal`
+        (a congested link: followers behind it lag, in-flight records pile up)."""
+        self._slow[frozenset((a, b))] = extra_s
 
     def _changed(self) -> None:
         self.changed.set()
@@ -262,7 +271,9 @@ class SimNetwork:
         self.partition([host], [h for h in others if h != host])
 
     def heal(self) -> None:
+        """Ends every partition and slow link."""
         self._blocked.clear()
+        self._slow.clear()
         self._changed()
 
     def drop_random_connection(self) -> bool:
@@ -602,6 +613,7 @@ class SimCluster:
         network: SimNetwork | None = None,
         cluster_config: ClusterConfig | None = None,
         controller_config: ControllerConfig | None = None,
+        cluster_options: dict[str, Any] | None = None,
     ) -> None:
         from quorumq.controller import electors_for
         from quorumq.replication import DEFAULT_STRATEGY, STRATEGIES
@@ -612,6 +624,7 @@ class SimCluster:
         self.network = network or SimNetwork(seed)
         self.cluster_config = cluster_config or ClusterConfig(
             voters=",".join(f"{i}@sim-b{i}:1" for i in range(1, brokers + 1)),
+            **(cluster_options or {}),
         )
         self.controller = SimController(
             self.network,
@@ -758,11 +771,13 @@ async def sim_cluster(
     brokers: int = 3,
     seed: int = 0,
     cluster_config: ClusterConfig | None = None,
+    **cluster_options: Any,
 ) -> AsyncIterator[SimCluster]:
     """Starts a simulated cluster (run it under ``MockClock(autojump_threshold=0)``), waits until
     every broker registered, and tears it all down on exit.
 
     The replication shells' clock follows the Trio clock while it runs (and is restored after).
+    ``cluster_options`` are :class:`ClusterConfig` fields (e.g. ``session_timeout_ms=3000``).
     """
     _make_dir(base_dir)
     seed_trio_scheduler(seed)
@@ -777,7 +792,14 @@ async def sim_cluster(
     )
     try:
         async with trio.open_nursery() as nursery:
-            cluster = SimCluster(nursery, base_dir, brokers, seed, cluster_config=cluster_config)
+            cluster = SimCluster(
+                nursery,
+                base_dir,
+                brokers,
+                seed,
+                cluster_config=cluster_config,
+                cluster_options=cluster_options,
+            )
             await nursery.start(cluster.controller.run)
             for broker_id in cluster.nodes:
                 await cluster.start(broker_id)
