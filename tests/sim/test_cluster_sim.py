@@ -305,3 +305,26 @@ async def test_cluster_simulation_many_seeds(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, mode: str, seed: int
 ) -> None:
     await _run_reporting_seed(tmp_path, mode, seed)
+
+
+async def test_isr_drops_a_silent_follower(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A follower cut off from the leader (it still reaches the controller through the third
+    broker) leaves the ISR within replica.lag.time.max.ms (30 s of virtual time) once it misses a
+    write; acks=all then succeeds with the two left (min.insync.replicas=2)."""
+    async with sim_cluster(tmp_path, brokers=3, seed=7) as cluster:
+        cluster.controller.create_topic(TOPIC, 1, 3, dict(MODES["isr"]))
+        await trio.sleep(1.0)
+        leader = leader_in_image(cluster)
+        follower = max(b for b in cluster.nodes if b != leader)
+        assert await produce(cluster, leader, [b"before"]) == ErrorCode.NONE
+        cluster.network.isolate(cluster.host_of(follower), [cluster.host_of(leader)])
+        # A follower at the leader's LEO is caught up however long it is silent (Kafka's
+        # isCaughtUp): the write below is what it falls behind on. It waits for all three.
+        assert await produce(cluster, leader, [b"during"]) == ErrorCode.REQUEST_TIMED_OUT
+        await trio.sleep(31)
+        replica = cluster.replicas(TOPIC, 0)[leader]
+        assert replica.leader is not None
+        assert set(replica.isr) == set(cluster.nodes) - {follower}
+        assert await produce(cluster, leader, [b"after"]) == ErrorCode.NONE
