@@ -33,6 +33,7 @@ import contextlib
 import logging
 import math
 import random
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -168,6 +169,8 @@ class _Link:
     server_host: str
     up: _Pipe
     down: _Pipe
+    serial: int
+    """Creation order: picks among links are made by it, never by object identity."""
 
     def involves(self, host: str) -> bool:
         return host in (self.client_host, self.server_host)
@@ -227,6 +230,7 @@ class SimNetwork:
         self.spike_max_s = spike_max_s
         self._listeners: dict[Address, SimListener] = {}
         self._links: set[_Link] = set()
+        self._serial = 0
         self._blocked: set[frozenset[str]] = set()
         self._slow: dict[frozenset[str | None], float] = {}
         self.changed = trio.Event()
@@ -278,14 +282,10 @@ class SimNetwork:
 
     def drop_random_connection(self) -> bool:
         """Breaks one established connection (chosen by the seeded rng); False if none."""
-        links = sorted(self._links, key=lambda lk: (lk.client_host, lk.server_host, id(lk)))
+        links = sorted(self._links, key=lambda lk: lk.serial)
         if not links:
             return False
-        # id() order is not reproducible: pick by (hosts, index among equals) instead.
-        keys = sorted({(lk.client_host, lk.server_host) for lk in links})
-        hosts = keys[self.rng.randrange(len(keys))]
-        victims = [lk for lk in links if (lk.client_host, lk.server_host) == hosts]
-        self._sever(victims[0])
+        self._sever(links[self.rng.randrange(len(links))])
         return True
 
     def crash_host(self, host: str) -> None:
@@ -355,7 +355,8 @@ class SimNetwork:
         if listener is None or not self.can_talk(source, address[0]):
             raise ConnectionError(f"cannot connect to {address[0]}:{address[1]}: refused")
         up, down = _Pipe(), _Pipe()
-        link = _Link(source, address[0], up, down)
+        self._serial += 1
+        link = _Link(source, address[0], up, down, self._serial)
         self._links.add(link)
         client = SimStream(self, link, down, up, _FakeSocket((source, 0), address))
         server = SimStream(self, link, up, down, _FakeSocket(address, (source, 0)))
@@ -560,9 +561,7 @@ class SimController:
                 subscription.close()
 
 
-def _uuid4(rng: random.Random) -> Any:
-    import uuid
-
+def _uuid4(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
