@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -162,6 +163,7 @@ class Supervisor:
         self.log_level = log_level
         self.launcher = tuple(launcher) if launcher else (sys.executable, "-m", "quorumq", "broker")
         raft_base = base_port + RAFT_PORT_OFFSET if raft_base_port is None else raft_base_port
+        self.controller_password = self._controller_secret() if self.cluster_mode else None
         self.brokers: list[BrokerHandle] = [
             BrokerHandle(
                 BrokerSpec(
@@ -175,6 +177,22 @@ class Supervisor:
             )
             for i in range(brokers)
         ]
+
+    def _controller_secret(self) -> str:
+        """The cluster's Raft password, made once per data dir and kept there (mode 0600).
+
+        Raft peers exchange pickles: without a password anyone who reaches a Raft port could run
+        code in the brokers. It reaches the brokers through the environment, not argv, so it does
+        not show in ``ps``; reusing the data dir reuses the secret.
+        """
+        path = self.data_dir / "controller.secret"
+        if path.exists():
+            return path.read_text().strip()
+        secret = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret + "\n")
+        return secret
 
     # --- addresses ---------------------------------------------------------------------------
 
@@ -230,8 +248,12 @@ class Supervisor:
         with open(handle.spec.log_path, "ab") as log_file:
             log_file.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
             log_file.flush()
+            env = dict(os.environ)
+            if self.controller_password is not None:
+                env.setdefault("QUORUMQ_CONTROLLER_PASSWORD", self.controller_password)
             handle.process = subprocess.Popen(
                 self.command(node_id),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,

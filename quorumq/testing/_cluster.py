@@ -27,6 +27,7 @@ import functools
 import logging
 import os
 import queue
+import secrets
 import shutil
 import socket
 import tempfile
@@ -151,6 +152,8 @@ class Cluster:
         self.replication = replication
         self.keep_data = keep_data
         self.session_timeout_ms = session_timeout_ms
+        # Raft peers exchange pickles: even in a test, the Raft ports get a password.
+        self._controller_password = secrets.token_urlsafe(16)
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.start_timeout_s = start_timeout_s
         self.broker_config: dict[str, Any] = {**TESTING_BROKER_DEFAULTS, **broker_config}
@@ -244,6 +247,7 @@ class Cluster:
         voters = ",".join(f"{m.node_id}@127.0.0.1:{m.raft_port}" for m in self._members)
         return ClusterConfig(
             voters=voters,
+            password=self._controller_password,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_s=self.heartbeat_interval_ms / 1000,
             default_replication_factor=min(3, self.num_brokers),

@@ -71,3 +71,15 @@ def test_supervisor_reports_a_broker_that_exits_before_ready(tmp_path: Path) -> 
 def test_supervisor_rejects_unknown_broker_ids() -> None:
     with Supervisor(1, base_port=free_port_block(1)) as sup, pytest.raises(ClusterError):
         sup.kill(3)
+
+
+def test_cluster_mode_keeps_a_private_raft_password_per_data_dir(tmp_path: Path) -> None:
+    first = Supervisor(3, cluster_mode=True, data_dir=tmp_path)
+    secret = tmp_path / "controller.secret"
+    assert first.controller_password and secret.stat().st_mode & 0o777 == 0o600
+    # Passed through the environment, never on the command line (which `ps` shows).
+    assert all(first.controller_password not in " ".join(first.command(i)) for i in range(3))
+    assert Supervisor(3, cluster_mode=True, data_dir=tmp_path).controller_password == (
+        first.controller_password
+    )
+    assert Supervisor(1, cluster_mode=False, data_dir=tmp_path / "solo").controller_password is None

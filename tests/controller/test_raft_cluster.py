@@ -7,7 +7,6 @@ Durations are printed (run with -s), never asserted.
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 from pathlib import Path
 
@@ -27,8 +26,7 @@ from quorumq.controller import (
 from quorumq.controller.image import ImageReset, TopicCreated
 from quorumq.errors import InvalidConfig, InvalidReplicationFactor, TopicAlreadyExists
 
-HAS_CRYPTO = importlib.util.find_spec("cryptography") is not None
-PASSWORD = "test-secret" if HAS_CRYPTO else None
+PASSWORD = "test-secret"  # cryptography is a dependency: the Raft ports are always protected
 
 
 def _free_ports(count: int) -> list[int]:
@@ -223,11 +221,3 @@ async def test_bridge_refuses_bad_voters_and_busy_port(tmp_path: Path) -> None:
         with pytest.raises(OSError, match="already in use"):
             async with open_controller_bridge(0, voters, tmp_path / "y"):
                 pass
-
-
-@pytest.mark.skipif(HAS_CRYPTO, reason="cryptography is installed")
-async def test_password_without_cryptography_is_a_config_error(tmp_path: Path) -> None:
-    voters = {0: Voter(0, "127.0.0.1", _free_ports(1)[0])}
-    with pytest.raises(InvalidConfig, match="cryptography"):
-        async with open_controller_bridge(0, voters, tmp_path, password="x"):
-            pass
