@@ -44,14 +44,8 @@ def test_compare_short_run_measures_and_keeps_acks_all_promise(tmp_path: Path) -
     assert data["environment"]["cluster_mode"] in (True, False)
 
 
-def _slow_selected(config: pytest.Config) -> bool:
-    return "slow" in (config.option.markexpr or "")
-
-
 @pytest.mark.slow
-def test_compare_full_matrix(tmp_path: Path, pytestconfig: pytest.Config) -> None:
-    if not _slow_selected(pytestconfig):
-        pytest.skip("the full compare matrix is opt-in: -m slow")
+def test_compare_full_matrix(tmp_path: Path) -> None:
     report = run_compare(CompareOptions(records=20_000), out=tmp_path)
     data = _check_report(tmp_path, rows=6)
     for row in report.rows:

@@ -24,9 +24,3 @@ def _cluster3() -> Iterator[Supervisor]:
 def cluster3(_cluster3: Supervisor) -> Supervisor:
     ensure_running(_cluster3)
     return _cluster3
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """``slow`` tests here are opt-in: they run only when ``-m`` names them."""
-    if "slow" in item.keywords and "slow" not in (item.config.getoption("markexpr") or ""):
-        pytest.skip("slow: opt-in with -m slow")
