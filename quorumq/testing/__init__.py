@@ -5,6 +5,8 @@
   ``create_topic()``, ``kill_broker(i)`` / ``restart_broker(i)`` for failover tests.
 - :class:`ThreadedCluster`: the same in a background thread, for blocking clients
   (``with ThreadedCluster() as cluster: KafkaProducer(bootstrap_servers=cluster.bootstrap)``).
+- :class:`SimNetwork`, :class:`SimController`, :func:`sim_cluster`: a whole cluster of real
+  broker shells on an in-memory network under ``trio.testing.MockClock`` (``docs/simulation.md``).
 - ``quorumq.testing.pytest_plugin``: the ``quorumq_cluster`` and ``quorumq_threaded_cluster``
   fixtures (``pytest_plugins = ["quorumq.testing.pytest_plugin"]``).
 
@@ -12,5 +14,13 @@ See ``docs/testing.md``.
 """
 
 from quorumq.testing._cluster import TESTING_BROKER_DEFAULTS, Cluster, ThreadedCluster
+from quorumq.testing._sim import SimController, SimNetwork, sim_cluster
 
-__all__ = ["TESTING_BROKER_DEFAULTS", "Cluster", "ThreadedCluster"]
+__all__ = [
+    "TESTING_BROKER_DEFAULTS",
+    "Cluster",
+    "SimController",
+    "SimNetwork",
+    "ThreadedCluster",
+    "sim_cluster",
+]
