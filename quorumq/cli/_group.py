@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import attrs
+import trio
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,7 +24,9 @@ from quorumq.cli._broker import run_trio
 from quorumq.cli._topic import BOOTSTRAP_HELP, DEFAULT_BOOTSTRAP, connect, raise_for_code
 from quorumq.client._connection import Connection, open_connection
 from quorumq.client._consumer_protocol import CONSUMER_PROTOCOL_TYPE, decode_assignment
-from quorumq.errors import ErrorCode, QuorumqError
+from quorumq.errors import ErrorCode, QuorumqError, RequestTimedOut, error_for_code
+
+_COORDINATOR_WAIT_S = 10.0
 
 group_app = typer.Typer(help="List and describe consumer groups.", no_args_is_help=True)
 app.add_typer(group_app, name="group")
@@ -139,9 +142,19 @@ async def describe_group(bootstrap: str, group_id: str) -> GroupReport:
     """
     async with connect(bootstrap) as conn:
         version = conn.version_for(p.ApiKey.FIND_COORDINATOR, (0, 2))
-        found = await conn.request(
-            p.ApiKey.FIND_COORDINATOR, version, p.FindCoordinatorRequest(key=group_id)
-        )
+        # Right after a cluster starts, __consumer_offsets may still be being created: retry
+        # retriable answers for a while, as Kafka clients do, before reporting one line.
+        found: Any = None
+        with trio.move_on_after(_COORDINATOR_WAIT_S):
+            while True:
+                found = await conn.request(
+                    p.ApiKey.FIND_COORDINATOR, version, p.FindCoordinatorRequest(key=group_id)
+                )
+                if found.error_code == 0 or not error_for_code(found.error_code).retriable:
+                    break
+                await trio.sleep(0.2)
+        if found is None:
+            raise RequestTimedOut(f"no broker answered FindCoordinator for {group_id!r}")
         raise_for_code(
             found.error_code, f"cannot find the coordinator of {group_id!r}", found.error_message
         )
