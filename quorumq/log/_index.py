@@ -42,19 +42,20 @@ def _read_all(fd: int) -> bytes:
     return os.pread(fd, size, 0) if size else b""
 
 
-class OffsetIndex:
-    """The sparse ``.index`` of a segment: floor lookups from offset or position to position.
+class _IndexFile:
+    """The file half both indexes share: an fd, entries buffered until written, and load.
 
-    invariant: ``relative_offsets`` and ``positions`` are strictly increasing and equally long.
+    Subclasses set ``ENTRY`` (the on-disk entry), create their columns in ``_init_columns``,
+    parse the file in ``_load`` and answer ``__len__`` with their entry count.
     """
 
-    __slots__ = ("_fd", "_on_disk", "_pending", "path", "positions", "relative_offsets")
+    __slots__ = ("_fd", "_on_disk", "_pending", "path")
+    ENTRY: struct.Struct
 
     def __init__(self, path: Path, *, load: bool) -> None:
         self.path = path
         self._fd = _open_fd(path, truncate=not load)
-        self.relative_offsets = array("i")
-        self.positions = array("i")
+        self._init_columns()
         self._pending = bytearray()
         self._on_disk = 0
         if load:
@@ -63,6 +64,43 @@ class OffsetIndex:
             except IndexCorrupt:
                 os.close(self._fd)
                 raise
+
+    def _init_columns(self) -> None:
+        raise NotImplementedError
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def write_pending(self) -> None:
+        """Writes buffered entries to the file (no fsync: the index is rebuildable)."""
+        if self._pending:
+            os.pwrite(self._fd, self._pending, self._on_disk * self.ENTRY.size)
+            self._on_disk = len(self)
+            self._pending.clear()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        self.write_pending()
+        os.close(self._fd)
+
+
+class OffsetIndex(_IndexFile):
+    """The sparse ``.index`` of a segment: floor lookups from offset or position to position.
+
+    invariant: ``relative_offsets`` and ``positions`` are strictly increasing and equally long.
+    """
+
+    __slots__ = ("positions", "relative_offsets")
+    ENTRY = _OFFSET_ENTRY
+
+    def _init_columns(self) -> None:
+        self.relative_offsets = array("i")
+        self.positions = array("i")
 
     def _load(self) -> None:
         data = _read_all(self._fd)
@@ -114,13 +152,6 @@ class OffsetIndex:
     def last_position(self) -> int:
         return self.positions[-1] if self.positions else 0
 
-    def write_pending(self) -> None:
-        """Writes buffered entries to the file (no fsync: the index is rebuildable)."""
-        if self._pending:
-            os.pwrite(self._fd, self._pending, self._on_disk * _OFFSET_ENTRY.size)
-            self._on_disk = len(self.positions)
-            self._pending.clear()
-
     def truncate_entries(self, count: int) -> None:
         """Keeps the first ``count`` entries."""
         self.write_pending()
@@ -132,38 +163,22 @@ class OffsetIndex:
     def reset(self) -> None:
         self.truncate_entries(0)
 
-    def fileno(self) -> int:
-        return self._fd
-
-    def close(self) -> None:
-        self.write_pending()
-        os.close(self._fd)
-
     def size_bytes(self) -> int:
         return len(self.positions) * _OFFSET_ENTRY.size
 
 
-class TimeIndex:
+class TimeIndex(_IndexFile):
     """The ``.timeindex`` of a segment: (running max timestamp, relative offset) entries.
 
     invariant: timestamps strictly increase (an entry is added only when the maximum grows).
     """
 
-    __slots__ = ("_fd", "_on_disk", "_pending", "path", "relative_offsets", "timestamps")
+    __slots__ = ("relative_offsets", "timestamps")
+    ENTRY = _TIME_ENTRY
 
-    def __init__(self, path: Path, *, load: bool) -> None:
-        self.path = path
-        self._fd = _open_fd(path, truncate=not load)
+    def _init_columns(self) -> None:
         self.timestamps = array("q")
         self.relative_offsets = array("i")
-        self._pending = bytearray()
-        self._on_disk = 0
-        if load:
-            try:
-                self._load()
-            except IndexCorrupt:
-                os.close(self._fd)
-                raise
 
     def _load(self) -> None:
         data = _read_all(self._fd)
@@ -200,22 +215,9 @@ class TimeIndex:
         i = bisect_right(self.timestamps, timestamp - 1) - 1
         return self.relative_offsets[i] if i >= 0 else None
 
-    def write_pending(self) -> None:
-        if self._pending:
-            os.pwrite(self._fd, self._pending, self._on_disk * _TIME_ENTRY.size)
-            self._on_disk = len(self.timestamps)
-            self._pending.clear()
-
     def reset(self) -> None:
         self._pending.clear()
         del self.timestamps[:]
         del self.relative_offsets[:]
         os.ftruncate(self._fd, 0)
         self._on_disk = 0
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def close(self) -> None:
-        self.write_pending()
-        os.close(self._fd)
