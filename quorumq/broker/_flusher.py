@@ -158,6 +158,7 @@ async def run_log_maintenance(
     *,
     interval_s: float = 300.0,
     clock_ms: Callable[[], int] = wall_clock_ms,
+    high_watermark: Callable[[PartitionLog], int | None] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Applies retention and compaction to every log every ``interval_s`` seconds.
@@ -165,6 +166,12 @@ async def run_log_maintenance(
     Kafka's ``log.retention.check.interval.ms`` defaults to 5 minutes. Both run on the event
     loop (the log core is not thread-safe); a pass over a large compacted log blocks it for as
     long as decoding its closed segments takes, so keep the interval generous.
+
+    Args:
+        high_watermark: gives each log's partition high watermark, read once per log per pass;
+            retention and compaction touch only segments wholly below it, since the tail above
+            it may still be truncated on a leader change and no consumer has seen it. None (or
+            a None answer) sets no limit, which is right only for an unreplicated log.
     """
     source: LogSource = logs.all_logs if isinstance(logs, LogManager) else logs
     task_status.started()
@@ -174,11 +181,12 @@ async def run_log_maintenance(
         for partition_log in list(source()):
             if partition_log.closed:
                 continue
+            hw = None if high_watermark is None else high_watermark(partition_log)
             try:
                 if partition_log.config.delete:
-                    partition_log.delete_old_segments(now_ms=now_ms)
+                    partition_log.delete_old_segments(now_ms=now_ms, high_watermark=hw)
                 if partition_log.config.compact:
-                    partition_log.compact(now_ms=now_ms)
+                    partition_log.compact(now_ms=now_ms, high_watermark=hw)
             except KafkaStorageError as exc:
                 log.error("maintenance of %r failed: %s", partition_log, exc)
             await trio.lowlevel.checkpoint()

@@ -3,7 +3,12 @@
 Theory of operation (Kafka's LogCleaner, simplified to one pass over a partition):
 
 1. The *cleanable* segments are the closed segments, oldest first, up to the first one holding a
-   record newer than ``min.compaction.lag.ms``; the active segment is never touched.
+   record newer than ``min.compaction.lag.ms`` or reaching the high watermark (a segment is
+   cleanable only if the next segment's base offset is <= the HW); the active segment is never
+   touched. Kafka's cleaner likewise stops at the first uncleanable offset, which is never above
+   the HW: records at or above it are uncommitted, may still be truncated on a leader change,
+   and no consumer has been allowed to read them, so they are neither rewritten nor allowed to
+   supersede committed records.
 2. Pass one decodes their batches and maps each key to the offset of its latest record.
 3. Pass two rewrites each cleanable segment: a record stays if it has no key, or if it is the
    latest of its key -- unless it is a tombstone (null value) older than
@@ -77,8 +82,15 @@ def _batches(data: bytes) -> list[tuple[BatchHeader, list[Record], int, int]]:
     return out
 
 
-def compact_log(log: PartitionLog, *, now_ms: int) -> CompactionResult:
+def compact_log(
+    log: PartitionLog, *, now_ms: int, high_watermark: int | None = None
+) -> CompactionResult:
     """Compacts the cleanable closed segments of ``log`` (see the module docstring).
+
+    Args:
+        now_ms: the clock ``min.compaction.lag.ms`` and ``delete.retention.ms`` use.
+        high_watermark: the partition's HW; only segments wholly below it are cleanable.
+            None sets no limit (a standalone log).
 
     Raises:
         KafkaStorageError: a file operation failed (the swap protocol leaves the log
@@ -88,7 +100,9 @@ def compact_log(log: PartitionLog, *, now_ms: int) -> CompactionResult:
     segments = list(log.segments)
     closed = segments[:-1]
     cleanable: list[LogSegment] = []
-    for segment in closed:
+    for position, segment in enumerate(closed):
+        if high_watermark is not None and segments[position + 1].base_offset > high_watermark:
+            break  # this segment holds offsets at or above the HW: uncommitted
         if config.min_compaction_lag_ms > 0 and (
             segment.max_timestamp < 0
             or segment.max_timestamp > now_ms - config.min_compaction_lag_ms

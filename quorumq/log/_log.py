@@ -553,11 +553,24 @@ class PartitionLog:
 
     # --- retention -------------------------------------------------------------------------
 
-    def delete_old_segments(self, *, now_ms: int) -> int:
+    def delete_old_segments(self, *, now_ms: int, high_watermark: int | None = None) -> int:
         """Deletes closed segments past ``retention.ms`` or beyond ``retention.bytes``.
 
         Only with ``delete`` in cleanup.policy; never the active segment; oldest first, stopping
         at the first segment that must stay. Advances the log start offset.
+
+        A segment is deleted only when it lies wholly below ``high_watermark``: the next
+        segment's base offset must be <= the HW (Kafka's ``deletableSegments``), whichever
+        limit (time or size) asks for it. Records at or above the HW are not committed yet: a
+        leader change may still truncate them, and a consumer has not been allowed to read
+        them. Deleting them would let this replica's log start pass offsets its leader or
+        followers still hold or will rewrite, so replicas would disagree below the HW, and
+        records would vanish before any consumer could see them.
+
+        Args:
+            now_ms: the clock ``retention.ms`` is measured against.
+            high_watermark: the partition's HW; None sets no limit (a standalone log with no
+                replication, as before the limit existed).
 
         Returns:
             The number of segments deleted.
@@ -566,6 +579,12 @@ class PartitionLog:
         if not self.config.delete:
             return 0
         closed = self._segments[:-1]
+        if high_watermark is not None:
+            # Only the leading segments whose successor starts at or below the HW.
+            committed = 0
+            while committed < len(closed) and self._bases[committed + 1] <= high_watermark:
+                committed += 1
+            closed = closed[:committed]
         count = 0
         retention_ms = self.config.retention_ms
         if retention_ms >= 0:
@@ -594,15 +613,24 @@ class PartitionLog:
 
     # --- compaction ------------------------------------------------------------------------
 
-    def compact(self, *, now_ms: int) -> CompactionResult:
+    def compact(self, *, now_ms: int, high_watermark: int | None = None) -> CompactionResult:
         """Keeps the latest record per key in the closed segments (cleanup.policy=compact).
 
         See :mod:`quorumq.log._cleaner`; a no-op unless ``compact`` is in cleanup.policy.
+
+        Args:
+            now_ms: the clock ``min.compaction.lag.ms`` and ``delete.retention.ms`` use.
+            high_watermark: the partition's HW: only segments wholly below it (the next
+                segment's base offset <= HW) are read or rewritten, as Kafka's cleaner stops at
+                the first uncleanable offset, never above the HW. The uncommitted tail may still
+                be truncated on a leader change; compacting it (or letting it supersede committed
+                records) would make replicas diverge and drop records no consumer has been
+                allowed to see. None sets no limit (a standalone log).
         """
         self._check_open()
         if not self.config.compact:
             return CompactionResult(first_uncleanable_offset=self._segments[0].base_offset)
-        return compact_log(self, now_ms=now_ms)
+        return compact_log(self, now_ms=now_ms, high_watermark=high_watermark)
 
     def _replace_segment(self, old: LogSegment, new: LogSegment) -> None:
         position = self._segments.index(old)
