@@ -796,13 +796,28 @@ class ImageTopics:
 
     def __init__(self, broker: ClusterBroker) -> None:
         self._broker = broker
+        self._cached: tuple[Any, dict[str, TopicSpec]] | None = None
 
     @property
     def topics(self) -> dict[str, TopicSpec]:
+        """Specs of every topic, built once per image (images are immutable, replaced on
+        each change): Metadata and the produce path read this per request."""
         bridge = self._broker.bridge
         if bridge is None:
             return {}
-        return {name: _spec(topic) for name, topic in bridge.image.topics.items()}
+        image = bridge.image
+        cached = self._cached
+        if cached is not None and cached[0] is image:
+            return cached[1]
+        specs = {name: _spec(topic) for name, topic in image.topics.items()}
+        self._cached = (image, specs)
+        return specs
+
+    def config(self, name: str, key: str) -> str | None:
+        """One explicitly set config of a topic (None when unset or no such topic)."""
+        bridge = self._broker.bridge
+        topic = None if bridge is None else bridge.image.topics.get(name)
+        return None if topic is None else topic.configs.get(key)
 
     def get(self, name: str) -> TopicSpec:
         """Raises UnknownTopicOrPartition when the topic does not exist."""

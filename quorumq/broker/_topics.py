@@ -268,6 +268,12 @@ class TopicStore:
     def __contains__(self, name: object) -> bool:
         return name in self.topics
 
+    def config(self, name: str, key: str) -> str | None:
+        """One explicitly set config of a topic (None when unset or no such topic): the
+        produce path's per-request lookup, without building a spec."""
+        spec = self.topics.get(name)
+        return None if spec is None else spec.configs.get(key)
+
     def check_create(
         self, name: str, partitions: int, configs: Mapping[str, str | None]
     ) -> TopicSpec:
