@@ -562,13 +562,17 @@ class Broker:
         if acks != -1 or not pending:
             return response
         timeout_ms = min(request.timeout_ms, self.config.produce_timeout_ms_cap)
+        # The connection's writer runs this when the response's turn comes: the timeout counts
+        # from the request's arrival, as Kafka's purgatory does.
+        deadline = trio.current_time() + max(timeout_ms, 0) / 1000
 
         async def wait_for_commit() -> Any:
             # acks=all: answer once the high watermark passes every appended batch. With one
             # replica HW = LEO, so this only runs once replication (issue 4) separates them.
             try:
                 for part, last in pending:
-                    await part.wait_for_high_watermark(last, timeout_ms)
+                    left_ms = int((deadline - trio.current_time()) * 1000)
+                    await part.wait_for_high_watermark(last, left_ms)
             except QuorumqError as exc:
                 code = error_code_for(exc, "acks=all produce")
                 return _with_produce_error(response, code)
@@ -653,10 +657,14 @@ class Broker:
             if (part := self.partitions.get((topic.name, fp.partition_index))) is not None
         ]
 
+        # Consumers see only committed offsets, so they wake when an HW moves; followers
+        # wake when a log end moves.
+        is_consumer = request.replica_id < 0
+
         async def wait_for_data() -> Any:
             nonlocal response, total
             while True:
-                await wait_for_any_append(watched, deadline)
+                await wait_for_any_append(watched, deadline, committed=is_consumer)
                 response, total, failed = self._read_fetch(request)
                 if (
                     failed

@@ -28,7 +28,13 @@ class Partition:
     producer_state: ProducerStateManager = attrs.Factory(ProducerStateManager)
     leader_epoch: int = 0
     appended: trio.Event = attrs.Factory(trio.Event)
-    """Set and replaced whenever the log end offset or the high watermark moves."""
+    """Set and replaced whenever the log end offset moves (or the role changes): what a
+    follower's long-poll fetch waits for."""
+    committed: trio.Event = attrs.Factory(trio.Event)
+    """Set and replaced whenever the high watermark moves (and on every ``appended``): what
+    consumer fetches and acks=all produces wait for. Separate from ``appended`` so that each HW
+    advance, which a follower's fetch causes, does not wake the other followers' fetches only
+    for them to find nothing new."""
 
     @property
     def log_end_offset(self) -> int:
@@ -48,6 +54,13 @@ class Partition:
         """Wakes every task waiting for this partition to grow (fetch, acks=all)."""
         event = self.appended
         self.appended = trio.Event()
+        event.set()
+        self.notify_high_watermark()
+
+    def notify_high_watermark(self) -> None:
+        """Wakes consumer fetches and acks=all produces, not follower fetches."""
+        event = self.committed
+        self.committed = trio.Event()
         event.set()
 
     @property
@@ -71,18 +84,22 @@ class Partition:
         """
         with trio.move_on_after(max(timeout_ms, 0) / 1000):
             while self.high_watermark <= offset:
-                await self.appended.wait()
+                await self.committed.wait()
             return
         raise RequestTimedOut(
             f"{self.topic}-{self.index}: offset {offset} not committed within {timeout_ms} ms"
         )
 
 
-async def wait_for_any_append(partitions: list[Partition], deadline: float) -> None:
-    """Returns when any of ``partitions`` is appended to, or at ``deadline`` (trio clock)."""
+async def wait_for_any_append(
+    partitions: list[Partition], deadline: float, *, committed: bool = False
+) -> None:
+    """Returns when any of ``partitions`` is appended to (with ``committed``: when any HW
+    moves), or at ``deadline`` (trio clock)."""
     with trio.move_on_at(deadline):
         if len(partitions) == 1:
-            await partitions[0].appended.wait()
+            only = partitions[0]
+            await (only.committed if committed else only.appended).wait()
             return
         async with trio.open_nursery() as nursery:
 
@@ -91,7 +108,9 @@ async def wait_for_any_append(partitions: list[Partition], deadline: float) -> N
                 nursery.cancel_scope.cancel()
 
             for partition in partitions:
-                nursery.start_soon(wait_one, partition.appended)
+                nursery.start_soon(
+                    wait_one, partition.committed if committed else partition.appended
+                )
 
 
 def rebuild_producer_state(partition_log: PartitionLog) -> ProducerStateManager:

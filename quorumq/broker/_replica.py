@@ -214,7 +214,7 @@ class ReplicaPartition(Partition):
             self._isr_change(result.isr_change)
         if result.advanced:
             self.known_high_watermark = result.high_watermark
-            super().notify_append()
+            self.notify_high_watermark()
 
     async def wait_for_high_watermark(self, offset: int, timeout_ms: int) -> None:
         """Returns once the batch ending at ``offset`` is committed (acks=all).
@@ -236,7 +236,7 @@ class ReplicaPartition(Partition):
                     )
                 if leader.acks_all_completed(offset):
                     return
-                await self.appended.wait()
+                await self.committed.wait()
         raise RequestTimedOut(
             f"{self.topic}-{self.index}: offset {offset} not committed within {timeout_ms} ms"
         )

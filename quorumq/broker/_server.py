@@ -5,10 +5,13 @@ the request) out of the byte stream, decodes the request header, and runs the AP
 its first wait, in request order: that is what keeps appends from one connection in the order the
 client sent them (librdkafka's idempotent producer pipelines up to five produce requests). The
 handler returns a response, :data:`NO_RESPONSE` (Produce with acks=0) or a :class:`Delayed`
-(a Fetch waiting for ``min_bytes``, a Produce waiting for the high watermark), which runs in its
-own task. Each request gets a *slot* in a bounded channel; the *writer* takes the slots in order
-and writes each response once it is ready, so responses leave strictly in request order while
-later requests are already being read and handled. A full channel stops the reader: that is the
+(a Fetch waiting for ``min_bytes``, a Produce waiting for the high watermark). Each request gets
+a *slot* in a bounded channel; the *writer* takes the slots in order, runs a slot's ``Delayed``
+itself and writes each response once it is ready, so responses leave strictly in request order
+while later requests are already being read and handled. Running the wait in the writer rather
+than in a task of its own is equivalent (a response cannot leave before the ones ahead of it
+anyway) and saves a task per acks=all produce and per long-poll fetch, the commonest requests
+of a replicated cluster; handlers therefore fix their deadlines when the request arrives. A full channel stops the reader: that is the
 connection's backpressure (``queued.max.requests``).
 
 A frame that cannot be a request (over ``socket.request.max.bytes``, truncated, an unknown API
@@ -63,6 +66,7 @@ class _Slot:
 
     done: trio.Event = attrs.Factory(trio.Event)
     payload: list[Any] | None = None  # the encoded response frame as buffers
+    delayed: Delayed | None = None  # run by the writer when the slot's turn comes
 
 
 class FrameReader:
@@ -199,7 +203,8 @@ async def _read_requests(
         await send_slots.send(slot)
         result = _handle_guarded(handle, frame, info)
         if isinstance(result, Delayed):
-            nursery.start_soon(_finish_delayed, slot, result)
+            slot.delayed = result
+            slot.done.set()
         else:
             _fill_slot(slot, result)
 
@@ -220,16 +225,16 @@ def _fill_slot(slot: _Slot, result: Any) -> None:
     slot.done.set()
 
 
-async def _finish_delayed(slot: _Slot, delayed: Delayed) -> None:
-    _fill_slot(slot, await delayed.wait())
-
-
 async def _write_responses(
     stream: trio.SocketStream, slots: trio.MemoryReceiveChannel[_Slot]
 ) -> None:
     async with slots:
         async for slot in slots:
             await slot.done.wait()
+            if slot.delayed is not None:
+                result = await slot.delayed.wait()
+                if result is not NO_RESPONSE:
+                    slot.payload = result
             payload = slot.payload
             if payload is not None:
                 await stream.send_all(payload[0] if len(payload) == 1 else b"".join(payload))

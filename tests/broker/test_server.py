@@ -336,9 +336,9 @@ async def test_shutdown_answers_what_was_read_then_closes(tmp_path: Path) -> Non
         )
         frames += p.encode_request(p.ApiKey.METADATA, 8, 2, "test", p.MetadataRequest(topics=[]))
         await stream.send_all(b"".join(frames))
-        appended = broker.partition("t", 0).appended
+        committed = broker.partition("t", 0).committed  # what a consumer's fetch waits on
         with trio.fail_after(10):
-            while appended.statistics().tasks_waiting == 0:  # noqa: ASYNC110
+            while committed.statistics().tasks_waiting == 0:  # noqa: ASYNC110
                 await trio.sleep(0.01)  # the fetch is read and waiting for data
         broker.shutdown()
         with trio.fail_after(10):
