@@ -28,7 +28,7 @@ import trio
 from quorumq import protocol as p
 from quorumq.broker._replica import FOLLOWER, ReplicaPartition, now_ms
 from quorumq.client._connection import open_connection
-from quorumq.errors import ErrorCode, QuorumqError
+from quorumq.errors import ErrorCode, QuorumqError, RequestTimedOut
 
 log = logging.getLogger("quorumq.broker.fetcher")
 
@@ -153,12 +153,17 @@ class FollowerFetcher:
         if self._wake.is_set():
             self._wake = trio.Event()
         timeout_s = self.max_wait_ms / 1000 + 10.0
-        with trio.CancelScope() as scope:
+        # One scope serves both wake() and the timeout (no second scope inside the request).
+        with trio.CancelScope(deadline=trio.current_time() + timeout_s) as scope:
             self._scope = scope
             try:
-                return await conn.request(api_key, version, request, timeout_s=timeout_s)
+                return await conn.request(api_key, version, request, timeout_s=None)
             finally:
                 self._scope = None
+        if not self._wake.is_set():
+            raise RequestTimedOut(
+                f"{api_key.name} to leader {self.leader_id}: no response within {timeout_s} s"
+            )
         return None
 
     def _back_off(self, replica: ReplicaPartition, code: int) -> None:
