@@ -19,21 +19,37 @@ and a custom serializer disables it anyway); ``appendEntriesUseBatch=False`` so 
 round trip, not 100 ms; short Raft timeouts so a failover takes well under 2 s; the Raft port is
 bound to the voter's own address and, with ``password``, encrypted and authenticated (peers
 exchange pickles: an open port would run anyone's code).
+
+Durability and log matching (docs/controller.md, "Durability of the Raft journal"): pysyncobj
+0.3.17 never fsyncs its journal or its term/vote file, and a follower deletes *every* entry after
+``prevLogIdx`` before appending, even entries identical to the ones it is sent. pysyncobj's leader
+pipelines appends and rewinds its next index when an older acknowledgement arrives, so a follower
+is routinely asked to delete and re-append entries it has already applied (logged CRITICAL
+"truncating already-applied log entries"). :class:`_RaftTransport`, a pysyncobj transport subclass
+(its documented extension point, no patch), fixes both where messages leave and enter: it fsyncs
+the journal before any acknowledgement or append leaves the voter and the term/vote file before
+any vote message, and :class:`AppendDeduplicator` drops the already-held prefix of an append (the
+Raft rule: delete only on conflict). Before the ``SyncObj`` starts, :func:`reconcile_journal`
+trims a journal that a stop left out of step with its snapshot (pysyncobj would clear it).
 """
 
 from __future__ import annotations
 
 import base64
 import errno
+import functools
 import json
 import logging
 import os
+import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, SyncObjException, replicated
+from pysyncobj.journal import FileJournal
+from pysyncobj.transport import TCPTransport
 
 from quorumq.errors import CorruptRecord, ErrorCode, InvalidConfig
 
@@ -79,6 +95,10 @@ class RaftConfig:
     connection_retry_time: float = 0.5
     log_compaction_min_entries: int = 5000
     log_compaction_min_time: float = 300.0
+    fsync: bool = True
+    """fsync the journal before acknowledging or sending entries, and the term/vote before votes
+    (Raft's persistence rule). Off only for throwaway clusters: a power loss can then lose
+    acknowledged records and let a voter vote twice in one term."""
 
 
 class _MetadataConsumer(SyncObjConsumer):  # type: ignore[misc]
@@ -130,6 +150,288 @@ def _entry_from_json(value: Any) -> tuple[bytes, int, int]:
     return base64.b64decode(command), idx, term
 
 
+# --- log matching: delete only on conflict ------------------------------------------------------
+
+
+@attrs.define
+class AppendDeduplicator:
+    """A follower-side rewrite of pysyncobj ``append_entries`` messages (pure: no I/O).
+
+    pysyncobj's follower deletes every entry after ``prevLogIdx`` and appends the message's
+    entries, whether or not the entries it held were the same. Its leader sends appends back to
+    back (``appendEntriesUseBatch=False``) and, when the acknowledgement of an older append arrives,
+    sets the follower's next index back to it. The next append then starts below entries the
+    follower already holds (and may already have applied): the follower deletes them, logs
+    CRITICAL "truncating already-applied log entries", and appends the same entries again. Had
+    the message been cut at the 64 KiB batch limit, committed entries would stay missing while
+    the leader still counts them as held by this follower.
+
+    This class applies Raft's own rule instead ("if an existing entry conflicts with a new one,
+    delete it and all that follow"): when every entry the message repeats is one this follower
+    holds with the same term, the message is rewritten to start after the follower's last entry.
+    By log matching, same index and term means the same entry, and the leader of a term never
+    removes entries from its log, so the rewritten message states only facts about the leader's
+    log. Anything it cannot vouch for (an unknown index, a conflict, a snapshot, a chunked entry,
+    a new leader or term, a refused append) goes through unchanged, and tracking starts over.
+
+    What it knows comes only from appends this follower acknowledged to the current leader in the
+    current term: after a successful append the follower's log ends at ``next_node_idx - 1``.
+    """
+
+    max_tracked: int = 4096
+    leader: Any = None
+    term: int = -1
+    log_end: int | None = None  # the follower's last log index after its last acknowledged append
+    terms: dict[int, int] = attrs.Factory(dict)  # log index -> term of entries known to be held
+    rewritten: int = 0
+    _pending: tuple[int, int, list[Any]] | None = None  # (prev idx, prev term, entries) in flight
+
+    def before_append(self, node: Any, message: dict[str, Any]) -> dict[str, Any]:
+        """Returns the message pysyncobj should see for an incoming ``append_entries``."""
+        self._pending = None
+        if "prevLogIdx" not in message or message.get("transmission") is not None:
+            self._forget()  # a snapshot install or a chunked entry: the log is replaced
+            return message
+        if node != self.leader or message["term"] != self.term:
+            self._forget()
+            self.leader, self.term = node, message["term"]
+        prev, prev_term = message["prevLogIdx"], message["prevLogTerm"]
+        entries = list(message.get("entries", []))
+        if prev is None:
+            return message  # the leader no longer has the entry; pysyncobj answers with a reset
+        end = self.log_end
+        if end is not None and prev < end and self._holds(prev, prev_term, entries, end):
+            tail = [entry for entry in entries if entry[1] > end]
+            message = dict(message, prevLogIdx=end, prevLogTerm=self.terms[end], entries=tail)
+            prev, prev_term, entries = end, self.terms[end], tail
+            self.rewritten += 1
+        self._pending = (prev, prev_term, entries)
+        return message
+
+    def after_reply(self, message: dict[str, Any]) -> None:
+        """Learns from this follower's ``next_node_idx`` answer to the append just handled."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        if not message.get("success"):
+            self._forget()
+            return
+        prev, prev_term, entries = pending
+        end = prev + len(entries)
+        if message.get("next_node_idx") != end + 1:
+            self._forget()  # not the log we think it is: vouch for nothing
+            return
+        if self.log_end is not None:
+            for index in range(prev + 1, self.log_end + 1):
+                self.terms.pop(index, None)
+        self.terms[prev] = prev_term
+        for _, index, term in entries:
+            self.terms[index] = term
+        self.log_end = end
+        if len(self.terms) > self.max_tracked:
+            keep_from = end - self.max_tracked // 2
+            self.terms = {i: t for i, t in self.terms.items() if i >= keep_from}
+
+    def _holds(self, prev: int, prev_term: int, entries: list[Any], end: int) -> bool:
+        terms = self.terms
+        if terms.get(prev) != prev_term:
+            return False
+        if any(index not in terms for index in range(prev + 1, end + 1)):
+            return False
+        return all(terms[index] == term for _, index, term in entries if index <= end)
+
+    def _forget(self) -> None:
+        self.log_end = None
+        self.terms = {}
+
+
+# --- durability: fsync what pysyncobj writes ------------------------------------------------------
+
+_JOURNAL_LAST_RECORD_OFFSET = 36  # pysyncobj.journal.LAST_RECORD_OFFSET_OFFSET (header field)
+
+
+def _fsync_path(path: Path, *, directory: bool = False) -> None:
+    flags = os.O_RDONLY | (os.O_DIRECTORY if directory else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Durability:
+    """fsyncs the journal, the term/vote file and snapshots at the moments Raft needs them.
+
+    pysyncobj writes the journal through ``mmap`` and the term/vote (``.meta``) by rename, and
+    syncs neither: both survive a process kill through the page cache, not a power loss. Calls
+    come from the tick thread only. A failed fsync raises: the message it guards is not sent.
+    """
+
+    def __init__(self, journal: Path, snapshot: Path) -> None:
+        self.journal = journal
+        self.meta = Path(f"{journal}.meta")
+        self.snapshot = snapshot
+        self.fsyncs = 0
+        self._journal_fd: int | None = None
+        self._synced_offset = -1
+        self._synced_snapshot: tuple[int, int, int] | None = None
+
+    def sync_journal(self, *, force: bool) -> None:
+        """fsyncs the journal if it may hold unsynced writes (``force``: it may have been
+        rewritten in place, e.g. a truncation followed by appends of the same size)."""
+        if self._journal_fd is None:
+            if not self.journal.exists():
+                return
+            self._journal_fd = os.open(self.journal, os.O_RDONLY)
+        header = os.pread(self._journal_fd, 4, _JOURNAL_LAST_RECORD_OFFSET)
+        offset = struct.unpack("<I", header)[0] if len(header) == 4 else -1
+        if force or offset != self._synced_offset:
+            os.fsync(self._journal_fd)  # on Linux this writes back the mmap's dirty pages too
+            self._synced_offset = offset
+            self.fsyncs += 1
+
+    def sync_term_and_vote(self) -> None:
+        """fsyncs the ``.meta`` file pysyncobj just renamed into place, and its directory."""
+        if self.meta.exists():
+            _fsync_path(self.meta)
+            _fsync_path(self.meta.parent, directory=True)
+            self.fsyncs += 2
+
+    def sync_snapshot(self) -> None:
+        """fsyncs a snapshot file that appeared since the last call (written by us or received
+        from the leader and renamed into place), and its directory, so the rename is durable
+        before pysyncobj rewrites the journal to start at the snapshot."""
+        try:
+            st = os.stat(self.snapshot)
+        except FileNotFoundError:
+            return
+        identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if identity != self._synced_snapshot:
+            _fsync_path(self.snapshot)
+            _fsync_path(self.snapshot.parent, directory=True)
+            self._synced_snapshot = identity
+            self.fsyncs += 2
+
+    def on_tick(self) -> None:
+        """Tick callback: covers what no message guards (a single voter's commits, compaction)."""
+        self.sync_snapshot()
+        self.sync_journal(force=False)
+
+    def close(self) -> None:
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+
+
+class _RaftTransport(TCPTransport):  # type: ignore[misc]
+    """pysyncobj's TCP transport plus the two guards above, applied where messages cross.
+
+    Outgoing: an acknowledgement (``next_node_idx`` with success) or an append carrying entries
+    leaves only after the journal is fsynced; a vote request or grant only after the term/vote
+    file is. Incoming: ``append_entries`` passes through :class:`AppendDeduplicator`. pysyncobj
+    builds the transport itself (``SyncObj(transportClass=...)``); every call is on its tick
+    thread.
+    """
+
+    def __init__(
+        self,
+        syncObj: Any,  # pysyncobj calls transportClass(syncObj, selfNode, otherNodes)
+        selfNode: Any,
+        otherNodes: Any,
+        *,
+        durability: _Durability | None,
+        dedup: AppendDeduplicator,
+    ) -> None:
+        self._durability = durability
+        self._dedup = dedup
+        self._answering_append = False
+        super().__init__(syncObj, selfNode, otherNodes)
+        if durability is not None:
+            syncObj.addOnTickCallback(durability.on_tick)
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:
+        if isinstance(message, dict) and message.get("type") == "append_entries":
+            message = self._dedup.before_append(node, message)
+            self._answering_append = True
+            try:
+                super()._onMessageReceived(node, message)
+            finally:
+                self._answering_append = False
+        else:
+            super()._onMessageReceived(node, message)
+
+    def send(self, node: Any, message: Any) -> bool:
+        kind = message.get("type") if isinstance(message, dict) else None
+        durability = self._durability
+        if kind == "next_node_idx" and self._answering_append:
+            if durability is not None and message.get("success"):
+                durability.sync_snapshot()  # an installed snapshot is part of the log
+                durability.sync_journal(force=True)
+            self._dedup.after_reply(message)
+        elif durability is not None:
+            if kind in ("request_vote", "response_vote"):
+                durability.sync_term_and_vote()
+            elif kind == "append_entries" and message.get("entries"):
+                durability.sync_journal(force=False)
+        return bool(super().send(node, message))
+
+
+# --- journal and snapshot in step -----------------------------------------------------------------
+
+
+def reconcile_journal(data_dir: Path) -> int:
+    """Trims a journal that still holds entries from before its snapshot; returns how many.
+
+    pysyncobj compacts in two ticks: it writes the snapshot, and only on the next tick deletes
+    the journal entries the snapshot covers. A voter stopped (or killed) in between restarts with
+    a journal that does not begin at the snapshot's last two entries, and pysyncobj then *clears*
+    the journal down to those two entries, dropping every entry after the snapshot point,
+    committed ones included. Called before the ``SyncObj`` starts, this finds the snapshot's two
+    entries in the journal and rewrites the journal to begin there (a new file, fsynced, renamed
+    into place), so pysyncobj keeps the suffix. A journal that does not contain them (older than
+    the snapshot, or already in step) is left alone.
+    """
+    journal_path, snapshot_path = data_dir / JOURNAL_FILE, data_dir / SNAPSHOT_FILE
+    if not journal_path.exists() or not snapshot_path.exists():
+        return 0
+    try:
+        with open(snapshot_path, "rb") as f:
+            raft = json.loads(f.read())["raft"]
+        last, prev = _entry_from_json(raft["last"]), _entry_from_json(raft["prev"])
+    except (OSError, ValueError, KeyError, TypeError, CorruptRecord):
+        return 0  # pysyncobj's own load reports the unreadable snapshot
+    journal = FileJournal(str(journal_path))
+    try:
+        entries = [(bytes(cmd), int(idx), int(term)) for cmd, idx, term in journal]
+    finally:
+        journal._destroy()
+    start = next(
+        (i for i in range(len(entries) - 1) if entries[i] == prev and entries[i + 1] == last),
+        None,
+    )
+    if not start:  # None: not found; 0: already in step
+        return 0
+    tmp_path = data_dir / f"{JOURNAL_FILE}.reconcile.tmp"
+    tmp_path.unlink(missing_ok=True)
+    trimmed = FileJournal(str(tmp_path))
+    try:
+        for entry in entries[start:]:
+            trimmed.add(*entry)
+        trimmed.flush()
+    finally:
+        trimmed._destroy()
+    _fsync_path(tmp_path)
+    os.replace(tmp_path, journal_path)
+    _fsync_path(data_dir, directory=True)
+    logger.warning(
+        "controller journal %s was behind its snapshot (index %d): dropped %d covered entries",
+        journal_path,
+        last[1],
+        start,
+    )
+    return start
+
+
 class MetadataRaft:
     """One controller voter: a pysyncobj ``SyncObj`` applying metadata records.
 
@@ -167,6 +469,14 @@ class MetadataRaft:
         self._listener = listener
         self._state_listener = state_listener
         self._consumer = _MetadataConsumer(listener)
+        reconcile_journal(data_dir)
+        self._durability = (
+            _Durability(data_dir / JOURNAL_FILE, data_dir / SNAPSHOT_FILE) if config.fsync else None
+        )
+        self._dedup = AppendDeduplicator()
+        transport = functools.partial(
+            _RaftTransport, durability=self._durability, dedup=self._dedup
+        )
         conf = SyncObjConf(
             password=password,
             journalFile=str(data_dir / JOURNAL_FILE),
@@ -189,7 +499,11 @@ class MetadataRaft:
         )
         try:
             self._syncobj = SyncObj(
-                self_address, list(partner_addresses), conf=conf, consumers=[self._consumer]
+                self_address,
+                list(partner_addresses),
+                conf=conf,
+                consumers=[self._consumer],
+                transportClass=transport,
             )
         except ImportError as exc:  # pysyncobj's "Please install 'cryptography' module"
             raise InvalidConfig(
@@ -198,7 +512,7 @@ class MetadataRaft:
         try:
             self._syncobj.waitBinded()
         except SyncObjException:
-            self._syncobj.destroy_synchronous()
+            self.destroy_synchronous()
             raise OSError(
                 errno.EADDRINUSE, f"controller Raft port {self_address} is already in use"
             ) from None
@@ -243,6 +557,18 @@ class MetadataRaft:
     def destroy_synchronous(self) -> None:
         """Stops the tick thread, closes the port and the journal; blocks until done."""
         self._syncobj.destroy_synchronous()
+        if self._durability is not None:
+            self._durability.close()
+
+    @property
+    def appends_deduplicated(self) -> int:
+        """Appends whose already-held prefix was dropped instead of truncated and re-appended."""
+        return self._dedup.rewritten
+
+    @property
+    def fsyncs(self) -> int:
+        """fsync calls made so far (0 with ``RaftConfig(fsync=False)``)."""
+        return 0 if self._durability is None else self._durability.fsyncs
 
     # --- called on the tick thread --------------------------------------------------------------
 
