@@ -275,6 +275,7 @@ class _Durability:
         self._journal_fd: int | None = None
         self._synced_offset = -1
         self._synced_snapshot: tuple[int, int, int] | None = None
+        self._synced_meta: tuple[int, int, int] | None = None
 
     def sync_journal(self, *, force: bool) -> None:
         """fsyncs the journal if it may hold unsynced writes (``force``: it may have been
@@ -291,26 +292,29 @@ class _Durability:
             self.fsyncs += 1
 
     def sync_term_and_vote(self) -> None:
-        """fsyncs the ``.meta`` file pysyncobj just renamed into place, and its directory."""
-        if self.meta.exists():
-            _fsync_path(self.meta)
-            _fsync_path(self.meta.parent, directory=True)
-            self.fsyncs += 2
+        """fsyncs the ``.meta`` file (term, vote) and its directory if pysyncobj renamed a new one
+        into place since the last call (a new inode each time)."""
+        self._synced_meta = self._sync_replaced_file(self.meta, self._synced_meta)
 
     def sync_snapshot(self) -> None:
         """fsyncs a snapshot file that appeared since the last call (written by us or received
         from the leader and renamed into place), and its directory, so the rename is durable
         before pysyncobj rewrites the journal to start at the snapshot."""
+        self._synced_snapshot = self._sync_replaced_file(self.snapshot, self._synced_snapshot)
+
+    def _sync_replaced_file(
+        self, path: Path, synced: tuple[int, int, int] | None
+    ) -> tuple[int, int, int] | None:
         try:
-            st = os.stat(self.snapshot)
+            st = os.stat(path)
         except FileNotFoundError:
-            return
+            return synced
         identity = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if identity != self._synced_snapshot:
-            _fsync_path(self.snapshot)
-            _fsync_path(self.snapshot.parent, directory=True)
-            self._synced_snapshot = identity
+        if identity != synced:
+            _fsync_path(path)
+            _fsync_path(path.parent, directory=True)
             self.fsyncs += 2
+        return identity
 
     def on_tick(self) -> None:
         """Tick callback: covers what no message guards (a single voter's commits, compaction)."""
@@ -326,9 +330,9 @@ class _Durability:
 class _RaftTransport(TCPTransport):  # type: ignore[misc]
     """pysyncobj's TCP transport plus the two guards above, applied where messages cross.
 
-    Outgoing: an acknowledgement (``next_node_idx`` with success) or an append carrying entries
-    leaves only after the journal is fsynced; a vote request or grant only after the term/vote
-    file is. Incoming: ``append_entries`` passes through :class:`AppendDeduplicator`. pysyncobj
+    Outgoing: an acknowledgement (``next_node_idx`` with success) leaves only after the journal,
+    the term/vote file and any new snapshot are fsynced; an append carrying entries only after
+    the journal is; a vote request or grant only after the term/vote file is. Incoming: ``append_entries`` passes through :class:`AppendDeduplicator`. pysyncobj
     builds the transport itself (``SyncObj(transportClass=...)``); every call is on its tick
     thread.
     """
@@ -365,6 +369,7 @@ class _RaftTransport(TCPTransport):  # type: ignore[misc]
         durability = self._durability
         if kind == "next_node_idx" and self._answering_append:
             if durability is not None and message.get("success"):
+                durability.sync_term_and_vote()  # the append may have raised our term
                 durability.sync_snapshot()  # an installed snapshot is part of the log
                 durability.sync_journal(force=True)
             self._dedup.after_reply(message)
