@@ -56,6 +56,7 @@ from quorumq.errors import (
     InvalidRequiredAcks,
     KafkaStorageError,
     MessageTooLarge,
+    OffsetOutOfRange,
     QuorumqError,
     UnknownTopicOrPartition,
     UnsupportedCompressionType,
@@ -630,6 +631,13 @@ class Broker:
                     )
                 except Exception as exc:
                     any_error = True
+                    log_start = -1
+                    if not is_consumer and isinstance(exc, OffsetOutOfRange):
+                        # A follower below our log start learns where to restart from this
+                        # field (Kafka's followers ask ListOffsets; clients ignore it on error).
+                        known = self.partitions.get((topic.name, fp.partition_index))
+                        if known is not None:
+                            log_start = known.log_start_offset
                     partitions.append(
                         p.FetchResponsePartition(
                             partition_index=fp.partition_index,
@@ -638,7 +646,7 @@ class Broker:
                             ),
                             high_watermark=-1,
                             last_stable_offset=-1,
-                            log_start_offset=-1,
+                            log_start_offset=log_start,
                             records=b"",
                         )
                     )

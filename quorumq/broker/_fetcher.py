@@ -273,8 +273,15 @@ class FollowerFetcher:
                     continue
                 if part.error_code:
                     if part.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
-                        assert replica.follower is not None
-                        replica.follower.truncating = True
+                        follower = replica.follower
+                        assert follower is not None
+                        if part.log_start_offset > follower.fetch_offset:
+                            # Below the leader's log start (retention, DeleteRecords): what
+                            # we lack is gone there, so restart empty at its log start.
+                            replica.truncate_fully_and_start_at(part.log_start_offset)
+                            continue
+                        # Past the leader's log end: truncate by leader epoch first.
+                        follower.truncating = True
                     self._back_off(replica, part.error_code)
                     continue
                 records = part.records

@@ -34,6 +34,7 @@ import trio
 
 from quorumq.broker._partition import Partition, rebuild_producer_state
 from quorumq.errors import NotLeaderOrFollower, RequestTimedOut
+from quorumq.log import ProducerStateManager
 from quorumq.protocol.records import (
     HEADER_SIZE,
     BatchHeader,
@@ -475,6 +476,29 @@ class ReplicaPartition(Partition):
         self.epoch_cache.truncate_from_end(self.log_end_offset)
         self._save_epochs()
 
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Our log ends below the leader's log start: drop it all and restart it empty at the
+        leader's log start (Kafka's ``truncateFullyAndStartAt``), with an empty epoch cache
+        and producer state; the fetcher then copies the leader's log from there."""
+        log.info(
+            "broker %d restarts %s-%d at the leader's log start %d (its log ended at %d)",
+            self.broker_id,
+            self.topic,
+            self.index,
+            offset,
+            self.log_end_offset,
+        )
+        self.log.truncate_fully_and_start_at(offset)
+        self.producer_state = ProducerStateManager()
+        if self.follower is not None:
+            self.follower.truncate_fully_and_start_at(offset, self.epoch_cache)
+            self.follower.truncating = False
+        else:
+            self.epoch_cache.clear()
+        self._save_epochs()
+        self.known_high_watermark = offset
+        self.save_high_watermark()
+
     def append_as_follower(self, records: bytes | memoryview, now: int) -> int:
         """Appends whole batches from a leader's Fetch response (a trailing partial batch is
         dropped); returns the number of bytes appended."""
@@ -482,6 +506,12 @@ class ReplicaPartition(Partition):
         headers: list[BatchHeader] = []
         start = end = 0
         position = 0
+        if self.log_end_offset == self.log_start_offset and len(view) >= HEADER_SIZE:
+            first = parse_batch_header(view, 0)
+            if first.base_offset < self.log_end_offset < first.next_offset:
+                # An empty log restarted at a leader's log start that falls inside this batch
+                # (Kafka's UnexpectedAppendOffset case): restart at the batch's base instead.
+                self.truncate_fully_and_start_at(first.base_offset)
         while len(view) - position >= HEADER_SIZE:
             header = parse_batch_header(view, position)
             if position + header.size > len(view):

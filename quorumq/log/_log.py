@@ -534,6 +534,25 @@ class PartitionLog:
             # the base of a fresh active segment.
             self._roll_at(new_end)
 
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Empties the log and restarts it at ``offset``, which may lie beyond the LEO.
+
+        Kafka's ``truncateFullyAndStartAt``: a follower whose log ends below the leader's log
+        start (the leader deleted what it still needs) cannot fetch its way forward, so it
+        drops everything and copies the leader's log from its start.
+        """
+        self._check_open()
+        if offset < 0:
+            raise OffsetOutOfRange(f"cannot restart a log at negative offset {offset}")
+        for segment in self._segments:
+            segment.delete()
+        self._segments = [LogSegment.create(self.directory, offset, self.config)]
+        self._bases = [offset]
+        self._log_start_offset = offset
+        self._log_end_offset = offset
+        self._set_flushed_offset(offset)
+        self._write_log_start_checkpoint()
+
     def advance_log_start_offset(self, offset: int) -> None:
         """Raises the log start offset (DeleteRecords) and drops segments wholly below it.
 
