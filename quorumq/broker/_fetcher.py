@@ -107,6 +107,7 @@ class FollowerFetcher:
                     port,
                     client_id=f"quorumq-replica-{self.source.broker_id}",
                     connect_timeout_s=2.0,
+                    inline=True,  # one fetch at a time: no reader task, one switch less
                 ) as conn:
                     backoff = 0.05
                     await self._session(conn)

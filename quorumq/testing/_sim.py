@@ -329,11 +329,13 @@ class SimNetwork:
             client_id: str | None = "quorumq",
             negotiate: bool = True,
             connect_timeout_s: float = 10.0,
+            inline: bool = False,
         ) -> AsyncIterator[Connection]:
             stream = await self._open_stream(source_host, (host, port), connect_timeout_s)
-            conn = Connection(stream, client_id=client_id, peer=f"{host}:{port}")
+            conn = Connection(stream, client_id=client_id, peer=f"{host}:{port}", inline=inline)
             async with stream, trio.open_nursery() as nursery:
-                nursery.start_soon(conn._read_responses)
+                if not inline:
+                    nursery.start_soon(conn._read_responses)
                 try:
                     if negotiate:
                         await conn.negotiate()
