@@ -50,11 +50,20 @@ class Partition:
         # commits what it appends.
         return self.log_end_offset
 
+    append_watchers: set[trio.Event] = attrs.Factory(set)
+    """Events of multi-partition fetches waiting for any of their partitions to grow (one event
+    per fetch rather than a task per partition: a follower's fetch names every partition it
+    follows from this leader, ``__consumer_offsets``' among them)."""
+    commit_watchers: set[trio.Event] = attrs.Factory(set)
+    """The same for consumers' multi-partition fetches, waiting for any HW to move."""
+
     def notify_append(self) -> None:
         """Wakes every task waiting for this partition to grow (fetch, acks=all)."""
         event = self.appended
         self.appended = trio.Event()
         event.set()
+        for watcher in self.append_watchers:
+            watcher.set()
         self.notify_high_watermark()
 
     def notify_high_watermark(self) -> None:
@@ -62,6 +71,8 @@ class Partition:
         event = self.committed
         self.committed = trio.Event()
         event.set()
+        for watcher in self.commit_watchers:
+            watcher.set()
 
     @property
     def replica_read_limit(self) -> int | None:
@@ -101,16 +112,15 @@ async def wait_for_any_append(
             only = partitions[0]
             await (only.committed if committed else only.appended).wait()
             return
-        async with trio.open_nursery() as nursery:
-
-            async def wait_one(event: trio.Event) -> None:
-                await event.wait()
-                nursery.cancel_scope.cancel()
-
-            for partition in partitions:
-                nursery.start_soon(
-                    wait_one, partition.committed if committed else partition.appended
-                )
+        event = trio.Event()
+        watching = [p.commit_watchers if committed else p.append_watchers for p in partitions]
+        for watchers in watching:
+            watchers.add(event)
+        try:
+            await event.wait()
+        finally:
+            for watchers in watching:
+                watchers.discard(event)
 
 
 def rebuild_producer_state(partition_log: PartitionLog) -> ProducerStateManager:

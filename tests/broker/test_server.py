@@ -141,6 +141,47 @@ async def test_responses_follow_request_order_while_fetch_waits(broker: Broker) 
     await stream.aclose()
 
 
+async def test_a_long_poll_over_several_partitions_wakes_for_any_of_them(
+    broker: Broker,
+) -> None:
+    broker.create_topic("many", 4)
+    request = p.FetchRequest(
+        max_wait_ms=10_000,
+        min_bytes=1,
+        topics=[
+            p.FetchRequestTopic(
+                name="many",
+                partitions=[
+                    p.FetchRequestPartition(
+                        partition_index=i, fetch_offset=0, partition_max_bytes=1 << 20
+                    )
+                    for i in range(4)
+                ],
+            )
+        ],
+    )
+    async with (
+        open_connection("127.0.0.1", broker.port or 0) as consumer,
+        open_connection("127.0.0.1", broker.port or 0) as producer,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def wake_partition_2() -> None:
+            await trio.sleep(0.05)
+            await producer.request(
+                p.ApiKey.PRODUCE, 8, produce_request("many", batch(b"two"), partition=2)
+            )
+
+        nursery.start_soon(wake_partition_2)
+        with trio.fail_after(5):  # well before max_wait_ms
+            response = await consumer.request(p.ApiKey.FETCH, 11, request)
+    by_index = {part.partition_index: part for part in response.topics[0].partitions}
+    assert values_of(by_index[2].records) == [b"two"]
+    assert all(not by_index[i].records for i in (0, 1, 3))
+    # The waiter left no event behind on any partition.
+    assert not any(broker.partition("many", i).commit_watchers for i in range(4))
+
+
 async def test_fetch_with_max_wait_returns_empty_when_nothing_arrives(broker: Broker) -> None:
     broker.create_topic("t", 1)
     async with open_connection("127.0.0.1", broker.port or 0) as conn:
