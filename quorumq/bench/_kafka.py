@@ -231,13 +231,22 @@ def produce_bench(
     timeout_s: float = 300.0,
     extra_config: dict[str, str] | None = None,
     progress: object | None = None,
+    pacing: str = "record",
 ) -> ProduceResult:
     """Produces ``records`` values of ``record_size`` bytes with librdkafka and times them.
 
     Latency is from ``produce()`` to the delivery report. ``rate`` (records/s) paces the
     producer for latency-at-load figures; without it the producer runs flat out. Bounded by
     ``timeout_s``: records not delivered by then count as failed.
+
+    ``pacing``: ``"record"`` sends every record at its own time (a sleep of 0.1 ms between
+    records at 10,000/s); ``"kafka"`` paces as Kafka's ProducerPerformance does
+    (``ThroughputThrottler``: sleep only once at least 2 ms of sleep are owed, so records
+    leave in bursts of ``rate / 500``). Both average ``rate``; the second costs the producer
+    far fewer wake-ups, which on a shared 2-core machine are CPU the brokers do not get.
     """
+    if pacing not in ("record", "kafka"):
+        raise BenchError(f"pacing must be 'record' or 'kafka', not {pacing!r}")
     ck = _confluent()
     conf = {
         "bootstrap.servers": broker.bootstrap,
@@ -275,7 +284,12 @@ def produce_bench(
     sent = 0
     interval = 1.0 / rate if rate else 0.0
     while sent < records and time.perf_counter() < deadline:
-        if rate:
+        if rate and pacing == "kafka":
+            target = start + sent * interval
+            owed = target - time.perf_counter()
+            if owed >= 0.002:  # ThroughputThrottler's MIN_SLEEP_NS
+                producer.poll(owed)
+        elif rate:
             # Wait in poll(), not sleep(): delivery callbacks (where latency is read) run only
             # inside poll(), so a paced run must serve them while it waits.
             target = start + sent * interval

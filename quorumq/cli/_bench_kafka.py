@@ -40,6 +40,11 @@ class Strategy(StrEnum):
     both = "both"
 
 
+class Pacing(StrEnum):
+    record = "record"
+    kafka = "kafka"
+
+
 class Target(StrEnum):
     quorumq = "quorumq"
     tansu = "tansu"
@@ -135,7 +140,12 @@ def bench_produce(
         Strategy.quorum, help="replication.strategy of the topic (with --brokers > 1)."
     ),
     min_insync_replicas: int = typer.Option(2, min=1, help="min.insync.replicas for isr."),
-    linger_ms: int = typer.Option(5, min=0, help="The producer's linger.ms."),
+    linger_ms: float = typer.Option(5.0, min=0.0, help="The producer's linger.ms."),
+    pacing: Pacing = typer.Option(
+        Pacing.record,
+        help="With --rate: 'record' sends each record at its own time; 'kafka' sleeps only "
+        "when 2 ms are owed, as Kafka's ProducerPerformance does.",
+    ),
     launcher: str = typer.Option(
         "", help="Command that runs quorumq for the brokers (default: python -m quorumq)."
     ),
@@ -167,8 +177,9 @@ def bench_produce(
                         acks=acks,
                         rate=rate or None,
                         timeout_s=timeout,
-                        extra_config={"linger.ms": str(linger_ms)},
+                        extra_config={"linger.ms": f"{linger_ms:g}"},
                         progress=advance,
+                        pacing=pacing.value,
                     )
                 )
     title = f"produce: {records:,} × {record_size} B, acks={acks}, {partitions} partition(s)"
@@ -176,8 +187,10 @@ def bench_produce(
         title += f", {brokers} brokers, RF {rf}"
     if rate:
         title += f", paced at {rate:,} records/s"
+    if rate and pacing != Pacing.record:
+        title += f" ({pacing.value} pacing)"
     if linger_ms != 5:
-        title += f", linger.ms={linger_ms}"
+        title += f", linger.ms={linger_ms:g}"
     table = Table(title=title)
     for col in (
         "broker",

@@ -46,3 +46,27 @@ def test_bench_produce_cli_both_strategies() -> None:
     assert result.exit_code == 0, result.output
     out = result.output  # the table wraps "quorumq ×3 isr" in a narrow terminal
     assert out.count("quorumq") == 2 and "quorum" in out and "isr" in out
+
+
+@pytest.mark.parametrize("pacing", ["record", "kafka"])
+def test_paced_produce_bench_keeps_the_rate(pacing: str) -> None:
+    from quorumq.bench import BrokerProcess
+    from quorumq.testing import ThreadedCluster
+
+    with ThreadedCluster() as cluster:
+        create_topic(cluster.bootstrap, "paced", 1)
+        proc = BrokerProcess(name="in-process", bootstrap=cluster.bootstrap, processes=[])
+        result = produce_bench(proc, topic="paced", records=3000, record_size=10, acks="1",
+                               rate=5000, timeout_s=30, pacing=pacing)  # fmt: skip
+    assert result.delivered == 3000 and result.failed == 0
+    # Either pacing averages the rate: 3,000 records at 5,000/s take at least 0.6 s.
+    assert result.seconds >= 0.59
+
+
+def test_unknown_pacing_is_refused() -> None:
+    from quorumq.bench import BrokerProcess
+    from quorumq.bench._kafka import BenchError
+
+    proc = BrokerProcess(name="none", bootstrap="127.0.0.1:1", processes=[])
+    with pytest.raises(BenchError, match="pacing"):
+        produce_bench(proc, topic="t", records=1, record_size=1, acks="1", pacing="burst")
