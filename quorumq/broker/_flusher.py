@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import attrs
 import trio
@@ -27,6 +27,11 @@ from quorumq.errors import KafkaStorageError, OffsetOutOfRange
 from quorumq.log import LogManager, PartitionLog
 
 log = logging.getLogger(__name__)
+
+offload: Callable[[Callable[[], None]], Awaitable[None]] = trio.to_thread.run_sync
+"""Runs a flush job's fsyncs; a worker thread, so the event loop keeps serving. The simulation
+(``quorumq.testing.sim_cluster``) swaps in an inline runner: a real thread finishes in real
+time, which a MockClock run cannot replay."""
 
 LogSource = Callable[[], Iterable[PartitionLog]]
 
@@ -127,7 +132,7 @@ class LogFlusher:
         else:
             job = partition_log.prepare_flush()
             try:
-                await trio.to_thread.run_sync(job.run)
+                await offload(job.run)
             except KafkaStorageError as exc:
                 log.error("fsync of %r failed: %s", partition_log, exc)
                 error = exc

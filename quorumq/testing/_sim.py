@@ -42,7 +42,7 @@ from typing import Any
 import attrs
 import trio
 
-from quorumq.broker import _replica
+from quorumq.broker import _flusher, _replica
 from quorumq.broker._cluster import ClusterBroker, ClusterConfig
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._replica import ReplicaPartition
@@ -761,6 +761,13 @@ def seed_trio_scheduler(seed: int) -> None:
         generator.seed(seed)
 
 
+async def _run_inline(job: Callable[[], None]) -> None:
+    """The flusher's fsync runner inside a simulation: on the event loop, with a checkpoint as
+    a thread hand-off would have."""
+    await trio.lowlevel.checkpoint()
+    job()
+
+
 def _make_dir(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -783,6 +790,8 @@ async def sim_cluster(
     _make_dir(base_dir)
     seed_trio_scheduler(seed)
     saved_clock = _replica.clock_ms
+    saved_offload = _flusher.offload
+    _flusher.offload = _run_inline  # no real threads: they finish in real, not virtual, time
     # Milliseconds since the simulation started (MockClock starts at a random offset), on an
     # epoch-like base so that values look like wall-clock stamps.
     start = trio.current_time()
@@ -815,3 +824,4 @@ async def sim_cluster(
                 nursery.cancel_scope.cancel()
     finally:
         _replica.clock_ms = saved_clock
+        _flusher.offload = saved_offload
