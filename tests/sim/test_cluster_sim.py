@@ -26,6 +26,9 @@ from quorumq.protocol.records import build_batch, decode_batch, parse_batch_head
 from quorumq.testing._sim import SimCluster, sim_cluster
 
 TOPIC = "orders"
+PARTITIONS = 2
+"""Two partitions: leaders spread over the brokers, and every follower fetch names both
+partitions it follows from a leader (the multi-partition long poll)."""
 MODES = {
     "quorum": {"replication.strategy": "quorum"},
     "isr": {"replication.strategy": "isr", "min.insync.replicas": "2"},
@@ -62,43 +65,51 @@ class Checker:
     """The invariants, checked from outside the brokers (by reading their replicas)."""
 
     cluster: SimCluster
-    leaders: dict[int, tuple[int, int]] = attrs.field(factory=dict)
-    """leader epoch → (broker id, incarnation) that led it."""
-    hw_seen: dict[tuple[int, int, int], int] = attrs.field(factory=dict)
-    """(broker id, incarnation, leader epoch) → highest HW seen while leading."""
-    committed: dict[int, bytes | None] = attrs.field(factory=dict)
-    """offset → value of everything ever below some leader's HW."""
+    leaders: dict[tuple[int, int], tuple[int, int]] = attrs.field(factory=dict)
+    """(partition, leader epoch) → (broker id, incarnation) that led it."""
+    hw_seen: dict[tuple[int, int, int, int], int] = attrs.field(factory=dict)
+    """(partition, broker id, incarnation, leader epoch) → highest HW seen while leading."""
+    committed: dict[tuple[int, int], bytes | None] = attrs.field(factory=dict)
+    """(partition, offset) → value of everything ever below some leader's HW."""
     checks: int = 0
 
     def check(self) -> None:
         self.checks += 1
-        replicas = self.cluster.replicas(TOPIC, 0)
+        for partition in range(PARTITIONS):
+            self._check_partition(partition)
+
+    def _check_partition(self, partition: int) -> None:
+        replicas = self.cluster.replicas(TOPIC, partition)
         for broker_id, replica in replicas.items():
             incarnation = self.cluster.nodes[broker_id].incarnation
             if replica.leader is None:
                 continue
             epoch = replica.leader_epoch
             who = (broker_id, incarnation)
-            assert self.leaders.setdefault(epoch, who) == who, (
-                f"two leaders in epoch {epoch}: {self.leaders[epoch]} and {who}"
+            assert self.leaders.setdefault((partition, epoch), who) == who, (
+                f"two leaders of partition {partition} in epoch {epoch}: "
+                f"{self.leaders[(partition, epoch)]} and {who}"
             )
-            key = (broker_id, incarnation, epoch)
+            key = (partition, broker_id, incarnation, epoch)
             hw = replica.high_watermark
             assert hw >= self.hw_seen.get(key, 0), (
-                f"leader {broker_id} HW moved back in epoch {epoch}: {self.hw_seen[key]} -> {hw}"
+                f"leader {broker_id} of partition {partition} HW moved back in epoch {epoch}: "
+                f"{self.hw_seen[key]} -> {hw}"
             )
             self.hw_seen[key] = hw
         logs = {b: dict(read_values(r, r.high_watermark)) for b, r in replicas.items()}
         for broker_id, values in logs.items():
             for offset, value in values.items():
-                known = self.committed.setdefault(offset, value)
+                known = self.committed.setdefault((partition, offset), value)
                 assert known == value, (
-                    f"broker {broker_id} has {value!r} at committed offset {offset}, "
-                    f"others had {known!r}"
+                    f"broker {broker_id} has {value!r} at committed offset {offset} of "
+                    f"partition {partition}, others had {known!r}"
                 )
 
 
-async def produce(cluster: SimCluster, broker_id: int, values: list[bytes]) -> int:
+async def produce(
+    cluster: SimCluster, broker_id: int, values: list[bytes], partition: int = 0
+) -> int:
     """One acks=all Produce to ``broker_id``; its error code (-1: no answer)."""
     host, port = cluster.address_of(broker_id)
     request = p.ProduceRequest(
@@ -109,7 +120,8 @@ async def produce(cluster: SimCluster, broker_id: int, values: list[bytes]) -> i
                 name=TOPIC,
                 partitions=[
                     p.ProduceRequestPartition(
-                        partition_index=0, records=build_batch([(None, v) for v in values])
+                        partition_index=partition,
+                        records=build_batch([(None, v) for v in values]),
                     )
                 ],
             )
@@ -128,9 +140,9 @@ async def produce(cluster: SimCluster, broker_id: int, values: list[bytes]) -> i
     return code
 
 
-def leader_in_image(cluster: SimCluster) -> int:
+def leader_in_image(cluster: SimCluster, partition: int = 0) -> int:
     topic = cluster.controller.image.topics.get(TOPIC)
-    return -1 if topic is None else topic.partitions[0].leader
+    return -1 if topic is None else topic.partitions[partition].leader
 
 
 async def run_scenario(tmp_path: Path, mode: str, seed: int) -> dict[str, object]:
@@ -139,9 +151,9 @@ async def run_scenario(tmp_path: Path, mode: str, seed: int) -> dict[str, object
         tmp_path, brokers=3, seed=seed, session_timeout_ms=3000, heartbeat_interval_s=0.5
     ) as cluster:
         rng = cluster.network.rng
-        cluster.controller.create_topic(TOPIC, 1, 3, dict(MODES[mode]))
+        cluster.controller.create_topic(TOPIC, PARTITIONS, 3, dict(MODES[mode]))
         checker = Checker(cluster)
-        acked: set[bytes] = set()
+        acked: set[tuple[int, bytes]] = set()  # (partition, value)
         sent = 0
         faulty: int | None = None  # the one broker crashed or cut off, if any
         isolated = False
@@ -158,12 +170,13 @@ async def run_scenario(tmp_path: Path, mode: str, seed: int) -> dict[str, object
             nonlocal sent
             values = [f"s{seed}-{sent + i}".encode() for i in range(load.randint(1, 3))]
             sent += len(values)
-            leader = leader_in_image(cluster)
+            partition = load.randrange(PARTITIONS)
+            leader = leader_in_image(cluster, partition)
             target = leader if leader > 0 and load.random() < 0.8 else load.choice([1, 2, 3])
 
             async def one() -> None:
-                if await produce(cluster, target, values) == ErrorCode.NONE:
-                    acked.update(values)
+                if await produce(cluster, target, values, partition) == ErrorCode.NONE:
+                    acked.update((partition, v) for v in values)
 
             produces.start_soon(one)
 
@@ -255,26 +268,33 @@ async def run_scenario(tmp_path: Path, mode: str, seed: int) -> dict[str, object
             checker.check()
             nursery.cancel_scope.cancel()
 
-        leader = leader_in_image(cluster)
-        replicas = cluster.replicas(TOPIC, 0)
-        assert leader in replicas, f"no live leader at the end ({leader}); steps: {history}"
-        final = replicas[leader]
-        present = {v for _, v in read_values(final, final.log_end_offset)}
-        lost = acked - present
-        assert not lost, f"acknowledged acks=all records lost: {sorted(lost)}; steps: {history}"
         assert acked, f"nothing was acknowledged in {sent} records; steps: {history}"
-        # Every replica ends caught up and identical below the HW.
-        hw = final.high_watermark
-        ends = {b: read_values(r, hw) for b, r in replicas.items()}
-        assert len({tuple(v) for v in ends.values()}) == 1, f"replicas differ below HW {hw}"
+        hws: list[int] = []
+        for partition in range(PARTITIONS):
+            leader = leader_in_image(cluster, partition)
+            replicas = cluster.replicas(TOPIC, partition)
+            assert leader in replicas, (
+                f"no live leader of partition {partition} at the end ({leader}); steps: {history}"
+            )
+            final = replicas[leader]
+            present = {(partition, v) for _, v in read_values(final, final.log_end_offset)}
+            lost = {a for a in acked if a[0] == partition} - present
+            assert not lost, f"acknowledged acks=all records lost: {sorted(lost)}; steps: {history}"
+            # Every replica ends caught up and identical below the HW.
+            hw = final.high_watermark
+            hws.append(hw)
+            ends = {b: read_values(r, hw) for b, r in replicas.items()}
+            assert len({tuple(v) for v in ends.values()}) == 1, (
+                f"replicas of partition {partition} differ below HW {hw}"
+            )
         assert checker.checks > 10
         return {
             "sent": sent,
             "acked": len(acked),
-            "hw": hw,
+            "hw": hws,
             "leader_epochs": len(checker.leaders),
             "steps": history,
-            "log": ends[leader],
+            "log": ends[leader],  # the last partition's
             # Broker incarnation ids are uuid4s (not seeded): leave them out.
             "records": [
                 re.sub(r"incarnation_id='[^']*'", "", repr(r)) for r in cluster.controller.applied
