@@ -134,7 +134,6 @@ class ClusterBroker(Broker):
             groups.leader_lookup = self._leader_lookup
         self._handlers[p.ApiKey.CREATE_TOPICS] = self._create_topics
         self._handlers[p.ApiKey.DELETE_TOPICS] = self._delete_topics
-        self._handlers[p.ApiKey.OFFSET_FOR_LEADER_EPOCH] = self._offset_for_leader_epoch
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -759,35 +758,6 @@ class ClusterBroker(Broker):
         if self.controller is None:
             raise NotController(f"broker {self.config.node_id}: controller not started")
         return self.controller
-
-    def _offset_for_leader_epoch(self, header: p.RequestHeader, request: Any) -> Any:
-        topics = []
-        for topic in request.topics:
-            partitions = []
-            for ep in topic.partitions:
-                try:
-                    replica = self.partition(topic.name, ep.partition_index)
-                    epoch, end_offset = replica.end_offset_for(
-                        ep.leader_epoch, ep.current_leader_epoch
-                    )
-                    partitions.append(
-                        p.EpochEndOffset(
-                            error_code=0,
-                            partition_index=ep.partition_index,
-                            leader_epoch=epoch,
-                            end_offset=end_offset,
-                        )
-                    )
-                except Exception as exc:
-                    what = f"epoch end {topic.name}-{ep.partition_index}"
-                    partitions.append(
-                        p.EpochEndOffset(
-                            error_code=error_code_for(exc, what),
-                            partition_index=ep.partition_index,
-                        )
-                    )
-            topics.append(p.OffsetForLeaderTopicResult(name=topic.name, partitions=partitions))
-        return p.OffsetForLeaderEpochResponse(topics=topics)
 
 
 class ImageTopics:

@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING, Any
 from quorumq import protocol as p
 from quorumq.errors import (
     ErrorCode,
-    FencedLeaderEpoch,
     InvalidReplicationFactor,
     InvalidRequest,
-    UnknownLeaderEpoch,
 )
 
 if TYPE_CHECKING:
     from quorumq.broker._broker import Broker, Handler
-    from quorumq.broker._partition import Partition
 
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
@@ -82,20 +79,6 @@ def _code(exc: Exception, what: str) -> int:
     return error_code_for(exc, what)
 
 
-def _check_leader_epoch(partition: Partition, current_leader_epoch: int) -> None:
-    """Kafka's leader-epoch fencing (KIP-320): -1 means "not known to the client"."""
-    if current_leader_epoch < 0:
-        return
-    if current_leader_epoch < partition.leader_epoch:
-        raise FencedLeaderEpoch(
-            f"leader epoch {current_leader_epoch} is older than {partition.leader_epoch}"
-        )
-    if current_leader_epoch > partition.leader_epoch:
-        raise UnknownLeaderEpoch(
-            f"leader epoch {current_leader_epoch} is newer than {partition.leader_epoch}"
-        )
-
-
 # --- ListOffsets ------------------------------------------------------------------------------
 
 
@@ -107,7 +90,7 @@ def _list_offsets(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
         for lp in topic.partitions:
             try:
                 partition = broker.partition(topic.name, lp.partition_index)
-                _check_leader_epoch(partition, lp.current_leader_epoch)
+                partition.check_leader_epoch(lp.current_leader_epoch)
                 limit = partition.high_watermark if is_consumer else partition.log_end_offset
                 timestamp = -1
                 if lp.timestamp == EARLIEST_TIMESTAMP:
@@ -307,13 +290,9 @@ def _offset_for_leader_epoch(broker: Broker, header: p.RequestHeader, request: A
         for ep in topic.partitions:
             try:
                 partition = broker.partition(topic.name, ep.partition_index)
-                _check_leader_epoch(partition, ep.current_leader_epoch)
-                if ep.leader_epoch > partition.leader_epoch:
-                    # Kafka: an epoch newer than any we know has no end offset (UNDEFINED).
-                    epoch, end_offset = -1, -1
-                else:
-                    # Every batch so far was written in leader epoch 0: its end is the LEO.
-                    epoch, end_offset = partition.leader_epoch, partition.log_end_offset
+                epoch, end_offset = partition.end_offset_for(
+                    ep.leader_epoch, ep.current_leader_epoch
+                )
                 partitions.append(
                     p.EpochEndOffset(
                         error_code=0,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import attrs
 import trio
 
-from quorumq.errors import RequestTimedOut
+from quorumq.errors import FencedLeaderEpoch, RequestTimedOut, UnknownLeaderEpoch
 from quorumq.log import PartitionLog, ProducerStateManager
 from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
 
@@ -79,6 +79,38 @@ class Partition:
         """The offset follower fetches read up to (exclusive); None: the log end. A replica
         with ``flush.messages=1`` serves followers only fsynced data (``_replica.py``)."""
         return None
+
+    def check_leader_epoch(self, current_leader_epoch: int) -> None:
+        """Kafka's leader-epoch fencing (KIP-320) of a client's request; -1 means "not known to
+        the client".
+
+        Raises:
+            FencedLeaderEpoch, UnknownLeaderEpoch.
+        """
+        if current_leader_epoch < 0:
+            return
+        if current_leader_epoch < self.leader_epoch:
+            raise FencedLeaderEpoch(
+                f"leader epoch {current_leader_epoch} is older than {self.leader_epoch}"
+            )
+        if current_leader_epoch > self.leader_epoch:
+            raise UnknownLeaderEpoch(
+                f"leader epoch {current_leader_epoch} is newer than {self.leader_epoch}"
+            )
+
+    def end_offset_for(self, requested_epoch: int, current_leader_epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch: ``(epoch, end offset)`` of ``requested_epoch``. A single broker
+        wrote every batch in its one leader epoch, so its end is the LEO; an epoch newer than
+        any known has none (UNDEFINED, as Kafka answers). A replica answers from its epoch
+        cache (``_replica.py``).
+
+        Raises:
+            FencedLeaderEpoch, UnknownLeaderEpoch.
+        """
+        self.check_leader_epoch(current_leader_epoch)
+        if requested_epoch > self.leader_epoch:
+            return -1, -1
+        return self.leader_epoch, self.log_end_offset
 
     def check_acks_all(self) -> None:
         """Refuses an acks=all produce before append (a replica: NOT_ENOUGH_REPLICAS)."""

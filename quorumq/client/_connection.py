@@ -249,7 +249,24 @@ async def open_connection(
             stream = await trio.open_tcp_stream(host, port)
     except (OSError, trio.TooSlowError) as exc:
         raise ConnectionError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
-    conn = Connection(stream, client_id=client_id, peer=f"{host}:{port}", inline=inline)
+    async with connection_over(
+        stream, peer=f"{host}:{port}", client_id=client_id, negotiate=negotiate, inline=inline
+    ) as conn:
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def connection_over(
+    stream: trio.abc.Stream,
+    *,
+    peer: str,
+    client_id: str | None = "quorumq",
+    negotiate: bool = True,
+    inline: bool = False,
+) -> AsyncIterator[Connection]:
+    """A :class:`Connection` over an open ``stream`` (TCP, or the simulation's in-memory one):
+    runs the response reader unless ``inline``, negotiates versions, closes the stream on exit."""
+    conn = Connection(stream, client_id=client_id, peer=peer, inline=inline)
     async with stream, trio.open_nursery() as nursery:
         if not inline:
             nursery.start_soon(conn._read_responses)

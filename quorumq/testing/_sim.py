@@ -46,7 +46,7 @@ from quorumq.broker import _flusher, _replica
 from quorumq.broker._cluster import ClusterBroker, ClusterConfig
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._replica import ReplicaPartition
-from quorumq.client._connection import Connection
+from quorumq.client._connection import Connection, connection_over
 from quorumq.controller import ControllerConfig, ImageSubscription, MetadataImage
 from quorumq.controller.image import (
     ControllerEpochBump,
@@ -332,16 +332,14 @@ class SimNetwork:
             inline: bool = False,
         ) -> AsyncIterator[Connection]:
             stream = await self._open_stream(source_host, (host, port), connect_timeout_s)
-            conn = Connection(stream, client_id=client_id, peer=f"{host}:{port}", inline=inline)
-            async with stream, trio.open_nursery() as nursery:
-                if not inline:
-                    nursery.start_soon(conn._read_responses)
-                try:
-                    if negotiate:
-                        await conn.negotiate()
-                    yield conn
-                finally:
-                    nursery.cancel_scope.cancel()
+            async with connection_over(
+                stream,
+                peer=f"{host}:{port}",
+                client_id=client_id,
+                negotiate=negotiate,
+                inline=inline,
+            ) as conn:
+                yield conn
 
         return connect
 
