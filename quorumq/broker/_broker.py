@@ -62,7 +62,13 @@ from quorumq.errors import (
     UnsupportedCompressionType,
     UnsupportedVersion,
 )
-from quorumq.log import LogConfig, LogManager, PartitionLog, validate_records
+from quorumq.log import (
+    LogConfig,
+    LogManager,
+    PartitionLog,
+    parse_partition_dir_name,
+    validate_records,
+)
 from quorumq.protocol.records import ATTR_TIMESTAMP_TYPE, BatchHeader, compute_crc
 
 log = logging.getLogger("quorumq.broker")
@@ -126,7 +132,6 @@ class Broker:
         self.flusher: LogFlusher | None = None
         self.groups: Any = None  # the group coordinator shell (_groups.GroupCoordinatorShell)
         self._advertised: tuple[int, dict[p.ApiKey, tuple[int, int]]] | None = None
-        self._partition_by_log: dict[int, Partition] = {}
         self._handlers: dict[int, Handler] = {
             p.ApiKey.API_VERSIONS: self._api_versions,
             p.ApiKey.METADATA: self._metadata,
@@ -308,11 +313,11 @@ class Broker:
     def _maintenance_high_watermark(self, partition_log: PartitionLog) -> int:
         """The HW retention and compaction stop at for ``partition_log``: its partition's (a
         follower's own HW, as in Kafka), or 0 (touch nothing) for a log no partition owns."""
-        partition = self._partition_by_log.get(id(partition_log))
+        key = parse_partition_dir_name(partition_log.directory.name)
+        partition = None if key is None else self.partitions.get(key)
         if partition is None or partition.log is not partition_log:
-            self._partition_by_log = {id(part.log): part for part in self.partitions.values()}
-            partition = self._partition_by_log.get(id(partition_log))
-        return 0 if partition is None else partition.high_watermark
+            return 0
+        return partition.high_watermark
 
     def partition(self, topic: str, index: int) -> Partition:
         """Raises UnknownTopicOrPartition when this broker has no such partition."""
