@@ -34,8 +34,6 @@ _MAX_RESPONSE_BYTES = 1 << 30
 
 @attrs.define(eq=False)
 class _Waiter:
-    api_key: p.ApiKey
-    api_version: int
     done: trio.Event = attrs.Factory(trio.Event)
     frame: memoryview | None = None
     error: BaseException | None = None
@@ -83,72 +81,64 @@ class Connection:
         correlation_id = self._next_correlation_id
         self._next_correlation_id = (correlation_id + 1) & 0x7FFFFFFF
         frame = p.encode_request(api_key, api_version, correlation_id, self.client_id, request)
-        if self._inline_reader is not None:
-            return await self._request_inline(
-                api_key, api_version, correlation_id, frame, expect_response, timeout_s
-            )
-        waiter = _Waiter(api_key, api_version)
-        if expect_response:
-            self._waiters[correlation_id] = waiter
+        exchange = self._exchange_inline if self._inline_reader is not None else self._exchange
+        answer = exchange(correlation_id, frame, expect_response)
         try:
             if timeout_s is None:
-                await self._send(frame)
-                if not expect_response:
-                    return None
-                await waiter.done.wait()
+                frame_in = await answer
             else:
                 with trio.move_on_after(timeout_s) as scope:
-                    await self._send(frame)
-                    if not expect_response:
-                        return None
-                    await waiter.done.wait()
+                    frame_in = await answer
                 if scope.cancelled_caught:
                     raise RequestTimedOut(
                         f"{api_key.name} to {self.peer}: no response within {timeout_s} s"
                     )
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if self._inline_reader is not None:
+                self._closed_error = exc
             raise ConnectionError(f"connection to {self.peer} lost: {exc}") from None
+        if frame_in is None:
+            return None
+        return p.decode_response(api_key, api_version, frame_in)
+
+    async def _exchange(
+        self, correlation_id: int, frame: list[Any], expect_response: bool
+    ) -> memoryview | None:
+        """Sends a frame and waits for the reader task to hand over its answer's frame."""
+        waiter = _Waiter()
+        if expect_response:
+            self._waiters[correlation_id] = waiter
+        try:
+            await self._send(frame)
+            if not expect_response:
+                return None
+            await waiter.done.wait()
         finally:
             self._waiters.pop(correlation_id, None)
         if waiter.error is not None:
             raise ConnectionError(f"connection to {self.peer} lost: {waiter.error}")
         assert waiter.frame is not None
-        return p.decode_response(api_key, api_version, waiter.frame)
+        return waiter.frame
 
-    async def _request_inline(
-        self,
-        api_key: p.ApiKey,
-        api_version: int,
-        correlation_id: int,
-        frame: list[Any],
-        expect_response: bool,
-        timeout_s: float | None,
-    ) -> Any:
+    async def _exchange_inline(
+        self, correlation_id: int, frame: list[Any], expect_response: bool
+    ) -> memoryview | None:
+        """Sends a frame and reads answers until its own (skipping answers to requests their
+        senders abandoned): an inline connection's exchange."""
         reader = self._inline_reader
         assert reader is not None
-        try:
-            with trio.move_on_after(timeout_s if timeout_s is not None else float("inf")) as scope:
-                await self._send(frame)
-                if not expect_response:
-                    return None
-                while True:
-                    answer = reader.next_frame()
-                    if answer is None:
-                        data = await self._stream.receive_some(256 * 1024)
-                        if not data:
-                            raise ConnectionError(f"connection to {self.peer} closed by the broker")
-                        reader.feed(data)
-                    elif p.peek_correlation_id(answer) == correlation_id:
-                        return p.decode_response(api_key, api_version, answer)
-                    # else: the answer to a request its sender abandoned
-            if scope.cancelled_caught:
-                raise RequestTimedOut(
-                    f"{api_key.name} to {self.peer}: no response within {timeout_s} s"
-                )
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._closed_error = exc
-            raise ConnectionError(f"connection to {self.peer} lost: {exc}") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        await self._send(frame)
+        if not expect_response:
+            return None
+        while True:
+            answer = reader.next_frame()
+            if answer is None:
+                data = await self._stream.receive_some(256 * 1024)
+                if not data:
+                    raise ConnectionError(f"connection to {self.peer} closed by the broker")
+                reader.feed(data)
+            elif p.peek_correlation_id(answer) == correlation_id:
+                return answer
 
     async def _send(self, frame: list[Any]) -> None:
         """Sends one whole frame; concurrent senders take turns (the lock keeps frames whole).
