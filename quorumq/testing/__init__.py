@@ -7,13 +7,14 @@
   (``with ThreadedCluster() as cluster: KafkaProducer(bootstrap_servers=cluster.bootstrap)``).
 - :class:`SimNetwork`, :class:`SimController`, :func:`sim_cluster`: a whole cluster of real
   broker shells on an in-memory network under ``trio.testing.MockClock`` (``docs/simulation.md``).
+- :func:`free_ports`: loopback ports free right now, for tests that start their own servers.
 - ``quorumq.testing.pytest_plugin``: the ``quorumq_cluster`` and ``quorumq_threaded_cluster``
   fixtures (``pytest_plugins = ["quorumq.testing.pytest_plugin"]``).
 
 See ``docs/testing.md``.
 """
 
-from quorumq.testing._cluster import TESTING_BROKER_DEFAULTS, Cluster, ThreadedCluster
+from quorumq.testing._cluster import TESTING_BROKER_DEFAULTS, Cluster, ThreadedCluster, free_ports
 from quorumq.testing._sim import SimController, SimNetwork, sim_cluster
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "SimController",
     "SimNetwork",
     "ThreadedCluster",
+    "free_ports",
     "sim_cluster",
 ]

@@ -63,7 +63,7 @@ keyword arguments to :class:`Cluster`."""
 _RESERVED_FIELDS = frozenset({"data_dir", "node_id", "port", "host"})
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """Ports the kernel says are free now (bound and released together, so they differ)."""
     with contextlib.ExitStack() as stack:
         sockets = []
@@ -241,7 +241,7 @@ class Cluster:
     def _make_cluster_config(self) -> Any:
         from quorumq.broker._cluster import ClusterConfig
 
-        ports = _free_ports(self.num_brokers)
+        ports = free_ports(self.num_brokers)
         for member, port in zip(self._members, ports, strict=True):
             member.raft_port = port
         voters = ",".join(f"{m.node_id}@127.0.0.1:{m.raft_port}" for m in self._members)

@@ -6,7 +6,6 @@ would, minus the page cache) and start it again on the same data dir and ports.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,18 +16,7 @@ import trio
 from quorumq.broker import BrokerConfig
 from quorumq.broker._cluster import ClusterBroker, ClusterConfig
 from quorumq.broker._replica import ReplicaPartition
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+from quorumq.testing import free_ports
 
 
 @attrs.define(eq=False)

@@ -25,20 +25,9 @@ from quorumq.controller import (
 )
 from quorumq.controller.image import ImageReset, TopicCreated
 from quorumq.errors import InvalidConfig, InvalidReplicationFactor, TopicAlreadyExists
+from quorumq.testing import free_ports
 
 PASSWORD = "test-secret"  # cryptography is a dependency: the Raft ports are always protected
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @attrs.define(eq=False)
@@ -94,7 +83,7 @@ async def _active(nodes: dict[int, Node], timeout_s: float = 10.0) -> Node:
 
 
 async def test_three_voters_replicate_fail_over_and_restart(tmp_path: Path) -> None:
-    ports = _free_ports(3)
+    ports = free_ports(3)
     voters = {i: Voter(i, "127.0.0.1", ports[i]) for i in range(3)}
     nodes: dict[int, Node] = {}
     async with trio.open_nursery() as nursery:
@@ -179,7 +168,7 @@ async def test_three_voters_replicate_fail_over_and_restart(tmp_path: Path) -> N
 
 async def test_snapshot_install_resets_listeners(tmp_path: Path) -> None:
     # A voter restarted from a compacted log loads the snapshot first: subscribers see a reset.
-    ports = _free_ports(1)
+    ports = free_ports(1)
     voters = {0: Voter(0, "127.0.0.1", ports[0])}
     async with open_controller_bridge(0, voters, tmp_path, password=PASSWORD) as bridge:
         await bridge.wait_until(lambda b: b.is_active, 5)
@@ -210,7 +199,7 @@ async def test_bridge_refuses_bad_voters_and_busy_port(tmp_path: Path) -> None:
     with pytest.raises(InvalidConfig):
         parse_voters("zero@127.0.0.1:19092")
     assert parse_voters("0@127.0.0.1:19092, 1@[::1]:19093")[1].address == "[::1]:19093"
-    ports = _free_ports(2)
+    ports = free_ports(2)
     voters = {0: Voter(0, "127.0.0.1", ports[0]), 1: Voter(1, "127.0.0.1", ports[1])}
     with pytest.raises(InvalidConfig, match="not among the controller voters"):
         async with open_controller_bridge(5, voters, tmp_path / "x"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -26,19 +25,10 @@ from quorumq.controller import (
 )
 from quorumq.controller.image import image_to_dict
 from quorumq.errors import QuorumqError
+from quorumq.testing import free_ports
 
 PASSWORD = "test-secret"
 TRUNCATION = "truncating already-applied log entries"
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 async def _broker(
@@ -83,7 +73,7 @@ async def _restarts_under_load(root: Path, rounds: int, writes_per_writer: int) 
     """Starts 3 brokers, writes from every broker at once, stops all mid-load; ``rounds`` times.
     Then starts bare voters and checks every acknowledged topic is on every voter, with the same
     image bytes. Returns (acknowledged topics, appends deduplicated)."""
-    ports = _free_ports(3)
+    ports = free_ports(3)
     voters = {i: Voter(i, "127.0.0.1", ports[i]) for i in range(3)}
     acked: set[str] = set()
     deduplicated = 0
@@ -190,7 +180,7 @@ async def test_stop_between_snapshot_and_journal_trim_keeps_later_records(
 ) -> None:
     data_dir = tmp_path / "voter"
     journal_path = data_dir / _raft.JOURNAL_FILE
-    voters = {0: Voter(0, "127.0.0.1", _free_ports(1)[0])}
+    voters = {0: Voter(0, "127.0.0.1", free_ports(1)[0])}
     async with open_controller_bridge(0, voters, data_dir, password=PASSWORD) as bridge:
         await bridge.wait_until(lambda b: b.is_active, 5)
         controller = Controller(bridge)
