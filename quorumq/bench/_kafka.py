@@ -367,6 +367,21 @@ CLUSTER_BROKER_ARGS: tuple[str, ...] = (
 """The timeouts ``quorumq compare`` gives its embedded cluster (a dead broker fenced in ~3 s)."""
 
 
+def _cluster_supervisor(
+    brokers: int, broker_args: Sequence[str], launcher: Sequence[str] | None
+) -> Supervisor:
+    """A Supervisor of ``brokers`` cluster-mode processes with the benchmarks' timings."""
+    from quorumq.cluster import Supervisor, free_port_block
+
+    return Supervisor(
+        brokers,
+        base_port=free_port_block(brokers),
+        cluster_mode=True,
+        broker_args=(*CLUSTER_BROKER_ARGS, *broker_args),
+        launcher=[*quorumq_argv(launcher), "broker"],
+    )
+
+
 @contextlib.contextmanager
 def start_quorumq_cluster(
     brokers: int = 3,
@@ -381,15 +396,7 @@ def start_quorumq_cluster(
     The returned :class:`BrokerProcess` lists every broker's process, so ``cpu_seconds`` sums
     the CPU of all of them (the cost of three copies, not of one broker).
     """
-    from quorumq.cluster import Supervisor, free_port_block
-
-    supervisor = Supervisor(
-        brokers,
-        base_port=free_port_block(brokers),
-        cluster_mode=True,
-        broker_args=(*CLUSTER_BROKER_ARGS, *broker_args),
-        launcher=[*quorumq_argv(launcher), "broker"],
-    )
+    supervisor = _cluster_supervisor(brokers, broker_args, launcher)
     with supervisor:
         supervisor.start(timeout_s=90)
         processes = [h.process for h in supervisor.brokers if h.process is not None]
@@ -460,17 +467,11 @@ def failover_bench(
     (replication factor ``replication_factor``, so it fits the survivors) until it succeeds.
     The killed broker is restarted and the cluster is ready again before the next trial.
     """
-    from quorumq.cluster import Supervisor, cluster_view, free_port_block
+    from quorumq.cluster import cluster_view
 
     if replication_factor > brokers - 1:
         raise BenchError("the replication factor must fit the brokers left after one is killed")
-    supervisor = Supervisor(
-        brokers,
-        base_port=free_port_block(brokers),
-        cluster_mode=True,
-        broker_args=(*CLUSTER_BROKER_ARGS, *broker_args),
-        launcher=[*quorumq_argv(launcher), "broker"],
-    )
+    supervisor = _cluster_supervisor(brokers, broker_args, launcher)
     out: list[FailoverTrial] = []
     with supervisor:
         supervisor.start(timeout_s=90)
