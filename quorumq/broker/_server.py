@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 import trio
 
+from quorumq._net import lean_stream
 from quorumq.broker._config import BrokerConfig
 from quorumq.errors import QuorumqError
 
@@ -156,6 +157,7 @@ async def serve_connection(
     drains it (then it answers what it has read and closes)."""
     if connections is None:
         connections = ConnectionSet()
+    stream = lean_stream(stream)
     try:
         peer = "{}:{}".format(*stream.socket.getpeername()[:2])
     except OSError:

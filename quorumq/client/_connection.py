@@ -26,6 +26,7 @@ import attrs
 import trio
 
 from quorumq import protocol as p
+from quorumq._net import lean_stream
 from quorumq.errors import ErrorCode, RequestTimedOut, UnsupportedVersion
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -236,7 +237,7 @@ async def open_connection(
     """
     try:
         with trio.fail_after(connect_timeout_s):
-            stream = await trio.open_tcp_stream(host, port)
+            stream = lean_stream(await trio.open_tcp_stream(host, port))
     except (OSError, trio.TooSlowError) as exc:
         raise ConnectionError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
     async with connection_over(
