@@ -80,7 +80,8 @@ class AppendInfo:
 class ReadResult:
     """Whole batches read from one segment (possibly empty), as Fetch returns them.
 
-    ``records`` came from one ``os.pread``: no per-batch or per-record Python work.
+    ``records`` came from one ``os.pread`` (or the active segment's in-memory tail): no
+    per-batch or per-record Python work.
     """
 
     records: bytes
@@ -426,6 +427,7 @@ class PartitionLog:
     def _roll_at(self, base_offset: int) -> None:
         active = self._segments[-1]
         active.write_indexes()
+        active.forget_tail()
         if active.size == 0 and len(self._segments) > 1:
             # An empty active segment is simply replaced (its base would be wrong). The first
             # segment stays even when empty: its base offset is the log start offset.
