@@ -135,10 +135,22 @@ class Partition:
 
 
 async def wait_for_any_append(
-    partitions: list[Partition], deadline: float, *, committed: bool = False
+    partitions: list[Partition],
+    deadline: float,
+    *,
+    committed: bool = False,
+    since: list[trio.Event] | None = None,
 ) -> None:
     """Returns when any of ``partitions`` is appended to (with ``committed``: when any HW
-    moves), or at ``deadline`` (trio clock)."""
+    moves), or at ``deadline`` (trio clock).
+
+    ``since``: the partitions' ``appended`` (or ``committed``) events as the caller saw them
+    when it last read; if any is set already, something moved since then and this returns at
+    once (with a schedule point) instead of waiting for the next move.
+    """
+    if since is not None and any(event.is_set() for event in since):
+        await trio.lowlevel.checkpoint()
+        return
     with trio.move_on_at(deadline):
         if len(partitions) == 1:
             only = partitions[0]

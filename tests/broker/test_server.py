@@ -182,6 +182,33 @@ async def test_a_long_poll_over_several_partitions_wakes_for_any_of_them(
     assert not any(broker.partition("many", i).commit_watchers for i in range(4))
 
 
+async def test_a_fetch_queued_behind_another_wait_sees_an_append_made_meanwhile(
+    broker: Broker,
+) -> None:
+    """The second fetch's wait starts only when the first one's answer has left. An append to
+    its partition in between must still wake it: before the fix it slept until its own
+    max_wait_ms (the 500 ms isr stalls of the produce benchmark)."""
+    broker.create_topic("slow", 1)
+    broker.create_topic("t", 1)
+    stream = await raw_stream(broker)
+    frames = p.encode_request(
+        p.ApiKey.FETCH, 11, 1, "test", fetch_request("slow", 0, max_wait_ms=300)
+    )
+    frames += p.encode_request(
+        p.ApiKey.FETCH, 11, 2, "test", fetch_request("t", 0, max_wait_ms=20_000)
+    )
+    await stream.send_all(b"".join(frames))
+    async with open_connection("127.0.0.1", broker.port or 0) as producer:
+        await trio.sleep(0.1)  # both fetches read and queued; the first one's wait runs
+        await produce(producer, "t", batch(b"meanwhile"))
+    with trio.fail_after(5):  # the first fetch's 300 ms, not the second's 20 s
+        first, second = await read_frames(stream, 2)
+    assert [p.peek_correlation_id(f) for f in (first, second)] == [1, 2]
+    response = p.decode_response(p.ApiKey.FETCH, 11, second)
+    assert values_of(response.topics[0].partitions[0].records) == [b"meanwhile"]
+    await stream.aclose()
+
+
 async def test_fetch_with_max_wait_returns_empty_when_nothing_arrives(broker: Broker) -> None:
     broker.create_topic("t", 1)
     async with open_connection("127.0.0.1", broker.port or 0) as conn:
