@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ def _admin_session(bootstrap: str) -> dict[str, Any]:
         described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "i")])
         out["described"] = repr(described)
         admin.delete_topics(["i"])
+        # The answer comes once the controller committed the deletion; the broker that
+        # kafka-python asks next may apply it a Raft append period later (as in KRaft, where
+        # metadata reaches brokers asynchronously), so look until it is gone, briefly.
+        deadline = time.monotonic() + 5
+        while "i" in admin.list_topics() and time.monotonic() < deadline:
+            time.sleep(0.02)
         out["topics_after_delete"] = sorted(admin.list_topics())
         out["cluster"] = admin.describe_cluster()
     finally:
