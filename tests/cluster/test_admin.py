@@ -42,13 +42,16 @@ def _admin_session(bootstrap: str) -> dict[str, Any]:
         out["bad_min_isr"] = create("m", 1, 1, {"min.insync.replicas": "0"})
         out["bad_unclean"] = create("u", 1, 1, {"unclean.leader.election.enable": "maybe"})
         out["bad_name"] = create("no way", 1, 1)
+        deadline = time.monotonic() + 5  # as after the delete below
+        while not {"i", "q"} <= set(admin.list_topics()) and time.monotonic() < deadline:
+            time.sleep(0.02)
         out["topics_after_create"] = sorted(admin.list_topics())
         from kafka.admin import ConfigResource, ConfigResourceType
 
         described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "i")])
         out["described"] = repr(described)
         admin.delete_topics(["i"])
-        # The answer comes once the controller committed the deletion; the broker that
+        # The answer comes once the controller committed the change; the broker that
         # kafka-python asks next may apply it a Raft append period later (as in KRaft, where
         # metadata reaches brokers asynchronously), so look until it is gone, briefly.
         deadline = time.monotonic() + 5
