@@ -25,7 +25,7 @@ async def _pair() -> tuple[LeanSocketStream, LeanSocketStream]:
 async def test_lean_stream_replaces_only_tcp_socket_streams() -> None:
     a, b = await _pair()
     assert isinstance(a, LeanSocketStream) and isinstance(b, LeanSocketStream)
-    send, receive = trio.testing.memory_stream_pair()
+    send, _receive = trio.testing.memory_stream_pair()
     assert lean_stream(send) is send
     await a.aclose()
     await b.aclose()

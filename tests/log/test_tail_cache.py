@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from quorumq.errors import OffsetOutOfRange
-from quorumq.log import LogConfig, PartitionLog
-from quorumq.log import _segment
+from quorumq.log import LogConfig, PartitionLog, _segment
 from tests.log._helpers import batch
 
 
@@ -61,49 +60,48 @@ def test_the_tail_answers_exactly_what_the_file_holds(
     logs: one with a 2 KiB tail, one with none. Every read must agree."""
     rng = random.Random(seed)
     config = LogConfig(segment_bytes=16 * 1024, index_interval_bytes=300)
-    cached = PartitionLog.open(tmp_path / "cached-0", config, now_ms=0)
-    plain = PartitionLog.open(tmp_path / "plain-0", config, now_ms=0)
-    logs = {"cached": cached, "plain": plain}
     tail_bytes = {"cached": 2048, "plain": 0}
+    logs = {
+        name: PartitionLog.open(tmp_path / f"{name}-0", config, now_ms=0) for name in tail_bytes
+    }
 
-    def each(action):  # type: ignore[no-untyped-def]
+    def each(method: str, *args: object, **kwargs: object) -> list[object]:
+        """Calls ``method`` on both logs, each with its own tail size in force."""
         results = []
-        for name in ("cached", "plain"):
+        for name, log in logs.items():
             monkeypatch.setattr(_segment, "_TAIL_BYTES", tail_bytes[name])
-            results.append(action(name))
+            try:
+                result = getattr(log, method)(*args, **kwargs)
+            except OffsetOutOfRange:
+                result = "out of range"
+            if method == "read" and result != "out of range":
+                result = (bytes(result.records), result.first_offset)
+            results.append(result)
         return results
 
     for _step in range(300):
         roll = rng.random()
+        end = logs["cached"].log_end_offset
         if roll < 0.6:
             data = batch(rng.randint(1, 8), value_size=rng.choice([5, 40, 300]))
-            each(lambda name: logs[name].append(data, leader_epoch=0, now_ms=0))
-        elif roll < 0.7 and cached.log_end_offset > 0:
-            cut = rng.randint(max(0, cached.log_end_offset - 30), cached.log_end_offset)
-            each(lambda name: logs[name].truncate_to(cut))
+            each("append", data, leader_epoch=0, now_ms=0)
+        elif roll < 0.7 and end > 0:
+            each("truncate_to", rng.randint(max(0, end - 30), end))
         elif roll < 0.75:
-            each(lambda name: logs[name].roll(now_ms=0))
+            each("roll", now_ms=0)
         elif roll < 0.78:
-            for name in ("cached", "plain"):
-                logs[name].close()
+            for log in logs.values():
+                log.close()
             logs = {
-                "cached": PartitionLog.open(tmp_path / "cached-0", config, now_ms=0),
-                "plain": PartitionLog.open(tmp_path / "plain-0", config, now_ms=0),
+                name: PartitionLog.open(tmp_path / f"{name}-0", config, now_ms=0)
+                for name in tail_bytes
             }
-            cached, plain = logs["cached"], logs["plain"]
-        assert cached.log_end_offset == plain.log_end_offset
-        for offset in range(max(0, cached.log_end_offset - 40), cached.log_end_offset + 1):
-            max_offset = rng.choice([None, rng.randint(offset, cached.log_end_offset)])
+        end = logs["cached"].log_end_offset
+        assert end == logs["plain"].log_end_offset
+        for offset in range(max(0, end - 40), end + 1):
+            max_offset = rng.choice([None, rng.randint(offset, end)])
             max_bytes = rng.choice([1, 500, 1 << 20])
-
-            def read(name: str, offset: int = offset, max_offset=max_offset, max_bytes=max_bytes):  # type: ignore[no-untyped-def]
-                try:
-                    result = logs[name].read(offset, max_bytes, max_offset=max_offset)
-                except OffsetOutOfRange:
-                    return "out of range"
-                return bytes(result.records), result.first_offset
-
-            got, want = each(read)
+            got, want = each("read", offset, max_bytes, max_offset=max_offset)
             assert got == want, (seed, offset, max_offset, max_bytes)
     for log in logs.values():
         log.close()
