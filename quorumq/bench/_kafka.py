@@ -235,6 +235,7 @@ def produce_bench(
     extra_config: dict[str, str] | None = None,
     progress: object | None = None,
     pacing: str = "record",
+    nagle: bool = False,
 ) -> ProduceResult:
     """Produces ``records`` values of ``record_size`` bytes with librdkafka and times them.
 
@@ -247,6 +248,9 @@ def produce_bench(
     (``ThroughputThrottler``: sleep only once at least 2 ms of sleep are owed, so records
     leave in bursts of ``rate / 500``). Both average ``rate``; the second costs the producer
     far fewer wake-ups, which on a shared 2-core machine are CPU the brokers do not get.
+
+    ``nagle``: leave Nagle's algorithm on (librdkafka's default) instead of TCP_NODELAY (what
+    Kafka's own Java client, and so its ProducerPerformance, always uses).
     """
     if pacing not in ("record", "kafka"):
         raise BenchError(f"pacing must be 'record' or 'kafka', not {pacing!r}")
@@ -260,6 +264,12 @@ def produce_bench(
         "queue.buffering.max.kbytes": 1_048_576,
         "enable.idempotence": False,
         "compression.type": "none",
+        # Kafka's Java client sets TCP_NODELAY on every connection; librdkafka leaves Nagle on
+        # unless told. With Nagle, a produce request written while the previous one is still
+        # unanswered (so its bytes are unacknowledged: the broker's ACK rides on the response)
+        # waits for that response, which turns one slow acks=all round into two. Measured in
+        # docs/benchmarks.md (fourth session); ``nagle=True`` keeps librdkafka's default.
+        "socket.nagle.disable": not nagle,
     }
     conf.update(extra_config or {})
     producer = ck.Producer(conf)

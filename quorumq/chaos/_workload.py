@@ -150,6 +150,7 @@ def produce_workload(
         "queue.buffering.max.messages": 200_000,
         "enable.idempotence": False,
         "compression.type": "none",
+        "socket.nagle.disable": True,  # TCP_NODELAY, as Kafka's Java client (bench/_kafka.py)
         "request.timeout.ms": 5_000,
         "message.timeout.ms": max(1_000, int(timeout_s * 1000 * 0.6)),
         "topic.metadata.refresh.interval.ms": 1_000,

@@ -149,6 +149,12 @@ def bench_produce(
     launcher: str = typer.Option(
         "", help="Command that runs quorumq for the brokers (default: python -m quorumq)."
     ),
+    nagle: bool = typer.Option(
+        False,
+        "--nagle",
+        help="Keep librdkafka's default of Nagle's algorithm on (the default here is "
+        "TCP_NODELAY, as Kafka's Java client always sets).",
+    ),
 ) -> None:
     """Produce with confluent-kafka (librdkafka); print records/s, MB/s, latency, broker CPU.
 
@@ -180,6 +186,7 @@ def bench_produce(
                         extra_config={"linger.ms": f"{linger_ms:g}"},
                         progress=advance,
                         pacing=pacing.value,
+                        nagle=nagle,
                     )
                 )
     title = f"produce: {records:,} × {record_size} B, acks={acks}, {partitions} partition(s)"
@@ -191,6 +198,8 @@ def bench_produce(
         title += f" ({pacing.value} pacing)"
     if linger_ms != 5:
         title += f", linger.ms={linger_ms:g}"
+    if nagle:
+        title += ", Nagle on"
     table = Table(title=title)
     for col in (
         "broker",

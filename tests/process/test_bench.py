@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -70,3 +71,45 @@ def test_unknown_pacing_is_refused() -> None:
     proc = BrokerProcess(name="none", bootstrap="127.0.0.1:1", processes=[])
     with pytest.raises(BenchError, match="pacing"):
         produce_bench(proc, topic="t", records=1, record_size=1, acks="1", pacing="burst")
+
+
+def _nodelay_of_sockets_to(port: int) -> list[int]:
+    """TCP_NODELAY of every socket in this process whose peer is 127.0.0.1:``port``."""
+    import os
+    import socket
+
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # not a socket (or gone)
+        with sock:
+            try:
+                if sock.family != socket.AF_INET or sock.type != socket.SOCK_STREAM:
+                    continue
+                if sock.getpeername()[1] != port:
+                    continue
+                found.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            except OSError:
+                continue  # not connected, or not TCP
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+@pytest.mark.parametrize("nagle", [False, True])
+def test_produce_bench_sets_tcp_nodelay_like_the_java_client(nagle: bool) -> None:
+    from quorumq.bench import BrokerProcess
+    from quorumq.testing import ThreadedCluster
+
+    seen: list[int] = []
+    with ThreadedCluster() as cluster:
+        create_topic(cluster.bootstrap, "nagle", 1)
+        port = int(cluster.bootstrap.rsplit(":", 1)[1])
+        proc = BrokerProcess(name="in-process", bootstrap=cluster.bootstrap, processes=[])
+        result = produce_bench(proc, topic="nagle", records=2000, record_size=10, acks="1",
+                               timeout_s=30, nagle=nagle,
+                               progress=lambda _: seen.extend(_nodelay_of_sockets_to(port)))  # fmt: skip
+    assert result.delivered == 2000
+    assert seen, "found no producer socket to the broker"
+    assert set(seen) == ({0} if nagle else {1})
