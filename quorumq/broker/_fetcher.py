@@ -19,6 +19,7 @@ when it follows no partition from its leader.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -81,14 +82,16 @@ class FollowerFetcher:
         """``open_connection``'s shape; the simulation passes its in-memory network's."""
         self._retry_at: dict[tuple[str, int], float] = {}
         self._scope: trio.CancelScope | None = None
+        self._in_request = False
         self._wake = trio.Event()
         self.fetches = 0
         """Fetch responses processed (tests and stats)."""
 
     def wake(self) -> None:
-        """The partition set changed: abandon the in-flight request and start a new round."""
+        """The partition set changed: abandon the in-flight request and start a new round
+        (between requests the next round reads the new set anyway)."""
         self._wake.set()
-        if self._scope is not None:
+        if self._scope is not None and self._in_request:
             self._scope.cancel()
 
     async def run(self) -> None:
@@ -131,8 +134,35 @@ class FollowerFetcher:
         self._wake = trio.Event()
 
     async def _session(self, conn: Any) -> None:
+        """Rounds of requests under one cancel scope, which :meth:`wake` cancels (abandoning
+        the request in flight: the inline connection skips its late answer) and whose deadline
+        each request moves forward. A scope per request cost about 58 Python calls to enter
+        and leave, on every replicated produce; moving a deadline costs a few."""
         fetch_version = conn.version_for(p.ApiKey.FETCH)
         epoch_version = conn.version_for(p.ApiKey.OFFSET_FOR_LEADER_EPOCH)
+        while True:
+            if self._wake.is_set():
+                self._wake = trio.Event()
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                try:
+                    await self._rounds(conn, scope, fetch_version, epoch_version)
+                    return
+                finally:
+                    self._scope = None
+            if not self._wake.is_set():
+                raise RequestTimedOut(
+                    f"request to leader {self.leader_id}: no response within "
+                    f"{self._request_timeout_s} s"
+                )
+
+    @property
+    def _request_timeout_s(self) -> float:
+        return self.max_wait_ms / 1000 + 10.0
+
+    async def _rounds(
+        self, conn: Any, scope: trio.CancelScope, fetch_version: int, epoch_version: int
+    ) -> None:
         while True:
             followed = self.source.followed_from(self.leader_id)
             if not followed:
@@ -141,6 +171,7 @@ class FollowerFetcher:
             ready = [r for r in followed if self._retry_at.get((r.topic, r.index), 0.0) <= now]
             if not ready:
                 soonest = min(self._retry_at.get((r.topic, r.index), now) for r in followed)
+                scope.deadline = math.inf  # the request timeout is for requests only
                 await self._sleep(max(soonest - now, 0.001))
                 continue
             truncating = [r for r in ready if r.follower is not None and r.follower.truncating]
@@ -150,22 +181,23 @@ class FollowerFetcher:
                 await self._fetch(conn, fetch_version, ready)
 
     async def _request(self, conn: Any, api_key: p.ApiKey, version: int, request: Any) -> Any:
-        """One request, abandoned (None) when :meth:`wake` is called meanwhile."""
+        """One request under the session's scope (see :meth:`_session`), with its timeout."""
+        scope = self._scope
+        assert scope is not None
+        # The timeout is a safety net (the leader answers within max_wait_ms), so it need not
+        # be exact: the deadline moves only when under a second beyond max_wait_ms is left (or
+        # none is set), about once per 9 s instead of on every request.
+        now = trio.current_time()
+        left = scope.deadline - now
+        if left < self.max_wait_ms / 1000 + 1.0 or left > self._request_timeout_s:
+            scope.deadline = now + self._request_timeout_s
         if self._wake.is_set():
-            self._wake = trio.Event()
-        timeout_s = self.max_wait_ms / 1000 + 10.0
-        # One scope serves both wake() and the timeout (no second scope inside the request).
-        with trio.CancelScope(deadline=trio.current_time() + timeout_s) as scope:
-            self._scope = scope
-            try:
-                return await conn.request(api_key, version, request, timeout_s=None)
-            finally:
-                self._scope = None
-        if not self._wake.is_set():
-            raise RequestTimedOut(
-                f"{api_key.name} to leader {self.leader_id}: no response within {timeout_s} s"
-            )
-        return None
+            self._wake = trio.Event()  # this round already reads the new partition set
+        self._in_request = True
+        try:
+            return await conn.request(api_key, version, request, timeout_s=None)
+        finally:
+            self._in_request = False
 
     def _back_off(self, replica: ReplicaPartition, code: int) -> None:
         delay = _ERROR_BACKOFF_S.get(ErrorCode(code), _DEFAULT_ERROR_BACKOFF_S)
@@ -220,8 +252,6 @@ class FollowerFetcher:
             ],
         )
         response = await self._request(conn, p.ApiKey.OFFSET_FOR_LEADER_EPOCH, version, request)
-        if response is None:
-            return
         for topic in response.topics:
             for answer in topic.partitions:
                 replica = self._current(sent, topic.name, answer.partition_index)
@@ -262,8 +292,6 @@ class FollowerFetcher:
             ],
         )
         response = await self._request(conn, p.ApiKey.FETCH, version, request)
-        if response is None:
-            return
         self.fetches += 1
         now = now_ms()
         durable: list[ReplicaPartition] = []
@@ -305,6 +333,10 @@ class FollowerFetcher:
         for replica in durable:
             # flush.messages=1: the next fetch offset tells the leader these are on disk.
             if flusher is not None and replica.log.flushed_offset < replica.log_end_offset:
+                # Not a wait to abandon (wake() cancels requests only) or to time out: the
+                # next fetch offset must not pass what is on disk.
+                if self._scope is not None:
+                    self._scope.deadline = math.inf
                 try:
                     await flusher.wait_flushed(replica.log, replica.log_end_offset - 1)
                 except QuorumqError as exc:

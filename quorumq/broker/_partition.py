@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import attrs
 import trio
 
+from quorumq.broker._expiry import wait_until
 from quorumq.errors import FencedLeaderEpoch, RequestTimedOut, UnknownLeaderEpoch
 from quorumq.log import PartitionLog, ProducerStateManager
 from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
@@ -125,13 +126,25 @@ class Partition:
         Raises:
             RequestTimedOut: not committed within ``timeout_ms``.
         """
-        with trio.move_on_after(max(timeout_ms, 0) / 1000):
-            while self.high_watermark <= offset:
-                await self.committed.wait()
-            return
-        raise RequestTimedOut(
-            f"{self.topic}-{self.index}: offset {offset} not committed within {timeout_ms} ms"
-        )
+        deadline = trio.current_time() + max(timeout_ms, 0) / 1000
+        while self.high_watermark <= offset:
+            if trio.current_time() >= deadline:
+                raise RequestTimedOut(
+                    f"{self.topic}-{self.index}: offset {offset} not committed within "
+                    f"{timeout_ms} ms"
+                )
+            await self.wait_for_commit_until(deadline)
+
+    async def wait_for_commit_until(self, deadline: float) -> None:
+        """Returns after the next HW move (or a leadership change), or at ``deadline``: a
+        private event in ``commit_watchers`` and the shared expiry instead of a cancel scope
+        per wait (``_expiry.py``)."""
+        event = trio.Event()
+        self.commit_watchers.add(event)
+        try:
+            await wait_until(event, deadline)
+        finally:
+            self.commit_watchers.discard(event)
 
 
 async def wait_for_any_append(
@@ -151,20 +164,17 @@ async def wait_for_any_append(
     if since is not None and any(event.is_set() for event in since):
         await trio.lowlevel.checkpoint()
         return
-    with trio.move_on_at(deadline):
-        if len(partitions) == 1:
-            only = partitions[0]
-            await (only.committed if committed else only.appended).wait()
-            return
-        event = trio.Event()
-        watching = [p.commit_watchers if committed else p.append_watchers for p in partitions]
+    # One private event for the whole wait, set by any partition or by the expiry at the
+    # deadline (``_expiry.py``: no cancel scope per parked fetch).
+    event = trio.Event()
+    watching = [p.commit_watchers if committed else p.append_watchers for p in partitions]
+    for watchers in watching:
+        watchers.add(event)
+    try:
+        await wait_until(event, deadline)
+    finally:
         for watchers in watching:
-            watchers.add(event)
-        try:
-            await event.wait()
-        finally:
-            for watchers in watching:
-                watchers.discard(event)
+            watchers.discard(event)
 
 
 def rebuild_producer_state(partition_log: PartitionLog) -> ProducerStateManager:

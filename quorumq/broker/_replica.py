@@ -227,20 +227,22 @@ class ReplicaPartition(Partition):
             NotLeaderOrFollower: this replica stopped leading the epoch it appended in.
         """
         epoch = self.leader_epoch
-        with trio.move_on_after(max(timeout_ms, 0) / 1000):
-            while True:
-                leader = self.leader
-                if leader is None or leader.leader_epoch != epoch:
-                    raise NotLeaderOrFollower(
-                        f"{self.topic}-{self.index}: leadership of epoch {epoch} ended before "
-                        f"offset {offset} was committed"
-                    )
-                if leader.acks_all_completed(offset):
-                    return
-                await self.committed.wait()
-        raise RequestTimedOut(
-            f"{self.topic}-{self.index}: offset {offset} not committed within {timeout_ms} ms"
-        )
+        deadline = trio.current_time() + max(timeout_ms, 0) / 1000
+        while True:
+            leader = self.leader
+            if leader is None or leader.leader_epoch != epoch:
+                raise NotLeaderOrFollower(
+                    f"{self.topic}-{self.index}: leadership of epoch {epoch} ended before "
+                    f"offset {offset} was committed"
+                )
+            if leader.acks_all_completed(offset):
+                return
+            if trio.current_time() >= deadline:
+                raise RequestTimedOut(
+                    f"{self.topic}-{self.index}: offset {offset} not committed within "
+                    f"{timeout_ms} ms"
+                )
+            await self.wait_for_commit_until(deadline)
 
     # --- roles ---------------------------------------------------------------------------------
 

@@ -404,9 +404,9 @@ async def test_shutdown_answers_what_was_read_then_closes(tmp_path: Path) -> Non
         )
         frames += p.encode_request(p.ApiKey.METADATA, 8, 2, "test", p.MetadataRequest(topics=[]))
         await stream.send_all(b"".join(frames))
-        committed = broker.partition("t", 0).committed  # what a consumer's fetch waits on
+        watchers = broker.partition("t", 0).commit_watchers  # where a consumer's fetch waits
         with trio.fail_after(10):
-            while committed.statistics().tasks_waiting == 0:  # noqa: ASYNC110
+            while not watchers:  # noqa: ASYNC110
                 await trio.sleep(0.01)  # the fetch is read and waiting for data
         broker.shutdown()
         with trio.fail_after(10):
