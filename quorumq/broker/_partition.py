@@ -155,7 +155,8 @@ async def wait_for_any_append(
     since: list[trio.Event] | None = None,
 ) -> None:
     """Returns when any of ``partitions`` is appended to (with ``committed``: when any HW
-    moves), or at ``deadline`` (trio clock).
+    moves), or once ``deadline`` (trio clock) has passed: within one expiry bucket (5 ms)
+    after it, never before (``_expiry.py``).
 
     ``since``: the partitions' ``appended`` (or ``committed``) events as the caller saw them
     when it last read; if any is set already, something moved since then and this returns at
