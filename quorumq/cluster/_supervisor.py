@@ -70,17 +70,35 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; 32768 elsewhere or unreadable)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_block(count: int, *, with_raft: bool = True, attempts: int = 200) -> int:
     """A base port ``b`` with ``b..b+count-1`` (and ``b+10000..``) free on loopback, for tests.
+
+    The block lies below the kernel's ephemeral range when there is room (10000–32767 on
+    Linux's default): a port that is free when checked but inside that range can be taken by
+    any outgoing connection before the broker binds it (seen once in CI: "address already in
+    use" on a freshly checked port).
 
     Raises:
         ClusterError: no such block after ``attempts`` random tries.
     """
     import random
 
+    span = count + (RAFT_PORT_OFFSET if with_raft else 0)
+    low, high = 10_000, _ephemeral_low() - span
+    if high <= low:
+        low, high = 20_000, 55_000 - span
     rng = random.Random()
     for _ in range(attempts):
-        base = rng.randrange(20_000, 55_000 - count)
+        base = rng.randrange(low, high)
         ports = list(range(base, base + count))
         if with_raft:
             ports += [p + RAFT_PORT_OFFSET for p in ports]

@@ -83,3 +83,17 @@ def test_cluster_mode_keeps_a_private_raft_password_per_data_dir(tmp_path: Path)
         first.controller_password
     )
     assert Supervisor(1, cluster_mode=False, data_dir=tmp_path / "solo").controller_password is None
+
+
+def test_free_port_blocks_stay_below_the_ephemeral_range() -> None:
+    """A checked-free port inside the ephemeral range can be taken by any outgoing connection
+    before the broker binds it (a CI failure); blocks come from below it."""
+    from quorumq.cluster._supervisor import RAFT_PORT_OFFSET, _ephemeral_low
+
+    low = _ephemeral_low()
+    if low <= 10_000 + 3 + RAFT_PORT_OFFSET:
+        pytest.skip(f"no room below the ephemeral range (it starts at {low})")
+    for _ in range(100):
+        base = free_port_block(3)
+        assert base >= 10_000 and base + 2 + RAFT_PORT_OFFSET < low
+        assert free_port_block(3, with_raft=False) + 2 < low
