@@ -136,8 +136,8 @@ class FollowerFetcher:
     async def _session(self, conn: Any) -> None:
         """Rounds of requests under one cancel scope, which :meth:`wake` cancels (abandoning
         the request in flight: the inline connection skips its late answer) and whose deadline
-        each request moves forward. A scope per request cost about 58 Python calls to enter
-        and leave, on every replicated produce; moving a deadline costs a few."""
+        is the request timeout (see :meth:`_request`). A scope per request cost about 58
+        Python calls to enter and leave, on every replicated produce."""
         fetch_version = conn.version_for(p.ApiKey.FETCH)
         epoch_version = conn.version_for(p.ApiKey.OFFSET_FOR_LEADER_EPOCH)
         while True:

@@ -81,9 +81,14 @@ def _nodelay_of_sockets_to(port: int) -> list[int]:
     found = []
     for name in os.listdir("/proc/self/fd"):
         try:
-            sock = socket.socket(fileno=os.dup(int(name)))
+            fd = os.dup(int(name))
         except OSError:
-            continue  # not a socket (or gone)
+            continue  # gone (the listing's own descriptor)
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)  # not a socket
+            continue
         with sock:
             try:
                 if sock.family != socket.AF_INET or sock.type != socket.SOCK_STREAM:
