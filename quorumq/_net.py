@@ -110,6 +110,26 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         finally:
             self._sending = False
 
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """Sends what the socket takes now and returns how many bytes that was (0 when its
+        buffer is full); never waits and is not a checkpoint. Why: the broker sends a response
+        from whatever completed it (``broker/_server.py``) instead of waking a task for it.
+
+        Raises:
+            trio.ClosedResourceError, trio.BrokenResourceError, trio.BusyResourceError (a
+            ``send_all`` is in progress).
+        """
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        if self._closed:
+            raise trio.ClosedResourceError("the stream is closed")
+        try:
+            return self.socket.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise _translate(exc) from exc
+
     async def wait_send_all_might_not_block(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError("the stream is closed")

@@ -30,13 +30,15 @@ import trio
 from quorumq import protocol as p
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._flusher import LogFlusher, run_log_maintenance
-from quorumq.broker._partition import Partition, rebuild_producer_state, wait_for_any_append
+from quorumq.broker._partition import Partition, rebuild_producer_state
 from quorumq.broker._server import (
     NO_RESPONSE,
+    PENDING,
     ConnectionClosed,
     ConnectionInfo,
     ConnectionSet,
     Delayed,
+    Parked,
     open_listeners,
     serve_connection,
 )
@@ -382,6 +384,8 @@ class Broker:
         result = handler(header, request)
         if result is NO_RESPONSE:
             return NO_RESPONSE
+        if isinstance(result, Parked):
+            return Parked(_encode_poll(header, result.poll), result.watchers, result.deadline)
         if isinstance(result, Delayed):
             return Delayed(_encode_later(header, result))
         return p.encode_response(header, result)
@@ -519,7 +523,7 @@ class Broker:
         now = now_ms()
         acks = request.acks
         topics = []
-        waits: list[tuple[Partition, int]] = []
+        waits: list[tuple[Partition, int, int]] = []
         any_error = False
         for topic in request.topics:
             partitions = []
@@ -537,7 +541,7 @@ class Broker:
                         now,
                         log_append_time=self._uses_log_append_time(topic.name),
                     )
-                    waits.append((partition, last_offset))
+                    waits.append((partition, last_offset, partition.leader_epoch))
                     partitions.append(
                         p.ProduceResponsePartition(
                             partition_index=pd.partition_index,
@@ -564,27 +568,27 @@ class Broker:
                 raise ConnectionClosed("acks=0 produce failed")
             return NO_RESPONSE
         response = p.ProduceResponse(topics=topics)
-        pending = [(part, last) for part, last in waits if part.high_watermark <= last]
+        pending = [wait for wait in waits if wait[0].high_watermark <= wait[1]]
         if acks != -1 or not pending:
             return response
         timeout_ms = min(request.timeout_ms, self.config.produce_timeout_ms_cap)
-        # The connection's writer runs this when the response's turn comes: the timeout counts
-        # from the request's arrival, as Kafka's purgatory does.
+        # The timeout counts from the request's arrival, as in Kafka's purgatory.
         deadline = trio.current_time() + max(timeout_ms, 0) / 1000
 
-        async def wait_for_commit() -> Any:
-            # acks=all: answer once the high watermark passes every appended batch. With one
-            # replica HW = LEO, so this only runs once replication (issue 4) separates them.
+        def poll_commit() -> Any:
+            # acks=all: answer once the high watermark passes every appended batch; called on
+            # each HW move of a waiting partition (and role change), and at the deadline.
             try:
-                for part, last in pending:
-                    left_ms = int((deadline - trio.current_time()) * 1000)
-                    await part.wait_for_high_watermark(last, left_ms)
+                while pending:
+                    part, last, epoch = pending[-1]
+                    if not part.is_committed(last, epoch, deadline, timeout_ms):
+                        return PENDING
+                    pending.pop()
             except QuorumqError as exc:
-                code = error_code_for(exc, "acks=all produce")
-                return _with_produce_error(response, code)
+                return _with_produce_error(response, error_code_for(exc, "acks=all produce"))
             return response
 
-        return Delayed(wait_for_commit)
+        return Parked(poll_commit, [part.commit_watchers for part, _, _ in pending], deadline)
 
     # --- Fetch -------------------------------------------------------------------------------
 
@@ -663,37 +667,29 @@ class Broker:
         if any_error or total >= request.min_bytes or request.max_wait_ms <= 0:
             return response
         deadline = trio.current_time() + request.max_wait_ms / 1000
+        # Consumers see only committed offsets, so they wake when an HW moves; followers
+        # wake when a log end moves. Parked right after the read above, with nothing in
+        # between, so no append can slip past unnoticed.
+        is_consumer = request.replica_id < 0
         watched = [
-            part
+            part.commit_watchers if is_consumer else part.append_watchers
             for topic in request.topics
             for fp in topic.partitions
             if (part := self.partitions.get((topic.name, fp.partition_index))) is not None
         ]
 
-        # Consumers see only committed offsets, so they wake when an HW moves; followers
-        # wake when a log end moves.
-        is_consumer = request.replica_id < 0
-        # The events as of the read above: the connection's writer starts waiting only when
-        # this response's turn comes, and an append in between replaces the partition's event.
-        # Waiting on the new one would sleep through that append until the next (or until
-        # max_wait_ms: a 500 ms stall of an isr acks=all produce, seen in the benchmark).
-        since = [part.committed if is_consumer else part.appended for part in watched]
+        def poll_data() -> Any:
+            response, total, failed = self._read_fetch(request)
+            if (
+                failed
+                or total >= request.min_bytes
+                or trio.current_time() >= deadline
+                or self.stopping
+            ):
+                return response
+            return PENDING
 
-        async def wait_for_data() -> Any:
-            nonlocal response, total, since
-            while True:
-                await wait_for_any_append(watched, deadline, committed=is_consumer, since=since)
-                since = None  # later rounds read and wait with no checkpoint in between
-                response, total, failed = self._read_fetch(request)
-                if (
-                    failed
-                    or total >= request.min_bytes
-                    or trio.current_time() >= deadline
-                    or self.stopping
-                ):
-                    return response
-
-        return Delayed(wait_for_data)
+        return Parked(poll_data, watched, deadline)
 
 
 def stamp_log_append_time(
@@ -737,6 +733,16 @@ def _with_produce_error(response: p.ProduceResponse, code: int) -> p.ProduceResp
             for t in response.topics
         ],
     )
+
+
+def _encode_poll(header: p.RequestHeader, poll: Callable[[], Any]) -> Callable[[], Any]:
+    def encoded() -> Any:
+        result = poll()
+        if result is PENDING or result is NO_RESPONSE:
+            return result
+        return p.encode_response(header, result)
+
+    return encoded
 
 
 def _encode_later(header: p.RequestHeader, delayed: Delayed) -> Any:

@@ -5,9 +5,10 @@ A long-poll Fetch and an acks=all Produce park until their partition moves or th
 passes. Parking each under its own ``trio.move_on_at`` costs a cancel scope per wait, about 58
 Python calls to enter and leave; with three parked waits per replicated produce (the two
 followers' fetches and the produce itself) that was about 8% of the calls of the whole
-replicated request (cProfile call counts, docs/benchmarks.md). Here a waiter parks on a
-private ``trio.Event`` instead, which its partition sets on progress and which one system task
-per Trio run (:class:`Expiry`) sets once the deadline has passed.
+replicated request (cProfile call counts, docs/benchmarks.md). Here a waiter registers a
+:class:`Waker` instead: a parked request's slot (``_server.py``), or a private ``trio.Event``
+for a coroutine's wait. Its partition calls ``set()`` on progress, and one system task per Trio
+run (:class:`Expiry`) calls it once the deadline has passed.
 
 Deadlines are kept in buckets of :data:`GRANULARITY_S`. The task sleeps until the earliest
 bucket that held a waiter when it last looked; buckets whose waiters all finished early (the
@@ -21,11 +22,19 @@ from __future__ import annotations
 
 import heapq
 import math
+from typing import Protocol
 
 import trio
 
 GRANULARITY_S = 0.005
 """Bucket width: the latest a parked request is answered after its deadline."""
+
+
+class Waker(Protocol):
+    """What the expiry and a partition's watcher sets wake: a ``trio.Event``, or a parked
+    request's slot (``_server.py``), which re-checks its request inside ``set()``."""
+
+    def set(self) -> None: ...
 
 
 class Expiry:
@@ -35,12 +44,12 @@ class Expiry:
     checkpoint; :meth:`run` is the task (started by :func:`expiry` as a system task)."""
 
     def __init__(self) -> None:
-        self._buckets: dict[int, set[trio.Event]] = {}
+        self._buckets: dict[int, set[Waker]] = {}
         self._ticks: list[int] = []  # heap of bucket ticks; may hold ticks already dropped
         self._armed = math.inf  # the tick the task sleeps until
         self._scope: trio.CancelScope | None = None
 
-    def add(self, deadline: float, event: trio.Event) -> int:
+    def add(self, deadline: float, event: Waker) -> int:
         """Sets ``event`` at ``deadline`` unless discarded first; returns the token for
         :meth:`discard`. The bucket is the first whose end is after ``deadline``."""
         tick = int(deadline / GRANULARITY_S) + 1
@@ -53,7 +62,7 @@ class Expiry:
         bucket.add(event)
         return tick
 
-    def discard(self, tick: int, event: trio.Event) -> None:
+    def discard(self, tick: int, event: Waker) -> None:
         """Forgets ``event`` (its wait ended). The task is not re-armed here: if it was armed
         for this bucket it wakes once for nothing and then sleeps until the next bucket that
         still holds a waiter. Under load that is about one wake per ``max_wait_ms``, where

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import attrs
 import trio
 
-from quorumq.broker._expiry import wait_until
+from quorumq.broker._expiry import Waker, wait_until
 from quorumq.errors import FencedLeaderEpoch, RequestTimedOut, UnknownLeaderEpoch
 from quorumq.log import PartitionLog, ProducerStateManager
 from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
@@ -51,20 +51,22 @@ class Partition:
         # commits what it appends.
         return self.log_end_offset
 
-    append_watchers: set[trio.Event] = attrs.Factory(set)
-    """Events of multi-partition fetches waiting for any of their partitions to grow (one event
-    per fetch rather than a task per partition: a follower's fetch names every partition it
+    append_watchers: set[Waker] = attrs.Factory(set)
+    """Parked requests waiting for this partition to grow: followers' fetches (one waker per
+    fetch, however many partitions it names: a follower's fetch names every partition it
     follows from this leader, ``__consumer_offsets``' among them)."""
-    commit_watchers: set[trio.Event] = attrs.Factory(set)
-    """The same for consumers' multi-partition fetches, waiting for any HW to move."""
+    commit_watchers: set[Waker] = attrs.Factory(set)
+    """Parked requests waiting for the HW to move: consumers' fetches and acks=all produces."""
 
     def notify_append(self) -> None:
-        """Wakes every task waiting for this partition to grow (fetch, acks=all)."""
+        """Wakes everything waiting for this partition to grow (fetch, acks=all)."""
         event = self.appended
         self.appended = trio.Event()
         event.set()
-        for watcher in self.append_watchers:
-            watcher.set()
+        if self.append_watchers:
+            # A copy: a parked request re-checks inside set() and may leave the set then.
+            for watcher in tuple(self.append_watchers):
+                watcher.set()
         self.notify_high_watermark()
 
     def notify_high_watermark(self) -> None:
@@ -72,8 +74,9 @@ class Partition:
         event = self.committed
         self.committed = trio.Event()
         event.set()
-        for watcher in self.commit_watchers:
-            watcher.set()
+        if self.commit_watchers:
+            for watcher in tuple(self.commit_watchers):
+                watcher.set()
 
     @property
     def replica_read_limit(self) -> int | None:
@@ -121,19 +124,30 @@ class Partition:
         ``_replica.py``); a single broker has nothing to check."""
 
     async def wait_for_high_watermark(self, offset: int, timeout_ms: int) -> None:
-        """Returns once the high watermark passes ``offset`` (acks=all).
+        """Returns once the high watermark passes ``offset`` (acks=all); raises as
+        :meth:`is_committed` does."""
+        epoch = self.leader_epoch
+        deadline = trio.current_time() + max(timeout_ms, 0) / 1000
+        while not self.is_committed(offset, epoch, deadline, timeout_ms):
+            await self.wait_for_commit_until(deadline)
+
+    def is_committed(
+        self, offset: int, leader_epoch: int, deadline: float, timeout_ms: int
+    ) -> bool:
+        """Whether an acks=all produce appended up to ``offset`` in ``leader_epoch`` may be
+        answered: True once the high watermark passes it, False while it may still get there.
 
         Raises:
-            RequestTimedOut: not committed within ``timeout_ms``.
+            RequestTimedOut: not committed by ``deadline`` (trio clock), ``timeout_ms`` after
+                the append.
         """
-        deadline = trio.current_time() + max(timeout_ms, 0) / 1000
-        while self.high_watermark <= offset:
-            if trio.current_time() >= deadline:
-                raise RequestTimedOut(
-                    f"{self.topic}-{self.index}: offset {offset} not committed within "
-                    f"{timeout_ms} ms"
-                )
-            await self.wait_for_commit_until(deadline)
+        if self.high_watermark > offset:
+            return True
+        if trio.current_time() >= deadline:
+            raise RequestTimedOut(
+                f"{self.topic}-{self.index}: offset {offset} not committed within {timeout_ms} ms"
+            )
+        return False
 
     async def wait_for_commit_until(self, deadline: float) -> None:
         """Returns after the next HW move (or a leadership change), or at ``deadline``: a
@@ -145,37 +159,6 @@ class Partition:
             await wait_until(event, deadline)
         finally:
             self.commit_watchers.discard(event)
-
-
-async def wait_for_any_append(
-    partitions: list[Partition],
-    deadline: float,
-    *,
-    committed: bool = False,
-    since: list[trio.Event] | None = None,
-) -> None:
-    """Returns when any of ``partitions`` is appended to (with ``committed``: when any HW
-    moves), or once ``deadline`` (trio clock) has passed: within one expiry bucket (5 ms)
-    after it, never before (``_expiry.py``).
-
-    ``since``: the partitions' ``appended`` (or ``committed``) events as the caller saw them
-    when it last read; if any is set already, something moved since then and this returns at
-    once (with a schedule point) instead of waiting for the next move.
-    """
-    if since is not None and any(event.is_set() for event in since):
-        await trio.lowlevel.checkpoint()
-        return
-    # One private event for the whole wait, set by any partition or by the expiry at the
-    # deadline (``_expiry.py``: no cancel scope per parked fetch).
-    event = trio.Event()
-    watching = [p.commit_watchers if committed else p.append_watchers for p in partitions]
-    for watchers in watching:
-        watchers.add(event)
-    try:
-        await wait_until(event, deadline)
-    finally:
-        for watchers in watching:
-            watchers.discard(event)
 
 
 def rebuild_producer_state(partition_log: PartitionLog) -> ProducerStateManager:

@@ -12,8 +12,8 @@ through the hooks that :class:`Partition` offers:
 - ``notify_append``: feeds the new LEO to ``LeaderReplicaState.on_append`` before waking waiters;
 - ``check_acks_all``: NOT_ENOUGH_REPLICAS before an acks=all append;
 - ``check_fetch``: leader-epoch fencing for consumers, follower progress for replica fetches;
-- ``wait_for_high_watermark``: the delayed acks=all produce (NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-  NOT_LEADER_OR_FOLLOWER when deposed while waiting, REQUEST_TIMED_OUT).
+- ``is_committed``: may a parked acks=all produce be answered (NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+  NOT_LEADER_OR_FOLLOWER when deposed while waiting, REQUEST_TIMED_OUT)?
 
 Every HW move and every role change sets the ``appended`` event, so long-polling fetches and
 delayed produces re-check at once. The leader-epoch cache lives in ``leader-epoch-checkpoint``
@@ -217,32 +217,31 @@ class ReplicaPartition(Partition):
             self.known_high_watermark = result.high_watermark
             self.notify_high_watermark()
 
-    async def wait_for_high_watermark(self, offset: int, timeout_ms: int) -> None:
-        """Returns once the batch ending at ``offset`` is committed (acks=all).
+    def is_committed(
+        self, offset: int, leader_epoch: int, deadline: float, timeout_ms: int
+    ) -> bool:
+        """Whether the acks=all batch ending at ``offset``, appended in ``leader_epoch``, may be
+        answered: True once committed, False while it may still be.
 
         Raises:
-            RequestTimedOut: not committed within ``timeout_ms``.
+            RequestTimedOut: not committed by ``deadline`` (trio clock).
             NotEnoughReplicasAfterAppend: committed, but the ISR shrank below
                 min.insync.replicas meanwhile (``isr``).
             NotLeaderOrFollower: this replica stopped leading the epoch it appended in.
         """
-        epoch = self.leader_epoch
-        deadline = trio.current_time() + max(timeout_ms, 0) / 1000
-        while True:
-            leader = self.leader
-            if leader is None or leader.leader_epoch != epoch:
-                raise NotLeaderOrFollower(
-                    f"{self.topic}-{self.index}: leadership of epoch {epoch} ended before "
-                    f"offset {offset} was committed"
-                )
-            if leader.acks_all_completed(offset):
-                return
-            if trio.current_time() >= deadline:
-                raise RequestTimedOut(
-                    f"{self.topic}-{self.index}: offset {offset} not committed within "
-                    f"{timeout_ms} ms"
-                )
-            await self.wait_for_commit_until(deadline)
+        leader = self.leader
+        if leader is None or leader.leader_epoch != leader_epoch:
+            raise NotLeaderOrFollower(
+                f"{self.topic}-{self.index}: leadership of epoch {leader_epoch} ended before "
+                f"offset {offset} was committed"
+            )
+        if leader.acks_all_completed(offset):
+            return True
+        if trio.current_time() >= deadline:
+            raise RequestTimedOut(
+                f"{self.topic}-{self.index}: offset {offset} not committed within {timeout_ms} ms"
+            )
+        return False
 
     # --- roles ---------------------------------------------------------------------------------
 

@@ -1,19 +1,33 @@
 """The Trio server: listener, connections, the request pipeline and ordered responses.
 
-Theory of operation. Each connection runs two tasks. The *reader* cuts frames (int32 size, then
-the request) out of the byte stream, decodes the request header, and runs the API's handler up to
-its first wait, in request order: that is what keeps appends from one connection in the order the
-client sent them (librdkafka's idempotent producer pipelines up to five produce requests). The
-handler returns a response, :data:`NO_RESPONSE` (Produce with acks=0) or a :class:`Delayed`
-(a Fetch waiting for ``min_bytes``, a Produce waiting for the high watermark). Each request gets
-a *slot* in a bounded channel; the *writer* takes the slots in order, runs a slot's ``Delayed``
-itself and writes each response once it is ready, so responses leave strictly in request order
-while later requests are already being read and handled. Running the wait in the writer rather
-than in a task of its own is equivalent (a response cannot leave before the ones ahead of it
-anyway) and saves a task per acks=all produce and per long-poll fetch, the commonest requests
-of a replicated cluster; handlers therefore fix their deadlines when the request arrives. A full channel stops the reader: that is the
-connection's backpressure (``queued.max.requests``).
+Theory of operation. Each connection has a *reader* task that cuts frames (int32 size, then the
+request) out of the byte stream, decodes the request header, and runs the API's handler, in
+request order: that is what keeps appends from one connection in the order the client sent them
+(librdkafka's idempotent producer pipelines up to five produce requests). Each request gets a
+*slot* in the connection's queue, and responses leave strictly in slot order. A handler answers
+in one of four ways:
 
+* a response: the slot is ready at once;
+* :data:`NO_RESPONSE` (Produce with acks=0): the slot is ready and sends nothing;
+* :class:`Parked` (a Fetch short of ``min_bytes``, an acks=all Produce short of the high
+  watermark): Kafka's purgatory. The slot itself joins the watcher sets of the partitions the
+  request waits on, and the shared expiry (``_expiry.py``) for its deadline. Whoever moves one
+  of those partitions (an append, a follower's fetch that advances the high watermark, a role
+  change) calls the slot's ``set()``, which re-checks the request right there with ``poll()``
+  and, once it is answered, sends what is ready at the head of the queue. No task wakes for it;
+* :class:`Delayed`: a coroutine (group joins, topic creation through the controller) that the
+  connection's *writer* task runs when the slot reaches the head.
+
+Responses that are ready at the head of the queue are sent at once, by whoever made them ready,
+with a non-blocking ``send`` (:meth:`LeanSocketStream.send_nowait`). The writer task wakes only
+for what needs an ``await``: the rest of a response the socket could not take, a ``Delayed``
+coroutine, or a stream without ``send_nowait`` (the simulation's in-memory streams). Why: on
+the benchmark VM every task step is a trip through Trio's scheduler and often an
+``epoll_wait``; a replicated acks=all produce used to wake the leader's writer tasks six times
+(two per connection: once to start waiting, once to send), and now wakes none
+(docs/benchmarks.md). While the writer owns the stream, nobody else sends, so the order holds.
+
+A full queue (``queued.max.requests``) stops the reader: that is the connection's backpressure.
 A frame that cannot be a request (over ``socket.request.max.bytes``, truncated, an unknown API
 key, a body that does not parse) closes that connection with a one-line log entry; every other
 connection carries on.
@@ -23,8 +37,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import struct
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -32,6 +48,7 @@ import trio
 
 from quorumq._net import lean_stream
 from quorumq.broker._config import BrokerConfig
+from quorumq.broker._expiry import Expiry, Waker, expiry
 from quorumq.errors import QuorumqError
 
 log = logging.getLogger("quorumq.broker")
@@ -50,11 +67,36 @@ NO_RESPONSE: Any = _NoResponse()
 """A handler's answer when Kafka sends none (Produce with acks=0)."""
 
 
+class _Pending:
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING: Any = _Pending()
+"""What :attr:`Parked.poll` returns while the request must wait on."""
+
+
 @attrs.frozen
 class Delayed:
-    """A response that needs waiting for; ``wait`` returns the response (or NO_RESPONSE)."""
+    """A response that needs a coroutine; ``wait`` returns the response (or NO_RESPONSE)."""
 
     wait: Callable[[], Awaitable[Any]]
+
+
+@attrs.frozen
+class Parked:
+    """A response waiting for partitions to move (Kafka's delayed operation in purgatory).
+
+    ``poll`` re-checks the request and returns the response, or :data:`PENDING` to wait on. It
+    runs synchronously inside whatever moved a partition (so it must not block, and is called
+    at most once per move of a watched partition), and once at ``deadline`` (trio clock), where
+    it must give its final answer. The handler has just found the request pending, so the
+    first ``poll`` comes with the first move after it: nothing can slip in between."""
+
+    poll: Callable[[], Any]
+    watchers: Sequence[set[Waker]]
+    """The watcher sets (``Partition.append_watchers`` / ``commit_watchers``) to join."""
+    deadline: float
 
 
 class ConnectionClosed(Exception):
@@ -63,11 +105,19 @@ class ConnectionClosed(Exception):
 
 @attrs.define(eq=False)
 class _Slot:
-    """One request's place in the response order."""
+    """One request's place in the response order; for a parked request, also its waker."""
 
-    done: trio.Event = attrs.Factory(trio.Event)
+    connection: _Connection
+    ready: bool = False
     payload: list[Any] | None = None  # the encoded response frame as buffers
     delayed: Delayed | None = None  # run by the writer when the slot's turn comes
+    parked: Parked | None = None
+    expiry_tick: int | None = None
+
+    def set(self) -> None:
+        """A watched partition moved, or the deadline passed (the :class:`Waker` protocol)."""
+        if self.parked is not None:
+            self.connection.poll(self)
 
 
 class FrameReader:
@@ -164,19 +214,25 @@ async def serve_connection(
         peer = "?"
     info = ConnectionInfo(peer)
     reader = FrameReader(stream, config.socket_request_max_bytes)
-    send_slots, receive_slots = trio.open_memory_channel[_Slot](config.queued_max_requests)
+    connection = _Connection(stream, config.queued_max_requests)
     try:
-        async with stream, trio.open_nursery() as nursery:
-            nursery.start_soon(_write_responses, stream, receive_slots)
-            async with send_slots:
+        try:
+            async with stream, trio.open_nursery() as nursery:
+                connection.scope = nursery.cancel_scope
+                nursery.start_soon(connection.write)
                 with trio.CancelScope() as read_scope:
                     connections.read_scopes.add(read_scope)
                     if connections.draining:
                         read_scope.cancel()
                     try:
-                        await _read_requests(reader, send_slots, handle, info, nursery)
+                        await connection.read(reader, handle, info)
                     finally:
                         connections.read_scopes.discard(read_scope)
+                connection.stop_reading()
+        finally:
+            connection.close()
+        if connection.error is not None:
+            raise connection.error
     except* ConnectionClosed as group:
         log.warning("closing connection from %s: %s", peer, group.exceptions[0])
     except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -187,33 +243,189 @@ async def serve_connection(
         log.error("closing connection from %s after an unexpected error", peer, exc_info=group)
 
 
-async def _read_requests(
-    reader: FrameReader,
-    send_slots: trio.MemorySendChannel[_Slot],
-    handle: RequestHandler,
-    info: ConnectionInfo,
-    nursery: trio.Nursery,
-) -> None:
-    while True:
-        frame = await reader.next_frame()
-        if frame is None:
-            # The client closed its side: like Kafka, drop what is still pending (appends
-            # already made stay made) rather than wait for delayed fetches.
-            nursery.cancel_scope.cancel()
+class _Connection:
+    """One connection's queue of slots, and who may send next (see the module docstring).
+
+    Invariants: ``slots`` holds the unanswered-or-unsent requests in request order; only the
+    head may be sent; while ``writer_owns`` is true only the writer task touches the stream
+    (it has a partial send or a ``Delayed`` in hand), otherwise whoever makes the head ready
+    sends it synchronously."""
+
+    def __init__(self, stream: Any, max_queued: int) -> None:
+        self.stream = stream
+        self.send_nowait: Callable[[Any], int] | None = getattr(stream, "send_nowait", None)
+        self.max_queued = max_queued
+        self.scope = trio.CancelScope()  # the connection's nursery scope, once it is open
+        self.expiry: Expiry = expiry()
+        self.slots: deque[_Slot] = deque()
+        self.unsent: memoryview | None = None  # the tail of a response the socket did not take
+        self.writer_owns = False
+        self.writer_wakeup = trio.Event()
+        self.room: trio.Event | None = None  # set when a full queue gets room (the reader waits)
+        self.reading = True
+        self.closed = False
+        self.error: BaseException | None = None
+
+    # --- reader ------------------------------------------------------------------------------
+
+    async def read(self, reader: FrameReader, handle: RequestHandler, info: ConnectionInfo) -> None:
+        slots = self.slots
+        while True:
+            frame = await reader.next_frame()
+            if frame is None:
+                # The client closed its side: like Kafka, drop what is still pending (appends
+                # already made stay made) rather than wait for delayed fetches.
+                self.scope.cancel()
+                return
+            while len(slots) >= self.max_queued:  # queued.max.requests: wait for the writer
+                self.room = room = trio.Event()
+                await room.wait()
+            slot = _Slot(self)
+            slots.append(slot)
+            result = _handle_guarded(handle, frame, info)
+            if isinstance(result, Parked):
+                self.park(slot, result)
+            elif isinstance(result, Delayed):
+                slot.delayed = result
+            else:
+                _fill_slot(slot, result)
+            if slot is slots[0]:
+                self.flush()
+
+    def stop_reading(self) -> None:
+        """The reader has stopped (drained): answer what was read, then end."""
+        self.reading = False
+        if not self.slots:
+            self.hand_to_writer()
+
+    # --- parked requests ---------------------------------------------------------------------
+
+    def park(self, slot: _Slot, parked: Parked) -> None:
+        slot.parked = parked
+        for watchers in parked.watchers:
+            watchers.add(slot)
+        if parked.deadline != math.inf:
+            slot.expiry_tick = self.expiry.add(parked.deadline, slot)
+
+    def unpark(self, slot: _Slot) -> None:
+        parked = slot.parked
+        if parked is None:
             return
-        slot = _Slot()
+        slot.parked = None
+        for watchers in parked.watchers:
+            watchers.discard(slot)
+        if slot.expiry_tick is not None:
+            self.expiry.discard(slot.expiry_tick, slot)
+
+    def poll(self, slot: _Slot) -> None:
+        """Re-checks a parked request; called by whatever moved a watched partition (another
+        connection's handler, the expiry, a role change), so it must not raise."""
+        assert slot.parked is not None
+        if self.closed:
+            self.unpark(slot)
+            return
         try:
-            # No schedule point when the channel has room (the common case): the receive
-            # above was one, and each extra pass of the run loop costs an epoll_wait.
-            send_slots.send_nowait(slot)
-        except trio.WouldBlock:
-            await send_slots.send(slot)  # the writer is queued.max.requests behind: wait
-        result = _handle_guarded(handle, frame, info)
-        if isinstance(result, Delayed):
-            slot.delayed = result
-            slot.done.set()
-        else:
-            _fill_slot(slot, result)
+            result = slot.parked.poll()
+        except Exception as exc:
+            log.error("a parked request failed unexpectedly", exc_info=exc)
+            self.unpark(slot)
+            self.fail(ConnectionClosed(f"unexpected {type(exc).__name__} in a parked request"))
+            return
+        if result is PENDING or slot.parked is None:
+            return  # still waiting, or answered meanwhile by a nested poll
+        self.unpark(slot)
+        _fill_slot(slot, result)
+        if slot is self.slots[0]:
+            self.flush()
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Sends every ready response at the head of the queue, now, unless the writer owns
+        the stream; hands the writer what needs an ``await``."""
+        if self.writer_owns or self.closed:
+            return
+        slots = self.slots
+        send_nowait = self.send_nowait
+        while slots:
+            head = slots[0]
+            if not head.ready:
+                if head.delayed is not None:
+                    self.hand_to_writer()
+                return
+            if head.payload is not None:
+                if send_nowait is None:
+                    self.hand_to_writer()
+                    return
+                payload = head.payload
+                data = payload[0] if len(payload) == 1 else b"".join(payload)
+                try:
+                    sent = send_nowait(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    self.fail(exc)
+                    return
+                if sent < len(data):
+                    self.unsent = memoryview(data)[sent:]
+                    self.pop_head()
+                    self.hand_to_writer()
+                    return
+            self.pop_head()
+        if not self.reading:
+            self.hand_to_writer()  # all answered: the writer ends the connection
+
+    def pop_head(self) -> None:
+        self.slots.popleft()
+        if self.room is not None:
+            self.room.set()
+            self.room = None
+
+    def hand_to_writer(self) -> None:
+        self.writer_owns = True
+        self.writer_wakeup.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Ends the connection from a synchronous path; ``serve_connection`` raises ``error``."""
+        if self.error is None:
+            self.error = error
+        self.scope.cancel()
+
+    async def write(self) -> None:
+        """The writer task: the sends and waits that need an ``await``, then back to
+        :meth:`flush`."""
+        slots = self.slots
+        stream = self.stream
+        while True:
+            await self.writer_wakeup.wait()
+            self.writer_wakeup = trio.Event()
+            if self.unsent is not None:
+                await stream.send_all(self.unsent)
+                self.unsent = None
+            while slots:
+                head = slots[0]
+                if not head.ready:
+                    if head.delayed is None:
+                        break  # parked: its partitions (or the expiry) complete it
+                    _fill_slot(head, await head.delayed.wait())
+                    head.delayed = None
+                    continue
+                if head.payload is not None and self.send_nowait is None:
+                    payload = head.payload
+                    await stream.send_all(payload[0] if len(payload) == 1 else b"".join(payload))
+                    self.pop_head()
+                    continue
+                break  # ready with send_nowait: flush() below sends it
+            self.writer_owns = False
+            if not self.reading and not slots:
+                return
+            self.flush()
+
+    def close(self) -> None:
+        """The connection is ending: leave every watcher set and the expiry."""
+        self.closed = True
+        for slot in self.slots:
+            self.unpark(slot)
+        if self.room is not None:
+            self.room.set()
 
 
 def _handle_guarded(handle: RequestHandler, frame: bytes, info: ConnectionInfo) -> Any:
@@ -229,35 +441,7 @@ def _handle_guarded(handle: RequestHandler, frame: bytes, info: ConnectionInfo) 
 def _fill_slot(slot: _Slot, result: Any) -> None:
     if result is not NO_RESPONSE:
         slot.payload = result
-    slot.done.set()
-
-
-async def _write_responses(
-    stream: trio.SocketStream, slots: trio.MemoryReceiveChannel[_Slot]
-) -> None:
-    async with slots:
-        while True:
-            # Take the next slot without a schedule point when one is queued, and skip the
-            # wait when its answer is already there: each saved pass of the run loop is an
-            # epoll_wait and a trip through the scheduler, per request.
-            try:
-                slot = slots.receive_nowait()
-            except trio.WouldBlock:
-                try:
-                    slot = await slots.receive()
-                except trio.EndOfChannel:
-                    return
-            except trio.EndOfChannel:
-                return
-            if not slot.done.is_set():
-                await slot.done.wait()
-            if slot.delayed is not None:
-                result = await slot.delayed.wait()
-                if result is not NO_RESPONSE:
-                    slot.payload = result
-            payload = slot.payload
-            if payload is not None:
-                await stream.send_all(payload[0] if len(payload) == 1 else b"".join(payload))
+    slot.ready = True
 
 
 async def open_listeners(config: BrokerConfig) -> list[trio.SocketListener]:
