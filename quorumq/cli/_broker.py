@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import typer
 from quorumq.broker import Broker, BrokerConfig, ClusterBroker, ClusterConfig
 from quorumq.cli._app import app
 from quorumq.client._connection import split_host_port
+from quorumq.cluster._supervisor import EXIT_WITH_PARENT_ENV
 
 
 @app.command("broker")
@@ -81,11 +83,28 @@ def broker_command(
     run_trio(_serve_until_signal, config, cluster)
 
 
+async def _stop_when_orphaned(broker: Broker) -> None:
+    """Stops the broker (as SIGTERM does) once its parent process is gone: the kernel then
+    reparents it, so ``getppid()`` changes. Compared with the parent at start rather than a
+    PID handed down, so a launcher in between (``uv run``, ``env``) does not count as gone."""
+    log = logging.getLogger("quorumq.broker")
+    parent = os.getppid()
+    while os.getppid() == parent:  # noqa: ASYNC110 - nothing to wait on: the kernel tells no one
+        await trio.sleep(PARENT_CHECK_INTERVAL_S)
+    log.warning("parent process %d is gone: stopping", parent)
+    broker.shutdown()
+
+
+PARENT_CHECK_INTERVAL_S = 0.5
+
+
 async def _serve_until_signal(config: BrokerConfig, cluster: ClusterConfig | None = None) -> None:
     broker = Broker(config) if cluster is None else ClusterBroker(config, cluster)
     log = logging.getLogger("quorumq.broker")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            if os.environ.get(EXIT_WITH_PARENT_ENV):
+                nursery.start_soon(_stop_when_orphaned, broker)
 
             async def stop_on_signal() -> None:
                 # The first signal drains (answer what was read, flush, close); a second one

@@ -11,7 +11,8 @@ mode Metadata lists only registered, unfenced brokers, so this is "registered wi
 controller"; a standalone broker lists itself at once.
 
 Every process the supervisor starts is remembered by its ``Popen`` and only ever signalled by its
-PID: SIGTERM, a bounded wait, then SIGKILL. Chaos verbs (``kill``, ``pause``, ``resume``,
+PID: SIGTERM, a bounded wait, then SIGKILL. A broker whose supervisor dies without stopping it
+stops by itself within a second (:data:`EXIT_WITH_PARENT_ENV`). Chaos verbs (``kill``, ``pause``, ``resume``,
 ``restart``) act on one broker and leave the others alone.
 """
 
@@ -37,6 +38,13 @@ import attrs
 
 from quorumq.cluster._metadata import ClusterView, cluster_view
 from quorumq.errors import QuorumqError
+
+EXIT_WITH_PARENT_ENV = "QUORUMQ_EXIT_WITH_PARENT"
+"""Set on every broker the supervisor starts: the broker stops by itself (as on SIGTERM) once
+its parent is gone, so a supervisor that dies without stopping its brokers (SIGKILL, a killed
+test run) leaves no orphans running. Linux's ``PR_SET_PDEATHSIG`` would do it in the kernel,
+but it fires when the *thread* that forked the child exits, and brokers are launched from
+worker threads too (chaos nemeses, ``trio.to_thread``)."""
 
 log = logging.getLogger("quorumq.cluster")
 
@@ -267,6 +275,7 @@ class Supervisor:
             log_file.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
             log_file.flush()
             env = dict(os.environ)
+            env[EXIT_WITH_PARENT_ENV] = "1"
             if self.controller_password is not None:
                 env.setdefault("QUORUMQ_CONTROLLER_PASSWORD", self.controller_password)
             handle.process = subprocess.Popen(

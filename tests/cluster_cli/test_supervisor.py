@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +102,35 @@ def test_free_port_blocks_stay_below_the_ephemeral_range() -> None:
         base = free_port_block(3)
         assert base >= 10_000 and base + 2 + RAFT_PORT_OFFSET < low
         assert free_port_block(3, with_raft=False) + 2 < low
+
+
+def test_brokers_stop_by_themselves_when_the_supervisor_dies(tmp_path: Path) -> None:
+    """A supervisor killed without stopping its brokers (here: os._exit) must not leave them
+    running: each broker notices its parent is gone and stops cleanly."""
+    base = free_port_block(1)
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from quorumq.cluster import Supervisor\n"
+        f"sup = Supervisor(1, base_port={base}, data_dir=Path(sys.argv[1]))\n"
+        "sup.start(timeout_s=60)\n"
+        "print(sup.pid(0), flush=True)\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    broker_pid = int(done.stdout.split()[-1])
+    try:
+        deadline = time.monotonic() + 20
+        while pid_exists(broker_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_exists(broker_pid), "the orphaned broker is still running"
+    finally:
+        if pid_exists(broker_pid):  # ours: started by the supervisor this test ran
+            os.kill(broker_pid, signal.SIGKILL)
+    assert "is gone: stopping" in (tmp_path / "broker-0.log").read_text()
