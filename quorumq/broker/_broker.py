@@ -29,6 +29,7 @@ import trio
 
 from quorumq import protocol as p
 from quorumq.broker._config import BrokerConfig
+from quorumq.broker._fetch_session import FetchContext, FetchSessionCache
 from quorumq.broker._flusher import LogFlusher, run_log_maintenance
 from quorumq.broker._partition import Partition, rebuild_producer_state
 from quorumq.broker._server import (
@@ -128,6 +129,8 @@ class Broker:
         self._cancel_scope: trio.CancelScope | None = None
         self._accept_scope: trio.CancelScope | None = None
         self.connections = ConnectionSet()
+        self.fetch_sessions = FetchSessionCache()
+        """Incremental fetch sessions (KIP-227) of followers and Java consumers."""
         self.stopping = False
         """Set by :meth:`shutdown`: waiting fetches answer at once."""
         self._lock_file: BinaryIO | None = None
@@ -592,79 +595,87 @@ class Broker:
 
     # --- Fetch -------------------------------------------------------------------------------
 
-    def _read_fetch(self, request: p.FetchRequest) -> tuple[p.FetchResponse, int, bool]:
-        """Reads every requested partition once; returns (response, bytes, any_error)."""
+    def _read_fetch(
+        self, request: p.FetchRequest, context: FetchContext
+    ) -> tuple[p.FetchResponse, int, bool]:
+        """Reads every partition of ``context`` once; returns (response, bytes, any_error). An
+        incremental session's response leaves out partitions with nothing new
+        (``_fetch_session.py``)."""
         remaining = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
         total = 0
         any_error = False
         is_consumer = request.replica_id < 0
-        topics = []
-        for topic in request.topics:
-            partitions = []
-            for fp in topic.partitions:
-                try:
-                    partition = self.partition(topic.name, fp.partition_index)
-                    partition.check_fetch(
-                        request.replica_id, fp.fetch_offset, fp.current_leader_epoch
+        incremental = context.incremental
+        topics: dict[str, list[p.FetchResponsePartition]] = {}
+        for name, fp in context.partitions:
+            try:
+                partition = self.partition(name, fp.partition_index)
+                partition.check_fetch(request.replica_id, fp.fetch_offset, fp.current_leader_epoch)
+                high_watermark = partition.high_watermark
+                read_limit = partition.replica_read_limit
+                if total and remaining <= 0:
+                    records: Any = b""
+                    log_start = partition.log_start_offset
+                else:
+                    limit = min(fp.partition_max_bytes, remaining)
+                    result = partition.log.read(
+                        fp.fetch_offset,
+                        limit if total else max(limit, 1),
+                        max_offset=high_watermark if is_consumer else read_limit,
                     )
-                    high_watermark = partition.high_watermark
-                    read_limit = partition.replica_read_limit
-                    if total and remaining <= 0:
-                        records: Any = b""
-                        log_start = partition.log_start_offset
-                    else:
-                        limit = min(fp.partition_max_bytes, remaining)
-                        result = partition.log.read(
-                            fp.fetch_offset,
-                            limit if total else max(limit, 1),
-                            max_offset=high_watermark if is_consumer else read_limit,
-                        )
-                        records = result.records
-                        if total and len(records) > limit:
-                            # Only the first non-empty partition may exceed the byte limits
-                            # (KIP-74); this one's batch waits for the next fetch.
-                            records = b""
-                        log_start = result.log_start_offset
-                        total += len(records)
-                        remaining -= len(records)
-                    partitions.append(
-                        p.FetchResponsePartition(
-                            partition_index=fp.partition_index,
-                            error_code=0,
-                            high_watermark=high_watermark,
-                            last_stable_offset=high_watermark,
-                            log_start_offset=log_start,
-                            aborted_transactions=None,
-                            records=records,
-                        )
-                    )
-                except Exception as exc:
-                    any_error = True
-                    log_start = -1
-                    if not is_consumer and isinstance(exc, OffsetOutOfRange):
-                        # A follower below our log start learns where to restart from this
-                        # field (Kafka's followers ask ListOffsets; clients ignore it on error).
-                        known = self.partitions.get((topic.name, fp.partition_index))
-                        if known is not None:
-                            log_start = known.log_start_offset
-                    partitions.append(
-                        p.FetchResponsePartition(
-                            partition_index=fp.partition_index,
-                            error_code=error_code_for(
-                                exc, f"fetch from {topic.name}-{fp.partition_index}"
-                            ),
-                            high_watermark=-1,
-                            last_stable_offset=-1,
-                            log_start_offset=log_start,
-                            records=b"",
-                        )
-                    )
-            topics.append(p.FetchResponseTopic(name=topic.name, partitions=partitions))
-        return p.FetchResponse(topics=topics), total, any_error
+                    records = result.records
+                    if total and len(records) > limit:
+                        # Only the first non-empty partition may exceed the byte limits
+                        # (KIP-74); this one's batch waits for the next fetch.
+                        records = b""
+                    log_start = result.log_start_offset
+                    total += len(records)
+                    remaining -= len(records)
+                answer = p.FetchResponsePartition(
+                    partition_index=fp.partition_index,
+                    error_code=0,
+                    high_watermark=high_watermark,
+                    last_stable_offset=high_watermark,
+                    log_start_offset=log_start,
+                    aborted_transactions=None,
+                    records=records,
+                )
+                if incremental and not context.include((name, fp.partition_index), answer):
+                    continue
+            except Exception as exc:
+                any_error = True
+                log_start = -1
+                if not is_consumer and isinstance(exc, OffsetOutOfRange):
+                    # A follower below our log start learns where to restart from this
+                    # field (Kafka's followers ask ListOffsets; clients ignore it on error).
+                    known = self.partitions.get((name, fp.partition_index))
+                    if known is not None:
+                        log_start = known.log_start_offset
+                answer = p.FetchResponsePartition(
+                    partition_index=fp.partition_index,
+                    error_code=error_code_for(exc, f"fetch from {name}-{fp.partition_index}"),
+                    high_watermark=-1,
+                    last_stable_offset=-1,
+                    log_start_offset=log_start,
+                    records=b"",
+                )
+            answers = topics.get(name)
+            if answers is None:
+                answers = topics[name] = []
+            answers.append(answer)
+        response = p.FetchResponse(
+            session_id=context.session_id,
+            topics=[p.FetchResponseTopic(name=n, partitions=parts) for n, parts in topics.items()],
+        )
+        return response, total, any_error
 
     def _fetch(self, header: p.RequestHeader, request: p.FetchRequest) -> Any:
-        response, total, any_error = self._read_fetch(request)
+        context = self.fetch_sessions.context(request)
+        if context.error:
+            return p.FetchResponse(error_code=context.error, session_id=0, topics=[])
+        response, total, any_error = self._read_fetch(request, context)
         if any_error or total >= request.min_bytes or request.max_wait_ms <= 0:
+            context.commit(response)
             return response
         deadline = trio.current_time() + request.max_wait_ms / 1000
         # Consumers see only committed offsets, so they wake when an HW moves; followers
@@ -673,19 +684,19 @@ class Broker:
         is_consumer = request.replica_id < 0
         watched = [
             part.commit_watchers if is_consumer else part.append_watchers
-            for topic in request.topics
-            for fp in topic.partitions
-            if (part := self.partitions.get((topic.name, fp.partition_index))) is not None
+            for name, fp in context.partitions
+            if (part := self.partitions.get((name, fp.partition_index))) is not None
         ]
 
         def poll_data() -> Any:
-            response, total, failed = self._read_fetch(request)
+            response, total, failed = self._read_fetch(request, context)
             if (
                 failed
                 or total >= request.min_bytes
                 or trio.current_time() >= deadline
                 or self.stopping
             ):
+                context.commit(response)  # only what is sent counts as told
                 return response
             return PENDING
 

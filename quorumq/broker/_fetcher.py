@@ -27,6 +27,8 @@ from typing import Any, Protocol
 import trio
 
 from quorumq import protocol as p
+from quorumq.broker._fetch_session import FINAL_EPOCH, FetchSessionBuilder
+from quorumq.broker._fetch_session import by_topic as _by_topic
 from quorumq.broker._replica import FOLLOWER, ReplicaPartition, now_ms
 from quorumq.client._connection import open_connection
 from quorumq.errors import ErrorCode, QuorumqError, RequestTimedOut
@@ -84,6 +86,7 @@ class FollowerFetcher:
         self._scope: trio.CancelScope | None = None
         self._in_request = False
         self._wake = trio.Event()
+        self._fetch_session: FetchSessionBuilder | None = None
         self.fetches = 0
         """Fetch responses processed (tests and stats)."""
 
@@ -140,6 +143,9 @@ class FollowerFetcher:
         Python calls to enter and leave, on every replicated produce."""
         fetch_version = conn.version_for(p.ApiKey.FETCH)
         epoch_version = conn.version_for(p.ApiKey.OFFSET_FOR_LEADER_EPOCH)
+        # A fetch session per connection (v7+): the leader keeps it across connections, but
+        # a new connection starts with a full fetch, as after any doubt about its state.
+        self._fetch_session = FetchSessionBuilder() if fetch_version >= 7 else None
         while True:
             if self._wake.is_set():
                 self._wake = trio.Event()
@@ -269,29 +275,46 @@ class FollowerFetcher:
 
     async def _fetch(self, conn: Any, version: int, replicas: list[ReplicaPartition]) -> None:
         sent = self._snapshot(replicas)
-        by_topic: dict[str, list[p.FetchRequestPartition]] = {}
+        wanted: list[tuple[str, p.FetchRequestPartition]] = []
         for replica in replicas:
             follower = replica.follower
             assert follower is not None
-            by_topic.setdefault(replica.topic, []).append(
-                p.FetchRequestPartition(
-                    partition_index=replica.index,
-                    current_leader_epoch=follower.leader_epoch,
-                    fetch_offset=follower.fetch_offset,
-                    log_start_offset=replica.log_start_offset,
-                    partition_max_bytes=self.partition_max_bytes,
+            wanted.append(
+                (
+                    replica.topic,
+                    p.FetchRequestPartition(
+                        partition_index=replica.index,
+                        current_leader_epoch=follower.leader_epoch,
+                        fetch_offset=follower.fetch_offset,
+                        log_start_offset=replica.log_start_offset,
+                        partition_max_bytes=self.partition_max_bytes,
+                    ),
                 )
             )
+        session = self._fetch_session
+        if session is None:
+            session_id, session_epoch, topics, forgotten = 0, FINAL_EPOCH, _by_topic(wanted), []
+        else:
+            # Incremental (KIP-227): name only partitions whose fetch position changed.
+            session_id, session_epoch, topics, forgotten = session.build(wanted)
         request = p.FetchRequest(
             replica_id=self.source.broker_id,
             max_wait_ms=self.max_wait_ms,
             min_bytes=1,
             max_bytes=0x7FFFFFFF,
-            topics=[
-                p.FetchRequestTopic(name=name, partitions=parts) for name, parts in by_topic.items()
-            ],
+            session_id=session_id,
+            session_epoch=session_epoch,
+            topics=topics,
+            forgotten_topics_data=forgotten,
         )
-        response = await self._request(conn, p.ApiKey.FETCH, version, request)
+        try:
+            response = await self._request(conn, p.ApiKey.FETCH, version, request)
+        except BaseException:
+            if session is not None:
+                session.reset()  # abandoned or failed: the leader's view is unknown
+            raise
+        if session is not None and not session.on_response(response):
+            return  # the leader lost the session: the next round is a full fetch
         self.fetches += 1
         now = now_ms()
         durable: list[ReplicaPartition] = []

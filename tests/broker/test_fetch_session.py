@@ -1,0 +1,238 @@
+"""Fetch sessions (KIP-227): the pure bookkeeping of both ends (``broker/_fetch_session.py``),
+then the broker's Fetch over real sockets, then a replicated cluster whose followers use them."""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+import trio
+
+from quorumq import protocol as p
+from quorumq.broker import Broker
+from quorumq.broker._fetch_session import (
+    FINAL_EPOCH,
+    INITIAL_EPOCH,
+    FetchSessionBuilder,
+    FetchSessionCache,
+    by_topic,
+)
+from quorumq.client._connection import open_connection
+from quorumq.errors import ErrorCode
+from quorumq.protocol.records import build_batch
+from quorumq.testing import Cluster
+from tests.broker.test_server import produce_request
+
+
+def part(index: int, offset: int = 0) -> p.FetchRequestPartition:
+    return p.FetchRequestPartition(
+        partition_index=index, fetch_offset=offset, partition_max_bytes=1 << 20
+    )
+
+
+def request(
+    session_id: int,
+    epoch: int,
+    parts: list[tuple[str, p.FetchRequestPartition]],
+    forgotten: list[p.FetchForgottenTopic] | None = None,
+) -> p.FetchRequest:
+    return p.FetchRequest(
+        replica_id=-1,
+        max_wait_ms=0,
+        min_bytes=1,
+        session_id=session_id,
+        session_epoch=epoch,
+        topics=by_topic(parts),
+        forgotten_topics_data=forgotten or [],
+    )
+
+
+def answer(index: int, hw: int, records: bytes = b"") -> p.FetchResponsePartition:
+    return p.FetchResponsePartition(
+        partition_index=index,
+        error_code=0,
+        high_watermark=hw,
+        last_stable_offset=hw,
+        log_start_offset=0,
+        records=records,
+    )
+
+
+# --- the leader's cache -------------------------------------------------------------------------
+
+
+def test_a_full_fetch_with_epoch_0_opens_a_session_and_epoch_minus_1_none() -> None:
+    cache = FetchSessionCache(rng=random.Random(1))
+    opened = cache.context(request(0, INITIAL_EPOCH, [("t", part(0)), ("t", part(1))]))
+    assert opened.session_id != 0 and not opened.incremental and len(cache) == 1
+    assert [(n, q.partition_index) for n, q in opened.partitions] == [("t", 0), ("t", 1)]
+    sessionless = cache.context(request(0, FINAL_EPOCH, [("t", part(0))]))
+    assert sessionless.session_id == 0 and sessionless.session is None
+    closed = cache.context(request(opened.session_id, FINAL_EPOCH, [("t", part(0))]))
+    assert closed.session_id == 0 and len(cache) == 0
+
+
+def test_incremental_requests_update_the_session_and_check_its_epoch() -> None:
+    cache = FetchSessionCache(rng=random.Random(2))
+    first = cache.context(request(0, INITIAL_EPOCH, [("t", part(0)), ("t", part(1))]))
+    sid = first.session_id
+    # Epoch 1 moves partition 1 on and forgets partition 0; the session reads what is left.
+    second = cache.context(
+        request(sid, 1, [("t", part(1, 7))], [p.FetchForgottenTopic(name="t", partitions=[0])])
+    )
+    assert second.incremental and second.error == ErrorCode.NONE
+    assert [(n, q.partition_index, q.fetch_offset) for n, q in second.partitions] == [("t", 1, 7)]
+    third = cache.context(request(sid, 2, [("u", part(3))]))  # a new partition joins
+    assert [(n, q.partition_index) for n, q in third.partitions] == [("t", 1), ("u", 3)]
+    assert cache.context(request(sid, 2, [])).error == ErrorCode.INVALID_FETCH_SESSION_EPOCH
+    assert cache.context(request(sid + 1, 1, [])).error == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+
+
+def test_an_incremental_response_carries_only_news_and_only_what_was_sent_counts() -> None:
+    cache = FetchSessionCache(rng=random.Random(3))
+    full = cache.context(request(0, INITIAL_EPOCH, [("t", part(0)), ("t", part(1))]))
+    full.commit(
+        p.FetchResponse(
+            topics=[p.FetchResponseTopic(name="t", partitions=[answer(0, 5), answer(1, 5)])]
+        )
+    )
+    inc = cache.context(request(full.session_id, 1, []))
+    assert not inc.include(("t", 0), answer(0, 5))  # nothing new
+    assert inc.include(("t", 0), answer(0, 6))  # the high watermark moved
+    assert inc.include(("t", 1), answer(1, 5, b"records"))
+    # A read that was not sent (the long poll went on waiting) must not count as told.
+    assert inc.include(("t", 0), answer(0, 6))
+    inc.commit(p.FetchResponse(topics=[p.FetchResponseTopic(name="t", partitions=[answer(0, 6)])]))
+    assert not inc.include(("t", 0), answer(0, 6))
+
+
+def test_the_oldest_session_is_evicted_when_the_cache_is_full() -> None:
+    cache = FetchSessionCache(max_sessions=2, rng=random.Random(4))
+    a = cache.context(request(0, INITIAL_EPOCH, [("t", part(0))])).session_id
+    b = cache.context(request(0, INITIAL_EPOCH, [("t", part(0))])).session_id
+    assert cache.context(request(a, 1, [])).error == ErrorCode.NONE  # a is now the newest
+    cache.context(request(0, INITIAL_EPOCH, [("t", part(0))]))
+    assert cache.context(request(b, 1, [])).error == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+    assert cache.context(request(a, 2, [])).error == ErrorCode.NONE
+
+
+# --- the fetcher's builder ----------------------------------------------------------------------
+
+
+def test_the_builder_names_only_changed_partitions_and_starts_over_on_session_errors() -> None:
+    builder = FetchSessionBuilder()
+    wanted = [("t", part(0, 10)), ("t", part(1, 20))]
+    sid, epoch, topics, forgotten = builder.build(wanted)
+    assert (sid, epoch, forgotten) == (0, INITIAL_EPOCH, [])
+    assert [q.partition_index for q in topics[0].partitions] == [0, 1]
+    assert builder.on_response(p.FetchResponse(session_id=99, topics=[]))
+    sid, epoch, topics, forgotten = builder.build([("t", part(0, 11)), ("t", part(1, 20))])
+    assert (sid, epoch) == (99, 1)
+    assert [(q.partition_index, q.fetch_offset) for q in topics[0].partitions] == [(0, 11)]
+    assert builder.on_response(p.FetchResponse(session_id=99, topics=[]))
+    sid, epoch, topics, forgotten = builder.build([("t", part(0, 11))])  # partition 1 left
+    assert (sid, epoch, topics) == (99, 2, [])
+    assert forgotten == [p.FetchForgottenTopic(name="t", partitions=[1])]
+    lost = p.FetchResponse(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, topics=[])
+    assert not builder.on_response(lost)
+    assert builder.build([("t", part(0, 11))])[:2] == (0, INITIAL_EPOCH)
+
+
+# --- the broker over real sockets ---------------------------------------------------------------
+
+
+async def test_the_broker_serves_fetch_sessions_over_the_wire(broker: Broker) -> None:
+    broker.create_topic("s", 3)
+    wanted = [("s", part(i)) for i in range(3)]
+    async with open_connection("127.0.0.1", broker.port or 0) as conn:
+        full = await conn.request(p.ApiKey.FETCH, 11, request(0, INITIAL_EPOCH, wanted))
+        assert full.error_code == 0 and full.session_id != 0
+        assert [q.partition_index for q in full.topics[0].partitions] == [0, 1, 2]
+        sid = full.session_id
+        quiet = await conn.request(p.ApiKey.FETCH, 11, request(sid, 1, []))
+        assert quiet.session_id == sid and quiet.topics == []  # nothing new anywhere
+        produce = produce_request("s", build_batch([(None, b"v")]), partition=1)
+        await conn.request(p.ApiKey.PRODUCE, 8, produce)
+        news = await conn.request(p.ApiKey.FETCH, 11, request(sid, 2, []))
+        assert [(t.name, [q.partition_index for q in t.partitions]) for t in news.topics] == [
+            ("s", [1])
+        ]
+        assert news.topics[0].partitions[0].high_watermark == 1
+        stale = await conn.request(p.ApiKey.FETCH, 11, request(sid, 2, []))
+        assert stale.error_code == ErrorCode.INVALID_FETCH_SESSION_EPOCH and stale.topics == []
+        gone = await conn.request(p.ApiKey.FETCH, 11, request(sid + 1, 1, []))
+        assert gone.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+        plain = await conn.request(p.ApiKey.FETCH, 11, request(0, FINAL_EPOCH, wanted))
+        assert plain.session_id == 0 and len(plain.topics[0].partitions) == 3
+
+
+async def test_followers_replicate_through_sessions_and_survive_losing_them() -> None:
+    """Followers open a session per leader and name only moving partitions; when the leaders
+    forget every session (as after eviction) the followers start over and keep replicating."""
+    async with Cluster(brokers=3) as cluster:
+        await cluster.create_topic("many", 12, 3)
+        leaders = [await cluster.leader("many", i) for i in range(12)]
+        for round_ in range(3):
+            for index, leader in enumerate(leaders):
+                async with open_connection("127.0.0.1", cluster.ports[leader]) as conn:
+                    produce = produce_request("many", build_batch([(None, b"r")]), acks=-1)
+                    produce = attrs.evolve(
+                        produce,
+                        topics=[
+                            attrs.evolve(
+                                produce.topics[0],
+                                partitions=[
+                                    attrs.evolve(
+                                        produce.topics[0].partitions[0], partition_index=index
+                                    )
+                                ],
+                            )
+                        ],
+                    )
+                    response = await conn.request(p.ApiKey.PRODUCE, 8, produce)
+                    assert response.topics[0].partitions[0].error_code == 0
+            brokers = [cluster.broker(i) for i in range(3)]
+            if round_ == 0:
+                # Every broker follows some partitions of each other one: a session each.
+                assert all(len(b.fetch_sessions) == 2 for b in brokers)
+            if round_ == 1:
+                for b in brokers:  # every leader forgets every session
+                    b.fetch_sessions = FetchSessionCache()
+
+        def ends() -> set[int]:
+            return {
+                cluster.broker(b).partitions[("many", i)].log_end_offset
+                for b in range(3)
+                for i in range(12)
+            }
+
+        with trio.fail_after(20):
+            while ends() != {3}:  # noqa: ASYNC110 - polling other brokers' state
+                await trio.sleep(0.05)
+        assert all(len(cluster.broker(i).fetch_sessions) == 2 for i in range(3))
+
+
+async def test_news_read_by_a_long_poll_that_kept_waiting_is_still_sent(broker: Broker) -> None:
+    """A parked incremental fetch reads a high watermark move, keeps waiting (min_bytes not
+    reached) and answers at max_wait_ms: that answer must still carry the move, because the
+    first read was never sent."""
+    broker.create_topic("hw", 2)
+    async with open_connection("127.0.0.1", broker.port or 0) as conn:
+        full = await conn.request(
+            p.ApiKey.FETCH, 11, request(0, INITIAL_EPOCH, [("hw", part(0)), ("hw", part(1))])
+        )
+        produce = produce_request("hw", build_batch([(None, b"v")]), partition=1)
+        await conn.request(p.ApiKey.PRODUCE, 8, produce)
+        waiting = attrs.evolve(
+            request(full.session_id, 1, [("hw", part(1, 1))]),  # already holds offset 0
+            min_bytes=1 << 20,
+            max_wait_ms=200,
+        )
+        with trio.fail_after(10):
+            news = await conn.request(p.ApiKey.FETCH, 11, waiting)
+        answers = [
+            (t.name, q.partition_index, q.high_watermark) for t in news.topics for q in t.partitions
+        ]
+        assert answers == [("hw", 1, 1)]
+        quiet = await conn.request(p.ApiKey.FETCH, 11, request(full.session_id, 2, []))
+        assert quiet.topics == []  # and once sent, it is not repeated
