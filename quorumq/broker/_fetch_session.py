@@ -84,6 +84,25 @@ class FetchContext:
         assert self.session is not None
         return self.session.sent.get(key) != (answer.high_watermark, answer.log_start_offset)
 
+    def unchanged(
+        self,
+        key: PartitionKey,
+        fetch_offset: int,
+        read_end: int,
+        high_watermark: int,
+        log_start_offset: int,
+    ) -> bool:
+        """True for a partition an incremental response leaves out without reading it: the
+        fetch is at the end of what it may read, and the fetcher already knows this high
+        watermark and log start offset. Why: a follower's session holds every partition of
+        its leader, most of them idle, and reading each one on every fetch was most of the
+        cost that sessions are meant to remove."""
+        assert self.session is not None
+        return fetch_offset == read_end and self.session.sent.get(key) == (
+            high_watermark,
+            log_start_offset,
+        )
+
     def commit(self, response: p.FetchResponse) -> None:
         """The response is being sent: remember what it told the fetcher."""
         session = self.session

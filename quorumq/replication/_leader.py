@@ -250,6 +250,24 @@ class LeaderReplicaState:
                 f"[{self.log_start_offset}, {self.log_end_offset}]"
             )
         leader_log_end_offset = self.log_end_offset
+        if (
+            fetch_offset == leader_log_end_offset
+            and previous.log_end_offset == fetch_offset
+            and previous.last_fetch_leader_log_end_offset == fetch_offset
+            and replica_id in self._maximal_isr()
+        ):
+            # A caught-up follower asking again where it stood, with the leader's LEO where it
+            # was then: nothing that sets the high watermark moved (every other change
+            # recomputes it), and there is no ISR change to propose. Only the clocks move.
+            # The common case for every idle partition of a follower's fetch session.
+            self.progress[replica_id] = ReplicaProgress(
+                broker_id=replica_id,
+                log_end_offset=fetch_offset,
+                last_fetch_ms=now_ms,
+                last_caught_up_ms=max(previous.last_caught_up_ms, now_ms),
+                last_fetch_leader_log_end_offset=fetch_offset,
+            )
+            return FollowerFetchResult(self.high_watermark, False)
         if fetch_offset >= leader_log_end_offset:
             last_caught_up_ms = max(previous.last_caught_up_ms, now_ms)
         elif fetch_offset >= previous.last_fetch_leader_log_end_offset:

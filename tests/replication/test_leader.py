@@ -19,6 +19,7 @@ from quorumq.replication import (
     IsrStrategy,
     LeaderReplicaState,
     QuorumStrategy,
+    ReplicaProgress,
     ReplicationStrategy,
     majority,
 )
@@ -249,3 +250,35 @@ def test_leader_high_watermark_never_moves_back_and_respects_rule(
             assert sum(leo >= candidate for leo in leos.values()) >= majority(len(replicas))
         else:
             assert all(leos[b] >= candidate for b in leader.maximal_isr)
+
+
+def test_leader_caught_up_refetch_only_moves_the_clocks() -> None:
+    """A caught-up follower fetching again where it stood (what every idle partition of a
+    fetch session does on every fetch) takes a shortcut; it must give the full rule's answer."""
+    leader = _leader(IsrStrategy(), log_end_offset=10)
+    leader.on_follower_fetch(2, 10, 5, 100)
+    leader.on_follower_fetch(3, 10, 5, 100)
+    assert leader.high_watermark == 10
+    result = leader.on_follower_fetch(2, 10, 5, 250)
+    assert (result.high_watermark, result.advanced, result.isr_change) == (10, False, None)
+    assert leader.progress[2] == ReplicaProgress(
+        broker_id=2,
+        log_end_offset=10,
+        last_fetch_ms=250,
+        last_caught_up_ms=250,
+        last_fetch_leader_log_end_offset=10,
+    )
+    # After an append the same fetch is no longer caught up "now" (the full rule applies).
+    leader.on_append(20, 300)
+    leader.on_follower_fetch(2, 10, 5, 400)
+    assert leader.progress[2].last_caught_up_ms == 250
+
+
+def test_leader_caught_up_refetch_outside_the_isr_still_proposes_to_rejoin() -> None:
+    leader = _leader(IsrStrategy(), isr=(1, 2), log_end_offset=10)
+    leader.on_follower_fetch(2, 10, 5, 100)
+    first = leader.on_follower_fetch(3, 10, 5, 100)
+    assert first.isr_change is not None and 3 in first.isr_change.isr
+    leader.on_isr_rejected()
+    again = leader.on_follower_fetch(3, 10, 5, 200)  # same position, caught up: still outside
+    assert again.isr_change is not None and 3 in again.isr_change.isr
