@@ -600,45 +600,40 @@ class Broker:
     ) -> tuple[p.FetchResponse, int, bool]:
         """Reads every partition of ``context`` once; returns (response, bytes, any_error). An
         incremental session's response leaves out partitions with nothing new
-        (``_fetch_session.py``). ``rereading``: a parked fetch looks again after a partition
-        moved; its fetch positions were recorded when it arrived, so partitions of its session
-        that did not move (same leader epoch, nothing to read, nothing new to tell) are
-        skipped before that bookkeeping, which was most of the cost of idle partitions."""
+        (``_fetch_session.py``). A partition of a session that has not changed since it was
+        last found with nothing to tell (``Partition.version``) is not looked at, not even for
+        the follower-progress bookkeeping, which was most of the cost of idle partitions,
+        where ``FetchContext.skip`` allows: on a parked fetch's re-check (``rereading``: its
+        positions were recorded on arrival) and, between progress refreshes, on arrival."""
         remaining = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
         total = 0
         any_error = False
         is_consumer = request.replica_id < 0
         incremental = context.incremental
         topics: dict[str, list[p.FetchResponsePartition]] = {}
+        partitions = self.partitions
         for name, fp in context.partitions:
+            if incremental:
+                key = (name, fp.partition_index)
+                known = partitions.get(key)
+                if context.skip(key, None if known is None else known.version, rereading):
+                    continue
             try:
                 partition = self.partition(name, fp.partition_index)
-                if (
-                    rereading
-                    and incremental
-                    and fp.current_leader_epoch == partition.leader_epoch
-                    and context.unchanged(
-                        (name, fp.partition_index),
-                        fp.fetch_offset,
-                        partition.high_watermark
-                        if is_consumer
-                        else partition.replica_read_limit or partition.log_end_offset,
-                        partition.high_watermark,
-                        partition.log_start_offset,
-                    )
-                ):
-                    continue
                 partition.check_fetch(request.replica_id, fp.fetch_offset, fp.current_leader_epoch)
                 high_watermark = partition.high_watermark
                 read_limit = partition.replica_read_limit
                 if incremental and context.unchanged(
                     (name, fp.partition_index),
                     fp.fetch_offset,
-                    high_watermark if is_consumer else read_limit or partition.log_end_offset,
+                    high_watermark if is_consumer else _read_end(partition),
                     high_watermark,
                     partition.log_start_offset,
                 ):
-                    continue  # nothing to read and nothing new to tell: not in the response
+                    # Nothing to read, nothing new to tell: not in the response, and not
+                    # looked at again until the partition changes.
+                    context.mark_seen((name, fp.partition_index), partition.version)
+                    continue
                 if total and remaining <= 0:
                     records: Any = b""
                     log_start = partition.log_start_offset
@@ -696,7 +691,7 @@ class Broker:
         return response, total, any_error
 
     def _fetch(self, header: p.RequestHeader, request: p.FetchRequest) -> Any:
-        context = self.fetch_sessions.context(request)
+        context = self.fetch_sessions.context(request, trio.current_time())
         if context.error:
             return p.FetchResponse(error_code=context.error, session_id=0, topics=[])
         response, total, any_error = self._read_fetch(request, context)
@@ -770,6 +765,12 @@ def _with_produce_error(response: p.ProduceResponse, code: int) -> p.ProduceResp
             for t in response.topics
         ],
     )
+
+
+def _read_end(partition: Partition) -> int:
+    """Where a follower's fetch of ``partition`` has nothing more to read."""
+    limit = partition.replica_read_limit
+    return partition.log_end_offset if limit is None else limit
 
 
 def _encode_poll(header: p.RequestHeader, poll: Callable[[], Any]) -> Callable[[], Any]:

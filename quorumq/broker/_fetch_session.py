@@ -39,6 +39,11 @@ INITIAL_EPOCH = 0
 FINAL_EPOCH = -1
 DEFAULT_MAX_SESSIONS = 1000
 """Kafka's ``max.incremental.fetch.session.cache.slots``."""
+PROGRESS_REFRESH_S = 0.1
+"""How often an incremental fetch records the fetcher's position in partitions it does not
+name (they are where they were). Kafka does it on every fetch; here each visit of an idle
+partition costs Python work on every replicated produce, and a position a tenth of a second
+old is far inside ``replica.lag.time.max.ms`` (2 s at the least anywhere in quorumq)."""
 
 PartitionKey = tuple[str, int]
 
@@ -59,6 +64,11 @@ class FetchSession:
     """Insertion-ordered; the request data last given for each partition."""
     sent: dict[PartitionKey, tuple[int, int]] = attrs.Factory(dict)
     """(high watermark, log start offset) last sent for each partition."""
+    refreshed_at: float = 0.0
+    """When a request last visited every partition (see :data:`PROGRESS_REFRESH_S`)."""
+    seen: dict[PartitionKey, int] = attrs.Factory(dict)
+    """The partition version (``Partition.version``) at which the fetcher, at its current
+    position, had been told everything: while the version stays, there is nothing to look at."""
 
 
 @attrs.define(eq=False)
@@ -75,6 +85,27 @@ class FetchContext:
     error: ErrorCode = ErrorCode.NONE
     session: FetchSession | None = None
     incremental: bool = False
+    named: frozenset[PartitionKey] = frozenset()
+    """The partitions this (incremental) request names: their positions changed."""
+    refresh: bool = True
+    """Whether this request visits every partition, named or not."""
+
+    def skip(self, key: PartitionKey, version: int | None, rereading: bool) -> bool:
+        """Whether partition ``key``, now at ``version``, needs no look at all: it has not
+        changed since the fetcher was last found to know everything about it, and its
+        position was recorded already (on a parked fetch's re-check, or on arrival for a
+        partition the request does not name, unless a progress refresh is due)."""
+        if not self.incremental or version is None:
+            return False
+        if not rereading and (self.refresh or key in self.named):
+            return False
+        assert self.session is not None
+        return self.session.seen.get(key) == version
+
+    def mark_seen(self, key: PartitionKey, version: int) -> None:
+        """:meth:`unchanged` held for ``key`` at ``version``."""
+        assert self.session is not None
+        self.session.seen[key] = version
 
     def include(self, key: PartitionKey, answer: p.FetchResponsePartition) -> bool:
         """Full fetches answer every partition; an incremental one only those with records,
@@ -132,8 +163,9 @@ class FetchSessionCache:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def context(self, request: p.FetchRequest) -> FetchContext:
-        """Opens, continues or closes the request's session; see the module docstring."""
+    def context(self, request: p.FetchRequest, now: float = 0.0) -> FetchContext:
+        """Opens, continues or closes the request's session; see the module docstring.
+        ``now`` (seconds, any monotonic clock) paces the progress refresh."""
         requested = [(topic.name, part) for topic in request.topics for part in topic.partitions]
         if request.session_epoch == FINAL_EPOCH:
             self._sessions.pop(request.session_id, None)
@@ -146,6 +178,7 @@ class FetchSessionCache:
                 self._new_id(),
                 next_epoch(INITIAL_EPOCH),
                 {(name, part.partition_index): part for name, part in requested},
+                refreshed_at=now,
             )
             while len(self._sessions) >= self.max_sessions:
                 self._sessions.popitem(last=False)
@@ -162,13 +195,23 @@ class FetchSessionCache:
             for index in forgotten.partitions:
                 session.partitions.pop((forgotten.name, index), None)
                 session.sent.pop((forgotten.name, index), None)
+                session.seen.pop((forgotten.name, index), None)
+        named = []
         for name, part in requested:
-            session.partitions[(name, part.partition_index)] = part
+            key = (name, part.partition_index)
+            session.partitions[key] = part
+            session.seen.pop(key, None)  # a new position: look again
+            named.append(key)
+        refresh = now - session.refreshed_at >= PROGRESS_REFRESH_S
+        if refresh:
+            session.refreshed_at = now
         return FetchContext(
             [(key[0], part) for key, part in session.partitions.items()],
             session.session_id,
             session=session,
             incremental=True,
+            named=frozenset(named),
+            refresh=refresh,
         )
 
     def _new_id(self) -> int:

@@ -8,6 +8,7 @@ offset; replication (issue 4) will move it with follower progress and wake the s
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import attrs
@@ -17,6 +18,8 @@ from quorumq.broker._expiry import Waker, wait_until
 from quorumq.errors import FencedLeaderEpoch, RequestTimedOut, UnknownLeaderEpoch
 from quorumq.log import PartitionLog, ProducerStateManager
 from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
+
+_VERSIONS = itertools.count(1)
 
 
 @attrs.define(eq=False)
@@ -57,9 +60,14 @@ class Partition:
     follows from this leader, ``__consumer_offsets``' among them)."""
     commit_watchers: set[Waker] = attrs.Factory(set)
     """Parked requests waiting for the HW to move: consumers' fetches and acks=all produces."""
+    version: int = attrs.Factory(lambda: next(_VERSIONS))
+    """Changes on every notify (append, HW move, role change), unique across partition
+    objects: a fetch session that saw this version with nothing to tell need not look again
+    (``_fetch_session.py``)."""
 
     def notify_append(self) -> None:
         """Wakes everything waiting for this partition to grow (fetch, acks=all)."""
+        self.version = next(_VERSIONS)  # before any waiter looks
         event = self.appended
         self.appended = trio.Event()
         event.set()
@@ -71,6 +79,7 @@ class Partition:
 
     def notify_high_watermark(self) -> None:
         """Wakes consumer fetches and acks=all produces, not follower fetches."""
+        self.version = next(_VERSIONS)
         event = self.committed
         self.committed = trio.Event()
         event.set()

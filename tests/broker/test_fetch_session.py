@@ -13,6 +13,7 @@ from quorumq.broker import Broker
 from quorumq.broker._fetch_session import (
     FINAL_EPOCH,
     INITIAL_EPOCH,
+    PROGRESS_REFRESH_S,
     FetchSessionBuilder,
     FetchSessionCache,
     by_topic,
@@ -114,6 +115,23 @@ def test_the_oldest_session_is_evicted_when_the_cache_is_full() -> None:
     cache.context(request(0, INITIAL_EPOCH, [("t", part(0))]))
     assert cache.context(request(b, 1, [])).error == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
     assert cache.context(request(a, 2, [])).error == ErrorCode.NONE
+
+
+def test_unmoved_partitions_are_skipped_between_progress_refreshes() -> None:
+    """Arrival skips an unnamed partition only at the version it was last found idle and only
+    between refreshes (every PROGRESS_REFRESH_S); a named one is always looked at."""
+    cache = FetchSessionCache(rng=random.Random(5))
+    full = cache.context(request(0, INITIAL_EPOCH, [("t", part(0)), ("t", part(1))]), now=10.0)
+    full.mark_seen(("t", 0), 7)
+    full.mark_seen(("t", 1), 7)
+    soon = cache.context(request(full.session_id, 1, [("t", part(1, 3))]), now=10.05)
+    assert not soon.refresh
+    assert soon.skip(("t", 0), 7, rereading=False)
+    assert not soon.skip(("t", 0), 8, rereading=False)  # it changed since
+    assert not soon.skip(("t", 1), 7, rereading=False)  # named: a new position
+    later = cache.context(request(full.session_id, 2, []), now=10.0 + 2 * PROGRESS_REFRESH_S)
+    assert later.refresh and not later.skip(("t", 0), 7, rereading=False)
+    assert later.skip(("t", 0), 7, rereading=True)  # a re-check: positions already recorded
 
 
 # --- the fetcher's builder ----------------------------------------------------------------------
@@ -236,3 +254,43 @@ async def test_news_read_by_a_long_poll_that_kept_waiting_is_still_sent(broker: 
         assert answers == [("hw", 1, 1)]
         quiet = await conn.request(p.ApiKey.FETCH, 11, request(full.session_id, 2, []))
         assert quiet.topics == []  # and once sent, it is not repeated
+
+
+async def test_a_parked_incremental_fetch_wakes_for_an_idle_partition_that_moves(
+    broker: Broker,
+) -> None:
+    """Partitions the session found idle are skipped until they change: an append to one must
+    count as a change by the time the parked fetch looks again (not only at max_wait_ms). A
+    follower's fetch (replica_id 1; a single broker checks nothing more): followers wake on
+    appends, before the high watermark moves."""
+    broker.create_topic("idle", 3)
+    wanted = [("idle", part(i)) for i in range(3)]
+    async with (
+        open_connection("127.0.0.1", broker.port or 0) as consumer,
+        open_connection("127.0.0.1", broker.port or 0) as producer,
+    ):
+
+        def as_follower(fetch: p.FetchRequest) -> p.FetchRequest:
+            return attrs.evolve(fetch, replica_id=1)
+
+        full = await consumer.request(
+            p.ApiKey.FETCH, 11, as_follower(request(0, INITIAL_EPOCH, wanted))
+        )
+        quiet = await consumer.request(
+            p.ApiKey.FETCH, 11, as_follower(request(full.session_id, 1, []))
+        )
+        assert quiet.topics == []  # every partition is now known to be idle
+        parked = attrs.evolve(request(full.session_id, 2, []), max_wait_ms=30_000, replica_id=1)
+        async with trio.open_nursery() as nursery:
+
+            async def append_soon() -> None:
+                await trio.sleep(0.1)
+                produce = produce_request("idle", build_batch([(None, b"x")]), partition=2)
+                await producer.request(p.ApiKey.PRODUCE, 8, produce)
+
+            nursery.start_soon(append_soon)
+            with trio.fail_after(10):  # far below max_wait_ms
+                woken = await consumer.request(p.ApiKey.FETCH, 11, parked)
+        assert [(t.name, [q.partition_index for q in t.partitions]) for t in woken.topics] == [
+            ("idle", [2])
+        ]
