@@ -3,7 +3,8 @@
 Why: a follower's Fetch names every partition it follows from that leader, on every round, and
 the leader answers for every one of them. With ``__consumer_offsets`` (50 partitions, three
 copies) in the cluster, each replicated produce then encoded, decoded and walked about 17 idle
-partitions four times over, and the brokers' CPU per record rose by 70% (docs/benchmarks.md).
+partitions four times over: in an in-process cluster the Python calls per replicated produce
+nearly tripled (docs/benchmarks.md, fifth session).
 With a session the leader remembers the partitions and what it last told the fetcher about
 each, so a request names only partitions whose fetch position changed and a response carries
 only partitions with records or news (high watermark, log start offset, an error).
