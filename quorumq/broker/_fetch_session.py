@@ -136,18 +136,23 @@ class FetchContext:
         )
 
     def commit(self, response: p.FetchResponse) -> None:
-        """The response is being sent: remember what it told the fetcher."""
+        """The response is being sent: remember what it told the fetcher, and move partitions
+        that returned records to the end of the session's order (Kafka's fairness rule: under
+        ``max_bytes`` a busy first partition must not starve the ones after it)."""
         session = self.session
         if session is None:
             return
         sent = session.sent
+        order = session.partitions
         for topic in response.topics:
             for answer in topic.partitions:
                 key = (topic.name, answer.partition_index)
                 if answer.error_code:
                     sent.pop(key, None)  # tell it again next time, whatever it is
-                else:
-                    sent[key] = (answer.high_watermark, answer.log_start_offset)
+                    continue
+                sent[key] = (answer.high_watermark, answer.log_start_offset)
+                if answer.records and key in order:
+                    order[key] = order.pop(key)
 
 
 class FetchSessionCache:

@@ -294,3 +294,42 @@ async def test_a_parked_incremental_fetch_wakes_for_an_idle_partition_that_moves
         assert [(t.name, [q.partition_index for q in t.partitions]) for t in woken.topics] == [
             ("idle", [2])
         ]
+
+
+async def test_a_busy_partition_does_not_starve_the_others_under_max_bytes(
+    broker: Broker,
+) -> None:
+    """Kafka's session fairness: a partition that returned records moves to the end of the
+    session's order, so a first partition that always has more cannot hold the response's
+    max_bytes forever."""
+    broker.create_topic("fair", 2)
+    value = b"v" * 300_000
+    async with open_connection("127.0.0.1", broker.port or 0) as conn:
+        for partition in (0, 1):
+            produce = produce_request("fair", build_batch([(None, value)]), partition=partition)
+            await conn.request(p.ApiKey.PRODUCE, 8, produce)
+        full = await conn.request(
+            p.ApiKey.FETCH,
+            11,
+            attrs.evolve(
+                request(0, INITIAL_EPOCH, [("fair", part(0, 1)), ("fair", part(1, 0))]),
+                max_bytes=1,
+            ),
+        )
+        sid, offset, served = full.session_id, 1, []
+        for epoch in (1, 2, 3):
+            # Partition 0 always has one more batch than the fetcher holds.
+            produce = produce_request("fair", build_batch([(None, value)]), partition=0)
+            await conn.request(p.ApiKey.PRODUCE, 8, produce)
+            response = await conn.request(
+                p.ApiKey.FETCH,
+                11,
+                attrs.evolve(request(sid, epoch, [("fair", part(0, offset))]), max_bytes=1),
+            )
+            with_records = [
+                q.partition_index for t in response.topics for q in t.partitions if q.records
+            ]
+            served += with_records
+            if 0 in with_records:
+                offset += 1
+        assert 1 in served, served
