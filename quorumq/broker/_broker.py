@@ -613,8 +613,8 @@ class Broker:
         topics: dict[str, list[p.FetchResponsePartition]] = {}
         partitions = self.partitions
         for name, fp in context.partitions:
+            key = (name, fp.partition_index)
             if incremental:
-                key = (name, fp.partition_index)
                 known = partitions.get(key)
                 if context.skip(key, None if known is None else known.version, rereading):
                     continue
@@ -624,7 +624,7 @@ class Broker:
                 high_watermark = partition.high_watermark
                 read_limit = partition.replica_read_limit
                 if incremental and context.unchanged(
-                    (name, fp.partition_index),
+                    key,
                     fp.fetch_offset,
                     high_watermark if is_consumer else _read_end(partition),
                     high_watermark,
@@ -632,7 +632,7 @@ class Broker:
                 ):
                     # Nothing to read, nothing new to tell: not in the response, and not
                     # looked at again until the partition changes.
-                    context.mark_seen((name, fp.partition_index), partition.version)
+                    context.mark_seen(key, partition.version)
                     continue
                 if total and remaining <= 0:
                     records: Any = b""
@@ -661,7 +661,7 @@ class Broker:
                     aborted_transactions=None,
                     records=records,
                 )
-                if incremental and not context.include((name, fp.partition_index), answer):
+                if incremental and not context.include(key, answer):
                     continue
             except Exception as exc:
                 any_error = True
@@ -669,7 +669,7 @@ class Broker:
                 if not is_consumer and isinstance(exc, OffsetOutOfRange):
                     # A follower below our log start learns where to restart from this
                     # field (Kafka's followers ask ListOffsets; clients ignore it on error).
-                    known = self.partitions.get((name, fp.partition_index))
+                    known = partitions.get(key)
                     if known is not None:
                         log_start = known.log_start_offset
                 answer = p.FetchResponsePartition(

@@ -148,15 +148,20 @@ class Partition:
 
         Raises:
             RequestTimedOut: not committed by ``deadline`` (trio clock), ``timeout_ms`` after
-                the append.
+                the append; and whatever :meth:`commit_reached` raises.
         """
-        if self.high_watermark > offset:
+        if self.commit_reached(offset, leader_epoch):
             return True
         if trio.current_time() >= deadline:
             raise RequestTimedOut(
                 f"{self.topic}-{self.index}: offset {offset} not committed within {timeout_ms} ms"
             )
         return False
+
+    def commit_reached(self, offset: int, leader_epoch: int) -> bool:
+        """Whether the batch ending at ``offset`` is committed. A single replica: the HW (the
+        LEO) has passed it. A replica adds its leadership and ISR rules (``_replica.py``)."""
+        return self.high_watermark > offset
 
     async def wait_for_commit_until(self, deadline: float) -> None:
         """Returns after the next HW move (or a leadership change), or at ``deadline``: a

@@ -12,8 +12,8 @@ through the hooks that :class:`Partition` offers:
 - ``notify_append``: feeds the new LEO to ``LeaderReplicaState.on_append`` before waking waiters;
 - ``check_acks_all``: NOT_ENOUGH_REPLICAS before an acks=all append;
 - ``check_fetch``: leader-epoch fencing for consumers, follower progress for replica fetches;
-- ``is_committed``: may a parked acks=all produce be answered (NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-  NOT_LEADER_OR_FOLLOWER when deposed while waiting, REQUEST_TIMED_OUT)?
+- ``commit_reached``: may a parked acks=all produce be answered (NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+  NOT_LEADER_OR_FOLLOWER when deposed while waiting; the timeout is ``Partition.is_committed``'s)?
 
 Every HW move and every role change sets the ``appended`` event, so long-polling fetches and
 delayed produces re-check at once. The leader-epoch cache lives in ``leader-epoch-checkpoint``
@@ -30,10 +30,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
-import trio
 
 from quorumq.broker._partition import Partition, rebuild_producer_state
-from quorumq.errors import NotLeaderOrFollower, RequestTimedOut
+from quorumq.errors import NotLeaderOrFollower
 from quorumq.log import ProducerStateManager
 from quorumq.protocol.records import (
     HEADER_SIZE,
@@ -217,14 +216,11 @@ class ReplicaPartition(Partition):
             self.known_high_watermark = result.high_watermark
             self.notify_high_watermark()
 
-    def is_committed(
-        self, offset: int, leader_epoch: int, deadline: float, timeout_ms: int
-    ) -> bool:
+    def commit_reached(self, offset: int, leader_epoch: int) -> bool:
         """Whether the acks=all batch ending at ``offset``, appended in ``leader_epoch``, may be
-        answered: True once committed, False while it may still be.
+        answered (``Partition.is_committed`` adds the timeout).
 
         Raises:
-            RequestTimedOut: not committed by ``deadline`` (trio clock).
             NotEnoughReplicasAfterAppend: committed, but the ISR shrank below
                 min.insync.replicas meanwhile (``isr``).
             NotLeaderOrFollower: this replica stopped leading the epoch it appended in.
@@ -235,13 +231,7 @@ class ReplicaPartition(Partition):
                 f"{self.topic}-{self.index}: leadership of epoch {leader_epoch} ended before "
                 f"offset {offset} was committed"
             )
-        if leader.acks_all_completed(offset):
-            return True
-        if trio.current_time() >= deadline:
-            raise RequestTimedOut(
-                f"{self.topic}-{self.index}: offset {offset} not committed within {timeout_ms} ms"
-            )
-        return False
+        return leader.acks_all_completed(offset)
 
     # --- roles ---------------------------------------------------------------------------------
 

@@ -37,6 +37,12 @@ class Switch:
         self.watchers: set[Any] = set()
         self.value: bytes | None = None
 
+    async def parked(self, expected: bool) -> None:
+        """Waits (at most 10 s) until a request is parked on the switch, or until none is."""
+        with trio.fail_after(10):
+            while bool(self.watchers) != expected:  # noqa: ASYNC110 - the server's state
+                await trio.sleep(0.01)
+
     def move(self, value: bytes) -> None:
         self.value = value
         for watcher in tuple(self.watchers):
@@ -101,9 +107,7 @@ async def test_a_parked_request_is_answered_by_whoever_moves_it_in_order(
     port = await serve(handle)
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(frame(b"wait") + frame(b"x"))
-    with trio.fail_after(10):
-        while not switch.watchers:  # noqa: ASYNC110
-            await trio.sleep(0.01)
+    await switch.parked(True)
     with trio.move_on_after(0.2):
         await stream.receive_some(100)
         pytest.fail("an answer left before the parked request ahead of it")
@@ -149,13 +153,9 @@ async def test_a_parked_request_of_a_closed_connection_leaves_its_watchers(
     port = await serve(handle)
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(frame(b"wait"))
-    with trio.fail_after(10):
-        while not switch.watchers:  # noqa: ASYNC110
-            await trio.sleep(0.01)
+    await switch.parked(True)
     await stream.aclose()
-    with trio.fail_after(10):
-        while switch.watchers:  # noqa: ASYNC110
-            await trio.sleep(0.01)
+    await switch.parked(False)
     switch.move(b"late")  # nobody is left to answer: nothing happens
 
 
@@ -179,9 +179,7 @@ async def test_a_failing_poll_closes_only_its_connection(
     doomed = await trio.open_tcp_stream("127.0.0.1", port)
     other = await trio.open_tcp_stream("127.0.0.1", port)
     await doomed.send_all(frame(b"wait"))
-    with trio.fail_after(10):
-        while not switch.watchers:  # noqa: ASYNC110
-            await trio.sleep(0.01)
+    await switch.parked(True)
     switch.move(b"boom")  # must not raise here
     with trio.fail_after(10):
         assert await doomed.receive_some(100) == b""
