@@ -124,6 +124,8 @@ class ClusterBroker(Broker):
         self.controller: Controller | None = None
         self.membership: BrokerMembership | None = None
         self.fetchers: dict[int, FollowerFetcher] = {}
+        self._followed_lists: dict[int, list[ReplicaPartition]] = {}
+        self._followed_version = -1
         self._nursery: trio.Nursery | None = None
         self._outer_scope: trio.CancelScope | None = None
         self._registered = trio.Event()
@@ -432,14 +434,21 @@ class ClusterBroker(Broker):
         return None if broker is None else (broker.host, broker.port)
 
     def followed_from(self, leader_id: int) -> list[ReplicaPartition]:
-        return [
-            partition
-            for partition in self.partitions.values()
-            if isinstance(partition, ReplicaPartition)
-            and partition.role == FOLLOWER
-            and partition.follower is not None
-            and partition.follower.leader_id == leader_id
-        ]
+        """The replicas following ``leader_id``: the same list object until a role changes
+        (``ReplicaPartition.role_changes``), which is how the fetcher knows that nothing but
+        positions moved, and every round need not scan every partition of the broker."""
+        if self._followed_version != ReplicaPartition.role_changes:
+            followed: dict[int, list[ReplicaPartition]] = {}
+            for partition in self.partitions.values():
+                if (
+                    isinstance(partition, ReplicaPartition)
+                    and partition.role == FOLLOWER
+                    and partition.follower is not None
+                ):
+                    followed.setdefault(partition.follower.leader_id, []).append(partition)
+            self._followed_lists = followed
+            self._followed_version = ReplicaPartition.role_changes
+        return self._followed_lists.get(leader_id, [])
 
     def _ensure_fetcher(self, leader_id: int) -> None:
         if leader_id in self.fetchers or self._nursery is None:

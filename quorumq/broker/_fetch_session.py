@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable
 
 import attrs
 
@@ -229,34 +229,63 @@ class FetchSessionCache:
 
 @attrs.define(eq=False)
 class FetchSessionBuilder:
-    """The fetcher's half: builds full or incremental requests and follows the leader's
-    answers. One per connection to a leader; :meth:`reset` after anything that leaves the
-    leader's view of the session in doubt (a failed or abandoned request)."""
+    """The fetcher's half: holds what the fetcher wants fetched and builds full or incremental
+    requests from it. One per connection to a leader; :meth:`reset` after anything that leaves
+    the leader's view of the session in doubt (a failed or abandoned request).
 
+    The fetcher reports changes only (:meth:`want` for a partition whose position moved,
+    :meth:`keep_only` when the set of partitions changes), and a request is built from the
+    changes, so a round costs nothing per idle partition. Why: comparing every followed
+    partition's request data on every round was most of what an idle ``__consumer_offsets``
+    still cost a follower per replicated produce (docs/benchmarks.md, sixth session).
+
+    ``sessions=False`` (a leader without Fetch v7) builds a full fetch every time.
+    """
+
+    sessions: bool = True
     session_id: int = INVALID_SESSION_ID
     epoch: int = INITIAL_EPOCH
-    sent: dict[PartitionKey, p.FetchRequestPartition] = attrs.Factory(dict)
-    """What the leader's session holds for each partition, as of the last answered request."""
-    _pending: dict[PartitionKey, p.FetchRequestPartition] | None = None
+    wanted: dict[PartitionKey, p.FetchRequestPartition] = attrs.Factory(dict)
+    """Insertion-ordered: the request data the fetcher wants for each partition now."""
+    _unsent: dict[PartitionKey, None] = attrs.Factory(dict)
+    """Wanted partitions whose data the leader's session may not hold (an ordered set)."""
+    _forgotten: dict[PartitionKey, None] = attrs.Factory(dict)
+    """Partitions the leader's session holds that are no longer wanted."""
+    _pending: (
+        tuple[list[tuple[PartitionKey, p.FetchRequestPartition]], list[PartitionKey]] | None
+    ) = None
 
-    def build(
-        self, partitions: Sequence[tuple[str, p.FetchRequestPartition]]
-    ) -> tuple[int, int, list[p.FetchRequestTopic], list[p.FetchForgottenTopic]]:
-        """(session id, session epoch, topics to name, forgotten topics) for a request that
-        wants ``partitions`` fetched, in this order."""
-        wanted = {(name, part.partition_index): part for name, part in partitions}
-        self._pending = wanted
-        if self.session_id == INVALID_SESSION_ID:
-            return INVALID_SESSION_ID, INITIAL_EPOCH, by_topic(partitions), []
-        changed = [(key[0], part) for key, part in wanted.items() if self.sent.get(key) != part]
+    def want(self, topic: str, part: p.FetchRequestPartition) -> None:
+        """The fetcher wants ``part`` (a new partition or a new position) fetched."""
+        key = (topic, part.partition_index)
+        self.wanted[key] = part
+        self._unsent[key] = None
+        self._forgotten.pop(key, None)
+
+    def keep_only(self, keys: Container[PartitionKey]) -> None:
+        """Stops fetching every wanted partition not in ``keys`` (the leader forgets them)."""
+        for key in [key for key in self.wanted if key not in keys]:
+            del self.wanted[key]
+            self._unsent.pop(key, None)
+            if self.session_id != INVALID_SESSION_ID:
+                self._forgotten[key] = None
+
+    def build(self) -> tuple[int, int, list[p.FetchRequestTopic], list[p.FetchForgottenTopic]]:
+        """(session id, session epoch, topics to name, forgotten topics) for the next request."""
+        if not self.sessions or self.session_id == INVALID_SESSION_ID:
+            self._pending = ([], [])
+            epoch = INITIAL_EPOCH if self.sessions else FINAL_EPOCH
+            return INVALID_SESSION_ID, epoch, by_topic(_named(self.wanted)), []
+        named = [(key, self.wanted[key]) for key in self._unsent]
+        forgotten_keys = list(self._forgotten)
+        self._pending = (named, forgotten_keys)
         forgotten: dict[str, list[int]] = {}
-        for name, index in self.sent:
-            if (name, index) not in wanted:
-                forgotten.setdefault(name, []).append(index)
+        for name, index in forgotten_keys:
+            forgotten.setdefault(name, []).append(index)
         return (
             self.session_id,
             self.epoch,
-            by_topic(changed),
+            by_topic((key[0], part) for key, part in named),
             [p.FetchForgottenTopic(name=name, partitions=ids) for name, ids in forgotten.items()],
         )
 
@@ -270,23 +299,39 @@ class FetchSessionBuilder:
         ):
             self.reset()
             return False
-        if pending is None:
+        if pending is None or not self.sessions:
             return True
         if self.session_id == INVALID_SESSION_ID:
-            # The answer to a full fetch: a session starts if the leader opened one.
+            # The answer to a full fetch: a session starts if the leader opened one, and it
+            # holds everything that request named.
             self.session_id = response.session_id
-            self.epoch = next_epoch(INITIAL_EPOCH)
-        else:
-            self.epoch = next_epoch(self.epoch)
-        self.sent = pending if self.session_id != INVALID_SESSION_ID else {}
+            if self.session_id != INVALID_SESSION_ID:
+                self.epoch = next_epoch(INITIAL_EPOCH)
+                self._unsent.clear()
+                self._forgotten.clear()
+            return True
+        self.epoch = next_epoch(self.epoch)
+        named, forgotten = pending
+        for key, part in named:
+            if self.wanted.get(key) is part:  # not wanted anew since the request was built
+                self._unsent.pop(key, None)
+        for key in forgotten:
+            self._forgotten.pop(key, None)
         return True
 
     def reset(self) -> None:
         """Back to a full fetch that opens a new session."""
         self.session_id = INVALID_SESSION_ID
         self.epoch = INITIAL_EPOCH
-        self.sent = {}
+        self._unsent = dict.fromkeys(self.wanted)
+        self._forgotten.clear()
         self._pending = None
+
+
+def _named(
+    wanted: dict[PartitionKey, p.FetchRequestPartition],
+) -> Iterable[tuple[str, p.FetchRequestPartition]]:
+    return ((key[0], part) for key, part in wanted.items())
 
 
 def by_topic(

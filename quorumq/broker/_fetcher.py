@@ -27,8 +27,7 @@ from typing import Any, Protocol
 import trio
 
 from quorumq import protocol as p
-from quorumq.broker._fetch_session import FINAL_EPOCH, FetchSessionBuilder
-from quorumq.broker._fetch_session import by_topic as _by_topic
+from quorumq.broker._fetch_session import FetchSessionBuilder
 from quorumq.broker._replica import FOLLOWER, ReplicaPartition, now_ms
 from quorumq.client._connection import open_connection
 from quorumq.errors import ErrorCode, QuorumqError, RequestTimedOut
@@ -42,6 +41,9 @@ _ERROR_BACKOFF_S = {
     ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: 0.1,
 }
 _DEFAULT_ERROR_BACKOFF_S = 0.5
+FULL_CHECK_S = 1.0
+"""How often a round looks at every followed partition's position, not only at those the
+last response or a truncation moved (see ``FollowerFetcher._update_wanted``)."""
 
 
 class ReplicaSource(Protocol):
@@ -86,9 +88,20 @@ class FollowerFetcher:
         self._scope: trio.CancelScope | None = None
         self._in_request = False
         self._wake = trio.Event()
-        self._fetch_session: FetchSessionBuilder | None = None
+        self._fetch_session = FetchSessionBuilder()
+        self._followed: list[ReplicaPartition] | None = None
+        """The partition list the session's wanted set was last matched to."""
+        self._sent: dict[tuple[str, int], tuple[ReplicaPartition, int]] = {}
+        """Each fetched partition with its ``fetch_generation`` (see :meth:`_current`)."""
+        self._positions: dict[tuple[str, int], tuple[int, int, int]] = {}
+        """(leader epoch, fetch offset, log start offset) last handed to the session."""
+        self._dirty: dict[tuple[str, int], None] | None = None
+        """Partitions whose position may have moved since the last request (None: any)."""
+        self._full_check_at = -math.inf
         self.fetches = 0
         """Fetch responses processed (tests and stats)."""
+        self.positions_checked = 0
+        """Partition positions looked at while building requests (tests and stats)."""
 
     def wake(self) -> None:
         """The partition set changed: abandon the in-flight request and start a new round
@@ -145,7 +158,9 @@ class FollowerFetcher:
         epoch_version = conn.version_for(p.ApiKey.OFFSET_FOR_LEADER_EPOCH)
         # A fetch session per connection (v7+): the leader keeps it across connections, but
         # a new connection starts with a full fetch, as after any doubt about its state.
-        self._fetch_session = FetchSessionBuilder() if fetch_version >= 7 else None
+        self._fetch_session = FetchSessionBuilder(sessions=fetch_version >= 7)
+        self._followed = None
+        self._positions.clear()
         while True:
             if self._wake.is_set():
                 self._wake = trio.Event()
@@ -173,13 +188,17 @@ class FollowerFetcher:
             followed = self.source.followed_from(self.leader_id)
             if not followed:
                 return
-            now = trio.current_time()
-            ready = [r for r in followed if self._retry_at.get((r.topic, r.index), 0.0) <= now]
-            if not ready:
-                soonest = min(self._retry_at.get((r.topic, r.index), now) for r in followed)
-                scope.deadline = math.inf  # the request timeout is for requests only
-                await self._sleep(max(soonest - now, 0.001))
-                continue
+            ready = followed
+            if self._retry_at:
+                now = trio.current_time()
+                for key in [key for key, at in self._retry_at.items() if at <= now]:
+                    del self._retry_at[key]
+                ready = [r for r in followed if (r.topic, r.index) not in self._retry_at]
+                if not ready:
+                    soonest = min(self._retry_at.get((r.topic, r.index), now) for r in followed)
+                    scope.deadline = math.inf  # the request timeout is for requests only
+                    await self._sleep(max(soonest - now, 0.001))
+                    continue
             truncating = [r for r in ready if r.follower is not None and r.follower.truncating]
             if truncating:
                 await self._truncate(conn, epoch_version, truncating)
@@ -237,6 +256,50 @@ class FollowerFetcher:
             return None
         return replica
 
+    def _update_wanted(self, replicas: list[ReplicaPartition]) -> None:
+        """Hands the session the partitions whose fetch position moved. Only partitions in the
+        last response or truncated since can have moved, and only those are looked at; every
+        partition is looked at when the list changes (a role change makes a new list, see
+        ``ClusterBroker.followed_from``) and once per :data:`FULL_CHECK_S`, for positions
+        that move outside the fetcher (the log start offset, by retention on this broker)."""
+        session = self._fetch_session
+        now = trio.current_time()
+        check: list[ReplicaPartition]
+        if replicas is not self._followed:
+            self._followed = replicas
+            self._sent = {(r.topic, r.index): (r, r.fetch_generation) for r in replicas}
+            session.keep_only(self._sent)
+            for key in [key for key in self._positions if key not in self._sent]:
+                del self._positions[key]
+            check = replicas
+        elif self._dirty is None or now >= self._full_check_at:
+            check = replicas
+        else:
+            sent = self._sent
+            check = [sent[key][0] for key in self._dirty if key in sent]
+        if check is replicas:
+            self._full_check_at = now + FULL_CHECK_S
+        positions = self._positions
+        self.positions_checked += len(check)
+        for replica in check:
+            follower = replica.follower
+            assert follower is not None
+            position = (follower.leader_epoch, follower.fetch_offset, replica.log_start_offset)
+            key = (replica.topic, replica.index)
+            if positions.get(key) != position:
+                positions[key] = position
+                session.want(
+                    replica.topic,
+                    p.FetchRequestPartition(
+                        partition_index=replica.index,
+                        current_leader_epoch=position[0],
+                        fetch_offset=position[1],
+                        log_start_offset=position[2],
+                        partition_max_bytes=self.partition_max_bytes,
+                    ),
+                )
+        self._dirty = {}
+
     async def _truncate(self, conn: Any, version: int, replicas: list[ReplicaPartition]) -> None:
         sent = self._snapshot(replicas)
         by_topic: dict[str, list[p.OffsetForLeaderPartition]] = {}
@@ -272,31 +335,14 @@ class FollowerFetcher:
                     replica.epoch_cache, (answer.leader_epoch, answer.end_offset)
                 )
                 replica.truncate_to(plan.offset)
+                if self._dirty is not None:
+                    self._dirty[(replica.topic, replica.index)] = None
 
     async def _fetch(self, conn: Any, version: int, replicas: list[ReplicaPartition]) -> None:
-        sent = self._snapshot(replicas)
-        wanted: list[tuple[str, p.FetchRequestPartition]] = []
-        for replica in replicas:
-            follower = replica.follower
-            assert follower is not None
-            wanted.append(
-                (
-                    replica.topic,
-                    p.FetchRequestPartition(
-                        partition_index=replica.index,
-                        current_leader_epoch=follower.leader_epoch,
-                        fetch_offset=follower.fetch_offset,
-                        log_start_offset=replica.log_start_offset,
-                        partition_max_bytes=self.partition_max_bytes,
-                    ),
-                )
-            )
         session = self._fetch_session
-        if session is None:
-            session_id, session_epoch, topics, forgotten = 0, FINAL_EPOCH, _by_topic(wanted), []
-        else:
-            # Incremental (KIP-227): name only partitions whose fetch position changed.
-            session_id, session_epoch, topics, forgotten = session.build(wanted)
+        self._update_wanted(replicas)
+        sent = self._sent
+        session_id, session_epoch, topics, forgotten = session.build()
         request = p.FetchRequest(
             replica_id=self.source.broker_id,
             max_wait_ms=self.max_wait_ms,
@@ -310,19 +356,21 @@ class FollowerFetcher:
         try:
             response = await self._request(conn, p.ApiKey.FETCH, version, request)
         except BaseException:
-            if session is not None:
-                session.reset()  # abandoned or failed: the leader's view is unknown
+            session.reset()  # abandoned or failed: the leader's view is unknown
             raise
-        if session is not None and not session.on_response(response):
+        if not session.on_response(response):
             return  # the leader lost the session: the next round is a full fetch
         self.fetches += 1
         now = now_ms()
         durable: list[ReplicaPartition] = []
+        dirty = self._dirty
         for topic in response.topics:
             for part in topic.partitions:
                 replica = self._current(sent, topic.name, part.partition_index)
                 if replica is None:
                     continue
+                if dirty is not None:
+                    dirty[(topic.name, part.partition_index)] = None
                 if part.error_code:
                     if part.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
                         follower = replica.follower

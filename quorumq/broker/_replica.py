@@ -28,6 +28,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import attrs
 
@@ -118,6 +119,9 @@ class ReplicaPartition(Partition):
     fetch_generation: int = 0
     """Bumped on every role or epoch change: a fetch response sent for an older generation is
     discarded (the follower stopped following that epoch)."""
+    role_changes: ClassVar[int] = 0
+    """Bumped on every role or epoch change of any replica in the process: lists derived from
+    roles (``ClusterBroker.followed_from``) are rebuilt only when it moves."""
 
     # --- construction ----------------------------------------------------------------------------
 
@@ -374,6 +378,7 @@ class ReplicaPartition(Partition):
         self.isr_proposal = None
         self.role = IDLE
         self.fetch_generation += 1
+        ReplicaPartition.role_changes += 1
 
     def _update_membership(
         self, partition_epoch: int, replicas: Sequence[int], isr: Sequence[int]

@@ -139,21 +139,52 @@ def test_unmoved_partitions_are_skipped_between_progress_refreshes() -> None:
 
 def test_the_builder_names_only_changed_partitions_and_starts_over_on_session_errors() -> None:
     builder = FetchSessionBuilder()
-    wanted = [("t", part(0, 10)), ("t", part(1, 20))]
-    sid, epoch, topics, forgotten = builder.build(wanted)
+    builder.want("t", part(0, 10))
+    builder.want("t", part(1, 20))
+    sid, epoch, topics, forgotten = builder.build()
     assert (sid, epoch, forgotten) == (0, INITIAL_EPOCH, [])
     assert [q.partition_index for q in topics[0].partitions] == [0, 1]
     assert builder.on_response(p.FetchResponse(session_id=99, topics=[]))
-    sid, epoch, topics, forgotten = builder.build([("t", part(0, 11)), ("t", part(1, 20))])
+    builder.want("t", part(0, 11))
+    sid, epoch, topics, forgotten = builder.build()
     assert (sid, epoch) == (99, 1)
     assert [(q.partition_index, q.fetch_offset) for q in topics[0].partitions] == [(0, 11)]
     assert builder.on_response(p.FetchResponse(session_id=99, topics=[]))
-    sid, epoch, topics, forgotten = builder.build([("t", part(0, 11))])  # partition 1 left
-    assert (sid, epoch, topics) == (99, 2, [])
+    assert builder.build()[2:] == ([], [])  # nothing moved: an empty incremental request
+    assert builder.on_response(p.FetchResponse(session_id=99, topics=[]))
+    builder.keep_only({("t", 0)})  # partition 1 left
+    sid, epoch, topics, forgotten = builder.build()
+    assert (sid, epoch, topics) == (99, 3, [])
     assert forgotten == [p.FetchForgottenTopic(name="t", partitions=[1])]
     lost = p.FetchResponse(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, topics=[])
     assert not builder.on_response(lost)
-    assert builder.build([("t", part(0, 11))])[:2] == (0, INITIAL_EPOCH)
+    sid, epoch, topics, forgotten = builder.build()  # a full fetch of what is still wanted
+    assert (sid, epoch, forgotten) == (0, INITIAL_EPOCH, [])
+    assert [(q.partition_index, q.fetch_offset) for q in topics[0].partitions] == [(0, 11)]
+
+
+def test_the_builder_names_again_what_an_unanswered_request_named() -> None:
+    builder = FetchSessionBuilder()
+    builder.want("t", part(0, 10))
+    builder.build()
+    assert builder.on_response(p.FetchResponse(session_id=7, topics=[]))
+    builder.want("t", part(0, 11))
+    assert len(builder.build()[2]) == 1
+    builder.reset()  # the request failed: the leader may not have seen offset 11
+    sid, epoch, topics, _ = builder.build()
+    assert (sid, epoch) == (0, INITIAL_EPOCH)
+    assert [(q.partition_index, q.fetch_offset) for q in topics[0].partitions] == [(0, 11)]
+
+
+def test_a_builder_without_sessions_always_names_everything() -> None:
+    builder = FetchSessionBuilder(sessions=False)
+    builder.want("t", part(0, 10))
+    builder.want("u", part(0, 5))
+    for _ in range(2):
+        sid, epoch, topics, forgotten = builder.build()
+        assert (sid, epoch, forgotten) == (0, FINAL_EPOCH, [])
+        assert [t.name for t in topics] == ["t", "u"]
+        assert builder.on_response(p.FetchResponse(session_id=0, topics=[]))
 
 
 # --- the broker over real sockets ---------------------------------------------------------------
@@ -228,6 +259,34 @@ async def test_followers_replicate_through_sessions_and_survive_losing_them() ->
             while ends() != {3}:  # noqa: ASYNC110 - polling other brokers' state
                 await trio.sleep(0.05)
         assert all(len(cluster.broker(i).fetch_sessions) == 2 for i in range(3))
+
+
+async def test_a_follower_round_looks_only_at_partitions_that_moved() -> None:
+    """Idle partitions cost a follower's round nothing: after the first round only partitions
+    a response or a truncation moved are looked at (and every one once per FULL_CHECK_S), so
+    replicating one busy partition next to 40 idle ones does not walk the 40 each time."""
+    async with Cluster(brokers=2) as cluster:
+        await cluster.create_topic("busy", 1, 2)
+        await cluster.create_topic("idle", 40, 2)
+        await cluster.wait_ready("idle")
+        leader = await cluster.leader("busy")
+        follower = cluster.broker(1 - leader)
+        fetcher = follower.fetchers[leader]
+        followed = len(follower.followed_from(leader))
+        assert followed > 10  # the leader leads some idle partitions too
+        async with open_connection("127.0.0.1", cluster.ports[leader]) as conn:
+            first = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
+            await conn.request(p.ApiKey.PRODUCE, 8, first)
+            checked, fetches = fetcher.positions_checked, fetcher.fetches
+            for _ in range(30):
+                produce = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
+                response = await conn.request(p.ApiKey.PRODUCE, 8, produce)
+                assert response.topics[0].partitions[0].error_code == 0
+        rounds = fetcher.fetches - fetches
+        # About a round per produce; a position not handed on would have the leader send the
+        # same records again and again.
+        assert 30 <= rounds <= 60, rounds
+        assert fetcher.positions_checked - checked <= 2 * followed + 2 * rounds
 
 
 async def test_news_read_by_a_long_poll_that_kept_waiting_is_still_sent(broker: Broker) -> None:
