@@ -598,13 +598,10 @@ class Broker:
     def _read_fetch(
         self, request: p.FetchRequest, context: FetchContext, *, rereading: bool = False
     ) -> tuple[p.FetchResponse, int, bool]:
-        """Reads every partition of ``context`` once; returns (response, bytes, any_error). An
-        incremental session's response leaves out partitions with nothing new
-        (``_fetch_session.py``). A partition of a session that has not changed since it was
-        last found with nothing to tell (``Partition.version``) is not looked at, not even for
-        the follower-progress bookkeeping, which was most of the cost of idle partitions,
-        where ``FetchContext.skip`` allows: on a parked fetch's re-check (``rereading``: its
-        positions were recorded on arrival) and, between progress refreshes, on arrival."""
+        """Reads the partitions ``context`` names once; returns (response, bytes, any_error).
+        An incremental session's read looks only at partitions that moved or still have
+        something to tell, and its response leaves out those with nothing new
+        (``_fetch_session.py``); ``rereading``: a parked fetch's re-check."""
         remaining = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
         total = 0
         any_error = False
@@ -612,14 +609,13 @@ class Broker:
         incremental = context.incremental
         topics: dict[str, list[p.FetchResponsePartition]] = {}
         partitions = self.partitions
-        for name, fp in context.partitions:
+        session = context.session
+        for name, fp in context.to_read(rereading):
             key = (name, fp.partition_index)
-            if incremental:
-                known = partitions.get(key)
-                if context.skip(key, None if known is None else known.version, rereading):
-                    continue
             try:
                 partition = self.partition(name, fp.partition_index)
+                if session is not None:
+                    partition.fetch_sessions.add(session)
                 partition.check_fetch(request.replica_id, fp.fetch_offset, fp.current_leader_epoch)
                 high_watermark = partition.high_watermark
                 read_limit = partition.replica_read_limit
@@ -632,7 +628,7 @@ class Broker:
                 ):
                     # Nothing to read, nothing new to tell: not in the response, and not
                     # looked at again until the partition changes.
-                    context.mark_seen(key, partition.version)
+                    context.looked(key, unchanged=True)
                     continue
                 if total and remaining <= 0:
                     records: Any = b""
@@ -661,10 +657,13 @@ class Broker:
                     aborted_transactions=None,
                     records=records,
                 )
-                if incremental and not context.include(key, answer):
-                    continue
+                if incremental:
+                    context.looked(key, unchanged=False)
+                    if not context.include(key, answer):
+                        continue
             except Exception as exc:
                 any_error = True
+                context.looked(key, unchanged=False)
                 log_start = -1
                 if not is_consumer and isinstance(exc, OffsetOutOfRange):
                     # A follower below our log start learns where to restart from this
@@ -690,8 +689,24 @@ class Broker:
         )
         return response, total, any_error
 
+    def _release_sessions(self, context: FetchContext) -> None:
+        """Partitions stop telling sessions that no longer hold them (forgotten partitions,
+        closed, replaced or evicted sessions)."""
+        partitions = self.partitions
+        for key in context.forgotten:
+            partition = partitions.get(key)
+            if partition is not None:
+                partition.fetch_sessions.discard(context.session)
+        for session in context.dropped:
+            for key in session.partitions:
+                partition = partitions.get(key)
+                if partition is not None:
+                    partition.fetch_sessions.discard(session)
+
     def _fetch(self, header: p.RequestHeader, request: p.FetchRequest) -> Any:
         context = self.fetch_sessions.context(request, trio.current_time())
+        if context.forgotten or context.dropped:
+            self._release_sessions(context)
         if context.error:
             return p.FetchResponse(error_code=context.error, session_id=0, topics=[])
         response, total, any_error = self._read_fetch(request, context)
@@ -703,11 +718,17 @@ class Broker:
         # wake when a log end moves. Parked right after the read above, with nothing in
         # between, so no append can slip past unnoticed.
         is_consumer = request.replica_id < 0
-        watched = [
-            part.commit_watchers if is_consumer else part.append_watchers
-            for name, fp in context.partitions
-            if (part := self.partitions.get((name, fp.partition_index))) is not None
-        ]
+        session = context.session
+        if session is not None:
+            # Every partition of the session was looked at, so registered: the session's
+            # waiters are woken by whichever of them moves (``Partition.fetch_sessions``).
+            watched = [session.commit_waiters if is_consumer else session.append_waiters]
+        else:
+            watched = [
+                part.commit_watchers if is_consumer else part.append_watchers
+                for name, fp in context.partitions
+                if (part := self.partitions.get((name, fp.partition_index))) is not None
+            ]
 
         def poll_data() -> Any:
             response, total, failed = self._read_fetch(request, context, rereading=True)

@@ -9,6 +9,13 @@ With a session the leader remembers the partitions and what it last told the fet
 each, so a request names only partitions whose fetch position changed and a response carries
 only partitions with records or news (high watermark, log start offset, an error).
 
+Neither end walks idle partitions either. On the leader each partition marks itself changed in
+every session holding it (``Partition.fetch_sessions``), so a read looks only at partitions that
+moved or still have something to tell, and a parked session fetch waits on its session rather
+than on each partition; the fetcher hands its builder only the positions that moved
+(``_fetcher.py``). Kafka's sessions still visit every partition on every fetch, which is cheap
+in the JVM; here that visit was the cost (docs/benchmarks.md, sixth session).
+
 The rules are Kafka's (``FetchSession.scala``, ``FetchSessionHandler.java``):
 
 * ``session_id`` 0 with ``session_epoch`` 0 is a full fetch that opens a session; the response
@@ -29,6 +36,7 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from collections.abc import Container, Iterable
+from typing import Any
 
 import attrs
 
@@ -56,57 +64,114 @@ def next_epoch(epoch: int) -> int:
 
 @attrs.define(eq=False)
 class FetchSession:
-    """One fetcher's session on the leader."""
+    """One fetcher's session on the leader.
+
+    A read looks only at partitions that may have something to tell: ``pending`` ones and
+    ``changed`` ones. The broker marks a partition ``changed`` in every session holding it
+    whenever it moves (``Partition.fetch_sessions``), so an idle partition costs a read
+    nothing; every :data:`PROGRESS_REFRESH_S` a read visits them all anyway, to record where
+    the fetcher is."""
 
     session_id: int
     epoch: int
     """The epoch the next request must carry."""
-    partitions: dict[PartitionKey, p.FetchRequestPartition]
+    partitions: dict[PartitionKey, p.FetchRequestPartition] = attrs.Factory(dict)
     """Insertion-ordered; the request data last given for each partition."""
     sent: dict[PartitionKey, tuple[int, int]] = attrs.Factory(dict)
     """(high watermark, log start offset) last sent for each partition."""
     refreshed_at: float = 0.0
     """When a request last visited every partition (see :data:`PROGRESS_REFRESH_S`)."""
-    seen: dict[PartitionKey, int] = attrs.Factory(dict)
-    """The partition version (``Partition.version``) at which the fetcher, at its current
-    position, had been told everything: while the version stays, there is nothing to look at."""
+    pending: dict[PartitionKey, None] = attrs.Factory(dict)
+    """Partitions the next read must look at: new or named ones, and those the last look
+    found with something to tell (an ordered set)."""
+    changed: dict[PartitionKey, None] = attrs.Factory(dict)
+    """Partitions that moved since the last read (an ordered set, filled by the broker)."""
+    rank: dict[PartitionKey, int] = attrs.Factory(dict)
+    """Each partition's place in the session's order (reads answer in this order)."""
+    next_rank: int = 0
+    append_waiters: set[Any] = attrs.Factory(set)
+    """Parked follower fetches of this session: woken when one of its partitions grows."""
+    commit_waiters: set[Any] = attrs.Factory(set)
+    """Parked consumer fetches of this session: woken when a high watermark moves."""
+
+    def put(self, key: PartitionKey, part: p.FetchRequestPartition) -> None:
+        """Adds a partition or takes its new request data; the next read looks at it."""
+        if key not in self.partitions:
+            self.rank[key] = self.next_rank
+            self.next_rank += 1
+        self.partitions[key] = part
+        self.pending[key] = None
+
+    def forget(self, key: PartitionKey) -> None:
+        self.partitions.pop(key, None)
+        self.sent.pop(key, None)
+        self.pending.pop(key, None)
+        self.changed.pop(key, None)
+        self.rank.pop(key, None)
+
+    def to_end(self, key: PartitionKey) -> None:
+        """Moves a partition to the end of the order (Kafka's fairness rule, see
+        :meth:`FetchContext.commit`)."""
+        self.partitions[key] = self.partitions.pop(key)
+        self.rank[key] = self.next_rank
+        self.next_rank += 1
 
 
 @attrs.define(eq=False)
 class FetchContext:
     """What one Fetch request reads, and which of its answers go into the response.
 
-    ``partitions`` are the ones to read (for an incremental request: the whole session).
-    :meth:`include` says whether a partition's answer belongs in the response; :meth:`commit`
-    records what a response that is actually sent told the fetcher, so that a read which was
-    discarded (a long poll that went on waiting) cannot hide news from the next one."""
+    :meth:`to_read` says which partitions a read looks at; :meth:`include` whether a
+    partition's answer belongs in the response; :meth:`commit` records what a response that
+    is actually sent told the fetcher, so that a read which was discarded (a long poll that
+    went on waiting) cannot hide news from the next one."""
 
     partitions: list[tuple[str, p.FetchRequestPartition]]
+    """A full fetch's partitions (an incremental fetch reads from its session)."""
     session_id: int = INVALID_SESSION_ID
     error: ErrorCode = ErrorCode.NONE
     session: FetchSession | None = None
     incremental: bool = False
-    named: frozenset[PartitionKey] = frozenset()
-    """The partitions this (incremental) request names: their positions changed."""
     refresh: bool = True
-    """Whether this request visits every partition, named or not."""
+    """Whether this request visits every partition of its session, named or not."""
+    forgotten: list[PartitionKey] = attrs.Factory(list)
+    """Partitions this request took out of its session."""
+    dropped: list[FetchSession] = attrs.Factory(list)
+    """Sessions this request ended (closed, replaced or evicted)."""
 
-    def skip(self, key: PartitionKey, version: int | None, rereading: bool) -> bool:
-        """Whether partition ``key``, now at ``version``, needs no look at all: it has not
-        changed since the fetcher was last found to know everything about it, and its
-        position was recorded already (on a parked fetch's re-check, or on arrival for a
-        partition the request does not name, unless a progress refresh is due)."""
-        if not self.incremental or version is None:
-            return False
-        if not rereading and (self.refresh or key in self.named):
-            return False
-        assert self.session is not None
-        return self.session.seen.get(key) == version
+    def to_read(self, rereading: bool) -> list[tuple[str, p.FetchRequestPartition]]:
+        """The partitions a read looks at, in the session's order: all of a full fetch's;
+        all of the session's on arrival when a progress refresh is due; otherwise only the
+        pending and changed ones (``rereading``: a parked fetch's re-check, whose positions
+        were recorded on arrival)."""
+        session = self.session
+        if session is None or not self.incremental:
+            return self.partitions
+        if self.refresh and not rereading:
+            session.changed.clear()
+            return [(key[0], part) for key, part in session.partitions.items()]
+        partitions = session.partitions
+        keys = [key for key in session.pending if key in partitions]
+        if session.changed:
+            keys.extend(
+                key for key in session.changed if key in partitions and key not in session.pending
+            )
+            session.changed.clear()
+        if len(keys) > 1:
+            keys.sort(key=session.rank.__getitem__)
+        return [(key[0], partitions[key]) for key in keys]
 
-    def mark_seen(self, key: PartitionKey, version: int) -> None:
-        """:meth:`unchanged` held for ``key`` at ``version``."""
-        assert self.session is not None
-        self.session.seen[key] = version
+    def looked(self, key: PartitionKey, unchanged: bool) -> None:
+        """A read looked at ``key``: an :meth:`unchanged` partition needs no look until it
+        moves; any other is looked at again next time (what it had to tell is told only once
+        a response carrying it is sent)."""
+        session = self.session
+        if session is None:
+            return
+        if unchanged:
+            session.pending.pop(key, None)
+        else:
+            session.pending[key] = None
 
     def include(self, key: PartitionKey, answer: p.FetchResponsePartition) -> bool:
         """Full fetches answer every partition; an incremental one only those with records,
@@ -143,7 +208,6 @@ class FetchContext:
         if session is None:
             return
         sent = session.sent
-        order = session.partitions
         for topic in response.topics:
             for answer in topic.partitions:
                 key = (topic.name, answer.partition_index)
@@ -151,8 +215,8 @@ class FetchContext:
                     sent.pop(key, None)  # tell it again next time, whatever it is
                     continue
                 sent[key] = (answer.high_watermark, answer.log_start_offset)
-                if answer.records and key in order:
-                    order[key] = order.pop(key)
+                if answer.records and key in session.partitions:
+                    session.to_end(key)
 
 
 class FetchSessionCache:
@@ -174,22 +238,22 @@ class FetchSessionCache:
         ``now`` (seconds, any monotonic clock) paces the progress refresh."""
         requested = [(topic.name, part) for topic in request.topics for part in topic.partitions]
         if request.session_epoch == FINAL_EPOCH:
-            self._sessions.pop(request.session_id, None)
-            return FetchContext(requested)
+            closed = self._sessions.pop(request.session_id, None)
+            return FetchContext(requested, dropped=[] if closed is None else [closed])
         if request.session_epoch == INITIAL_EPOCH:
-            self._sessions.pop(request.session_id, None)
+            dropped = []
+            replaced = self._sessions.pop(request.session_id, None)
+            if replaced is not None:
+                dropped.append(replaced)
             if self.max_sessions <= 0:
-                return FetchContext(requested)
-            session = FetchSession(
-                self._new_id(),
-                next_epoch(INITIAL_EPOCH),
-                {(name, part.partition_index): part for name, part in requested},
-                refreshed_at=now,
-            )
+                return FetchContext(requested, dropped=dropped)
+            session = FetchSession(self._new_id(), next_epoch(INITIAL_EPOCH), refreshed_at=now)
+            for name, part in requested:
+                session.put((name, part.partition_index), part)
             while len(self._sessions) >= self.max_sessions:
-                self._sessions.popitem(last=False)
+                dropped.append(self._sessions.popitem(last=False)[1])
             self._sessions[session.session_id] = session
-            return FetchContext(requested, session.session_id, session=session)
+            return FetchContext(requested, session.session_id, session=session, dropped=dropped)
         session = self._sessions.get(request.session_id)
         if session is None:
             return FetchContext([], error=ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
@@ -197,27 +261,25 @@ class FetchSessionCache:
             return FetchContext([], error=ErrorCode.INVALID_FETCH_SESSION_EPOCH)
         self._sessions.move_to_end(session.session_id)
         session.epoch = next_epoch(session.epoch)
-        for forgotten in request.forgotten_topics_data:
-            for index in forgotten.partitions:
-                session.partitions.pop((forgotten.name, index), None)
-                session.sent.pop((forgotten.name, index), None)
-                session.seen.pop((forgotten.name, index), None)
-        named = []
+        forgotten = []
+        for topic in request.forgotten_topics_data:
+            for index in topic.partitions:
+                key = (topic.name, index)
+                if key in session.partitions:
+                    session.forget(key)
+                    forgotten.append(key)
         for name, part in requested:
-            key = (name, part.partition_index)
-            session.partitions[key] = part
-            session.seen.pop(key, None)  # a new position: look again
-            named.append(key)
+            session.put((name, part.partition_index), part)
         refresh = now - session.refreshed_at >= PROGRESS_REFRESH_S
         if refresh:
             session.refreshed_at = now
         return FetchContext(
-            [(key[0], part) for key, part in session.partitions.items()],
+            [],
             session.session_id,
             session=session,
             incremental=True,
-            named=frozenset(named),
             refresh=refresh,
+            forgotten=forgotten,
         )
 
     def _new_id(self) -> int:

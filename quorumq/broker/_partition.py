@@ -8,8 +8,8 @@ offset; replication (issue 4) will move it with follower progress and wake the s
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import trio
@@ -18,8 +18,6 @@ from quorumq.broker._expiry import Waker, wait_until
 from quorumq.errors import FencedLeaderEpoch, RequestTimedOut, UnknownLeaderEpoch
 from quorumq.log import PartitionLog, ProducerStateManager
 from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
-
-_VERSIONS = itertools.count(1)
 
 
 @attrs.define(eq=False)
@@ -60,14 +58,16 @@ class Partition:
     follows from this leader, ``__consumer_offsets``' among them)."""
     commit_watchers: set[Waker] = attrs.Factory(set)
     """Parked requests waiting for the HW to move: consumers' fetches and acks=all produces."""
-    version: int = attrs.Factory(lambda: next(_VERSIONS))
-    """Changes on every notify (append, HW move, role change), unique across partition
-    objects: a fetch session that saw this version with nothing to tell need not look again
-    (``_fetch_session.py``)."""
+    fetch_sessions: set[Any] = attrs.Factory(set)
+    """Fetch sessions holding this partition (``_fetch_session.py``): every move marks it
+    changed in each, and wakes their parked fetches, so a session's reads and waits cost
+    nothing per idle partition. Registered by the reads that look at it."""
 
     def notify_append(self) -> None:
         """Wakes everything waiting for this partition to grow (fetch, acks=all)."""
-        self.version = next(_VERSIONS)  # before any waiter looks
+        sessions = self.fetch_sessions
+        if sessions:
+            self._mark_changed()  # before any waiter looks
         event = self.appended
         self.appended = trio.Event()
         event.set()
@@ -75,17 +75,37 @@ class Partition:
             # A copy: a parked request re-checks inside set() and may leave the set then.
             for watcher in tuple(self.append_watchers):
                 watcher.set()
-        self.notify_high_watermark()
+        if sessions:
+            for session in tuple(sessions):
+                if session.append_waiters:
+                    for watcher in tuple(session.append_waiters):
+                        watcher.set()
+        self._notify_commit(mark=False)
 
     def notify_high_watermark(self) -> None:
         """Wakes consumer fetches and acks=all produces, not follower fetches."""
-        self.version = next(_VERSIONS)
+        self._notify_commit(mark=True)
+
+    def _notify_commit(self, *, mark: bool) -> None:
+        sessions = self.fetch_sessions
+        if sessions and mark:
+            self._mark_changed()
         event = self.committed
         self.committed = trio.Event()
         event.set()
         if self.commit_watchers:
             for watcher in tuple(self.commit_watchers):
                 watcher.set()
+        if sessions:
+            for session in tuple(sessions):
+                if session.commit_waiters:
+                    for watcher in tuple(session.commit_waiters):
+                        watcher.set()
+
+    def _mark_changed(self) -> None:
+        key = (self.topic, self.index)
+        for session in self.fetch_sessions:
+            session.changed[key] = None
 
     @property
     def replica_read_limit(self) -> int | None:

@@ -82,9 +82,11 @@ def test_incremental_requests_update_the_session_and_check_its_epoch() -> None:
         request(sid, 1, [("t", part(1, 7))], [p.FetchForgottenTopic(name="t", partitions=[0])])
     )
     assert second.incremental and second.error == ErrorCode.NONE
-    assert [(n, q.partition_index, q.fetch_offset) for n, q in second.partitions] == [("t", 1, 7)]
+    assert second.session is not None and second.forgotten == [("t", 0)]
+    held = second.session.partitions
+    assert [(key, q.fetch_offset) for key, q in held.items()] == [(("t", 1), 7)]
     third = cache.context(request(sid, 2, [("u", part(3))]))  # a new partition joins
-    assert [(n, q.partition_index) for n, q in third.partitions] == [("t", 1), ("u", 3)]
+    assert list(held) == [("t", 1), ("u", 3)] and third.session is second.session
     assert cache.context(request(sid, 2, [])).error == ErrorCode.INVALID_FETCH_SESSION_EPOCH
     assert cache.context(request(sid + 1, 1, [])).error == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
 
@@ -117,21 +119,57 @@ def test_the_oldest_session_is_evicted_when_the_cache_is_full() -> None:
     assert cache.context(request(a, 2, [])).error == ErrorCode.NONE
 
 
-def test_unmoved_partitions_are_skipped_between_progress_refreshes() -> None:
-    """Arrival skips an unnamed partition only at the version it was last found idle and only
-    between refreshes (every PROGRESS_REFRESH_S); a named one is always looked at."""
+def test_a_read_looks_only_at_partitions_that_moved_between_progress_refreshes() -> None:
+    """Between refreshes (every PROGRESS_REFRESH_S) a read looks at named partitions, at
+    those with something still to tell, and at those the broker marked as moved; a refresh
+    on arrival looks at all, a parked fetch's re-check never needs to. Reads follow the
+    session's order."""
     cache = FetchSessionCache(rng=random.Random(5))
-    full = cache.context(request(0, INITIAL_EPOCH, [("t", part(0)), ("t", part(1))]), now=10.0)
-    full.mark_seen(("t", 0), 7)
-    full.mark_seen(("t", 1), 7)
-    soon = cache.context(request(full.session_id, 1, [("t", part(1, 3))]), now=10.05)
+    three = [("t", part(0)), ("t", part(1)), ("t", part(2))]
+    full = cache.context(request(0, INITIAL_EPOCH, three), now=10.0)
+    assert [q.partition_index for _, q in full.to_read(False)] == [0, 1, 2]
+    session = full.session
+    assert session is not None
+    soon = cache.context(request(full.session_id, 1, []), now=10.01)
     assert not soon.refresh
-    assert soon.skip(("t", 0), 7, rereading=False)
-    assert not soon.skip(("t", 0), 8, rereading=False)  # it changed since
-    assert not soon.skip(("t", 1), 7, rereading=False)  # named: a new position
-    later = cache.context(request(full.session_id, 2, []), now=10.0 + 2 * PROGRESS_REFRESH_S)
-    assert later.refresh and not later.skip(("t", 0), 7, rereading=False)
-    assert later.skip(("t", 0), 7, rereading=True)  # a re-check: positions already recorded
+    assert keys(soon.to_read(False)) == [0, 1, 2]  # new: never looked at incrementally
+    for index in range(3):
+        soon.looked(("t", index), unchanged=True)
+    assert soon.to_read(True) == []  # idle: nothing to look at
+    session.changed[("t", 2)] = None  # the broker marks a move
+    session.changed[("t", 0)] = None
+    assert keys(soon.to_read(True)) == [0, 2]  # in the session's order
+    soon.looked(("t", 0), unchanged=True)
+    soon.looked(("t", 2), unchanged=False)  # something to tell: look again next time
+    named = cache.context(request(full.session_id, 2, [("t", part(1, 3))]), now=10.02)
+    assert keys(named.to_read(False)) == [1, 2]  # named, and still pending
+    later = cache.context(request(full.session_id, 3, []), now=10.0 + 2 * PROGRESS_REFRESH_S)
+    assert later.refresh and keys(later.to_read(False)) == [0, 1, 2]
+    assert keys(later.to_read(True)) == [1, 2]  # a re-check: positions already recorded
+
+
+def test_forgotten_partitions_and_ended_sessions_are_reported_for_release() -> None:
+    cache = FetchSessionCache(max_sessions=1, rng=random.Random(6))
+    first = cache.context(request(0, INITIAL_EPOCH, [("t", part(0)), ("t", part(1))]))
+    session = first.session
+    forgetting = attrs.evolve(
+        request(first.session_id, 1, []),
+        forgotten_topics_data=[p.FetchForgottenTopic(name="t", partitions=[1, 7])],
+    )
+    context = cache.context(forgetting)
+    assert context.forgotten == [("t", 1)]  # 7 was never in the session
+    session_changed = context.session
+    assert session_changed is session and list(session.partitions) == [("t", 0)]
+    session.changed[("t", 1)] = None  # a stale mark from a partition not yet released
+    assert keys(context.to_read(True)) == [0]
+    evicting = cache.context(request(0, INITIAL_EPOCH, [("t", part(0))]))
+    assert evicting.dropped == [session]  # the cache holds one session
+    closing = cache.context(request(evicting.session_id, FINAL_EPOCH, []))
+    assert closing.dropped == [evicting.session]
+
+
+def keys(read: list[tuple[str, p.FetchRequestPartition]]) -> list[int]:
+    return [q.partition_index for _, q in read]
 
 
 # --- the fetcher's builder ----------------------------------------------------------------------
@@ -213,6 +251,25 @@ async def test_the_broker_serves_fetch_sessions_over_the_wire(broker: Broker) ->
         assert gone.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
         plain = await conn.request(p.ApiKey.FETCH, 11, request(0, FINAL_EPOCH, wanted))
         assert plain.session_id == 0 and len(plain.topics[0].partitions) == 3
+
+
+async def test_partitions_stop_telling_sessions_that_let_them_go(broker: Broker) -> None:
+    """A partition tells every session holding it of each move; forgetting it, or closing
+    the session, takes the session off the partition (no leak, no wasted wake-ups)."""
+    broker.create_topic("r", 2)
+    wanted = [("r", part(0)), ("r", part(1))]
+    async with open_connection("127.0.0.1", broker.port or 0) as conn:
+        full = await conn.request(p.ApiKey.FETCH, 11, request(0, INITIAL_EPOCH, wanted))
+        sessions = [broker.partitions[("r", i)].fetch_sessions for i in range(2)]
+        assert all(len(held) == 1 for held in sessions)
+        forget = attrs.evolve(
+            request(full.session_id, 1, []),
+            forgotten_topics_data=[p.FetchForgottenTopic(name="r", partitions=[1])],
+        )
+        await conn.request(p.ApiKey.FETCH, 11, forget)
+        assert len(sessions[0]) == 1 and not sessions[1]
+        await conn.request(p.ApiKey.FETCH, 11, request(full.session_id, FINAL_EPOCH, []))
+        assert not sessions[0]
 
 
 async def test_followers_replicate_through_sessions_and_survive_losing_them() -> None:
@@ -353,6 +410,69 @@ async def test_a_parked_incremental_fetch_wakes_for_an_idle_partition_that_moves
         assert [(t.name, [q.partition_index for q in t.partitions]) for t in woken.topics] == [
             ("idle", [2])
         ]
+
+
+async def test_a_parked_consumer_session_fetch_wakes_when_a_high_watermark_moves(
+    broker: Broker,
+) -> None:
+    """Consumers' session fetches wait on the session's commit waiters: a produce to an idle
+    partition must answer the parked fetch at once, not at max_wait_ms."""
+    broker.create_topic("c", 2)
+    wanted = [("c", part(0)), ("c", part(1))]
+    async with (
+        open_connection("127.0.0.1", broker.port or 0) as consumer,
+        open_connection("127.0.0.1", broker.port or 0) as producer,
+    ):
+        full = await consumer.request(p.ApiKey.FETCH, 11, request(0, INITIAL_EPOCH, wanted))
+        quiet = await consumer.request(p.ApiKey.FETCH, 11, request(full.session_id, 1, []))
+        assert quiet.topics == []
+        parked = attrs.evolve(request(full.session_id, 2, []), max_wait_ms=30_000)
+        async with trio.open_nursery() as nursery:
+
+            async def append_soon() -> None:
+                await trio.sleep(0.1)
+                produce = produce_request("c", build_batch([(None, b"x")]), partition=0)
+                await producer.request(p.ApiKey.PRODUCE, 8, produce)
+
+            nursery.start_soon(append_soon)
+            with trio.fail_after(10):  # far below max_wait_ms
+                woken = await consumer.request(p.ApiKey.FETCH, 11, parked)
+        assert [(t.name, [q.partition_index for q in t.partitions]) for t in woken.topics] == [
+            ("c", [0])
+        ]
+
+
+async def test_records_a_recheck_found_while_waiting_for_min_bytes_are_sent_at_the_deadline(
+    broker: Broker,
+) -> None:
+    """An idle partition moves while a fetch waits for min_bytes: the re-check reads its
+    records, keeps waiting, and the answer at max_wait_ms must still carry them (the
+    partition stays to be looked at until a sent response told it)."""
+    broker.create_topic("m", 2)
+    wanted = [("m", part(0)), ("m", part(1))]
+    async with (
+        open_connection("127.0.0.1", broker.port or 0) as consumer,
+        open_connection("127.0.0.1", broker.port or 0) as producer,
+    ):
+        full = await consumer.request(p.ApiKey.FETCH, 11, request(0, INITIAL_EPOCH, wanted))
+        await consumer.request(p.ApiKey.FETCH, 11, request(full.session_id, 1, []))
+        waiting = attrs.evolve(request(full.session_id, 2, []), min_bytes=1 << 20, max_wait_ms=500)
+        async with trio.open_nursery() as nursery:
+
+            async def append_soon() -> None:
+                await trio.sleep(0.1)
+                produce = produce_request("m", build_batch([(None, b"x")]), partition=1)
+                await producer.request(p.ApiKey.PRODUCE, 8, produce)
+
+            nursery.start_soon(append_soon)
+            with trio.fail_after(10):
+                answer = await consumer.request(p.ApiKey.FETCH, 11, waiting)
+        got = [
+            (t.name, q.partition_index, bool(q.records))
+            for t in answer.topics
+            for q in t.partitions
+        ]
+        assert got == [("m", 1, True)]
 
 
 async def test_a_busy_partition_does_not_starve_the_others_under_max_bytes(
