@@ -11,6 +11,7 @@ from quorumq.bench._kafka import (
     ConsumeResult,
     FailoverTrial,
     ProduceResult,
+    RunSummary,
     agreed_controller,
     consume_bench,
     failover_bench,
@@ -18,6 +19,7 @@ from quorumq.bench._kafka import (
     start_quorumq_broker,
     start_quorumq_cluster,
     start_tansu_broker,
+    summarize_runs,
 )
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "ConsumeResult",
     "FailoverTrial",
     "ProduceResult",
+    "RunSummary",
     "agreed_controller",
     "consume_bench",
     "failover_bench",
@@ -33,4 +36,5 @@ __all__ = [
     "start_quorumq_broker",
     "start_quorumq_cluster",
     "start_tansu_broker",
+    "summarize_runs",
 ]

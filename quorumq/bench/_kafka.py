@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -172,6 +173,54 @@ class ProduceResult:
             return float("nan")
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@attrs.frozen
+class RunSummary:
+    """Repeated runs of one broker setup (``bench produce --repeat``): medians and spread.
+
+    Why: on a shared machine one paced run's p99 moves with the machine's speed at that
+    moment (docs/benchmarks.md: ±35% within minutes), so a latency target is judged on the
+    median of several runs and on how many runs met it, next to the CPU each run needed."""
+
+    broker: str
+    runs: int
+    p50_ms: float
+    """Median over runs of each run's p50."""
+    p99_ms: float
+    """Median over runs of each run's p99."""
+    p99_min_ms: float
+    p99_max_ms: float
+    cpu_s_per_million: float
+    """Median over runs of the brokers' CPU seconds per million records."""
+    met: int
+    """Runs whose p99 was at or under the target."""
+    failed: int
+    """Records not delivered, over all runs."""
+
+
+def summarize_runs(results: Sequence[ProduceResult], p99_target_ms: float) -> list[RunSummary]:
+    """One :class:`RunSummary` per broker label, in order of first appearance."""
+    by: dict[str, list[ProduceResult]] = {}
+    for result in results:
+        by.setdefault(result.broker, []).append(result)
+    out = []
+    for broker, runs in by.items():
+        p99s = [r.percentile_ms(0.99) for r in runs]
+        out.append(
+            RunSummary(
+                broker=broker,
+                runs=len(runs),
+                p50_ms=statistics.median(r.percentile_ms(0.5) for r in runs),
+                p99_ms=statistics.median(p99s),
+                p99_min_ms=min(p99s),
+                p99_max_ms=max(p99s),
+                cpu_s_per_million=statistics.median(r.cpu_s_per_million for r in runs),
+                met=sum(p99 <= p99_target_ms for p99 in p99s),
+                failed=sum(r.failed for r in runs),
+            )
+        )
+    return out
 
 
 @attrs.frozen

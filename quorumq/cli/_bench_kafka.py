@@ -21,12 +21,14 @@ from quorumq.bench import (
     BrokerProcess,
     ConsumeResult,
     ProduceResult,
+    RunSummary,
     consume_bench,
     failover_bench,
     produce_bench,
     start_quorumq_broker,
     start_quorumq_cluster,
     start_tansu_broker,
+    summarize_runs,
 )
 from quorumq.bench._kafka import create_topic
 from quorumq.cli._app import bench_app
@@ -155,10 +157,21 @@ def bench_produce(
         help="Keep librdkafka's default of Nagle's algorithm on (the default here is "
         "TCP_NODELAY, as Kafka's Java client always sets).",
     ),
+    repeat: int = typer.Option(
+        1,
+        min=1,
+        max=100,
+        help="Run everything this many times (fresh brokers each time, setups alternating) "
+        "and add a summary: median p50 and p99, the p99 spread, median CPU.",
+    ),
+    p99_target_ms: float = typer.Option(
+        5.0, min=0.0, help="With --repeat: count the runs whose p99 meets this (ms)."
+    ),
 ) -> None:
     """Produce with confluent-kafka (librdkafka); print records/s, MB/s, latency, broker CPU.
 
-    With ``--brokers 3`` the CPU column sums the three broker processes.
+    With ``--brokers 3`` the CPU column sums the three broker processes. A paced run's p99
+    moves with the machine's speed; ``--repeat`` judges it on several runs.
     """
     if acks not in ("0", "1", "all", "-1"):
         raise typer.BadParameter("--acks must be 0, 1 or all")
@@ -169,7 +182,7 @@ def bench_produce(
         broker, bootstrap, broker_pid, brokers, strategy, min_insync_replicas, launcher
     )
     results: list[ProduceResult] = []
-    for start, configs in runs:
+    for start, configs in [run for _ in range(repeat) for run in runs]:
         with start() as proc:
             topic = f"bench-{os.getpid()}"
             create_topic(proc.bootstrap, topic, partitions, rf, configs)
@@ -224,8 +237,38 @@ def bench_produce(
             f"{r.cpu_s_per_million:.2f}",
         )
     console.print(table)
-    _ratio(results)
+    if repeat > 1:
+        console.print(_summary_table(summarize_runs(results, p99_target_ms), p99_target_ms))
+    else:
+        _ratio(results)
     console.print(f"machine: {_machine()}")
+
+
+def _summary_table(summaries: list[RunSummary], p99_target_ms: float) -> Table:
+    table = Table(title="summary over runs (medians)")
+    for col in (
+        "broker",
+        "runs",
+        "p50 ms",
+        "p99 ms",
+        "p99 min–max ms",
+        f"runs with p99 ≤ {p99_target_ms:g} ms",
+        "broker CPU s / M records",
+        "failed",
+    ):
+        table.add_column(col, justify="right")
+    for s in summaries:
+        table.add_row(
+            s.broker,
+            str(s.runs),
+            f"{s.p50_ms:.2f}",
+            f"{s.p99_ms:.2f}",
+            f"{s.p99_min_ms:.2f}–{s.p99_max_ms:.2f}",
+            f"{s.met} of {s.runs}",
+            f"{s.cpu_s_per_million:.2f}",
+            f"{s.failed:,}",
+        )
+    return table
 
 
 @bench_app.command("consume")

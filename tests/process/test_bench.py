@@ -118,3 +118,32 @@ def test_produce_bench_sets_tcp_nodelay_like_the_java_client(nagle: bool) -> Non
     assert result.delivered == 2000
     assert seen, "found no producer socket to the broker"
     assert set(seen) == ({0} if nagle else {1})
+
+
+def test_runs_are_summarized_by_median_and_counted_against_the_target() -> None:
+    from quorumq.bench import ProduceResult, summarize_runs
+
+    def run(broker: str, p99: float, cpu: float, failed: int = 0) -> ProduceResult:
+        # 100 latencies: 98 at 1 ms, then p99 (index 99) and one more at the same value.
+        latencies = [1.0] * 98 + [p99, p99]
+        return ProduceResult(broker, 100, 10, "all", 1.0, 100 - failed, failed, latencies, cpu)
+
+    results = [run("q", 4.0, 70e-6 * 100), run("i", 9.0, 90e-6 * 100), run("q", 6.0, 80e-6 * 100),
+               run("i", 5.0, 80e-6 * 100, failed=2), run("q", 5.0, 75e-6 * 100)]  # fmt: skip
+    q, i = summarize_runs(results, p99_target_ms=5.0)
+    assert (q.broker, q.runs, q.p99_ms, q.p99_min_ms, q.p99_max_ms) == ("q", 3, 5.0, 4.0, 6.0)
+    assert q.met == 2 and q.p50_ms == 1.0 and math.isclose(q.cpu_s_per_million, 75.0)
+    assert (i.runs, i.p99_ms, i.met, i.failed) == (2, 7.0, 1, 2)
+
+
+def test_bench_produce_repeat_prints_a_summary() -> None:
+    from quorumq.cli._app import _register, app
+
+    _register()
+    result = CliRunner().invoke(app, ["bench", "produce", "--records", "300", "--rate", "3000",
+                                      "--acks", "all", "--repeat", "2",
+                                      "--p99-target-ms", "1000"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "summary over runs" in result.output
+    assert "2 of 2" in result.output  # both runs under a 1 s p99
+    assert result.output.count("│ quorumq") == 3  # two runs, one summary row
