@@ -27,9 +27,9 @@ from typing import Any, Protocol
 import trio
 
 from quorumq import protocol as p
-from quorumq.broker._fetch_session import FetchSessionBuilder
 from quorumq.broker._replica import FOLLOWER, ReplicaPartition, now_ms
 from quorumq.client._connection import open_connection
+from quorumq.client._fetch_session import FetchSessionBuilder
 from quorumq.errors import ErrorCode, QuorumqError, RequestTimedOut
 
 log = logging.getLogger("quorumq.broker.fetcher")

@@ -33,12 +33,14 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 import trio
 
 from quorumq import protocol as p
 from quorumq.client._assignors import PartitionAssignor
+from quorumq.client._fetch_session import FetchSessionBuilder
 from quorumq.client._group import GroupMember, assignor_for
 from quorumq.client._metadata import (
     RETRIABLE_LEADER_ERRORS,
@@ -153,6 +155,7 @@ class Consumer:
             allow_auto_topic_creation=False,
         )
         self._partitions: dict[TopicPartition, _PartitionState] = {}
+        self._fetch_sessions: dict[int, tuple[Any, FetchSessionBuilder]] = {}
         self._subscription: tuple[str, ...] = ()
         self._group: GroupMember | None = None
         self._needs_join = False
@@ -526,40 +529,60 @@ class Consumer:
     async def _fetch_from(self, node_id: int, tps: list[TopicPartition], max_wait_ms: int) -> bool:
         """One Fetch to ``node_id``; False when the broker could not be reached or answered a
         leader error (the caller backs off before the next round, e.g. while a dead leader is
-        being replaced)."""
-        by_topic: dict[str, list[p.FetchRequestPartition]] = {}
+        being replaced).
+
+        Fetches go through an incremental fetch session per connection (KIP-227, Fetch v7+),
+        as Kafka's Java consumer does: a request names only partitions whose position moved
+        (or that rejoin after their buffer drained), and an answer carries only partitions
+        with records or news, so idle partitions cost neither side anything per round."""
         asked: dict[TopicPartition, int] = {}
-        for tp in tps:
-            offset = self._partitions[tp].fetch_position
-            assert offset is not None
-            asked[tp] = offset
-            by_topic.setdefault(tp.topic, []).append(
-                p.FetchRequestPartition(
-                    partition_index=tp.partition,
-                    current_leader_epoch=-1,
-                    fetch_offset=offset,
-                    partition_max_bytes=self.max_partition_fetch_bytes,
-                )
-            )
-        request = p.FetchRequest(
-            max_wait_ms=max_wait_ms,
-            min_bytes=self.fetch_min_bytes,
-            max_bytes=self.fetch_max_bytes,
-            topics=[p.FetchRequestTopic(name=t, partitions=ps) for t, ps in by_topic.items()],
-        )
         try:
             conn = await self.metadata.connection(node_id)
-            response = await conn.request(
-                p.ApiKey.FETCH,
-                conn.version_for(p.ApiKey.FETCH),
-                request,
-                timeout_s=(self.request_timeout_ms + max_wait_ms) / 1000,
+            version = conn.version_for(p.ApiKey.FETCH)
+            session = self._fetch_session(node_id, conn, version)
+            for tp in tps:
+                offset = self._partitions[tp].fetch_position
+                assert offset is not None
+                asked[tp] = offset
+                held = session.wanted.get((tp.topic, tp.partition))
+                if held is None or held.fetch_offset != offset:
+                    session.want(
+                        tp.topic,
+                        p.FetchRequestPartition(
+                            partition_index=tp.partition,
+                            current_leader_epoch=-1,
+                            fetch_offset=offset,
+                            partition_max_bytes=self.max_partition_fetch_bytes,
+                        ),
+                    )
+            session.keep_only({(tp.topic, tp.partition) for tp in tps})
+            session_id, session_epoch, topics, forgotten = session.build()
+            request = p.FetchRequest(
+                max_wait_ms=max_wait_ms,
+                min_bytes=self.fetch_min_bytes,
+                max_bytes=self.fetch_max_bytes,
+                session_id=session_id,
+                session_epoch=session_epoch,
+                topics=topics,
+                forgotten_topics_data=forgotten,
             )
+            try:
+                response = await conn.request(
+                    p.ApiKey.FETCH,
+                    version,
+                    request,
+                    timeout_s=(self.request_timeout_ms + max_wait_ms) / 1000,
+                )
+            except BaseException:
+                session.reset()  # failed or abandoned: the broker's view is unknown
+                raise
         except (ConnectionError, RequestTimedOut) as exc:
             log.debug("fetch from broker %d failed: %s", node_id, exc)
             self.metadata.close_connection(node_id)
             self.metadata.invalidate()
             return False
+        if not session.on_response(response):
+            return True  # the broker lost the session: the next round is a full fetch
         healthy = True
         for topic in response.topics:
             for part in topic.partitions:
@@ -569,6 +592,15 @@ class Consumer:
                     continue  # unassigned or sought while the fetch was out: drop the answer
                 healthy = self._on_fetched(tp, state, part) and healthy
         return healthy
+
+    def _fetch_session(self, node_id: int, conn: Any, version: int) -> FetchSessionBuilder:
+        """The session builder of the current connection to ``node_id`` (a new connection
+        starts with a full fetch, as after any doubt)."""
+        held = self._fetch_sessions.get(node_id)
+        if held is None or held[0] is not conn:
+            held = (conn, FetchSessionBuilder(sessions=version >= 7))
+            self._fetch_sessions[node_id] = held
+        return held[1]
 
     def _on_fetched(
         self, tp: TopicPartition, state: _PartitionState, part: p.FetchResponsePartition

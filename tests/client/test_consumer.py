@@ -17,6 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from quorumq import protocol as p
 from quorumq.broker import Broker, BrokerConfig
+from quorumq.broker._fetch_session import FetchContext, FetchSessionCache
 from quorumq.client import Consumer, ConsumerRecord, Producer, TopicPartition, open_connection
 from quorumq.client._consumer import decode_fetched
 from quorumq.errors import CorruptRecord, ErrorCode, OffsetOutOfRange
@@ -152,6 +153,45 @@ async def test_max_records_and_many_partitions(broker: Broker) -> None:  # noqa:
             (r.partition, r.offset) for r in rest
         }
         assert seen == {(part, off) for part in range(3) for off in range(10)}
+
+
+async def test_the_consumer_fetches_through_an_incremental_session(
+    broker: Broker,  # noqa: F811
+) -> None:
+    """As Kafka's Java consumer does (KIP-227): once its session is open, an idle round names
+    no partition, records still arrive from the partition that gets them, and a broker that
+    forgot the session (restart, eviction) gets a full fetch and a new one."""
+    broker.create_topic("fs", 6)
+    for partition in range(6):
+        await produce(bootstrap_of(broker), "fs", 5, partition)
+    named: list[int] = []
+    contexts: list[FetchContext] = []
+    original = broker.fetch_sessions.context
+
+    def spy(request: p.FetchRequest, now: float = 0.0) -> FetchContext:
+        named.append(sum(len(t.partitions) for t in request.topics))
+        contexts.append(original(request, now))
+        return contexts[-1]
+
+    broker.fetch_sessions.context = spy  # type: ignore[method-assign]
+    async with Consumer(
+        bootstrap_of(broker), auto_offset_reset="earliest", fetch_max_wait_ms=100
+    ) as consumer:
+        consumer.assign([("fs", i) for i in range(6)])
+        assert len(await drain(consumer, 30)) == 30
+        assert len(broker.fetch_sessions) == 1
+        named.clear()
+        assert await consumer.getmany(timeout_ms=400) == {}
+        assert len(named) >= 2 and named[-1] == 0  # idle rounds name nothing
+        session = contexts[-1].session
+        assert session is not None  # and the broker holds where the consumer is
+        assert {q.fetch_offset for q in session.partitions.values()} == {5}
+        await produce(bootstrap_of(broker), "fs", 2, 4)
+        assert {r.partition for r in await drain(consumer, 2)} == {4}
+        broker.fetch_sessions = FetchSessionCache()  # the broker forgot every session
+        await produce(bootstrap_of(broker), "fs", 1, 5)
+        assert [(r.partition, r.offset) for r in await drain(consumer, 1)] == [(5, 5)]
+        assert len(broker.fetch_sessions) == 1
 
 
 async def test_out_of_range_resets_or_raises(broker: Broker) -> None:  # noqa: F811
