@@ -4,6 +4,7 @@ then the broker's Fetch over real sockets, then a replicated cluster whose follo
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import attrs
 import trio
@@ -228,6 +229,23 @@ def test_a_builder_without_sessions_always_names_everything() -> None:
 # --- the broker over real sockets ---------------------------------------------------------------
 
 
+async def fetch_during_append(
+    consumer: Any, producer: Any, fetch: p.FetchRequest, topic: str, partition: int
+) -> p.FetchResponse:
+    """Sends ``fetch`` and, 0.1 s later (while it is parked), appends one record to
+    ``topic``-``partition`` on the other connection; returns the fetch's answer."""
+    async with trio.open_nursery() as nursery:
+
+        async def append_soon() -> None:
+            await trio.sleep(0.1)
+            produce = produce_request(topic, build_batch([(None, b"x")]), partition=partition)
+            await producer.request(p.ApiKey.PRODUCE, 8, produce)
+
+        nursery.start_soon(append_soon)
+        answer: p.FetchResponse = await consumer.request(p.ApiKey.FETCH, 11, fetch)
+    return answer
+
+
 async def test_the_broker_serves_fetch_sessions_over_the_wire(broker: Broker) -> None:
     broker.create_topic("s", 3)
     wanted = [("s", part(i)) for i in range(3)]
@@ -397,16 +415,8 @@ async def test_a_parked_incremental_fetch_wakes_for_an_idle_partition_that_moves
         )
         assert quiet.topics == []  # every partition is now known to be idle
         parked = attrs.evolve(request(full.session_id, 2, []), max_wait_ms=30_000, replica_id=1)
-        async with trio.open_nursery() as nursery:
-
-            async def append_soon() -> None:
-                await trio.sleep(0.1)
-                produce = produce_request("idle", build_batch([(None, b"x")]), partition=2)
-                await producer.request(p.ApiKey.PRODUCE, 8, produce)
-
-            nursery.start_soon(append_soon)
-            with trio.fail_after(10):  # far below max_wait_ms
-                woken = await consumer.request(p.ApiKey.FETCH, 11, parked)
+        with trio.fail_after(10):  # far below max_wait_ms
+            woken = await fetch_during_append(consumer, producer, parked, "idle", 2)
         assert [(t.name, [q.partition_index for q in t.partitions]) for t in woken.topics] == [
             ("idle", [2])
         ]
@@ -427,16 +437,8 @@ async def test_a_parked_consumer_session_fetch_wakes_when_a_high_watermark_moves
         quiet = await consumer.request(p.ApiKey.FETCH, 11, request(full.session_id, 1, []))
         assert quiet.topics == []
         parked = attrs.evolve(request(full.session_id, 2, []), max_wait_ms=30_000)
-        async with trio.open_nursery() as nursery:
-
-            async def append_soon() -> None:
-                await trio.sleep(0.1)
-                produce = produce_request("c", build_batch([(None, b"x")]), partition=0)
-                await producer.request(p.ApiKey.PRODUCE, 8, produce)
-
-            nursery.start_soon(append_soon)
-            with trio.fail_after(10):  # far below max_wait_ms
-                woken = await consumer.request(p.ApiKey.FETCH, 11, parked)
+        with trio.fail_after(10):  # far below max_wait_ms
+            woken = await fetch_during_append(consumer, producer, parked, "c", 0)
         assert [(t.name, [q.partition_index for q in t.partitions]) for t in woken.topics] == [
             ("c", [0])
         ]
@@ -457,16 +459,8 @@ async def test_records_a_recheck_found_while_waiting_for_min_bytes_are_sent_at_t
         full = await consumer.request(p.ApiKey.FETCH, 11, request(0, INITIAL_EPOCH, wanted))
         await consumer.request(p.ApiKey.FETCH, 11, request(full.session_id, 1, []))
         waiting = attrs.evolve(request(full.session_id, 2, []), min_bytes=1 << 20, max_wait_ms=500)
-        async with trio.open_nursery() as nursery:
-
-            async def append_soon() -> None:
-                await trio.sleep(0.1)
-                produce = produce_request("m", build_batch([(None, b"x")]), partition=1)
-                await producer.request(p.ApiKey.PRODUCE, 8, produce)
-
-            nursery.start_soon(append_soon)
-            with trio.fail_after(10):
-                answer = await consumer.request(p.ApiKey.FETCH, 11, waiting)
+        with trio.fail_after(10):
+            answer = await fetch_during_append(consumer, producer, waiting, "m", 1)
         got = [
             (t.name, q.partition_index, bool(q.records))
             for t in answer.topics
