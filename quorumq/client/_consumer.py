@@ -40,7 +40,7 @@ import trio
 
 from quorumq import protocol as p
 from quorumq.client._assignors import PartitionAssignor
-from quorumq.client._fetch_session import FetchSessionBuilder
+from quorumq.client._fetch_session import FINAL_EPOCH, INVALID_SESSION_ID, FetchSessionBuilder
 from quorumq.client._group import GroupMember, assignor_for
 from quorumq.client._metadata import (
     RETRIABLE_LEADER_ERRORS,
@@ -190,6 +190,8 @@ class Consumer:
                     if self.enable_auto_commit and group.generation is not None:
                         await self._commit_quietly()
                     await group.leave()
+            with trio.move_on_after(min(1.0, self.request_timeout_ms / 1000)):
+                await self._close_fetch_sessions()
         finally:
             if self._nursery is not None:
                 self._nursery.cancel_scope.cancel()
@@ -592,6 +594,27 @@ class Consumer:
                     continue  # unassigned or sought while the fetch was out: drop the answer
                 healthy = self._on_fetched(tp, state, part) and healthy
         return healthy
+
+    async def _close_fetch_sessions(self) -> None:
+        """Tells each broker to drop this consumer's fetch session (epoch -1), as Kafka's
+        consumer does on close, so it does not hold one of the broker's 1,000 slots until it
+        ages out. Best effort: a broker that cannot be reached keeps it until then."""
+        sessions, self._fetch_sessions = self._fetch_sessions, {}
+        for conn, session in sessions.values():
+            if session.session_id == INVALID_SESSION_ID:
+                continue
+            request = p.FetchRequest(
+                max_wait_ms=0,
+                min_bytes=0,
+                max_bytes=self.fetch_max_bytes,
+                session_id=session.session_id,
+                session_epoch=FINAL_EPOCH,
+                topics=[],
+            )
+            try:
+                await conn.request(p.ApiKey.FETCH, conn.version_for(p.ApiKey.FETCH), request)
+            except (ConnectionError, QuorumqError) as exc:
+                log.debug("closing fetch session %d: %s", session.session_id, exc)
 
     def _fetch_session(self, node_id: int, conn: Any, version: int) -> FetchSessionBuilder:
         """The session builder of the current connection to ``node_id`` (a new connection

@@ -159,8 +159,9 @@ async def test_the_consumer_fetches_through_an_incremental_session(
     broker: Broker,  # noqa: F811
 ) -> None:
     """As Kafka's Java consumer does (KIP-227): once its session is open, an idle round names
-    no partition, records still arrive from the partition that gets them, and a broker that
-    forgot the session (restart, eviction) gets a full fetch and a new one."""
+    no partition, records still arrive from the partition that gets them, a broker that
+    forgot the session (restart, eviction) gets a full fetch and a new one, and closing the
+    consumer closes its session."""
     broker.create_topic("fs", 6)
     for partition in range(6):
         await produce(bootstrap_of(broker), "fs", 5, partition)
@@ -192,6 +193,7 @@ async def test_the_consumer_fetches_through_an_incremental_session(
         await produce(bootstrap_of(broker), "fs", 1, 5)
         assert [(r.partition, r.offset) for r in await drain(consumer, 1)] == [(5, 5)]
         assert len(broker.fetch_sessions) == 1
+    assert len(broker.fetch_sessions) == 0  # closed with the consumer
 
 
 async def test_out_of_range_resets_or_raises(broker: Broker) -> None:  # noqa: F811
