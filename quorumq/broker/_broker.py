@@ -622,7 +622,9 @@ class Broker:
                 if incremental and context.unchanged(
                     key,
                     fp.fetch_offset,
-                    high_watermark if is_consumer else _read_end(partition),
+                    high_watermark
+                    if is_consumer
+                    else (partition.log_end_offset if read_limit is None else read_limit),
                     high_watermark,
                     partition.log_start_offset,
                 ):
@@ -720,8 +722,9 @@ class Broker:
         is_consumer = request.replica_id < 0
         session = context.session
         if session is not None:
-            # Every partition of the session was looked at, so registered: the session's
-            # waiters are woken by whichever of them moves (``Partition.fetch_sessions``).
+            # Every partition of the session has been looked at since it joined, which
+            # registered it: the session's waiters are woken by whichever of them moves
+            # (``Partition.fetch_sessions``).
             watched = [session.commit_waiters if is_consumer else session.append_waiters]
         else:
             watched = [
@@ -786,12 +789,6 @@ def _with_produce_error(response: p.ProduceResponse, code: int) -> p.ProduceResp
             for t in response.topics
         ],
     )
-
-
-def _read_end(partition: Partition) -> int:
-    """Where a follower's fetch of ``partition`` has nothing more to read."""
-    limit = partition.replica_read_limit
-    return partition.log_end_offset if limit is None else limit
 
 
 def _encode_poll(header: p.RequestHeader, poll: Callable[[], Any]) -> Callable[[], Any]:

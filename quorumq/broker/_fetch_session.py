@@ -28,7 +28,8 @@ The rules are Kafka's (``FetchSession.scala``, ``FetchSessionHandler.java``):
   ``forgotten_topics_data`` removes partitions from the session.
 
 The leader's half is :class:`FetchSessionCache` and the :class:`FetchContext` it hands out per
-request; the fetcher's half is :class:`FetchSessionBuilder`.
+request; the fetcher's half is :class:`FetchSessionBuilder` (``quorumq.client._fetch_session``,
+shared with the Trio consumer).
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class FetchContext:
             session.changed.clear()
             return [(key[0], part) for key, part in session.partitions.items()]
         partitions = session.partitions
-        keys = [key for key in session.pending if key in partitions]
+        keys = list(session.pending)  # always held: put and forget keep both in step
         if session.changed:
             keys.extend(
                 key for key in session.changed if key in partitions and key not in session.pending

@@ -267,7 +267,7 @@ class FollowerFetcher:
         check: list[ReplicaPartition]
         if replicas is not self._followed:
             self._followed = replicas
-            self._sent = {(r.topic, r.index): (r, r.fetch_generation) for r in replicas}
+            self._sent = self._snapshot(replicas)
             session.keep_only(self._sent)
             for key in [key for key in self._positions if key not in self._sent]:
                 del self._positions[key]

@@ -397,29 +397,10 @@ async def test_a_parked_incremental_fetch_wakes_for_an_idle_partition_that_moves
     count as a change by the time the parked fetch looks again (not only at max_wait_ms). A
     follower's fetch (replica_id 1; a single broker checks nothing more): followers wake on
     appends, before the high watermark moves."""
-    broker.create_topic("idle", 3)
-    wanted = [("idle", part(i)) for i in range(3)]
-    async with (
-        open_connection("127.0.0.1", broker.port or 0) as consumer,
-        open_connection("127.0.0.1", broker.port or 0) as producer,
-    ):
-
-        def as_follower(fetch: p.FetchRequest) -> p.FetchRequest:
-            return attrs.evolve(fetch, replica_id=1)
-
-        full = await consumer.request(
-            p.ApiKey.FETCH, 11, as_follower(request(0, INITIAL_EPOCH, wanted))
-        )
-        quiet = await consumer.request(
-            p.ApiKey.FETCH, 11, as_follower(request(full.session_id, 1, []))
-        )
-        assert quiet.topics == []  # every partition is now known to be idle
-        parked = attrs.evolve(request(full.session_id, 2, []), max_wait_ms=30_000, replica_id=1)
-        with trio.fail_after(10):  # far below max_wait_ms
-            woken = await fetch_during_append(consumer, producer, parked, "idle", 2)
-        assert [(t.name, [q.partition_index for q in t.partitions]) for t in woken.topics] == [
-            ("idle", [2])
-        ]
+    woken = await parked_session_fetch_during_append(broker, "idle", 3, 2, replica_id=1)
+    assert [(t.name, [q.partition_index for q in t.partitions]) for t in woken.topics] == [
+        ("idle", [2])
+    ]
 
 
 async def test_a_parked_consumer_session_fetch_wakes_when_a_high_watermark_moves(
@@ -427,21 +408,38 @@ async def test_a_parked_consumer_session_fetch_wakes_when_a_high_watermark_moves
 ) -> None:
     """Consumers' session fetches wait on the session's commit waiters: a produce to an idle
     partition must answer the parked fetch at once, not at max_wait_ms."""
-    broker.create_topic("c", 2)
-    wanted = [("c", part(0)), ("c", part(1))]
+    woken = await parked_session_fetch_during_append(broker, "c", 2, 0, replica_id=-1)
+    assert [(t.name, [q.partition_index for q in t.partitions]) for t in woken.topics] == [
+        ("c", [0])
+    ]
+
+
+async def parked_session_fetch_during_append(
+    broker: Broker, topic: str, partitions: int, append_to: int, *, replica_id: int
+) -> p.FetchResponse:
+    """Opens a session on every partition of a new ``topic``, finds them all idle, then parks
+    an incremental fetch (max_wait_ms 30 s) and appends to ``append_to``; the fetch's answer,
+    which must come far sooner than max_wait_ms."""
+    broker.create_topic(topic, partitions)
+    wanted = [(topic, part(i)) for i in range(partitions)]
     async with (
         open_connection("127.0.0.1", broker.port or 0) as consumer,
         open_connection("127.0.0.1", broker.port or 0) as producer,
     ):
-        full = await consumer.request(p.ApiKey.FETCH, 11, request(0, INITIAL_EPOCH, wanted))
-        quiet = await consumer.request(p.ApiKey.FETCH, 11, request(full.session_id, 1, []))
-        assert quiet.topics == []
-        parked = attrs.evolve(request(full.session_id, 2, []), max_wait_ms=30_000)
+
+        def as_fetcher(fetch: p.FetchRequest) -> p.FetchRequest:
+            return attrs.evolve(fetch, replica_id=replica_id)
+
+        full = await consumer.request(
+            p.ApiKey.FETCH, 11, as_fetcher(request(0, INITIAL_EPOCH, wanted))
+        )
+        quiet = await consumer.request(
+            p.ApiKey.FETCH, 11, as_fetcher(request(full.session_id, 1, []))
+        )
+        assert quiet.topics == []  # every partition is now known to be idle
+        parked = as_fetcher(attrs.evolve(request(full.session_id, 2, []), max_wait_ms=30_000))
         with trio.fail_after(10):  # far below max_wait_ms
-            woken = await fetch_during_append(consumer, producer, parked, "c", 0)
-        assert [(t.name, [q.partition_index for q in t.partitions]) for t in woken.topics] == [
-            ("c", [0])
-        ]
+            return await fetch_during_append(consumer, producer, parked, topic, append_to)
 
 
 async def test_records_a_recheck_found_while_waiting_for_min_bytes_are_sent_at_the_deadline(
