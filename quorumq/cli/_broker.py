@@ -83,16 +83,43 @@ def broker_command(
     run_trio(_serve_until_signal, config, cluster)
 
 
-async def _stop_when_orphaned(broker: Broker) -> None:
-    """Stops the broker (as SIGTERM does) once its parent process is gone: the kernel then
-    reparents it, so ``getppid()`` changes. Compared with the parent at start rather than a
-    PID handed down, so a launcher in between (``uv run``, ``env``) does not count as gone."""
+async def _stop_when_orphaned(broker: Broker, supervisor_pid: int | None) -> None:
+    """Stops the broker (as SIGTERM does) once the supervisor that started it is gone.
+
+    Two checks, because each misses a case. The parent changes when it dies (the kernel
+    reparents us), compared with the parent at start rather than the supervisor's PID, so a
+    launcher in between that execs (``env``) does not count as gone. But a supervisor killed
+    while this process was still importing is already gone when we first look, and a launcher
+    that stays alive in between (``uv run``) hides its death; so the supervisor's own PID,
+    handed down in the environment, is checked too."""
     log = logging.getLogger("quorumq.broker")
     parent = os.getppid()
-    while os.getppid() == parent:  # noqa: ASYNC110 - nothing to wait on: the kernel tells no one
+
+    def gone() -> bool:
+        return os.getppid() != parent or (
+            supervisor_pid is not None and not _pid_alive(supervisor_pid)
+        )
+
+    while not gone():  # noqa: ASYNC110 - nothing to wait on: the kernel tells no one
         await trio.sleep(PARENT_CHECK_INTERVAL_S)
-    log.warning("parent process %d is gone: stopping", parent)
+    log.warning("supervisor process %d is gone: stopping", supervisor_pid or parent)
     broker.shutdown()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def _supervisor_pid(value: str) -> int | None:
+    """The supervisor's PID from :data:`EXIT_WITH_PARENT_ENV`; None for the old value "1"
+    (PID 1 is always alive) or anything else that is not a PID."""
+    return int(value) if value.isdecimal() and int(value) > 1 else None
 
 
 PARENT_CHECK_INTERVAL_S = 0.5
@@ -103,8 +130,9 @@ async def _serve_until_signal(config: BrokerConfig, cluster: ClusterConfig | Non
     log = logging.getLogger("quorumq.broker")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            if os.environ.get(EXIT_WITH_PARENT_ENV):
-                nursery.start_soon(_stop_when_orphaned, broker)
+            exit_with_parent = os.environ.get(EXIT_WITH_PARENT_ENV)
+            if exit_with_parent:
+                nursery.start_soon(_stop_when_orphaned, broker, _supervisor_pid(exit_with_parent))
 
             async def stop_on_signal() -> None:
                 # The first signal drains (answer what was read, flush, close); a second one

@@ -40,8 +40,9 @@ from quorumq.cluster._metadata import ClusterView, cluster_view
 from quorumq.errors import QuorumqError
 
 EXIT_WITH_PARENT_ENV = "QUORUMQ_EXIT_WITH_PARENT"
-"""Set on every broker the supervisor starts: the broker stops by itself (as on SIGTERM) once
-its parent is gone, so a supervisor that dies without stopping its brokers (SIGKILL, a killed
+"""Set on every broker the supervisor starts, to the supervisor's PID: the broker stops by
+itself (as on SIGTERM) once its parent or that PID is gone (even if it went while the broker
+was still starting), so a supervisor that dies without stopping its brokers (SIGKILL, a killed
 test run) leaves no orphans running. Linux's ``PR_SET_PDEATHSIG`` would do it in the kernel,
 but it fires when the *thread* that forked the child exits, and brokers are launched from
 worker threads too (chaos nemeses, ``trio.to_thread``)."""
@@ -275,7 +276,7 @@ class Supervisor:
             log_file.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
             log_file.flush()
             env = dict(os.environ)
-            env[EXIT_WITH_PARENT_ENV] = "1"
+            env[EXIT_WITH_PARENT_ENV] = str(os.getpid())
             if self.controller_password is not None:
                 env.setdefault("QUORUMQ_CONTROLLER_PASSWORD", self.controller_password)
             handle.process = subprocess.Popen(

@@ -104,16 +104,16 @@ def test_free_port_blocks_stay_below_the_ephemeral_range() -> None:
         assert free_port_block(3, with_raft=False) + 2 < low
 
 
-def test_brokers_stop_by_themselves_when_the_supervisor_dies(tmp_path: Path) -> None:
-    """A supervisor killed without stopping its brokers (here: os._exit) must not leave them
-    running: each broker notices its parent is gone and stops cleanly."""
+def _orphan_broker(tmp_path: Path, start: str) -> None:
+    """Runs a supervisor that starts broker 0 with ``start`` and then dies (os._exit); the
+    orphaned broker must stop by itself, cleanly."""
     base = free_port_block(1)
     script = (
         "import os, sys\n"
         "from pathlib import Path\n"
         "from quorumq.cluster import Supervisor\n"
         f"sup = Supervisor(1, base_port={base}, data_dir=Path(sys.argv[1]))\n"
-        "sup.start(timeout_s=60)\n"
+        f"{start}\n"
         "print(sup.pid(0), flush=True)\n"
         "os._exit(0)\n"
     )
@@ -134,3 +134,16 @@ def test_brokers_stop_by_themselves_when_the_supervisor_dies(tmp_path: Path) -> 
         if pid_exists(broker_pid):  # ours: started by the supervisor this test ran
             os.kill(broker_pid, signal.SIGKILL)
     assert "is gone: stopping" in (tmp_path / "broker-0.log").read_text()
+
+
+def test_brokers_stop_by_themselves_when_the_supervisor_dies(tmp_path: Path) -> None:
+    """A supervisor killed without stopping its running brokers must not leave them running:
+    each broker notices its parent is gone and stops cleanly."""
+    _orphan_broker(tmp_path, "sup.start(timeout_s=60)")
+
+
+def test_a_broker_orphaned_while_starting_stops_too(tmp_path: Path) -> None:
+    """The supervisor dies before the broker has even imported its code (a bench or test run
+    interrupted while it starts brokers): the broker's parent is already gone when it first
+    looks, so only the supervisor's PID handed down tells it to stop."""
+    _orphan_broker(tmp_path, "sup.launch(0)")
