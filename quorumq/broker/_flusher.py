@@ -8,6 +8,14 @@ worker threads (``trio.to_thread.run_sync``), so the event loop keeps serving wh
 works; requests that arrive during a round are served together by the next one, which is what
 groups many appends into one fsync.
 
+Which logs a round looks at: with a :class:`LogManager`, only those written (appended,
+truncated, recovered, reconfigured) since a round last found them *settled*, that is unable to
+become due without another write (``PartitionLog.flush_settled``); each log tells the flusher
+once per write after that (``LogManager.listen_writes``). Why: a round used to call
+``needs_flush`` on every log, ten times a second, which with 2,000 idle partitions was a fifth
+of an idle broker's event-loop CPU (docs/benchmarks.md). A plain callable source still gets
+every log it returns looked at each round.
+
 A flush is split in three (see :class:`quorumq.log.FlushJob`): ``prepare_flush`` on the loop
 (duplicates the fds and notes the LEO it covers), ``job.run`` in a thread (the fsyncs), then
 ``complete_flush`` back on the loop (advances ``flushed_offset``). The log core thus never sees a
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import trio
@@ -33,7 +41,7 @@ offload: Callable[[Callable[[], None]], Awaitable[None]] = trio.to_thread.run_sy
 (``quorumq.testing.sim_cluster``) swaps in an inline runner: a real thread finishes in real
 time, which a MockClock run cannot replay."""
 
-LogSource = Callable[[], Iterable[PartitionLog]]
+LogSource = Callable[[], Sequence[PartitionLog]]
 
 
 def wall_clock_ms() -> int:
@@ -66,8 +74,11 @@ class LogFlusher:
         clock_ms: Callable[[], int] = wall_clock_ms,
         check_interval_s: float = 0.1,
     ) -> None:
+        self._written: dict[PartitionLog, None] | None = None  # an ordered set
         if isinstance(logs, LogManager):
-            self._source: LogSource = logs.all_logs
+            self._written = {}
+            self._source: LogSource = self._written_logs
+            logs.listen_writes(self._note_written)
         elif logs is None:
             self._source = tuple
         else:
@@ -79,6 +90,16 @@ class LogFlusher:
         self._wakeup = trio.Event()
         self.fsync_rounds = 0
         """Completed log flushes (one per log per round): a measure of the grouping."""
+        self.logs_checked = 0
+        """Logs whose flush policy rounds have checked: idle logs should add nothing."""
+
+    def _note_written(self, partition_log: PartitionLog) -> None:
+        assert self._written is not None
+        self._written[partition_log] = None
+
+    def _written_logs(self) -> list[PartitionLog]:
+        assert self._written is not None
+        return list(self._written)
 
     def request_flush(self, partition_log: PartitionLog) -> None:
         """Asks for an fsync of ``partition_log`` in the next round (does not wait)."""
@@ -116,9 +137,16 @@ class LogFlusher:
             now_ms = self._clock_ms()
             due = dict(self._requested)
             self._requested.clear()
-            for partition_log in self._source():
+            written = self._written
+            candidates = self._source()
+            self.logs_checked += len(candidates)
+            for partition_log in candidates:
                 if partition_log not in due and partition_log.needs_flush(now_ms):
                     due[partition_log] = None
+                elif written is not None and partition_log.flush_settled():
+                    # Only a write can make it due now; it tells us then.
+                    del written[partition_log]
+                    partition_log.rearm_write_listener()
             if not due:
                 continue
             async with trio.open_nursery() as nursery:

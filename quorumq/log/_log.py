@@ -29,14 +29,14 @@ import contextlib
 import os
 import shutil
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
 
 from quorumq.errors import InvalidRecord, KafkaStorageError, MessageTooLarge, OffsetOutOfRange
 from quorumq.log._cleaner import CLEANED_SUFFIX, SWAP_SUFFIX, CompactionResult, compact_log
-from quorumq.log._config import INT_MAX, LogConfig
+from quorumq.log._config import INT_MAX, LONG_MAX, LogConfig
 from quorumq.log._segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -166,6 +166,12 @@ class PartitionLog:
         self._flushed_offset = 0
         self._last_flush_ms = now_ms
         self._closed = False
+        self.write_listener: Callable[[PartitionLog], None] | None = None
+        """Told once after a write (append, truncation, recovery, new config) that may make
+        the log due for an fsync, then not again until :meth:`rearm_write_listener`: so the
+        flusher looks only at logs written since it last found them settled, not at every
+        log every round (``LogManager.listen_writes``)."""
+        self._write_told = False
         self.recovered_bytes_truncated = 0
         """Bytes cut off torn or corrupt tails when the log was opened."""
 
@@ -385,6 +391,8 @@ class PartitionLog:
         rolled = self._maybe_roll(len(data), first_offset, next_offset, now_ms)
         self._segments[-1].append(data, batches, now_ms)
         self._log_end_offset = next_offset
+        if not self._write_told:
+            self.note_write()
         return AppendInfo(
             first_offset=first_offset,
             last_offset=next_offset - 1,
@@ -423,6 +431,7 @@ class PartitionLog:
         self._check_open()
         if self._segments[-1].size > 0:
             self._roll_at(self._log_end_offset)
+            self.note_write()
 
     def _roll_at(self, base_offset: int) -> None:
         active = self._segments[-1]
@@ -510,6 +519,7 @@ class PartitionLog:
         self._check_open()
         if offset >= self._log_end_offset:
             return
+        self.note_write()
         if offset <= self._segments[0].base_offset or offset < self._log_start_offset:
             for segment in self._segments:
                 segment.delete()
@@ -546,6 +556,7 @@ class PartitionLog:
         self._check_open()
         if offset < 0:
             raise OffsetOutOfRange(f"cannot restart a log at negative offset {offset}")
+        self.note_write()
         for segment in self._segments:
             segment.delete()
         self._segments = [LogSegment.create(self.directory, offset, self.config)]
@@ -671,6 +682,28 @@ class PartitionLog:
     def unflushed_messages(self) -> int:
         """Offsets appended since the last completed flush (flush.messages)."""
         return self._log_end_offset - self._flushed_offset
+
+    def note_write(self) -> None:
+        """Tells the write listener (once until re-armed) that this log may need an fsync."""
+        if not self._write_told and self.write_listener is not None:
+            self._write_told = True
+            self.write_listener(self)
+
+    def rearm_write_listener(self) -> None:
+        """The listener has found the log settled: tell it again at the next write."""
+        self._write_told = False
+
+    def flush_settled(self) -> bool:
+        """True when only a write can make this log due for an fsync: nothing is unflushed,
+        or something is but ``flush.ms`` is off (then only ``flush.messages`` or a segment
+        roll, both from appends, can make it due). Closed logs are settled too."""
+        if self._closed:
+            return True
+        if self.config.flush_ms < LONG_MAX:
+            return self._log_end_offset == self._flushed_offset and not any(
+                segment.dirty for segment in self._segments
+            )
+        return True
 
     def needs_flush(self, now_ms: int) -> bool:
         """True when flush.messages or flush.ms says this log is due for an fsync."""

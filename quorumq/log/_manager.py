@@ -37,6 +37,7 @@ class LogManager:
         self.data_dir = Path(data_dir)
         self.default_config = default_config if default_config is not None else LogConfig()
         self._logs: dict[tuple[str, int], PartitionLog] = {}
+        self._write_listener: Callable[[PartitionLog], None] | None = None
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -77,9 +78,22 @@ class LogManager:
                 directory, config if config is not None else self.default_config, now_ms=now_ms
             )
             self._logs[key] = log
+            if self._write_listener is not None:
+                log.write_listener = self._write_listener
+                log.note_write()  # recovery may have left unflushed segments
         elif config is not None and config != log.config:
             log.config = config
+            log.note_write()  # a new flush.ms or flush.messages may make it due
         return log
+
+    def listen_writes(self, listener: Callable[[PartitionLog], None]) -> None:
+        """Has every log, open now or later, tell ``listener`` when a write may make it due
+        for an fsync (:attr:`PartitionLog.write_listener`); every open log tells it once now."""
+        self._write_listener = listener
+        for log in self._logs.values():
+            log.write_listener = listener
+            log.rearm_write_listener()
+            log.note_write()
 
     def get(self, topic: str, partition: int) -> PartitionLog | None:
         return self._logs.get((topic, partition))

@@ -98,6 +98,71 @@ async def test_flush_ms_policy_uses_the_given_clock(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_rounds_look_only_at_logs_written_since_they_settled(tmp_path: Path) -> None:
+    """40 logs written once and then idle cost a round nothing once it has seen them settle;
+    a log that a new config makes due is still found (and flushed)."""
+    manager = LogManager(tmp_path)
+    logs = [manager.get_or_create("t", i, None, now_ms=0) for i in range(40)]
+    for log in logs:
+        log.append(batch(1), leader_epoch=0, now_ms=0)
+    flusher = LogFlusher(manager, clock_ms=lambda: 0, check_interval_s=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(flusher.run)
+        await trio.sleep(0.1)
+        settled = flusher.logs_checked
+        assert settled >= 40
+        await trio.sleep(0.2)  # about 20 rounds
+        assert flusher.logs_checked == settled, "idle logs were looked at again"
+        assert all(log.flushed_offset == 0 for log in logs)  # nothing was due
+        manager.get_or_create("t", 7, LogConfig(flush_messages=1), now_ms=0)
+        with trio.fail_after(5):
+            while logs[7].flushed_offset < 1:  # noqa: ASYNC110 - polls the log, no event to wait on
+                await trio.sleep(0.01)
+        assert all(log.flushed_offset == 0 for i, log in enumerate(logs) if i != 7)
+        await trio.sleep(0.1)
+        assert flusher.logs_checked - settled <= 3, "more than the reconfigured log was checked"
+        nursery.cancel_scope.cancel()
+    manager.close_all()
+
+
+async def test_flush_ms_keeps_a_written_log_watched_until_flushed(tmp_path: Path) -> None:
+    """Time alone makes a log with flush.ms due: it must stay watched with no further write."""
+    clock = [0]
+    manager = LogManager(tmp_path, default_config=LogConfig(flush_ms=1000))
+    log = manager.get_or_create("t", 0, None, now_ms=0)
+    async with trio.open_nursery() as nursery:
+        flusher = LogFlusher(manager, clock_ms=lambda: clock[0], check_interval_s=0.01)
+        await nursery.start(flusher.run)
+        log.append(batch(1), leader_epoch=0, now_ms=0)
+        await trio.sleep(0.05)
+        assert log.flushed_offset == 0
+        clock[0] = 1000
+        with trio.fail_after(5):
+            while log.flushed_offset < 1:  # noqa: ASYNC110 - polls the log, no event to wait on
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    manager.close_all()
+
+
+async def test_a_roll_outside_an_append_is_a_write_too(tmp_path: Path) -> None:
+    """A roll outside an append (segment.ms) leaves a dirty closed segment, which is flushed
+    at once as Kafka does on roll; the log must be looked at again for it."""
+    manager = LogManager(tmp_path)
+    log = manager.get_or_create("t", 0, None, now_ms=0)
+    log.append(batch(2), leader_epoch=0, now_ms=0)
+    flusher = LogFlusher(manager, clock_ms=lambda: 0, check_interval_s=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(flusher.run)
+        await trio.sleep(0.05)
+        assert log.flushed_offset == 0  # settled: default policy, no roll yet
+        log.roll(now_ms=0)
+        with trio.fail_after(5):
+            while log.flushed_offset < 2:  # noqa: ASYNC110 - polls the log, no event to wait on
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    manager.close_all()
+
+
 async def test_a_failed_fsync_fails_the_waiters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
