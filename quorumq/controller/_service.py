@@ -88,14 +88,16 @@ class Controller:
         """Proposes this moment's decisions (see ``image.tick``); returns them.
 
         Rejections are expected (a decision raced another change) and ignored: the next tick
-        decides again from the newer image. Stops at the first NotController/RequestTimedOut.
+        decides again from the newer image. The records are in flight together
+        (``ControllerBridge.propose_all``): a broker failure that moves thousands of partitions
+        costs a few Raft round trips, not one per partition.
         """
         records = tick(self.bridge.image, self._clock_ms(), self.config)
-        for record in records:
-            try:
-                await self.bridge.propose(record, raise_rejected=False)
-            except (NotController, RequestTimedOut) as exc:
-                logger.info("controller %d: tick stopped: %s", self.bridge.node_id, exc)
+        if not records:
+            return records
+        for outcome in await self.bridge.propose_all(records):
+            if isinstance(outcome, QuorumqError):
+                logger.info("controller %d: tick not committed: %s", self.bridge.node_id, outcome)
                 break
         return records
 

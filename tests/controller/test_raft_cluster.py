@@ -23,7 +23,14 @@ from quorumq.controller import (
     open_controller_bridge,
     parse_voters,
 )
-from quorumq.controller.image import ImageReset, TopicCreated
+from quorumq.controller._bridge import wall_clock_ms
+from quorumq.controller.image import (
+    BrokerHeartbeat,
+    ControllerConfig,
+    ImageReset,
+    RegisterBroker,
+    TopicCreated,
+)
 from quorumq.errors import InvalidConfig, InvalidReplicationFactor, TopicAlreadyExists
 from quorumq.testing import free_ports
 
@@ -210,3 +217,38 @@ async def test_bridge_refuses_bad_voters_and_busy_port(tmp_path: Path) -> None:
         with pytest.raises(OSError, match="already in use"):
             async with open_controller_bridge(0, voters, tmp_path / "y"):
                 pass
+
+
+async def test_a_tick_that_moves_many_partitions_commits_them_together(tmp_path: Path) -> None:
+    """A broker that leads a third of 300 partitions goes silent: the tick that fences it and
+    moves its leaderships proposes every record at once (one Raft round trip each, one after
+    another, took minutes at 2,000 partitions), and they apply in order."""
+    ports = free_ports(1)
+    voters = {0: Voter(0, "127.0.0.1", ports[0])}
+    now = [wall_clock_ms()]
+    async with open_controller_bridge(0, voters, tmp_path, password=PASSWORD) as bridge:
+        await bridge.wait_until(lambda b: b.is_active, 5)
+        controller = Controller(
+            bridge, ControllerConfig(session_timeout_ms=1_000), clock_ms=lambda: now[0]
+        )
+        epochs = {}
+        for broker_id in range(3):
+            changes = await bridge.propose(
+                RegisterBroker(broker_id, f"inc-{broker_id}", "127.0.0.1", 9092 + broker_id, now[0])
+            )
+            epochs[broker_id] = changes[0].broker_epoch  # type: ignore[union-attr]
+        await controller.tick_once()
+        assert bridge.image.live_brokers() == {0, 1, 2}
+        await controller.create_topic("t", 300, 3, configs={"replication.strategy": "isr"})
+        partitions = bridge.image.topics["t"].partitions
+        assert sum(state.leader == 0 for state in partitions.values()) >= 90
+        now[0] += 2_000
+        for broker_id in (1, 2):
+            await bridge.propose(BrokerHeartbeat(broker_id, epochs[broker_id], now[0]))
+        with trio.fail_after(30):
+            records = await controller.tick_once()
+        assert len(records) >= 91  # the fence, then a new leader for each of its partitions
+        assert bridge.in_flight_max == len(records)
+        image = bridge.image
+        assert image.live_brokers() == {1, 2}
+        assert all(state.leader in (1, 2) for state in image.topics["t"].partitions.values())
