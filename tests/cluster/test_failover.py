@@ -143,3 +143,26 @@ async def test_isr_shrinks_and_expands_through_the_controller(tmp_path: Path) ->
         back = cluster.broker(follower).partitions[("isr", 0)]
         lead = cluster.broker(leader).partitions[("isr", 0)]
         assert back.log_end_offset == lead.log_end_offset
+
+
+async def test_heartbeats_report_only_leaderless_replicas(tmp_path: Path) -> None:
+    """Replica reports travel through Raft in every heartbeat, and the quorum elector reads
+    only those made after a partition's epoch ended: brokers report leaderless replicas only,
+    and a quorum failover still elects from those reports."""
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.create_topic("q", 12, 3, {"replication.strategy": "quorum"})
+
+        def reported() -> int:
+            image = cluster.running()[0].bridge.image  # type: ignore[union-attr]
+            return sum(len(b.replica_reports) for b in image.brokers.values())
+
+        await cluster.wait_for(lambda: reported() == 0, 10, "heartbeats without reports")
+        victim = cluster.leader_of("q", 0)
+        led = [i for i in range(12) if cluster.leader_of("q", i) == victim]
+        await cluster.stop(victim)
+        await cluster.wait_for(
+            lambda: all(cluster.leader_of("q", i) not in (-1, victim) for i in led),
+            20,
+            "new leaders from fresh reports",
+        )
+        await cluster.wait_for(lambda: reported() == 0, 10, "reports gone once led again")
