@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -503,6 +503,9 @@ class FailoverTrial:
     """Until Metadata from a survivor names another controller."""
     topic_created_s: float
     """Until a CreateTopics through the survivors succeeded (at or after ``elected_s``)."""
+    partitions_led_s: float = float("nan")
+    """Until every partition of the ``partitions`` topic had a live leader again (nan also
+    when there is no such topic)."""
 
 
 def _try_create_topic(bootstrap: str, topic: str, replication_factor: int) -> bool:
@@ -546,6 +549,8 @@ def failover_bench(
     trials: int = 5,
     replication_factor: int = 2,
     trial_timeout_s: float = 30.0,
+    partitions: int = 0,
+    strategy: str = "quorum",
     broker_args: Sequence[str] = (),
     launcher: Sequence[str] | None = None,
     progress: object | None = None,
@@ -555,16 +560,30 @@ def failover_bench(
     Each trial: read ``controller_id`` from Metadata, SIGKILL that broker's process, poll the
     survivors' Metadata every 20 ms until another controller id shows, then try CreateTopics
     (replication factor ``replication_factor``, so it fits the survivors) until it succeeds.
-    The killed broker is restarted and the cluster is ready again before the next trial.
+    With ``partitions``, a topic of that many partitions (replication factor 3, ``strategy``)
+    is created first, and each trial also times until every one of its partitions has a live
+    leader again: the killed broker led about a third of them. The killed broker is restarted
+    and the cluster is ready again before the next trial.
     """
     from quorumq.cluster import cluster_view
 
     if replication_factor > brokers - 1:
         raise BenchError("the replication factor must fit the brokers left after one is killed")
+    if partitions and brokers < 3:
+        raise BenchError("--partitions needs 3 brokers for its replication factor of 3")
     supervisor = _cluster_supervisor(brokers, broker_args, launcher)
     out: list[FailoverTrial] = []
+    load_topic = f"failover-load-{os.getpid()}"
     with supervisor:
         supervisor.start(timeout_s=90)
+        if partitions:
+            with contextlib.suppress(BenchError):  # a timed-out request may still create it
+                create_topic(
+                    supervisor.bootstrap, load_topic, partitions, 3,
+                    {"replication.strategy": strategy},
+                )  # fmt: skip
+            if not _wait_all_led(supervisor, range(brokers), load_topic, partitions, 120):
+                raise BenchError(f"{load_topic}: not every partition has a leader after 120 s")
         for trial in range(trials):
             deadline = time.monotonic() + trial_timeout_s
             victim = -1
@@ -599,8 +618,38 @@ def failover_bench(
                     topic_s = time.monotonic() - start
                     break
                 time.sleep(0.02)
-            out.append(FailoverTrial(victim, new_controller, elected_s, topic_s))
+            led_s = float("nan")
+            if partitions:
+                left = start + trial_timeout_s - time.monotonic()
+                if _wait_all_led(supervisor, survivors, load_topic, partitions, left):
+                    led_s = time.monotonic() - start
+            out.append(FailoverTrial(victim, new_controller, elected_s, topic_s, led_s))
             if progress is not None:
                 progress(out[-1])  # type: ignore[operator]
             supervisor.restart(victim, timeout_s=90)
+            if partitions:
+                _wait_all_led(supervisor, range(brokers), load_topic, partitions, 120)
     return out
+
+
+def _wait_all_led(
+    supervisor: Supervisor, live: Iterable[int], topic: str, partitions: int, timeout_s: float
+) -> bool:
+    """Polls Metadata from the ``live`` brokers every 20 ms until each of the topic's
+    ``partitions`` names a leader among them; False when ``timeout_s`` runs out first."""
+    from quorumq.cluster import cluster_view
+
+    live = list(live)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for node_id in live:
+            try:
+                view = cluster_view(supervisor.address(node_id), [topic], timeout_s=2)
+            except ConnectionError:
+                continue
+            led = {p.partition for p in view.partitions if p.topic == topic and p.leader_id in live}
+            if len(led) == partitions:
+                return True
+            break
+        time.sleep(0.02)
+    return False

@@ -331,31 +331,54 @@ def bench_failover(
         2, min=1, help="Of the topic created after each kill (must fit the survivors)."
     ),
     trial_timeout: float = typer.Option(30.0, min=1.0, help="Seconds before a trial gives up."),
+    partitions: int = typer.Option(
+        0,
+        min=0,
+        max=100_000,
+        help="Also time until every partition of a topic this large (RF 3) is led again.",
+    ),
+    strategy: str = typer.Option(
+        "quorum", help="replication.strategy of the --partitions topic: quorum or isr."
+    ),
     launcher: str = typer.Option(
         "", help="Command that runs quorumq for the brokers (default: python -m quorumq)."
     ),
 ) -> None:
     """SIGKILL the active controller N times: seconds until Metadata names a new controller,
-    and until a topic creation succeeds; min / median / max."""
+    and until a topic creation succeeds (and, with --partitions, until every partition of a
+    large topic is led again); min / median / max."""
+    if strategy not in ("quorum", "isr"):
+        raise typer.BadParameter("must be quorum or isr", param_hint="--strategy")
+    if partitions and brokers < 3:
+        raise typer.BadParameter("needs --brokers 3 or more (RF 3)", param_hint="--partitions")
 
     def report(trial) -> None:  # type: ignore[no-untyped-def]
+        led = (
+            f", all {partitions} partitions led {trial.partitions_led_s:.2f} s"
+            if partitions
+            else ""
+        )
         console.print(
             f"killed controller {trial.killed} → {trial.new_controller}: "
-            f"elected {trial.elected_s:.2f} s, topic created {trial.topic_created_s:.2f} s"
+            f"elected {trial.elected_s:.2f} s, topic created {trial.topic_created_s:.2f} s{led}"
         )
 
     out = failover_bench(
         brokers=brokers, trials=trials, replication_factor=replication_factor,
-        trial_timeout_s=trial_timeout, launcher=shlex.split(launcher) or None, progress=report,
+        trial_timeout_s=trial_timeout, partitions=partitions, strategy=strategy,
+        launcher=shlex.split(launcher) or None, progress=report,
     )  # fmt: skip
+    load = f", a {partitions}-partition {strategy} topic" if partitions else ""
     table = Table(title=f"controller failover: {trials} SIGKILLs of the active controller, "
-                        f"{brokers} brokers")  # fmt: skip
+                        f"{brokers} brokers{load}")  # fmt: skip
     for col in ("seconds until", "min", "median", "max", "failed trials"):
         table.add_column(col, justify="right")
     for label, values in (
         ("new controller in Metadata", [t.elected_s for t in out]),
         ("topic created", [t.topic_created_s for t in out]),
-    ):
+        *([(f"all {partitions} partitions led", [t.partitions_led_s for t in out])]
+          if partitions else []),
+    ):  # fmt: skip
         ok = [v for v in values if v == v]  # nan: not within the trial timeout
         if ok:
             row = [f"{min(ok):.2f}", f"{statistics.median(ok):.2f}", f"{max(ok):.2f}"]
