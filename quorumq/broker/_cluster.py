@@ -37,6 +37,7 @@ import trio
 from quorumq import protocol as p
 from quorumq.broker._broker import Broker, error_code_for
 from quorumq.broker._config import BrokerConfig
+from quorumq.broker._fetch_session import progress_refresh_s
 from quorumq.broker._fetcher import FollowerFetcher
 from quorumq.broker._replica import FOLLOWER, IDLE, ReplicaPartition, now_ms
 from quorumq.broker._server import Delayed, open_listeners
@@ -116,6 +117,7 @@ class ClusterBroker(Broker):
     ) -> None:
         super().__init__(config, listen=listen)
         self.cluster = cluster
+        self.fetch_sessions.refresh_s = progress_refresh_s(cluster.replica_lag_time_max_ms)
         # Seams for the deterministic simulation (quorumq.testing._sim): its in-memory network's
         # listeners and connect, and a single-threaded controller instead of the Raft voter.
         self._connect = connect

@@ -55,10 +55,22 @@ from quorumq.errors import ErrorCode
 DEFAULT_MAX_SESSIONS = 1000
 """Kafka's ``max.incremental.fetch.session.cache.slots``."""
 PROGRESS_REFRESH_S = 0.1
-"""How often an incremental fetch records the fetcher's position in partitions it does not
-name (they are where they were). Kafka does it on every fetch; here each visit of an idle
-partition costs Python work on every replicated produce, and a position a tenth of a second
-old is far inside ``replica.lag.time.max.ms`` (2 s at the least anywhere in quorumq)."""
+"""The shortest interval at which an incremental fetch records the fetcher's position in
+partitions it does not name (they are where they were); see :func:`progress_refresh_s`."""
+
+
+def progress_refresh_s(replica_lag_time_max_ms: int) -> float:
+    """How often a session's fetch visits every partition: a quarter of the lag time, at least
+    :data:`PROGRESS_REFRESH_S`.
+
+    Kafka records the follower's position in every session partition on every fetch; here
+    each visit of an idle partition costs Python work (at 0.1 s, about 30 ms of CPU a second
+    on an idle broker with 2,000 partitions, docs/benchmarks.md). The visit only moves the
+    follower's progress clocks: a follower at the leader's LEO is in sync whatever they say
+    (Kafka's ``isCaughtUp``), and they matter only from the first append after a quiet spell
+    until the follower's next fetch. By then they are at most this interval plus one idle
+    fetch (``max_wait_ms``, 0.5 s) old, inside ``replica.lag.time.max.ms``."""
+    return max(PROGRESS_REFRESH_S, replica_lag_time_max_ms / 4000)
 
 
 @attrs.define(eq=False)
@@ -68,7 +80,7 @@ class FetchSession:
     A read looks only at partitions that may have something to tell: ``pending`` ones and
     ``changed`` ones. The broker marks a partition ``changed`` in every session holding it
     whenever it moves (``Partition.fetch_sessions``), so an idle partition costs a read
-    nothing; every :data:`PROGRESS_REFRESH_S` a read visits them all anyway, to record where
+    nothing; every ``refresh_s`` (:func:`progress_refresh_s`) a read visits them all anyway, to record where
     the fetcher is."""
 
     session_id: int
@@ -79,7 +91,7 @@ class FetchSession:
     sent: dict[PartitionKey, tuple[int, int]] = attrs.Factory(dict)
     """(high watermark, log start offset) last sent for each partition."""
     refreshed_at: float = 0.0
-    """When a request last visited every partition (see :data:`PROGRESS_REFRESH_S`)."""
+    """When a request last visited every partition (see :func:`progress_refresh_s`)."""
     pending: dict[PartitionKey, None] = attrs.Factory(dict)
     """Partitions the next read must look at: new or named ones, and those the last look
     found with something to tell (an ordered set)."""
@@ -223,9 +235,15 @@ class FetchSessionCache:
     is evicted for a new one: its fetcher gets FETCH_SESSION_ID_NOT_FOUND and starts over)."""
 
     def __init__(
-        self, max_sessions: int = DEFAULT_MAX_SESSIONS, rng: random.Random | None = None
+        self,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        rng: random.Random | None = None,
+        *,
+        refresh_s: float = PROGRESS_REFRESH_S,
     ) -> None:
         self.max_sessions = max_sessions
+        self.refresh_s = refresh_s
+        """See :func:`progress_refresh_s`."""
         self._rng = rng or random.Random()
         self._sessions: OrderedDict[int, FetchSession] = OrderedDict()
 
@@ -269,7 +287,7 @@ class FetchSessionCache:
                     forgotten.append(key)
         for name, part in requested:
             session.put((name, part.partition_index), part)
-        refresh = now - session.refreshed_at >= PROGRESS_REFRESH_S
+        refresh = now - session.refreshed_at >= self.refresh_s
         if refresh:
             session.refreshed_at = now
         return FetchContext(
@@ -300,4 +318,5 @@ __all__ = [
     "FetchSessionCache",
     "by_topic",
     "next_epoch",
+    "progress_refresh_s",
 ]

@@ -10,7 +10,7 @@ import attrs
 import trio
 
 from quorumq import protocol as p
-from quorumq.broker import Broker
+from quorumq.broker import Broker, ClusterBroker
 from quorumq.broker._fetch_session import (
     FINAL_EPOCH,
     INITIAL_EPOCH,
@@ -18,6 +18,7 @@ from quorumq.broker._fetch_session import (
     FetchSessionBuilder,
     FetchSessionCache,
     by_topic,
+    progress_refresh_s,
 )
 from quorumq.client._connection import open_connection
 from quorumq.errors import ErrorCode
@@ -147,6 +148,26 @@ def test_a_read_looks_only_at_partitions_that_moved_between_progress_refreshes()
     later = cache.context(request(full.session_id, 3, []), now=10.0 + 2 * PROGRESS_REFRESH_S)
     assert later.refresh and keys(later.to_read(False)) == [0, 1, 2]
     assert keys(later.to_read(True)) == [1, 2]  # a re-check: positions already recorded
+
+
+def test_the_progress_refresh_follows_the_lag_time() -> None:
+    """A quarter of replica.lag.time.max.ms, never under PROGRESS_REFRESH_S; a cluster broker
+    takes it from its config, and a session refreshes no sooner than that."""
+    assert progress_refresh_s(30_000) == 7.5
+    assert progress_refresh_s(2_000) == 0.5
+    assert progress_refresh_s(100) == PROGRESS_REFRESH_S
+    cache = FetchSessionCache(rng=random.Random(7), refresh_s=7.5)
+    full = cache.context(request(0, INITIAL_EPOCH, [("t", part(0))]), now=10.0)
+    assert not cache.context(request(full.session_id, 1, []), now=17.0).refresh
+    assert cache.context(request(full.session_id, 2, []), now=17.6).refresh
+
+
+async def test_a_cluster_broker_refreshes_at_a_quarter_of_its_lag_time() -> None:
+    async with Cluster(brokers=3, replication="quorum", session_timeout_ms=6_000) as cluster:
+        broker = cluster.broker(0)
+        assert isinstance(broker, ClusterBroker)
+        assert broker.cluster.replica_lag_time_max_ms == 12_000
+        assert broker.fetch_sessions.refresh_s == 3.0
 
 
 def test_forgotten_partitions_and_ended_sessions_are_reported_for_release() -> None:
