@@ -100,6 +100,11 @@ class ClusterConfig:
     replica_tick_s: float = 0.25
 
 
+OPENS_PER_PASS = 50
+"""New replicas one reconcile pass opens at most; the image follower runs further passes, with
+a checkpoint between them, until every replica is open (``ClusterBroker._follow_image``)."""
+
+
 class ClusterBroker(Broker):
     """A broker in a cluster. Start it like :class:`Broker`:
     ``port = await nursery.start(broker.serve)``; it registers in the background
@@ -132,6 +137,9 @@ class ClusterBroker(Broker):
         self._outer_scope: trio.CancelScope | None = None
         self._registered = trio.Event()
         self._creating: set[str] = set()
+        self._opens_left = False  # the last reconcile left new replicas unopened
+        self.most_opened_in_one_pass = 0
+        """The most new replicas one reconcile pass opened (at most :data:`OPENS_PER_PASS`)."""
         groups = getattr(self, "groups", None)
         if groups is not None:  # the group coordinator follows leadership from the image
             groups.standalone = False
@@ -245,6 +253,10 @@ class ClusterBroker(Broker):
         while True:
             changed = self.bridge.changed
             self._reconcile()
+            if self._opens_left:
+                # New replicas still to open: let heartbeats and requests run in between.
+                await trio.lowlevel.checkpoint()
+                continue
             await changed.wait()
 
     def _is_live_self(self, image: MetadataImage) -> bool:
@@ -273,6 +285,8 @@ class ClusterBroker(Broker):
         before = self._followed()
         generations = {k: getattr(v, "fetch_generation", 0) for k, v in self.partitions.items()}
         epochs_moved = False
+        opened = 0
+        self._opens_left = False
         wanted: set[tuple[str, int]] = set()
         for topic in image.topics.values():
             configs = dict(topic.configs)
@@ -285,9 +299,16 @@ class ClusterBroker(Broker):
                 wanted.add(key)
                 replica = self.partitions.get(key)
                 if not isinstance(replica, ReplicaPartition) or replica.topic_id != topic.topic_id:
+                    if opened >= OPENS_PER_PASS:
+                        # Opening a replica creates its files (a few ms): a 2,000-partition
+                        # topic opened in one pass blocked the event loop for seconds, long
+                        # enough to miss heartbeats and be fenced. The rest come next pass.
+                        self._opens_left = True
+                        continue
                     if replica is not None:
                         self._drop(key)
                     replica = self._open_replica(topic.name, index, topic.topic_id, configs)
+                    opened += 1
                 replica.configure(strategy, min_isr, self.cluster.replica_lag_time_max_ms)
                 old_epoch = replica.leader_epoch
                 was_leader = replica.leader is not None
@@ -330,6 +351,7 @@ class ClusterBroker(Broker):
             fetcher = self.fetchers.get(leader_id)
             if changed and fetcher is not None:
                 fetcher.wake()
+        self.most_opened_in_one_pass = max(self.most_opened_in_one_pass, opened)
         if epochs_moved and self.membership is not None and self.membership.broker_epoch:
             self.membership.request_heartbeat()
 
