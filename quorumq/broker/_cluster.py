@@ -100,9 +100,12 @@ class ClusterConfig:
     replica_tick_s: float = 0.25
 
 
-OPENS_PER_PASS = 50
-"""New replicas one reconcile pass opens at most; the image follower runs further passes, with
-a checkpoint between them, until every replica is open (``ClusterBroker._follow_image``)."""
+OPENS_PER_PASS = 400
+"""New replicas one reconcile pass opens at most (about 1 s of file creation here); the image
+follower runs further passes, with a checkpoint between them, until every replica is open
+(``ClusterBroker._follow_image``). 50 kept each pass near 0.3 s but spread a restarted
+broker's recovery of 2,000 replicas over 40 passes interleaved with its other work, and the
+next failover, which needed its reports, took up to 43 s instead of 12 (docs/benchmarks.md)."""
 
 
 class ClusterBroker(Broker):

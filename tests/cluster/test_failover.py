@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from quorumq.broker._cluster import OPENS_PER_PASS
+from quorumq.broker import _cluster as cluster_module
 from quorumq.broker._replica import ReplicaPartition
 from tests.cluster._clients import ProduceLog, consume_all, produce_confluent
 from tests.cluster._harness import open_cluster
@@ -170,11 +170,13 @@ async def test_heartbeats_report_only_leaderless_replicas(tmp_path: Path) -> Non
 
 
 async def test_a_large_topic_is_opened_in_batches_between_which_the_broker_serves(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Opening a replica creates its files; a broker given 150 new replicas at once opens them
-    OPENS_PER_PASS at a time, yielding in between (one pass for 2,000 blocked the event loop
-    for seconds, enough to miss heartbeats), and every partition still gets its leader."""
+    """Opening a replica creates its files; a broker given more new replicas than
+    OPENS_PER_PASS (here 50, for a small test) opens them that many at a time, yielding in
+    between (one pass for 2,000 blocked the event loop for seconds, enough to miss
+    heartbeats), and every partition still gets its leader."""
+    monkeypatch.setattr(cluster_module, "OPENS_PER_PASS", 50)
     async with open_cluster(tmp_path) as cluster:
         await cluster.create_topic("wide", 150, 3)
         await cluster.wait_for(
@@ -182,4 +184,4 @@ async def test_a_large_topic_is_opened_in_batches_between_which_the_broker_serve
         )
         for broker in cluster.running():
             assert sum(key[0] == "wide" for key in broker.partitions) == 150
-            assert broker.most_opened_in_one_pass == OPENS_PER_PASS
+            assert broker.most_opened_in_one_pass == 50
