@@ -15,7 +15,7 @@ import typer
 from quorumq.broker import Broker, BrokerConfig, ClusterBroker, ClusterConfig
 from quorumq.cli._app import app
 from quorumq.client._connection import split_host_port
-from quorumq.cluster._supervisor import EXIT_WITH_PARENT_ENV
+from quorumq.cluster._supervisor import EXIT_WITH_PARENT_ENV, pid_exists
 
 
 @app.command("broker")
@@ -97,23 +97,13 @@ async def _stop_when_orphaned(broker: Broker, supervisor_pid: int | None) -> Non
 
     def gone() -> bool:
         return os.getppid() != parent or (
-            supervisor_pid is not None and not _pid_alive(supervisor_pid)
+            supervisor_pid is not None and not pid_exists(supervisor_pid)
         )
 
     while not gone():  # noqa: ASYNC110 - nothing to wait on: the kernel tells no one
         await trio.sleep(PARENT_CHECK_INTERVAL_S)
     log.warning("supervisor process %d is gone: stopping", supervisor_pid or parent)
     broker.shutdown()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    return True
 
 
 def _supervisor_pid(value: str) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -82,22 +83,6 @@ async def test_flush_messages_policy_flushes_without_waiters(tmp_path: Path) -> 
     manager.close_all()
 
 
-async def test_flush_ms_policy_uses_the_given_clock(tmp_path: Path) -> None:
-    clock = [0]
-    log = PartitionLog.open(tmp_path, LogConfig(flush_ms=1000), now_ms=0)
-    async with trio.open_nursery() as nursery:
-        flusher = LogFlusher(lambda: [log], clock_ms=lambda: clock[0], check_interval_s=0.01)
-        await nursery.start(flusher.run)
-        log.append(batch(1), leader_epoch=0, now_ms=0)
-        await trio.sleep(0.05)
-        assert log.flushed_offset == 0
-        clock[0] = 1000
-        with trio.fail_after(5):
-            while log.flushed_offset < 1:  # noqa: ASYNC110 - polls the log, no event to wait on
-                await trio.sleep(0.01)
-        nursery.cancel_scope.cancel()
-
-
 async def test_rounds_look_only_at_logs_written_since_they_settled(tmp_path: Path) -> None:
     """40 logs written once and then idle cost a round nothing once it has seen them settle;
     a log that a new config makes due is still found (and flushed)."""
@@ -125,13 +110,20 @@ async def test_rounds_look_only_at_logs_written_since_they_settled(tmp_path: Pat
     manager.close_all()
 
 
-async def test_flush_ms_keeps_a_written_log_watched_until_flushed(tmp_path: Path) -> None:
-    """Time alone makes a log with flush.ms due: it must stay watched with no further write."""
+@pytest.mark.parametrize("source", ["callable", "manager"])
+async def test_flush_ms_uses_the_given_clock_and_keeps_the_log_watched(
+    tmp_path: Path, source: str
+) -> None:
+    """Time alone (the flusher's clock) makes a log with flush.ms due: a LogManager's log must
+    stay watched with no further write."""
     clock = [0]
     manager = LogManager(tmp_path, default_config=LogConfig(flush_ms=1000))
     log = manager.get_or_create("t", 0, None, now_ms=0)
+    logs: LogManager | Callable[[], list[PartitionLog]] = (
+        manager if source == "manager" else (lambda: [log])
+    )
     async with trio.open_nursery() as nursery:
-        flusher = LogFlusher(manager, clock_ms=lambda: clock[0], check_interval_s=0.01)
+        flusher = LogFlusher(logs, clock_ms=lambda: clock[0], check_interval_s=0.01)
         await nursery.start(flusher.run)
         log.append(batch(1), leader_epoch=0, now_ms=0)
         await trio.sleep(0.05)
