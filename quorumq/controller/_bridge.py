@@ -347,7 +347,7 @@ class ControllerBridge:
         self,
         record: MetadataRecord,
         *,
-        timeout_s: float = DEFAULT_PROPOSE_TIMEOUT_S,
+        timeout_s: float | None = DEFAULT_PROPOSE_TIMEOUT_S,
         raise_rejected: bool = True,
     ) -> list[ImageChange]:
         """Replicates ``record`` and returns what applying it changed.
@@ -363,34 +363,21 @@ class ControllerBridge:
             QuorumqError subclass: with ``raise_rejected``, the record was a no-op; the error
                 carries the Kafka code of the :class:`Rejected` change (e.g. TopicAlreadyExists).
         """
-        if self._stopping or self._closed:
-            raise NotController(f"controller {self.node_id} is shut down")
-        data = encode_record(record)
-        pending = _Pending()
-
-        def on_result(result: Any, fail_reason: int) -> None:  # tick thread
-            self._soon(pending.set, result, fail_reason)
-
-        self._raft.submit(data, on_result)
-        with trio.move_on_after(timeout_s if timeout_s is not None else math.inf):
-            await pending.event.wait()
-        if not pending.event.is_set():
-            raise RequestTimedOut(f"{type(record).__name__} not committed within {timeout_s} s")
-        if pending.fail_reason:
-            reason = _FAIL_REASONS.get(pending.fail_reason, str(pending.fail_reason))
-            if pending.fail_reason in _NOT_CONTROLLER_REASONS:
-                raise NotController(f"{type(record).__name__} not committed: {reason}")
-            raise RequestTimedOut(f"{type(record).__name__} outcome unknown: {reason}")
-        changes: list[ImageChange] = list(pending.result or [])
+        (outcome,) = await self.propose_all([record], timeout_s=timeout_s)
+        if isinstance(outcome, QuorumqError):
+            raise outcome
         if raise_rejected:
-            for change in changes:
+            for change in outcome:
                 if isinstance(change, Rejected):
                     error = error_for_code(int(change.code))
                     raise error(f"{change.record_type} rejected: {change.reason}")
-        return changes
+        return outcome
 
     async def propose_all(
-        self, records: Sequence[MetadataRecord], *, timeout_s: float = DEFAULT_PROPOSE_TIMEOUT_S
+        self,
+        records: Sequence[MetadataRecord],
+        *,
+        timeout_s: float | None = DEFAULT_PROPOSE_TIMEOUT_S,
     ) -> list[list[ImageChange] | QuorumqError]:
         """Replicates ``records`` in this order, all in flight at once, and returns each one's
         changes, or the error :meth:`propose` would have raised for it (rejections are returned
@@ -414,7 +401,7 @@ class ControllerBridge:
             pendings.append(pending)
         self.in_flight_max = max(self.in_flight_max, len(pendings))
         outcomes: list[list[ImageChange] | QuorumqError] = []
-        with trio.move_on_after(timeout_s):
+        with trio.move_on_after(timeout_s if timeout_s is not None else math.inf):
             for pending in pendings:
                 await pending.event.wait()
         for record, pending in zip(records, pendings, strict=True):
