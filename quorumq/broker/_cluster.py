@@ -54,7 +54,14 @@ from quorumq.controller import (
     electors_for,
     open_controller_bridge,
 )
-from quorumq.controller.image import NO_LEADER, AlterPartition, validate_topic_name
+from quorumq.controller.image import (
+    NO_LEADER,
+    AlterPartition,
+    PartitionState,
+    TopicState,
+    changed_partitions,
+    validate_topic_name,
+)
 from quorumq.errors import (
     CoordinatorNotAvailable,
     ErrorCode,
@@ -101,17 +108,21 @@ class ClusterConfig:
 
 
 OPENS_PER_PASS = 400
-"""New replicas one reconcile pass opens at most (about 1 s of file creation here); the image
-follower runs further passes, with a checkpoint between them, until every replica is open
-(``ClusterBroker._follow_image``). 50 kept each pass near 0.3 s but spread a restarted
-broker's recovery of 2,000 replicas over 40 passes interleaved with its other work, and the
-next failover, which needed its reports, took up to 43 s instead of 12 (docs/benchmarks.md)."""
+"""New replicas opened per batch. A batch is opened in a worker thread (file creation and
+recovery, about 4 ms a replica here), so the event loop serves requests and heartbeats
+meanwhile; between batches the image follower reconciles, so a broker given thousands of
+replicas takes up its roles a batch at a time (``ClusterBroker._open_replicas``)."""
 
 
 class ClusterBroker(Broker):
     """A broker in a cluster. Start it like :class:`Broker`:
     ``port = await nursery.start(broker.serve)``; it registers in the background
     (:meth:`wait_registered`)."""
+
+    open_in_thread = True
+    """Whether new replicas' files are opened in a worker thread (:meth:`_open_replicas`).
+    The deterministic simulation opens them inline: under its autojumping MockClock, waiting
+    for a thread would let simulated time run on."""
 
     def __init__(
         self,
@@ -140,9 +151,16 @@ class ClusterBroker(Broker):
         self._outer_scope: trio.CancelScope | None = None
         self._registered = trio.Event()
         self._creating: set[str] = set()
-        self._opens_left = False  # the last reconcile left new replicas unopened
+        self._to_open: dict[tuple[str, int], tuple[str, dict[str, str]]] = {}
+        """Replicas the image gives this broker that are not open yet: (topic id, configs)."""
+        self._reconciled: MetadataImage | None = None
+        self._reconciled_live_self = False
+        self._recheck: set[tuple[str, int]] = set()
+        """Replicas opened since the last reconcile, which must look at them again."""
+        self.partitions_reconciled = 0
+        """How many partitions reconciles have looked at in all (they look at changes only)."""
         self.most_opened_in_one_pass = 0
-        """The most new replicas one reconcile pass opened (at most :data:`OPENS_PER_PASS`)."""
+        """The most new replicas one batch opened (at most :data:`OPENS_PER_PASS`)."""
         groups = getattr(self, "groups", None)
         if groups is not None:  # the group coordinator follows leadership from the image
             groups.standalone = False
@@ -256,9 +274,8 @@ class ClusterBroker(Broker):
         while True:
             changed = self.bridge.changed
             self._reconcile()
-            if self._opens_left:
-                # New replicas still to open: let heartbeats and requests run in between.
-                await trio.lowlevel.checkpoint()
+            if self._to_open:
+                await self._open_replicas()
                 continue
             await changed.wait()
 
@@ -271,47 +288,86 @@ class ClusterBroker(Broker):
             and not me.fenced
         )
 
-    def _followed(self) -> dict[int, set[tuple[str, int]]]:
-        followed: dict[int, set[tuple[str, int]]] = {}
-        for key, partition in self.partitions.items():
-            if isinstance(partition, ReplicaPartition) and partition.follower is not None:
-                followed.setdefault(partition.follower.leader_id, set()).add(key)
-        return followed
+    @property
+    def roles_current(self) -> bool:
+        """Whether every replica the image's topics give this broker is open and in the role
+        the image names (the image follower has caught up)."""
+        if self.bridge is None or self._reconciled is None:
+            return False
+        image = self.bridge.image
+        return (
+            self._reconciled.topics is image.topics
+            and self._reconciled_live_self == self._is_live_self(image)
+            and not self._to_open
+            and not self._recheck
+        )
 
-    def _reconcile(self) -> None:
-        """Makes every local replica's role match the image (synchronous: see module doc)."""
+    def _follow_state(self, key: tuple[str, int]) -> tuple[int | None, int]:
+        """(leader followed or None, fetch generation): what a fetcher must notice change."""
+        partition = self.partitions.get(key)
+        if not isinstance(partition, ReplicaPartition):
+            return None, 0
+        follower = partition.follower
+        return (None if follower is None else follower.leader_id), partition.fetch_generation
+
+    def _reconcile(self, *, full: bool = False) -> None:
+        """Makes the local replicas' roles match the image (synchronous: see module doc).
+
+        Only what changed since the last pass is looked at: partitions whose state differs
+        from the image last reconciled (images share every part a record did not change, so
+        this is an identity check), all partitions of a topic whose configs or id changed, and
+        the replicas of deleted topics, plus replicas just opened. Why: a pass over every
+        partition costs in proportion to all the broker hosts, and a failover of thousands of
+        partitions changes the image many times. All of them are looked at on the first pass,
+        when this broker's own standing (registered, fenced) changed, since that decides every
+        role it holds, or when asked (``full``). Replicas not open yet are queued for
+        :meth:`_open_replicas`.
+        """
         if self.bridge is None or self.logs is None:
             return
         image = self.bridge.image
         node = self.config.node_id
         live_self = self._is_live_self(image)
-        before = self._followed()
-        generations = {k: getattr(v, "fetch_generation", 0) for k, v in self.partitions.items()}
+        last = self._reconciled
+        if full or last is None or live_self != self._reconciled_live_self:
+            touched: list[tuple[TopicState, list[tuple[int, PartitionState]]]] = [
+                (topic, list(topic.partitions.items())) for topic in image.topics.values()
+            ]
+            examined = {k for k, v in self.partitions.items() if isinstance(v, ReplicaPartition)}
+            examined.update(self._to_open)
+        else:
+            touched, replaced = changed_partitions(last, image)
+            examined = {key for key in (*self.partitions, *self._to_open) if key[0] in replaced}
+            for key in self._recheck:
+                examined.add(key)  # dropped below unless the image still gives it to us
+                topic = image.topics.get(key[0])
+                state = None if topic is None else topic.partitions.get(key[1])
+                if topic is not None and state is not None:
+                    touched.append((topic, [(key[1], state)]))
+        self._reconciled, self._reconciled_live_self = image, live_self
+        self._recheck = set()
+        for topic, partitions in touched:
+            examined.update((topic.name, index) for index, _ in partitions)
+        before = {key: self._follow_state(key) for key in examined}
+        self.partitions_reconciled += len(examined)
         epochs_moved = False
-        opened = 0
-        self._opens_left = False
         wanted: set[tuple[str, int]] = set()
-        for topic in image.topics.values():
+        for topic, partitions in touched:
             configs = dict(topic.configs)
             strategy = configs.get("replication.strategy", DEFAULT_STRATEGY)
             min_isr = _int_config(configs, "min.insync.replicas", 1)
-            for index, state in topic.partitions.items():
+            for index, state in partitions:
                 if node not in state.replicas:
                     continue
                 key = (topic.name, index)
                 wanted.add(key)
                 replica = self.partitions.get(key)
                 if not isinstance(replica, ReplicaPartition) or replica.topic_id != topic.topic_id:
-                    if opened >= OPENS_PER_PASS:
-                        # Opening a replica creates its files (a few ms): a 2,000-partition
-                        # topic opened in one pass blocked the event loop for seconds, long
-                        # enough to miss heartbeats and be fenced. The rest come next pass.
-                        self._opens_left = True
-                        continue
                     if replica is not None:
                         self._drop(key)
-                    replica = self._open_replica(topic.name, index, topic.topic_id, configs)
-                    opened += 1
+                    self._to_open[key] = (topic.topic_id, configs)
+                    continue
+                self._to_open.pop(key, None)
                 replica.configure(strategy, min_isr, self.cluster.replica_lag_time_max_ms)
                 old_epoch = replica.leader_epoch
                 was_leader = replica.leader is not None
@@ -339,46 +395,73 @@ class ClusterBroker(Broker):
                     epochs_moved = True
                 if (replica.leader is not None) != was_leader:
                     self._on_leadership(topic.name, index, replica.leader is not None)
-        for key, partition in list(self.partitions.items()):
-            if key not in wanted and isinstance(partition, ReplicaPartition):
-                self._drop(key)
-        after = self._followed()
-        for leader_id in set(before) | set(after):
-            keys = after.get(leader_id, set())
-            changed = keys != before.get(leader_id, set()) or any(
-                getattr(self.partitions.get(k), "fetch_generation", 0) != generations.get(k)
-                for k in keys
-            )
-            if leader_id in after:
-                self._ensure_fetcher(leader_id)
+        moved: set[int] = set()
+        following: set[int] = set()
+        for key in examined:
+            if key not in wanted:
+                self._to_open.pop(key, None)
+                if isinstance(self.partitions.get(key), ReplicaPartition):
+                    self._drop(key)
+            after = self._follow_state(key)
+            if after[0] is not None:
+                following.add(after[0])
+            if after != before[key]:
+                moved.update(leader for leader in (before[key][0], after[0]) if leader is not None)
+        for leader_id in following:
+            self._ensure_fetcher(leader_id)
+        for leader_id in moved:
             fetcher = self.fetchers.get(leader_id)
-            if changed and fetcher is not None:
+            if fetcher is not None:
                 fetcher.wake()
-        self.most_opened_in_one_pass = max(self.most_opened_in_one_pass, opened)
         if epochs_moved and self.membership is not None and self.membership.broker_epoch:
             self.membership.request_heartbeat()
 
-    def _open_replica(
-        self, topic: str, index: int, topic_id: str, configs: dict[str, str]
-    ) -> ReplicaPartition:
+    async def _open_replicas(self) -> None:
+        """Opens up to :data:`OPENS_PER_PASS` queued replicas in a worker thread; the next
+        reconcile looks at them again, which gives them their roles (or drops them, if the
+        image moved on while they were opening).
+
+        Why a thread: creating a replica's files and recovering its log took about 4 ms each
+        (mostly the file system); 2,000 of them opened on the event loop stopped this broker
+        serving for seconds, long enough to miss heartbeats and be fenced, and made a
+        restarted broker slow to report for the next failover. Only files are touched there;
+        the replicas join the broker back on the event loop."""
         assert self.logs is not None
-        try:
-            log_config = LogConfig.from_topic_config(configs)
-        except QuorumqError:
-            log_config = None
-        partition_log = self.logs.get_or_create(topic, index, log_config, now_ms())
-        replica = ReplicaPartition.open(
-            topic,
-            index,
-            partition_log,
-            broker_id=self.config.node_id,
-            topic_id=topic_id,
-            directory=Path(self.config.data_dir) / partition_dir_name(topic, index),
-        )
-        replica.on_isr_proposal = self._on_isr_proposal
-        replica.request_flush = self._request_flush
-        self.partitions[(topic, index)] = replica
-        return replica
+        logs = self.logs
+        batch = list(self._to_open.items())[:OPENS_PER_PASS]
+        now = now_ms()
+        data_dir = Path(self.config.data_dir)
+        node = self.config.node_id
+
+        def open_files() -> list[tuple[tuple[str, int], ReplicaPartition]]:
+            opened = []
+            for (topic, index), (topic_id, configs) in batch:
+                partition_log = logs.open_log(topic, index, _log_config(configs), now)
+                replica = ReplicaPartition.open(
+                    topic,
+                    index,
+                    partition_log,
+                    broker_id=node,
+                    topic_id=topic_id,
+                    directory=data_dir / partition_dir_name(topic, index),
+                )
+                opened.append(((topic, index), replica))
+            return opened
+
+        if self.open_in_thread:
+            opened = await trio.to_thread.run_sync(open_files)
+        else:
+            opened = open_files()
+            await trio.lowlevel.checkpoint()
+        for key, replica in opened:
+            logs.adopt(key[0], key[1], replica.log)
+            replica.on_isr_proposal = self._on_isr_proposal
+            replica.request_flush = self._request_flush
+            self.partitions[key] = replica
+            if self._to_open.get(key, ("",))[0] == replica.topic_id:
+                del self._to_open[key]
+            self._recheck.add(key)
+        self.most_opened_in_one_pass = max(self.most_opened_in_one_pass, len(opened))
 
     def _on_leadership(self, topic: str, index: int, leads: bool) -> None:
         """Tells the group coordinator when an ``__consumer_offsets`` partition moves."""
@@ -860,6 +943,15 @@ def _spec(topic: Any) -> TopicSpec:
         topic_id=uuid.UUID(topic.topic_id),
         replication_factor=len(first.replicas) if first is not None else 0,
     )
+
+
+def _log_config(configs: dict[str, str]) -> LogConfig | None:
+    """The topic's log config; None (the broker's defaults) when the configs do not parse,
+    which the controller's validation makes a stale-image case only."""
+    try:
+        return LogConfig.from_topic_config(configs)
+    except QuorumqError:
+        return None
 
 
 def _int_config(configs: dict[str, str], key: str, default: int) -> int:

@@ -70,20 +70,38 @@ class LogManager:
         self, topic: str, partition: int, config: LogConfig | None, now_ms: int
     ) -> PartitionLog:
         """The open log of a partition, opening or creating its directory if needed."""
-        key = (topic, partition)
-        log = self._logs.get(key)
+        log = self._logs.get((topic, partition))
         if log is None:
-            directory = self.data_dir / partition_dir_name(topic, partition)
-            log = PartitionLog.open(
-                directory, config if config is not None else self.default_config, now_ms=now_ms
-            )
-            self._logs[key] = log
-            if self._write_listener is not None:
-                log.write_listener = self._write_listener
-                log.note_write()  # recovery may have left unflushed segments
-        elif config is not None and config != log.config:
+            return self.adopt(topic, partition, self.open_log(topic, partition, config, now_ms))
+        if config is not None and config != log.config:
             log.config = config
             log.note_write()  # a new flush.ms or flush.messages may make it due
+        return log
+
+    def open_log(
+        self, topic: str, partition: int, config: LogConfig | None, now_ms: int
+    ) -> PartitionLog:
+        """Opens or creates a partition's log without registering it: touches only that
+        partition's directory, so a worker thread may run it (a broker opening thousands of
+        replicas); :meth:`adopt` then registers it, on the thread that owns the manager."""
+        directory = self.data_dir / partition_dir_name(topic, partition)
+        return PartitionLog.open(
+            directory, config if config is not None else self.default_config, now_ms=now_ms
+        )
+
+    def adopt(self, topic: str, partition: int, log: PartitionLog) -> PartitionLog:
+        """Registers a log from :meth:`open_log`.
+
+        Raises:
+            ValueError: the partition already has an open log (two logs would share files).
+        """
+        key = (topic, partition)
+        if key in self._logs:
+            raise ValueError(f"{topic}-{partition} already has an open log")
+        self._logs[key] = log
+        if self._write_listener is not None:
+            log.write_listener = self._write_listener
+            log.note_write()  # recovery may have left unflushed segments
         return log
 
     def listen_writes(self, listener: Callable[[PartitionLog], None]) -> None:

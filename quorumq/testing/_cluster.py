@@ -416,6 +416,11 @@ class Cluster:
         if not running:
             return "no broker is running"
         for node_id in sorted(running):
+            broker = self._members[node_id].broker
+            if broker is not None and not getattr(broker, "roles_current", True):
+                # Metadata comes from the image; the replicas take it up a moment later
+                # (opening new ones in a worker thread).
+                return f"broker {node_id} has not yet taken up the image's roles"
             port = self._members[node_id].port
             try:
                 response = await self._metadata(port, topics)

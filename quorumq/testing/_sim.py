@@ -572,6 +572,7 @@ class SimClusterBroker(ClusterBroker):
     """A :class:`ClusterBroker` whose crash closes its logs as a killed process leaves them."""
 
     crashed = False
+    open_in_thread = False  # a thread's wait would let the autojumping clock run on
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

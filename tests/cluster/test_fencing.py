@@ -245,7 +245,7 @@ def _restore(cluster: Cluster, leader: int) -> None:
     for broker in cluster.running():
         if "followed_from" in vars(broker):
             del broker.followed_from
-            broker._reconcile()  # starts the fetchers again
+            broker._reconcile(full=True)  # starts the fetchers again
 
 
 def _record_values(records: Any) -> list[bytes]:

@@ -27,6 +27,7 @@ from quorumq.controller.image import (
     TopicCreated,
     UnfenceBroker,
     apply_record,
+    changed_partitions,
     encode_image,
 )
 from quorumq.errors import ErrorCode
@@ -159,6 +160,33 @@ def test_image_config_change_and_delete_topic() -> None:
     image, _ = apply_record(image, DeleteTopic("orders", "id-orders"))
     assert "orders" not in image.topics
     assert image.partition("orders", 0) is None
+
+
+def test_changed_partitions_names_exactly_what_records_changed() -> None:
+    """The broker's reconcile looks only at what this names, so it must name every partition
+    a record changed (and only those: unchanged parts are shared between images)."""
+    image = apply_all([_create(), _create("other")], live_cluster())
+    assert changed_partitions(image, image) == ([], set())
+    beat, _ = apply_record(image, BrokerHeartbeat(1, 2, 7_000))
+    assert changed_partitions(image, beat) == ([], set())  # brokers only: topics shared
+    shrink = AlterPartition("orders", "id-orders", 1, 1, 0, 0, (1, 2))
+    shrunk, _ = apply_record(beat, shrink)
+    touched, replaced = changed_partitions(beat, shrunk)
+    assert [(t.name, [i for i, _ in parts]) for t, parts in touched] == [("orders", [1])]
+    assert touched[0][1][0][1] == shrunk.partition("orders", 1) and replaced == set()
+    rejected, _ = apply_record(shrunk, shrink)  # a no-op: nothing to look at
+    assert changed_partitions(shrunk, rejected) == ([], set())
+    configured, _ = apply_record(shrunk, ConfigChange("orders", {"retention.ms": "5"}, ()))
+    touched, _ = changed_partitions(shrunk, configured)
+    assert [(t.name, sorted(i for i, _ in parts)) for t, parts in touched] == [("orders", [0, 1])]
+    deleted, _ = apply_record(configured, DeleteTopic("orders", "id-orders"))
+    assert changed_partitions(configured, deleted) == ([], {"orders"})
+    recreated, _ = apply_record(deleted, CreateTopic("orders", "id-new", ((2, 0),)))
+    touched, replaced = changed_partitions(configured, recreated)
+    assert [(t.topic_id, [i for i, _ in parts]) for t, parts in touched] == [("id-new", [0])]
+    assert replaced == {"orders"}  # the old incarnation's replicas must go
+    touched, replaced = changed_partitions(deleted, recreated)
+    assert [t.topic_id for t, _ in touched] == ["id-new"] and replaced == set()
 
 
 def test_image_fence_leaves_no_leader_gap_and_rejects_repeats() -> None:

@@ -36,6 +36,7 @@ from ._image import (
     PartitionState,
     TopicState,
     apply_record,
+    changed_partitions,
 )
 from ._records import (
     DECISIONS,
@@ -113,6 +114,7 @@ __all__ = [
     "UnfenceBroker",
     "apply_record",
     "assign_replicas",
+    "changed_partitions",
     "decode_image",
     "decode_record",
     "electors_for",

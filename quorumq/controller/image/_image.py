@@ -458,3 +458,32 @@ _HANDLERS: dict[type, Callable[[MetadataImage, Any], _Result]] = {
     PartitionChange: _partition_change,
     ControllerEpochBump: _controller_epoch,
 }
+
+
+def changed_partitions(
+    last: MetadataImage, image: MetadataImage
+) -> tuple[list[tuple[TopicState, list[tuple[int, PartitionState]]]], set[str]]:
+    """What ``image`` changed since ``last``: each changed topic with the partitions to look at
+    (all of them when its id or configs changed, else those whose state is a new object), and
+    the names of topics deleted or recreated under a new id (their old replicas must go).
+
+    Relies on the image being persistent: a record rebuilds only the topics and partitions it
+    changes and shares the rest, so an unchanged part is the very same object."""
+    touched: list[tuple[TopicState, list[tuple[int, PartitionState]]]] = []
+    replaced = {name for name in last.topics if name not in image.topics}
+    if image.topics is last.topics:
+        return touched, replaced
+    for name, topic in image.topics.items():
+        prev = last.topics.get(name)
+        if prev is topic:
+            continue
+        if prev is None or prev.topic_id != topic.topic_id or prev.configs != topic.configs:
+            if prev is not None and prev.topic_id != topic.topic_id:
+                replaced.add(name)
+            touched.append((topic, list(topic.partitions.items())))
+            continue
+        old = prev.partitions
+        changed = [(i, state) for i, state in topic.partitions.items() if old.get(i) is not state]
+        if changed:
+            touched.append((topic, changed))
+    return touched, replaced
