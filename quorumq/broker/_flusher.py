@@ -8,13 +8,12 @@ worker threads (``trio.to_thread.run_sync``), so the event loop keeps serving wh
 works; requests that arrive during a round are served together by the next one, which is what
 groups many appends into one fsync.
 
-Which logs a round looks at: with a :class:`LogManager`, only those written (appended,
+Which logs a round looks at: only those of its :class:`LogManager` written (appended,
 truncated, recovered, reconfigured) since a round last found them *settled*, that is unable to
 become due without another write (``PartitionLog.flush_settled``); each log tells the flusher
 once per write after that (``LogManager.listen_writes``). Why: a round used to call
 ``needs_flush`` on every log, ten times a second, which with 2,000 idle partitions was a fifth
-of an idle broker's event-loop CPU (docs/benchmarks.md). A plain callable source still gets
-every log it returns looked at each round.
+of an idle broker's event-loop CPU (docs/benchmarks.md).
 
 A flush is split in three (see :class:`quorumq.log.FlushJob`): ``prepare_flush`` on the loop
 (duplicates the fds and notes the LEO it covers), ``job.run`` in a thread (the fsyncs), then
@@ -60,8 +59,8 @@ class LogFlusher:
     """Runs fsyncs for many logs off the event loop, grouping concurrent requests.
 
     Args:
-        logs: the logs whose flush policy to enforce (a :class:`LogManager`, or a callable
-            returning the logs); None enforces nothing and serves only explicit requests.
+        logs: the logs whose flush policy to enforce; None enforces nothing and serves only
+            explicit requests.
         clock_ms: the clock ``flush.ms`` is measured with; it must be the one the logs were
             opened and appended with (wall clock by default, as the broker's).
         check_interval_s: how often the policy is checked when nothing asks for a flush.
@@ -69,20 +68,14 @@ class LogFlusher:
 
     def __init__(
         self,
-        logs: LogManager | LogSource | None = None,
+        logs: LogManager | None = None,
         *,
         clock_ms: Callable[[], int] = wall_clock_ms,
         check_interval_s: float = 0.1,
     ) -> None:
-        self._written: dict[PartitionLog, None] | None = None  # an ordered set
-        if isinstance(logs, LogManager):
-            self._written = {}
-            self._source: LogSource = self._written_logs
+        self._written: dict[PartitionLog, None] = {}  # an ordered set
+        if logs is not None:
             logs.listen_writes(self._note_written)
-        elif logs is None:
-            self._source = tuple
-        else:
-            self._source = logs
         self._clock_ms = clock_ms
         self._check_interval_s = check_interval_s
         self._requested: dict[PartitionLog, None] = {}  # an ordered set
@@ -94,12 +87,7 @@ class LogFlusher:
         """Logs whose flush policy rounds have checked: idle logs should add nothing."""
 
     def _note_written(self, partition_log: PartitionLog) -> None:
-        assert self._written is not None
         self._written[partition_log] = None
-
-    def _written_logs(self) -> list[PartitionLog]:
-        assert self._written is not None
-        return list(self._written)
 
     def request_flush(self, partition_log: PartitionLog) -> None:
         """Asks for an fsync of ``partition_log`` in the next round (does not wait)."""
@@ -138,12 +126,12 @@ class LogFlusher:
             due = dict(self._requested)
             self._requested.clear()
             written = self._written
-            candidates = self._source()
+            candidates = list(written)
             self.logs_checked += len(candidates)
             for partition_log in candidates:
                 if partition_log not in due and partition_log.needs_flush(now_ms):
                     due[partition_log] = None
-                elif written is not None and partition_log.flush_settled():
+                elif partition_log.flush_settled():
                     # Only a write can make it due now; it tells us then.
                     del written[partition_log]
                     partition_log.rearm_write_listener()
@@ -175,7 +163,7 @@ class LogFlusher:
 
 
 async def run_flusher(
-    logs: LogManager | LogSource | None,
+    logs: LogManager | None,
     *,
     flusher: LogFlusher | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -110,20 +109,14 @@ async def test_rounds_look_only_at_logs_written_since_they_settled(tmp_path: Pat
     manager.close_all()
 
 
-@pytest.mark.parametrize("source", ["callable", "manager"])
-async def test_flush_ms_uses_the_given_clock_and_keeps_the_log_watched(
-    tmp_path: Path, source: str
-) -> None:
-    """Time alone (the flusher's clock) makes a log with flush.ms due: a LogManager's log must
-    stay watched with no further write."""
+async def test_flush_ms_uses_the_given_clock_and_keeps_the_log_watched(tmp_path: Path) -> None:
+    """Time alone (the flusher's clock) makes a log with flush.ms due: the log must stay
+    watched with no further write."""
     clock = [0]
     manager = LogManager(tmp_path, default_config=LogConfig(flush_ms=1000))
     log = manager.get_or_create("t", 0, None, now_ms=0)
-    logs: LogManager | Callable[[], list[PartitionLog]] = (
-        manager if source == "manager" else (lambda: [log])
-    )
     async with trio.open_nursery() as nursery:
-        flusher = LogFlusher(logs, clock_ms=lambda: clock[0], check_interval_s=0.01)
+        flusher = LogFlusher(manager, clock_ms=lambda: clock[0], check_interval_s=0.01)
         await nursery.start(flusher.run)
         log.append(batch(1), leader_epoch=0, now_ms=0)
         await trio.sleep(0.05)
