@@ -584,6 +584,8 @@ def failover_bench(
                 )  # fmt: skip
             if not _wait_all_led(supervisor, range(brokers), load_topic, partitions, 120):
                 raise BenchError(f"{load_topic}: not every partition has a leader after 120 s")
+            if not _wait_all_serving(supervisor.bootstrap, load_topic, partitions, 120):
+                raise BenchError(f"{load_topic}: not every partition takes writes after 120 s")
         for trial in range(trials):
             deadline = time.monotonic() + trial_timeout_s
             victim = -1
@@ -629,7 +631,43 @@ def failover_bench(
             supervisor.restart(victim, timeout_s=90)
             if partitions:
                 _wait_all_led(supervisor, range(brokers), load_topic, partitions, 120)
+                _wait_all_serving(supervisor.bootstrap, load_topic, partitions, 120)
     return out
+
+
+def _wait_all_serving(bootstrap: str, topic: str, partitions: int, timeout_s: float) -> bool:
+    """Writes one record with acks=all to every partition until each has taken one; False
+    when ``timeout_s`` runs out first.
+
+    Why not Metadata alone: it is built from the controller's image, which names a leader a
+    moment before that broker serves, and a broker given thousands of new replicas opens them
+    for seconds after; a trial started then measures the opening, not the failover."""
+    ck = _confluent()
+    producer = ck.Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.timeout.ms": 10_000,
+        }
+    )
+    deadline = time.monotonic() + timeout_s
+    left = set(range(partitions))
+    done: set[int] = set()
+
+    def delivered(err: object, msg: Any) -> None:
+        if err is None:
+            done.add(msg.partition())
+
+    while left and time.monotonic() < deadline:
+        for index in sorted(left):
+            producer.produce(topic, b"ready", partition=index, on_delivery=delivered)
+            producer.poll(0)
+        producer.flush(max(0.0, deadline - time.monotonic()))
+        left -= done
+        if left:
+            time.sleep(0.2)
+    return not left
 
 
 def _wait_all_led(
