@@ -163,17 +163,21 @@ class LeaderEpochCache:
         offsets.append(start_offset)
         return True
 
-    def truncate_from_end(self, end_offset: int) -> None:
-        """Removes entries starting at or after ``end_offset`` (the log was truncated there).
+    def truncate_from_end(self, end_offset: int) -> bool:
+        """Removes entries starting at or after ``end_offset`` (the log was truncated there);
+        returns whether any was removed (the checkpoint needs writing only then).
 
         Kafka's ``truncateFromEnd``: a negative ``end_offset`` is ignored.
         """
         if end_offset < 0:
-            return
+            return False
         epochs, offsets = self._epochs, self._start_offsets
+        removed = False
         while offsets and offsets[-1] >= end_offset:
             epochs.pop()
             offsets.pop()
+            removed = True
+        return removed
 
     def truncate_from_start(self, start_offset: int) -> None:
         """Drops entries wholly before ``start_offset`` (retention moved the log start).

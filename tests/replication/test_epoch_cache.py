@@ -98,15 +98,15 @@ def test_epoch_cache_rejects_negative_entries() -> None:
 
 def test_epoch_cache_truncate_from_end() -> None:
     cache = LeaderEpochCache.from_entries([(2, 6), (3, 8), (4, 11)])
-    cache.truncate_from_end(12)
+    assert not cache.truncate_from_end(12)  # nothing removed: no checkpoint write needed
     assert _pairs(cache) == [(2, 6), (3, 8), (4, 11)]
-    cache.truncate_from_end(9)
+    assert cache.truncate_from_end(9)
     assert _pairs(cache) == [(2, 6), (3, 8)]
-    cache.truncate_from_end(8)
+    assert cache.truncate_from_end(8)
     assert _pairs(cache) == [(2, 6)]
-    cache.truncate_from_end(-1)
+    assert not cache.truncate_from_end(-1)
     assert _pairs(cache) == [(2, 6)]
-    cache.truncate_from_end(0)
+    assert cache.truncate_from_end(0)
     assert _pairs(cache) == []
 
 
