@@ -506,6 +506,9 @@ class FailoverTrial:
     partitions_led_s: float = float("nan")
     """Until every partition of the ``partitions`` topic had a live leader again (nan also
     when there is no such topic)."""
+    partitions_moved: int = 0
+    """Partitions of that topic the killed broker led, as Metadata said just before the kill
+    (a broker fenced earlier may lead none, and then nothing has to move)."""
 
 
 def _try_create_topic(bootstrap: str, topic: str, replication_factor: int) -> bool:
@@ -597,6 +600,10 @@ def failover_bench(
                 raise BenchError("the brokers agree on no active controller before the trial")
             survivors = [i for i in range(brokers) if i != victim]
             bootstrap = ",".join(supervisor.address(i) for i in survivors)
+            moved = 0
+            if partitions:
+                view = cluster_view(supervisor.address(survivors[0]), [load_topic], timeout_s=5)
+                moved = sum(p.leader_id == victim for p in view.partitions if p.topic == load_topic)
             start = time.monotonic()
             supervisor.kill(victim)
             elected_s = topic_s = float("nan")
@@ -625,7 +632,7 @@ def failover_bench(
                 left = start + trial_timeout_s - time.monotonic()
                 if _wait_all_led(supervisor, survivors, load_topic, partitions, left):
                     led_s = time.monotonic() - start
-            out.append(FailoverTrial(victim, new_controller, elected_s, topic_s, led_s))
+            out.append(FailoverTrial(victim, new_controller, elected_s, topic_s, led_s, moved))
             if progress is not None:
                 progress(out[-1])  # type: ignore[operator]
             supervisor.restart(victim, timeout_s=90)

@@ -355,6 +355,7 @@ def bench_failover(
     def report(trial) -> None:  # type: ignore[no-untyped-def]
         led = (
             f", all {partitions} partitions led {trial.partitions_led_s:.2f} s"
+            f" ({trial.partitions_moved} had to move)"
             if partitions
             else ""
         )

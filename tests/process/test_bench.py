@@ -21,6 +21,7 @@ def test_failover_bench_times_one_controller_kill() -> None:
     assert 0 < trial.elected_s <= trial.topic_created_s
     # The killed controller led about 10 of the 30 partitions: all are led again, later.
     assert trial.topic_created_s <= trial.partitions_led_s < 30
+    assert 0 <= trial.partitions_moved <= 30
 
 
 @pytest.mark.slow
