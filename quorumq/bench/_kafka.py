@@ -680,11 +680,16 @@ def _wait_all_serving(bootstrap: str, topic: str, partitions: int, timeout_s: fl
 def _wait_all_led(
     supervisor: Supervisor, live: Iterable[int], topic: str, partitions: int, timeout_s: float
 ) -> bool:
-    """Polls Metadata from the ``live`` brokers every 20 ms until each of the topic's
-    ``partitions`` names a leader among them; False when ``timeout_s`` runs out first."""
+    """Polls Metadata from the ``live`` brokers until each of the topic's ``partitions``
+    names a leader among them; False when ``timeout_s`` runs out first.
+
+    Every 20 ms, or every 100 ms from 200 partitions on: a Metadata answer for 2,000
+    partitions took 12% of a survivor's samples at 20 ms (py-spy), which slowed the very
+    failover being timed; 0.1 s is still a fine resolution for a figure of seconds."""
     from quorumq.cluster import cluster_view
 
     live = list(live)
+    interval = 0.02 if partitions < 200 else 0.1
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for node_id in live:
@@ -696,5 +701,5 @@ def _wait_all_led(
             if len(led) == partitions:
                 return True
             break
-        time.sleep(0.02)
+        time.sleep(interval)
     return False
