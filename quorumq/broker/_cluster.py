@@ -147,6 +147,8 @@ class ClusterBroker(Broker):
         self.fetchers: dict[int, FollowerFetcher] = {}
         self._followed_lists: dict[int, list[ReplicaPartition]] = {}
         self._followed_version = -1
+        self._led_list: list[ReplicaPartition] = []
+        self._led_version = -1
         self._nursery: trio.Nursery | None = None
         self._outer_scope: trio.CancelScope | None = None
         self._registered = trio.Event()
@@ -599,15 +601,32 @@ class ClusterBroker(Broker):
         last_saved = trio.current_time()
         while True:
             await trio.sleep(self.cluster.replica_tick_s)
-            now = now_ms()
             save = trio.current_time() - last_saved >= 1.0
-            for partition in list(self.partitions.values()):
-                if isinstance(partition, ReplicaPartition):
-                    partition.tick(now)
-                    if save:
-                        partition.save_high_watermark()
+            self._tick_round(now_ms(), save=save)
             if save:
                 last_saved = trio.current_time()
+
+    def _tick_round(self, now: int, *, save: bool) -> None:
+        """ISR checks on the replicas this broker leads (only a leader has any), and with
+        ``save`` the HW files of all replicas (each writes only if its HW moved)."""
+        for replica in self._led():
+            replica.tick(now)
+        if save:
+            for partition in list(self.partitions.values()):
+                if isinstance(partition, ReplicaPartition):
+                    partition.save_high_watermark()
+
+    def _led(self) -> list[ReplicaPartition]:
+        """The replicas this broker leads: the same list until a role changes anywhere
+        (``ReplicaPartition.role_changes``), as :meth:`followed_from` does for followers."""
+        if self._led_version != ReplicaPartition.role_changes:
+            self._led_list = [
+                p
+                for p in self.partitions.values()
+                if isinstance(p, ReplicaPartition) and p.leader is not None
+            ]
+            self._led_version = ReplicaPartition.role_changes
+        return self._led_list
 
     def _request_flush(self, replica: ReplicaPartition, offset: int) -> None:
         """flush.messages=1 on a leader: once ``offset`` is fsynced, the HW may count it."""

@@ -151,6 +151,43 @@ def test_leader_isr_shrink_is_proposed_then_committed_and_advances_hw() -> None:
     assert not leader.acks_all_completed(10)
 
 
+@pytest.mark.parametrize("strategy", [QuorumStrategy(), IsrStrategy()], ids=["quorum", "isr"])
+def test_a_settled_leader_skips_the_isr_check_until_something_moves(
+    strategy: ReplicationStrategy,
+) -> None:
+    """Every follower at the leader's LEO and every replica in the ISR: no time can change the
+    ISR (a follower at the LEO is caught up however long ago it fetched), so the tick skips
+    the strategy's check, which brokers run on every partition they lead four times a second.
+    An append ends that, and a follower that then stays behind is dropped as before."""
+    calls = []
+
+    class Counting:
+        name = strategy.name
+        isr_is_advisory = strategy.isr_is_advisory
+
+        def __getattr__(self, attribute: str) -> object:
+            return getattr(strategy, attribute)
+
+        def isr_changes(self, *args: object, **kwargs: object) -> object:
+            calls.append(1)
+            return strategy.isr_changes(*args, **kwargs)  # type: ignore[arg-type]
+
+    leader = _leader(Counting())  # type: ignore[arg-type]
+    leader.on_append(10, 0)
+    leader.on_follower_fetch(2, 10, 5, 1)
+    leader.on_follower_fetch(3, 10, 5, 1)
+    calls.clear()
+    assert leader.tick(1_000_000) is None  # both silent for ages, but at the LEO
+    assert calls == []
+    leader.on_follower_fetch(3, 10, 5, 1_000_000)
+    leader.on_append(20, 1_000_001)
+    leader.on_follower_fetch(2, 20, 5, 1_000_002)
+    assert leader.tick(1_000_003) is None
+    assert calls == [1]
+    change = leader.tick(1_040_000)  # follower 3 behind for longer than the lag time
+    assert change is not None and change.removed == {3}
+
+
 def test_leader_isr_expansion_on_fetch_counts_pending_member_for_hw() -> None:
     leader = _leader(IsrStrategy(), isr=(1, 2))
     leader.on_append(10, 0)
