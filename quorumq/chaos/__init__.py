@@ -16,6 +16,7 @@ from quorumq.chaos._workload import (
     percentile,
     produce_workload,
     read_back,
+    wait_leaders_serving,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "percentile",
     "produce_workload",
     "read_back",
+    "wait_leaders_serving",
 ]

@@ -245,6 +245,44 @@ def produce_workload(
     return WorkloadResult(out, start, finished, tuple(events))
 
 
+def wait_leaders_serving(
+    bootstrap: str, topic: str, partitions: Sequence[int], *, timeout_s: float = 30.0
+) -> None:
+    """Returns once every listed partition's leader answers for it (a ListOffsets), without
+    writing anything.
+
+    Why: Metadata is built from the controller's image and names a new topic's leaders a
+    moment before they have opened their replicas (a worker thread does that); an acks=0
+    write sent in between is dropped without a word, which a workload would count as lost.
+
+    Raises:
+        WorkloadError: a partition has no serving leader within ``timeout_s``.
+    """
+    ck = _confluent()
+    consumer = ck.Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"quorumq-ready-{time.monotonic_ns()}",
+        "enable.auto.commit": False,
+        "topic.metadata.refresh.interval.ms": 1_000,
+        "log_level": 2,
+    })  # fmt: skip
+    deadline = time.perf_counter() + timeout_s
+    try:
+        for part in partitions:
+            while True:
+                try:
+                    consumer.get_watermark_offsets(
+                        ck.TopicPartition(topic, part), timeout=5, cached=False
+                    )
+                    break
+                except ck.KafkaException as exc:
+                    if time.perf_counter() > deadline:
+                        raise WorkloadError(f"{topic}/{part}: no serving leader: {exc}") from None
+                    time.sleep(0.1)
+    finally:
+        consumer.close()
+
+
 def read_back(
     bootstrap: str, topic: str, partitions: Sequence[int], *, timeout_s: float = 30.0
 ) -> list[ReadRecord]:

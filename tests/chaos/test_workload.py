@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from quorumq.bench._kafka import create_topic
-from quorumq.chaos import check_history, produce_workload, read_back
+from quorumq.chaos import check_history, produce_workload, read_back, wait_leaders_serving
 from quorumq.cluster import Supervisor, free_port_block
 
 
@@ -13,6 +13,7 @@ def test_workload_history_is_clean_on_a_healthy_broker_for_every_acks() -> None:
         for acks in ("0", "1", "all"):
             topic = f"w-{acks}"
             create_topic(sup.bootstrap, topic, 2, 1)
+            wait_leaders_serving(sup.bootstrap, topic, [0, 1])  # acks=0 is dropped before
             result = produce_workload(sup.bootstrap, topic, records=300, acks=acks,
                                       partitions=(0, 1), timeout_s=30, run_id=topic)  # fmt: skip
             assert result.acked == 300
