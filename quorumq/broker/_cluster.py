@@ -113,6 +113,15 @@ recovery, about 4 ms a replica here), so the event loop serves requests and hear
 meanwhile; between batches the image follower reconciles, so a broker given thousands of
 replicas takes up its roles a batch at a time (``ClusterBroker._open_replicas``)."""
 
+INLINE_OPENS = 16
+"""New replicas a reconcile creates itself, on the event loop (at most ~64 ms of it), before
+queueing the rest for the worker thread; a replica with files already on disk always goes to
+the thread, since recovering its log can take far longer than creating one. Why: a client that sees a new topic's leader in
+Metadata (built from the image) should find that leader serving; a replica opened in the same
+step as the image change closes that window, which a thread round trip reopened, and an
+acks=0 producer writing into it loses its records without being told (Kafka answers acks=0
+errors by closing the connection, after the fact)."""
+
 
 class ClusterBroker(Broker):
     """A broker in a cluster. Start it like :class:`Broker`:
@@ -159,6 +168,8 @@ class ClusterBroker(Broker):
         self._reconciled_live_self = False
         self._recheck: set[tuple[str, int]] = set()
         """Replicas opened since the last reconcile, which must look at them again."""
+        self._opening: set[tuple[str, int]] = set()
+        """Replicas a worker thread is opening now (never opened inline meanwhile)."""
         self.partitions_reconciled = 0
         """How many partitions reconciles have looked at in all (they look at changes only)."""
         self.most_opened_in_one_pass = 0
@@ -353,6 +364,8 @@ class ClusterBroker(Broker):
         before = {key: self._follow_state(key) for key in examined}
         self.partitions_reconciled += len(examined)
         epochs_moved = False
+        inline_left = INLINE_OPENS
+        data_dir = Path(self.config.data_dir)
         wanted: set[tuple[str, int]] = set()
         for topic, partitions in touched:
             configs = dict(topic.configs)
@@ -367,8 +380,17 @@ class ClusterBroker(Broker):
                 if not isinstance(replica, ReplicaPartition) or replica.topic_id != topic.topic_id:
                     if replica is not None:
                         self._drop(key)
-                    self._to_open[key] = (topic.topic_id, configs)
-                    continue
+                    if (
+                        inline_left <= 0
+                        or key in self._to_open
+                        or key in self._opening
+                        or (data_dir / partition_dir_name(*key)).exists()  # recovery: may be slow
+                    ):
+                        self._to_open[key] = (topic.topic_id, configs)
+                        continue
+                    inline_left -= 1
+                    replica = self._open_replica_files(key, topic.topic_id, configs, now_ms())
+                    self._register(key, replica)
                 self._to_open.pop(key, None)
                 replica.configure(strategy, min_isr, self.cluster.replica_lag_time_max_ms)
                 old_epoch = replica.leader_epoch
@@ -428,42 +450,54 @@ class ClusterBroker(Broker):
         serving for seconds, long enough to miss heartbeats and be fenced, and made a
         restarted broker slow to report for the next failover. Only files are touched there;
         the replicas join the broker back on the event loop."""
-        assert self.logs is not None
-        logs = self.logs
         batch = list(self._to_open.items())[:OPENS_PER_PASS]
         now = now_ms()
-        data_dir = Path(self.config.data_dir)
-        node = self.config.node_id
 
         def open_files() -> list[tuple[tuple[str, int], ReplicaPartition]]:
-            opened = []
-            for (topic, index), (topic_id, configs) in batch:
-                partition_log = logs.open_log(topic, index, _log_config(configs), now)
-                replica = ReplicaPartition.open(
-                    topic,
-                    index,
-                    partition_log,
-                    broker_id=node,
-                    topic_id=topic_id,
-                    directory=data_dir / partition_dir_name(topic, index),
-                )
-                opened.append(((topic, index), replica))
-            return opened
+            return [
+                (key, self._open_replica_files(key, topic_id, configs, now))
+                for key, (topic_id, configs) in batch
+            ]
 
-        if self.open_in_thread:
-            opened = await trio.to_thread.run_sync(open_files)
-        else:
-            opened = open_files()
-            await trio.lowlevel.checkpoint()
+        self._opening = {key for key, _ in batch}
+        try:
+            if self.open_in_thread:
+                opened = await trio.to_thread.run_sync(open_files)
+            else:
+                opened = open_files()
+                await trio.lowlevel.checkpoint()
+        finally:
+            self._opening = set()
         for key, replica in opened:
-            logs.adopt(key[0], key[1], replica.log)
-            replica.on_isr_proposal = self._on_isr_proposal
-            replica.request_flush = self._request_flush
-            self.partitions[key] = replica
+            self._register(key, replica)
             if self._to_open.get(key, ("",))[0] == replica.topic_id:
                 del self._to_open[key]
             self._recheck.add(key)
         self.most_opened_in_one_pass = max(self.most_opened_in_one_pass, len(opened))
+
+    def _open_replica_files(
+        self, key: tuple[str, int], topic_id: str, configs: dict[str, str], now: int
+    ) -> ReplicaPartition:
+        """Opens (or creates) a replica's log and checkpoints; touches only its own files, so
+        a worker thread may run it (:meth:`_register` then adds it, on the event loop)."""
+        assert self.logs is not None
+        topic, index = key
+        partition_log = self.logs.open_log(topic, index, _log_config(configs), now)
+        return ReplicaPartition.open(
+            topic,
+            index,
+            partition_log,
+            broker_id=self.config.node_id,
+            topic_id=topic_id,
+            directory=Path(self.config.data_dir) / partition_dir_name(topic, index),
+        )
+
+    def _register(self, key: tuple[str, int], replica: ReplicaPartition) -> None:
+        assert self.logs is not None
+        self.logs.adopt(key[0], key[1], replica.log)
+        replica.on_isr_proposal = self._on_isr_proposal
+        replica.request_flush = self._request_flush
+        self.partitions[key] = replica
 
     def _on_leadership(self, topic: str, index: int, leads: bool) -> None:
         """Tells the group coordinator when an ``__consumer_offsets`` partition moves."""

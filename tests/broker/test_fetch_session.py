@@ -370,6 +370,21 @@ async def test_a_follower_round_looks_only_at_partitions_that_moved() -> None:
         fetcher = follower.fetchers[leader]
         followed = len(follower.followed_from(leader))
         assert followed > 10  # the leader leads some idle partitions too
+
+        # The follower may have asked for partitions before the leader had them (it applies
+        # the image later, or opens them later: part of a topic this size opens in a worker
+        # thread), and a NOT_LEADER_OR_FOLLOWER answer means 50 ms of back-off, during which
+        # each round looks at everything it may fetch: measure once that has settled.
+        def unsettled() -> bool:
+            now = trio.current_time()
+            return any(at > now for at in fetcher._retry_at.values()) or any(
+                r.follower is not None and r.follower.truncating
+                for r in follower.followed_from(leader)
+            )
+
+        with trio.fail_after(10):
+            while unsettled():  # noqa: ASYNC110 - polls the fetcher, no event to wait on
+                await trio.sleep(0.02)
         async with open_connection("127.0.0.1", cluster.ports[leader]) as conn:
             first = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
             await conn.request(p.ApiKey.PRODUCE, 8, first)

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from quorumq import protocol as p
+from quorumq.broker import _cluster as cluster_module
 from quorumq.broker._replica import ReplicaPartition
 from quorumq.client import open_connection
 from tests.cluster._harness import open_cluster
@@ -36,6 +37,19 @@ async def test_a_new_topic_is_reconciled_without_looking_at_the_others(tmp_path:
             assert broker.partitions_reconciled - looked[broker.config.node_id] <= 6
 
 
+async def test_a_small_topic_opens_in_the_same_step_as_the_image_names_it(
+    tmp_path: Path,
+) -> None:
+    """A handful of new replicas open inline, in the reconcile that sees them, so a client
+    that learns the leader from Metadata finds it serving (a thread round trip left a window
+    in which acks=0 writes vanished); only many go to the worker thread."""
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.create_topic("few", cluster_module.INLINE_OPENS, 3)
+        for broker in cluster.running():
+            assert broker.most_opened_in_one_pass == 0  # no thread batch at all
+            assert sum(key[0] == "few" for key in broker.partitions) == cluster_module.INLINE_OPENS
+
+
 async def test_the_broker_serves_while_new_replicas_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -53,6 +67,7 @@ async def test_the_broker_serves_while_new_replicas_open(
         return original(cls, topic, *args, **kwargs)
 
     monkeypatch.setattr(ReplicaPartition, "open", classmethod(slow_open))
+    monkeypatch.setattr(cluster_module, "INLINE_OPENS", 0)  # every replica to the thread
     async with open_cluster(tmp_path) as cluster:
         broker = cluster.broker(0)
         await cluster.create_topic("fast", 1, 3)
