@@ -656,6 +656,7 @@ def _wait_all_serving(bootstrap: str, topic: str, partitions: int, timeout_s: fl
             "acks": "all",
             "linger.ms": 5,
             "message.timeout.ms": 10_000,
+            "log_level": 3,  # timed-out requests are retried here: no warnings on stderr
         }
     )
     deadline = time.monotonic() + timeout_s

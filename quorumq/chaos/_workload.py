@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -266,21 +267,36 @@ def wait_leaders_serving(
         "topic.metadata.refresh.interval.ms": 1_000,
         "log_level": 2,
     })  # fmt: skip
-    deadline = time.perf_counter() + timeout_s
     try:
-        for part in partitions:
-            while True:
-                try:
-                    consumer.get_watermark_offsets(
-                        ck.TopicPartition(topic, part), timeout=5, cached=False
-                    )
-                    break
-                except ck.KafkaException as exc:
-                    if time.perf_counter() > deadline:
-                        raise WorkloadError(f"{topic}/{part}: no serving leader: {exc}") from None
-                    time.sleep(0.1)
+        _end_offsets(consumer, topic, partitions, time.perf_counter() + timeout_s, retry_s=0.1)
     finally:
         consumer.close()
+
+
+def _end_offsets(
+    consumer: Any, topic: str, partitions: Sequence[int], deadline: float, *, retry_s: float
+) -> dict[int, int]:
+    """Each partition's high watermark, asked of its leader (ListOffsets), retried until the
+    leader answers or ``deadline`` (``time.perf_counter()``) passes.
+
+    Raises:
+        WorkloadError: a partition's leader did not answer in time.
+    """
+    ck = _confluent()
+    ends: dict[int, int] = {}
+    for part in partitions:
+        while True:
+            try:
+                _low, high = consumer.get_watermark_offsets(
+                    ck.TopicPartition(topic, part), timeout=5, cached=False
+                )
+                ends[part] = high
+                break
+            except ck.KafkaException as exc:
+                if time.perf_counter() > deadline:
+                    raise WorkloadError(f"{topic}/{part}: end offset unknown: {exc}") from None
+                time.sleep(retry_s)
+    return ends
 
 
 def read_back(
@@ -303,19 +319,7 @@ def read_back(
     })  # fmt: skip
     deadline = time.perf_counter() + timeout_s
     try:
-        ends: dict[int, int] = {}
-        for part in partitions:
-            while True:
-                try:
-                    _low, high = consumer.get_watermark_offsets(
-                        ck.TopicPartition(topic, part), timeout=5, cached=False
-                    )
-                    ends[part] = high
-                    break
-                except ck.KafkaException as exc:
-                    if time.perf_counter() > deadline:
-                        raise WorkloadError(f"{topic}/{part}: end offset unknown: {exc}") from None
-                    time.sleep(0.2)
+        ends = _end_offsets(consumer, topic, partitions, deadline, retry_s=0.2)
         out: list[ReadRecord] = []
         todo = {part for part, end in ends.items() if end > 0}
         consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in todo])
