@@ -39,6 +39,7 @@ from quorumq.broker._server import (
     ConnectionInfo,
     ConnectionSet,
     Delayed,
+    Held,
     Parked,
     open_listeners,
     serve_connection,
@@ -358,7 +359,8 @@ class Broker:
 
     def handle_frame(self, frame: bytes, info: ConnectionInfo) -> Any:
         """Decodes and handles one request frame; returns the encoded response (list of
-        buffers), ``NO_RESPONSE`` or a ``Delayed`` that returns one of those.
+        buffers), ``NO_RESPONSE``, or a ``Parked``, ``Delayed`` or ``Held`` that gives one of
+        those later (``_server.py``).
 
         Raises:
             ConnectionClosed: the frame cannot be served (the connection closes).
@@ -384,14 +386,7 @@ class Broker:
             request = p.decode_request(header, frame, body_offset)
         except (InvalidRequest, UnsupportedVersion) as exc:
             raise ConnectionClosed(f"bad request body: {exc}") from None
-        result = handler(header, request)
-        if result is NO_RESPONSE:
-            return NO_RESPONSE
-        if isinstance(result, Parked):
-            return Parked(_encode_poll(header, result.poll), result.watchers, result.deadline)
-        if isinstance(result, Delayed):
-            return Delayed(_encode_later(header, result))
-        return p.encode_response(header, result)
+        return _encoded(header, handler(header, request))
 
     def _register_optional_handlers(self) -> None:
         """APIs whose codecs land separately from the core four (ListOffsets, topics, ...)."""
@@ -789,6 +784,20 @@ def _with_produce_error(response: p.ProduceResponse, code: int) -> p.ProduceResp
             for t in response.topics
         ],
     )
+
+
+def _encoded(header: p.RequestHeader, result: Any) -> Any:
+    """A handler's answer, with what it will send encoded for ``header``'s version."""
+    if result is NO_RESPONSE:
+        return NO_RESPONSE
+    if isinstance(result, Parked):
+        return Parked(_encode_poll(header, result.poll), result.watchers, result.deadline)
+    if isinstance(result, Delayed):
+        return Delayed(_encode_later(header, result))
+    if isinstance(result, Held):
+        again = result.again
+        return Held(result.wait, lambda: _encoded(header, again()))
+    return p.encode_response(header, result)
 
 
 def _encode_poll(header: p.RequestHeader, poll: Callable[[], Any]) -> Callable[[], Any]:

@@ -23,6 +23,7 @@ epoch cache, and Produce/Fetch/ListOffsets reach only partitions this broker lea
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import uuid
@@ -40,7 +41,7 @@ from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import progress_refresh_s
 from quorumq.broker._fetcher import FollowerFetcher
 from quorumq.broker._replica import FOLLOWER, IDLE, ReplicaPartition, now_ms
-from quorumq.broker._server import Delayed, open_listeners
+from quorumq.broker._server import Delayed, Held, open_listeners
 from quorumq.broker._topics import TopicSpec
 from quorumq.client._connection import open_connection
 from quorumq.controller import (
@@ -73,7 +74,7 @@ from quorumq.errors import (
     RequestTimedOut,
     UnknownTopicOrPartition,
 )
-from quorumq.log import LogConfig
+from quorumq.log import LogConfig, LogManager
 from quorumq.log._manager import partition_dir_name
 from quorumq.replication import DEFAULT_REPLICA_LAG_TIME_MAX_MS, DEFAULT_STRATEGY, STRATEGIES
 
@@ -113,14 +114,9 @@ recovery, about 4 ms a replica here), so the event loop serves requests and hear
 meanwhile; between batches the image follower reconciles, so a broker given thousands of
 replicas takes up its roles a batch at a time (``ClusterBroker._open_replicas``)."""
 
-INLINE_OPENS = 16
-"""New replicas a reconcile creates itself, on the event loop (at most ~64 ms of it), before
-queueing the rest for the worker thread; a replica with files already on disk always goes to
-the thread, since recovering its log can take far longer than creating one. Why: a client that sees a new topic's leader in
-Metadata (built from the image) should find that leader serving; a replica opened in the same
-step as the image change closes that window, which a thread round trip reopened, and an
-acks=0 producer writing into it loses its records without being told (Kafka answers acks=0
-errors by closing the connection, after the fact)."""
+LIST_OFFSETS_HOLD_MS = 5_000
+"""How long a ListOffsets (which carries no timeout of its own) may wait for a replica that is
+still opening (:meth:`ClusterBroker._hold_while_opening`)."""
 
 
 class ClusterBroker(Broker):
@@ -168,8 +164,9 @@ class ClusterBroker(Broker):
         self._reconciled_live_self = False
         self._recheck: set[tuple[str, int]] = set()
         """Replicas opened since the last reconcile, which must look at them again."""
-        self._opening: set[tuple[str, int]] = set()
-        """Replicas a worker thread is opening now (never opened inline meanwhile)."""
+        self._opened = trio.Event()
+        """Set (and replaced) after each reconcile, which is when opened replicas take up their
+        roles: what a request held for an opening replica waits on."""
         self.partitions_reconciled = 0
         """How many partitions reconciles have looked at in all (they look at changes only)."""
         self.most_opened_in_one_pass = 0
@@ -180,6 +177,12 @@ class ClusterBroker(Broker):
             groups.leader_lookup = self._leader_lookup
         self._handlers[p.ApiKey.CREATE_TOPICS] = self._create_topics
         self._handlers[p.ApiKey.DELETE_TOPICS] = self._delete_topics
+        for api_key, bound_ms in (
+            (p.ApiKey.PRODUCE, _produce_hold_ms),
+            (p.ApiKey.FETCH, _fetch_hold_ms),
+            (p.ApiKey.LIST_OFFSETS, _list_offsets_hold_ms),
+        ):
+            self._handlers[api_key] = self._hold_while_opening(self._handlers[api_key], bound_ms)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -287,6 +290,8 @@ class ClusterBroker(Broker):
         while True:
             changed = self.bridge.changed
             self._reconcile()
+            self._opened.set()
+            self._opened = trio.Event()
             if self._to_open:
                 await self._open_replicas()
                 continue
@@ -364,8 +369,6 @@ class ClusterBroker(Broker):
         before = {key: self._follow_state(key) for key in examined}
         self.partitions_reconciled += len(examined)
         epochs_moved = False
-        inline_left = INLINE_OPENS
-        data_dir = Path(self.config.data_dir)
         wanted: set[tuple[str, int]] = set()
         for topic, partitions in touched:
             configs = dict(topic.configs)
@@ -380,17 +383,8 @@ class ClusterBroker(Broker):
                 if not isinstance(replica, ReplicaPartition) or replica.topic_id != topic.topic_id:
                     if replica is not None:
                         self._drop(key)
-                    if (
-                        inline_left <= 0
-                        or key in self._to_open
-                        or key in self._opening
-                        or (data_dir / partition_dir_name(*key)).exists()  # recovery: may be slow
-                    ):
-                        self._to_open[key] = (topic.topic_id, configs)
-                        continue
-                    inline_left -= 1
-                    replica = self._open_replica_files(key, topic.topic_id, configs, now_ms())
-                    self._register(key, replica)
+                    self._to_open[key] = (topic.topic_id, configs)
+                    continue
                 self._to_open.pop(key, None)
                 replica.configure(strategy, min_isr, self.cluster.replica_lag_time_max_ms)
                 old_epoch = replica.leader_epoch
@@ -451,23 +445,27 @@ class ClusterBroker(Broker):
         restarted broker slow to report for the next failover. Only files are touched there;
         the replicas join the broker back on the event loop."""
         batch = list(self._to_open.items())[:OPENS_PER_PASS]
+        assert self.logs is not None
+        logs = self.logs  # the thread must not look at self.logs: a shutdown clears it
         now = now_ms()
+        opened: list[tuple[tuple[str, int], ReplicaPartition]] = []
 
-        def open_files() -> list[tuple[tuple[str, int], ReplicaPartition]]:
-            return [
-                (key, self._open_replica_files(key, topic_id, configs, now))
-                for key, (topic_id, configs) in batch
-            ]
+        def open_files() -> None:
+            for key, (topic_id, configs) in batch:
+                opened.append((key, self._open_replica_files(logs, key, topic_id, configs, now)))
 
-        self._opening = {key for key, _ in batch}
         try:
             if self.open_in_thread:
-                opened = await trio.to_thread.run_sync(open_files)
+                await trio.to_thread.run_sync(open_files)
             else:
-                opened = open_files()
+                open_files()
                 await trio.lowlevel.checkpoint()
-        finally:
-            self._opening = set()
+        except BaseException:
+            # Cancelled (a shutdown) once the thread was done: these logs were never adopted,
+            # so nothing else would close them.
+            for _, replica in opened:
+                replica.log.close()
+            raise
         for key, replica in opened:
             self._register(key, replica)
             if self._to_open.get(key, ("",))[0] == replica.topic_id:
@@ -475,14 +473,55 @@ class ClusterBroker(Broker):
             self._recheck.add(key)
         self.most_opened_in_one_pass = max(self.most_opened_in_one_pass, len(opened))
 
+    def _hold_while_opening(
+        self, handler: Callable[[p.RequestHeader, Any], Any], bound_ms: Callable[[Any], int]
+    ) -> Callable[[p.RequestHeader, Any], Any]:
+        """Wraps a Produce, Fetch or ListOffsets handler so that a request naming a replica
+        this broker is still opening waits for it (up to ``bound_ms(request)``, then it is
+        answered as it stands, NOT_LEADER_OR_FOLLOWER for what is still not open).
+
+        Why: Metadata, built from the image, names a new topic's leaders at once, while their
+        files open in a worker thread; an acks=0 producer writing into that window would lose
+        its records without being told (Kafka closes the connection, after the fact), and
+        every other client would pay a retry back-off. The wait holds the connection's reader,
+        so the requests behind it keep their order."""
+
+        def handle(header: p.RequestHeader, request: Any) -> Any:
+            to_open = self._to_open
+            if to_open:
+                waiting = [
+                    (topic.name, part.partition_index)
+                    for topic in request.topics
+                    for part in topic.partitions
+                    if (topic.name, part.partition_index) in to_open
+                ]
+                if waiting:
+                    deadline = trio.current_time() + max(bound_ms(request), 0) / 1000
+                    return Held(
+                        functools.partial(self._wait_opened, waiting, deadline),
+                        functools.partial(handler, header, request),
+                    )
+            return handler(header, request)
+
+        return handle
+
+    async def _wait_opened(self, keys: list[tuple[str, int]], deadline: float) -> None:
+        with trio.move_on_at(deadline):
+            while any(key in self._to_open for key in keys):
+                await self._opened.wait()
+
     def _open_replica_files(
-        self, key: tuple[str, int], topic_id: str, configs: dict[str, str], now: int
+        self,
+        logs: LogManager,
+        key: tuple[str, int],
+        topic_id: str,
+        configs: dict[str, str],
+        now: int,
     ) -> ReplicaPartition:
         """Opens (or creates) a replica's log and checkpoints; touches only its own files, so
         a worker thread may run it (:meth:`_register` then adds it, on the event loop)."""
-        assert self.logs is not None
         topic, index = key
-        partition_log = self.logs.open_log(topic, index, _log_config(configs), now)
+        partition_log = logs.open_log(topic, index, _log_config(configs), now)
         return ReplicaPartition.open(
             topic,
             index,
@@ -1012,3 +1051,15 @@ def _int_config(configs: dict[str, str], key: str, default: int) -> int:
         return int(configs.get(key, default))
     except ValueError:
         return default
+
+
+def _produce_hold_ms(request: p.ProduceRequest) -> int:
+    return request.timeout_ms
+
+
+def _fetch_hold_ms(request: p.FetchRequest) -> int:
+    return request.max_wait_ms
+
+
+def _list_offsets_hold_ms(request: Any) -> int:
+    return LIST_OFFSETS_HOLD_MS

@@ -16,7 +16,11 @@ in one of four ways:
   change) calls the slot's ``set()``, which re-checks the request right there with ``poll()``
   and, once it is answered, sends what is ready at the head of the queue. No task wakes for it;
 * :class:`Delayed`: a coroutine (group joins, topic creation through the controller) that the
-  connection's *writer* task runs when the slot reaches the head.
+  connection's *writer* task runs when the slot reaches the head;
+* :class:`Held`: the request names a partition this broker is still opening. The *reader*
+  waits (bounded) and then handles the request again, reading nothing more from the
+  connection meanwhile, so the requests behind it keep their order, as Kafka's one request
+  in flight per connection does.
 
 Responses that are ready at the head of the queue are sent at once, by whoever made them ready,
 with a non-blocking ``send`` (:meth:`LeanSocketStream.send_nowait`). The writer task wakes only
@@ -97,6 +101,17 @@ class Parked:
     watchers: Sequence[set[Waker]]
     """The watcher sets (``Partition.append_watchers`` / ``commit_watchers``) to join."""
     deadline: float
+
+
+@attrs.frozen
+class Held:
+    """A request that cannot be handled yet because something local is not ready (a replica
+    the image gives this broker is still opening its files). The reader awaits ``wait``, which
+    bounds itself, then answers with ``again()``, which must give a final answer (a response,
+    ``NO_RESPONSE``, :class:`Parked` or :class:`Delayed`, never another ``Held``)."""
+
+    wait: Callable[[], Awaitable[None]]
+    again: Callable[[], Any]
 
 
 class ConnectionClosed(Exception):
@@ -282,7 +297,10 @@ class _Connection:
                 await room.wait()
             slot = _Slot(self)
             slots.append(slot)
-            result = _handle_guarded(handle, frame, info)
+            result = _guarded(info, handle, frame, info)
+            if isinstance(result, Held):
+                await result.wait()
+                result = _guarded(info, result.again)
             if isinstance(result, Parked):
                 self.park(slot, result)
             elif isinstance(result, Delayed):
@@ -428,9 +446,9 @@ class _Connection:
             self.room.set()
 
 
-def _handle_guarded(handle: RequestHandler, frame: bytes, info: ConnectionInfo) -> Any:
+def _guarded(info: ConnectionInfo, call: Callable[..., Any], *args: Any) -> Any:
     try:
-        return handle(frame, info)
+        return call(*args)
     except ConnectionClosed:
         raise
     except Exception as exc:

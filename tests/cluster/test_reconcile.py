@@ -3,7 +3,6 @@ new replicas opened off the event loop."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,10 @@ import pytest
 import trio
 
 from quorumq import protocol as p
-from quorumq.broker import _cluster as cluster_module
 from quorumq.broker._replica import ReplicaPartition
 from quorumq.client import open_connection
+from quorumq.errors import ErrorCode
+from quorumq.protocol.records import build_batch
 from tests.cluster._harness import open_cluster
 
 
@@ -37,17 +37,79 @@ async def test_a_new_topic_is_reconciled_without_looking_at_the_others(tmp_path:
             assert broker.partitions_reconciled - looked[broker.config.node_id] <= 6
 
 
-async def test_a_small_topic_opens_in_the_same_step_as_the_image_names_it(
-    tmp_path: Path,
+def _slow_opens(monkeypatch: pytest.MonkeyPatch, seconds: float) -> dict[int, float]:
+    """Makes every replica of topic "slow" take ``seconds`` to open; returns, per broker id,
+    when its first one began (written from the worker threads)."""
+    began: dict[int, float] = {}
+    original = ReplicaPartition.open.__func__  # type: ignore[attr-defined]
+
+    def slow_open(cls: type[ReplicaPartition], topic: str, *args: Any, **kwargs: Any) -> Any:
+        if topic == "slow":
+            began.setdefault(kwargs["broker_id"], time.monotonic())
+            time.sleep(seconds)
+        return original(cls, topic, *args, **kwargs)
+
+    monkeypatch.setattr(ReplicaPartition, "open", classmethod(slow_open))
+    return began
+
+
+def batch(value: bytes) -> bytes:
+    return build_batch([(b"k", value)], timestamp=1_700_000_000_000)
+
+
+def _one_partition(topic: str, records: bytes, acks: int, timeout_ms: int) -> p.ProduceRequest:
+    return p.ProduceRequest(
+        acks=acks,
+        timeout_ms=timeout_ms,
+        topics=[
+            p.ProduceRequestTopic(
+                name=topic,
+                partitions=[p.ProduceRequestPartition(partition_index=0, records=records)],
+            )
+        ],
+    )
+
+
+async def test_a_request_for_a_replica_still_opening_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A handful of new replicas open inline, in the reconcile that sees them, so a client
-    that learns the leader from Metadata finds it serving (a thread round trip left a window
-    in which acks=0 writes vanished); only many go to the worker thread."""
+    """Metadata names a new topic's leader at once, while the leader opens its files in a
+    worker thread. Requests sent to it meanwhile wait for the open instead of being refused:
+    acks=0 records used to vanish in that window. The wait is bounded by the request's own
+    timeout, after which it is answered as it stands."""
+    began = _slow_opens(monkeypatch, 1.5)
     async with open_cluster(tmp_path) as cluster:
-        await cluster.create_topic("few", cluster_module.INLINE_OPENS, 3)
-        for broker in cluster.running():
-            assert broker.most_opened_in_one_pass == 0  # no thread batch at all
-            assert sum(key[0] == "few" for key in broker.partitions) == cluster_module.INLINE_OPENS
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cluster.create_topic, "slow", 1, 3)
+            bridge = cluster.broker(0).bridge
+            assert bridge is not None
+            await cluster.wait_for(lambda: "slow" in bridge.image.topics, 10, "the topic")
+            leader = bridge.image.topics["slow"].partitions[0].leader
+            await cluster.wait_for(lambda: leader in began, 10, "the leader opening")
+            async with open_connection("127.0.0.1", cluster.members[leader].port) as conn:
+                # Shorter than the open: answered at its timeout, as it stands then.
+                sent = time.monotonic()
+                early = await conn.request(
+                    p.ApiKey.PRODUCE, 8, _one_partition("slow", batch(b"early"), 1, 200)
+                )
+                waited = time.monotonic() - sent
+                assert early.topics[0].partitions[0].error_code == (
+                    ErrorCode.NOT_LEADER_OR_FOLLOWER
+                )
+                assert 0.2 <= waited < 1.2, waited
+                # Fire and forget, then one that outlasts the open: both land, in order.
+                await conn.request(
+                    p.ApiKey.PRODUCE,
+                    8,
+                    _one_partition("slow", batch(b"fire-and-forget"), 0, 30_000),
+                    expect_response=False,
+                )
+                later = await conn.request(
+                    p.ApiKey.PRODUCE, 8, _one_partition("slow", batch(b"later"), 1, 30_000)
+                )
+                assert later.topics[0].partitions[0].error_code == 0
+                assert later.topics[0].partitions[0].base_offset == 1
+        assert cluster.broker(leader).partitions[("slow", 0)].log_end_offset == 2
 
 
 async def test_the_broker_serves_while_new_replicas_open(
@@ -55,25 +117,13 @@ async def test_the_broker_serves_while_new_replicas_open(
 ) -> None:
     """Replicas open in a worker thread: while a slow one opens (2 s here; thousands of
     ordinary ones took seconds on the event loop), the broker still answers requests."""
-    opening = threading.Event()
-    began: list[float] = []
-    original = ReplicaPartition.open.__func__  # type: ignore[attr-defined]
-
-    def slow_open(cls: type[ReplicaPartition], topic: str, *args: Any, **kwargs: Any) -> Any:
-        if topic == "slow":
-            began.append(time.monotonic())
-            opening.set()
-            time.sleep(2.0)
-        return original(cls, topic, *args, **kwargs)
-
-    monkeypatch.setattr(ReplicaPartition, "open", classmethod(slow_open))
-    monkeypatch.setattr(cluster_module, "INLINE_OPENS", 0)  # every replica to the thread
+    began = _slow_opens(monkeypatch, 2.0)
     async with open_cluster(tmp_path) as cluster:
         broker = cluster.broker(0)
         await cluster.create_topic("fast", 1, 3)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(cluster.create_topic, "slow", 1, 3)
-            assert await trio.to_thread.run_sync(opening.wait, 10)
+            await cluster.wait_for(lambda: 0 in began, 10, "broker 0 opening")
             async with open_connection("127.0.0.1", cluster.members[0].port) as conn:
                 await conn.request(p.ApiKey.API_VERSIONS, 0, p.ApiVersionsRequest())
                 answered_after = time.monotonic() - began[0]
