@@ -95,6 +95,8 @@ class FollowerFetcher:
         """Each fetched partition with its ``fetch_generation`` (see :meth:`_current`)."""
         self._positions: dict[tuple[str, int], tuple[int, int, int]] = {}
         """(leader epoch, fetch offset, log start offset) last handed to the session."""
+        self._held: set[tuple[str, int]] = set()
+        """Followed partitions left out of the session while they back off (``_retry_at``)."""
         self._dirty: dict[tuple[str, int], None] | None = None
         """Partitions whose position may have moved since the last request (None: any)."""
         self._full_check_at = -math.inf
@@ -188,22 +190,27 @@ class FollowerFetcher:
             followed = self.source.followed_from(self.leader_id)
             if not followed:
                 return
-            ready = followed
-            if self._retry_at:
+            retry_at = self._retry_at
+            if retry_at:
                 now = trio.current_time()
-                for key in [key for key, at in self._retry_at.items() if at <= now]:
-                    del self._retry_at[key]
-                ready = [r for r in followed if (r.topic, r.index) not in self._retry_at]
-                if not ready:
-                    soonest = min(self._retry_at.get((r.topic, r.index), now) for r in followed)
+                for key in [key for key, at in retry_at.items() if at <= now]:
+                    del retry_at[key]
+                if retry_at and all((r.topic, r.index) in retry_at for r in followed):
+                    soonest = min(retry_at.values())
                     scope.deadline = math.inf  # the request timeout is for requests only
                     await self._sleep(max(soonest - now, 0.001))
                     continue
-            truncating = [r for r in ready if r.follower is not None and r.follower.truncating]
+            truncating = [
+                r
+                for r in followed
+                if r.follower is not None
+                and r.follower.truncating
+                and (not retry_at or (r.topic, r.index) not in retry_at)
+            ]
             if truncating:
                 await self._truncate(conn, epoch_version, truncating)
             else:
-                await self._fetch(conn, fetch_version, ready)
+                await self._fetch(conn, fetch_version, followed)
 
     async def _request(self, conn: Any, api_key: p.ApiKey, version: int, request: Any) -> Any:
         """One request under the session's scope (see :meth:`_session`), with its timeout."""
@@ -261,16 +268,24 @@ class FollowerFetcher:
         last response or truncated since can have moved, and only those are looked at; every
         partition is looked at when the list changes (a role change makes a new list, see
         ``ClusterBroker.followed_from``) and once per :data:`FULL_CHECK_S`, for positions
-        that move outside the fetcher (the log start offset, by retention on this broker)."""
+        that move outside the fetcher (the log start offset, by retention on this broker).
+
+        A partition backing off (``_retry_at``) leaves the session until its back-off ends, as
+        Kafka's fetcher leaves delayed partitions out of its fetch: kept in, its error would
+        come back in every answer and turn the long-poll into a busy loop. Entering and leaving
+        touches only that partition; the list itself stays the same, so a back-off is not a
+        reason to look at everything."""
         session = self._fetch_session
         now = trio.current_time()
+        positions = self._positions
         check: list[ReplicaPartition]
         if replicas is not self._followed:
             self._followed = replicas
             self._sent = self._snapshot(replicas)
             session.keep_only(self._sent)
-            for key in [key for key in self._positions if key not in self._sent]:
-                del self._positions[key]
+            for key in [key for key in positions if key not in self._sent]:
+                del positions[key]
+            self._held = {key for key in self._held if key in self._sent}
             check = replicas
         elif self._dirty is None or now >= self._full_check_at:
             check = replicas
@@ -279,13 +294,26 @@ class FollowerFetcher:
             check = [sent[key][0] for key in self._dirty if key in sent]
         if check is replicas:
             self._full_check_at = now + FULL_CHECK_S
-        positions = self._positions
+        retry_at = self._retry_at
+        held = self._held
+        if held or retry_at:
+            for key in [key for key in held if key not in retry_at]:
+                held.discard(key)  # back-off over: fetch it again from where it stands
+                if check is not replicas:
+                    check.append(self._sent[key][0])
+            for key in retry_at:
+                if key not in held and key in self._sent:
+                    held.add(key)
+                    session.forget(key)
+                    positions.pop(key, None)
         self.positions_checked += len(check)
         for replica in check:
+            key = (replica.topic, replica.index)
+            if held and key in held:
+                continue
             follower = replica.follower
             assert follower is not None
             position = (follower.leader_epoch, follower.fetch_offset, replica.log_start_offset)
-            key = (replica.topic, replica.index)
             if positions.get(key) != position:
                 positions[key] = position
                 session.want(

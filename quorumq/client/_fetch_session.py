@@ -60,6 +60,14 @@ class FetchSessionBuilder:
         self._unsent[key] = None
         self._forgotten.pop(key, None)
 
+    def forget(self, key: PartitionKey) -> None:
+        """Stops fetching one partition (the leader forgets it) until :meth:`want` again."""
+        if self.wanted.pop(key, None) is None:
+            return
+        self._unsent.pop(key, None)
+        if self.session_id != INVALID_SESSION_ID:
+            self._forgotten[key] = None
+
     def keep_only(self, keys: Container[PartitionKey]) -> None:
         """Stops fetching every wanted partition not in ``keys`` (the leader forgets them)."""
         for key in [key for key in self.wanted if key not in keys]:

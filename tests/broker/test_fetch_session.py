@@ -223,6 +223,25 @@ def test_the_builder_names_only_changed_partitions_and_starts_over_on_session_er
     assert [(q.partition_index, q.fetch_offset) for q in topics[0].partitions] == [(0, 11)]
 
 
+def test_the_builder_forgets_one_partition_until_it_is_wanted_again() -> None:
+    """What the follower does with a partition that backs off: out of the session, then back
+    in with its position, each touching only that partition."""
+    builder = FetchSessionBuilder()
+    builder.forget(("t", 0))  # not wanted: nothing to do
+    builder.want("t", part(0, 10))
+    builder.want("t", part(1, 20))
+    builder.build()
+    assert builder.on_response(p.FetchResponse(session_id=5, topics=[]))
+    builder.forget(("t", 1))
+    _, _, topics, forgotten = builder.build()
+    assert (topics, forgotten) == ([], [p.FetchForgottenTopic(name="t", partitions=[1])])
+    assert builder.on_response(p.FetchResponse(session_id=5, topics=[]))
+    builder.want("t", part(1, 21))
+    _, _, topics, forgotten = builder.build()
+    assert forgotten == []
+    assert [(q.partition_index, q.fetch_offset) for q in topics[0].partitions] == [(1, 21)]
+
+
 def test_the_builder_names_again_what_an_unanswered_request_named() -> None:
     builder = FetchSessionBuilder()
     builder.want("t", part(0, 10))
@@ -398,6 +417,49 @@ async def test_a_follower_round_looks_only_at_partitions_that_moved() -> None:
         # same records again and again.
         assert 30 <= rounds <= 60, rounds
         assert fetcher.positions_checked - checked <= 2 * followed + 2 * rounds
+
+
+async def test_a_partition_backing_off_costs_the_others_nothing() -> None:
+    """While one followed partition backs off (an error from the leader), the follower leaves
+    it out of the session and keeps looking only at what moved: a back-off used to rebuild
+    the round's partition list, and a new list means looking at every partition. When the
+    back-off ends the partition is fetched again from where it stands."""
+    async with Cluster(brokers=2) as cluster:
+        await cluster.create_topic("busy", 1, 2)
+        await cluster.create_topic("idle", 40, 2)
+        await cluster.wait_ready("idle")
+        leader = await cluster.leader("busy")
+        follower = cluster.broker(1 - leader)
+        fetcher = follower.fetchers[leader]
+        followed = follower.followed_from(leader)
+        idle = next(r for r in followed if r.topic == "idle")
+        with trio.fail_after(10):
+            while fetcher._retry_at or any(  # noqa: ASYNC110 - polls the fetcher
+                r.follower is not None and r.follower.truncating for r in followed
+            ):
+                await trio.sleep(0.02)
+        async with open_connection("127.0.0.1", cluster.ports[leader]) as conn:
+            first = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
+            await conn.request(p.ApiKey.PRODUCE, 8, first)
+            checked, fetches = fetcher.positions_checked, fetcher.fetches
+            for _ in range(30):
+                # Kept in back-off throughout (each one lasts 50 ms).
+                fetcher._back_off(idle, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                produce = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
+                response = await conn.request(p.ApiKey.PRODUCE, 8, produce)
+                assert response.topics[0].partitions[0].error_code == 0
+            rounds = fetcher.fetches - fetches
+            assert 30 <= rounds <= 60, rounds
+            assert fetcher.positions_checked - checked <= 2 * len(followed) + 2 * rounds
+            # Back-off over: the partition is fetched again.
+            produce = produce_request(
+                "idle", build_batch([(None, b"r")]), acks=-1, partition=idle.index
+            )
+            response = await conn.request(p.ApiKey.PRODUCE, 8, produce)
+            assert response.topics[0].partitions[0].error_code == 0
+            with trio.fail_after(5):
+                while idle.log_end_offset < 1:  # noqa: ASYNC110 - polls the replica
+                    await trio.sleep(0.02)
 
 
 async def test_news_read_by_a_long_poll_that_kept_waiting_is_still_sent(broker: Broker) -> None:
