@@ -184,9 +184,14 @@ class QuorumStrategy:
       rule), reported for Metadata and used to refuse ``acks=all`` early when fewer than a
       majority are caught up (the write could not commit in time anyway). It never gates the
       high watermark or elections, so a slow or dead follower of three stalls nothing.
-    - Election: only with reports from a live majority; the highest (last leader epoch, LEO)
-      wins, ties by assignment order. Any committed record is on a majority, which intersects
-      the reporting majority, and the most complete reporter holds it.
+    - Election: only with reports from a live majority; the first replica in assignment order
+      whose (last leader epoch, LEO) is at least that of a majority of the replicas (itself
+      included) wins: Raft's vote rule, where a candidate needs a majority of voters whose logs
+      are no more up to date than its own. Any committed record is on a majority, which
+      intersects the majority the winner is at least as complete as, so the winner holds it.
+      The most complete reporter always qualifies; the assignment order lets the preferred
+      replica win a planned election (ElectLeaders, the rebalance check) when it is close
+      behind a leader whose uncommitted tail is longer, instead of only on an exact tie.
     """
 
     name: ClassVar[str] = "quorum"
@@ -263,17 +268,17 @@ class QuorumStrategy:
         isr: Collection[int],
         unclean_allowed: bool,
     ) -> int | None:
-        """The live reporter with the highest (last leader epoch, LEO), given a live majority."""
+        """The first live reporter, in assignment order, at least as up to date as a majority
+        of the replicas (itself included), given a live majority of reporters."""
         voters = [r for r in replicas if r in live and r in reports]
-        if len(voters) < majority(len(replicas)):
+        needed = majority(len(replicas))
+        if len(voters) < needed:
             return None
-        best = voters[0]
-        best_key = tuple(reports[best])
-        for candidate in voters[1:]:
-            key = tuple(reports[candidate])
-            if key > best_key:  # strictly greater: ties keep the earlier replica
-                best, best_key = candidate, key
-        return best
+        keys = [tuple(reports[v]) for v in voters]
+        for candidate, key in zip(voters, keys, strict=True):
+            if sum(1 for other in keys if key >= other) >= needed:
+                return candidate
+        raise AssertionError("the most complete reporter always qualifies")  # pragma: no cover
 
 
 @attrs.frozen

@@ -197,13 +197,25 @@ def test_quorum_reports_replicas_within_lag_as_isr() -> None:
 # --- leader election --------------------------------------------------------------------------
 
 
-def test_quorum_elects_highest_epoch_then_leo_among_a_live_majority() -> None:
+def test_quorum_elects_the_first_replica_at_least_as_up_to_date_as_a_majority() -> None:
+    """Raft's vote rule: (last leader epoch, LEO) compared as a pair, the earliest replica in
+    the assignment that a majority (itself included) would vote for."""
     reports = {1: (3, 10), 2: (4, 7), 3: (4, 9)}
-    assert QUORUM.choose_leader((1, 2, 3), {1, 2, 3}, reports, {1}, False) == 3
+    # 2 is ahead of 1 (a later epoch) and of itself: a majority of three.
+    assert QUORUM.choose_leader((1, 2, 3), {1, 2, 3}, reports, {1}, False) == 2
+    # 1's later offsets are of an older epoch: 1 is behind both others.
+    assert QUORUM.choose_leader((1, 3, 2), {1, 2, 3}, reports, {1}, False) == 3
+    # Two reporters of three: the winner must be at least as up to date as both.
+    assert QUORUM.choose_leader((2, 3, 1), {2, 3}, reports, {1}, False) == 3
     assert QUORUM.choose_leader((1, 2, 3), {1, 2}, reports, {1}, False) == 2
     # Ties go to the earlier replica in the assignment.
     tied = {1: (4, 9), 2: (4, 9), 3: (4, 9)}
     assert QUORUM.choose_leader((3, 2, 1), {1, 2, 3}, tied, set(), False) == 3
+    # Five replicas, all reporting: the preferred one, two records behind the most complete,
+    # is still ahead of two others and itself.
+    five = {1: (4, 8), 2: (4, 10), 3: (4, 9), 4: (4, 7), 5: (4, 6)}
+    assert QUORUM.choose_leader((1, 2, 3, 4, 5), set(five), five, set(), False) == 1
+    assert QUORUM.choose_leader((5, 4, 1, 2, 3), set(five), five, set(), False) == 1
 
 
 def test_quorum_elects_nobody_without_a_live_majority_reporting() -> None:
