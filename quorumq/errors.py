@@ -338,6 +338,26 @@ class IneligibleReplica(QuorumqError):
     code = ErrorCode.INELIGIBLE_REPLICA
 
 
+class PreferredLeaderNotAvailable(QuorumqError):
+    """A preferred-leader election whose preferred replica is not live or not caught up."""
+
+    code = ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    retriable = True
+
+
+class EligibleLeadersNotAvailable(QuorumqError):
+    """An election (unclean, or preferred) with no replica allowed to lead."""
+
+    code = ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE
+    retriable = True
+
+
+class ElectionNotNeeded(QuorumqError):
+    """An election for a partition already led by the replica it would elect."""
+
+    code = ErrorCode.ELECTION_NOT_NEEDED
+
+
 class InvalidReplicaAssignment(QuorumqError):
     """A manual replica assignment with unknown brokers, duplicates or uneven sizes."""
 

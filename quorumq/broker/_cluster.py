@@ -106,6 +106,13 @@ class ClusterConfig:
     replica_lag_time_max_ms: int = DEFAULT_REPLICA_LAG_TIME_MAX_MS
     replica_fetch_max_wait_ms: int = 500
     replica_tick_s: float = 0.25
+    auto_leader_rebalance_enable: bool = True
+    """``auto.leader.rebalance.enable``: the controller moves leadership back to preferred
+    replicas (``controller.image.plan_leader_rebalance``)."""
+    leader_imbalance_check_interval_ms: int = 300_000
+    """``leader.imbalance.check.interval.seconds`` × 1000 (Kafka's default: 300 s)."""
+    leader_imbalance_per_broker_percentage: int = 10
+    """``leader.imbalance.per.broker.percentage``."""
 
 
 OPENS_PER_PASS = 400
@@ -177,6 +184,7 @@ class ClusterBroker(Broker):
             groups.leader_lookup = self._leader_lookup
         self._handlers[p.ApiKey.CREATE_TOPICS] = self._create_topics
         self._handlers[p.ApiKey.DELETE_TOPICS] = self._delete_topics
+        self._handlers[p.ApiKey.ELECT_LEADERS] = self._elect_leaders
         for api_key, bound_ms in (
             (p.ApiKey.PRODUCE, _produce_hold_ms),
             (p.ApiKey.FETCH, _fetch_hold_ms),
@@ -243,6 +251,13 @@ class ClusterBroker(Broker):
                     session_timeout_ms=self.cluster.session_timeout_ms,
                     electors=electors_for(STRATEGIES),
                     default_replication_strategy=DEFAULT_STRATEGY,
+                    auto_leader_rebalance_enable=self.cluster.auto_leader_rebalance_enable,
+                    leader_imbalance_check_interval_ms=(
+                        self.cluster.leader_imbalance_check_interval_ms
+                    ),
+                    leader_imbalance_per_broker_percentage=(
+                        self.cluster.leader_imbalance_per_broker_percentage
+                    ),
                 ),
                 tick_interval_s=self.cluster.controller_tick_s,
                 clock_ms=now_ms,
@@ -599,7 +614,9 @@ class ClusterBroker(Broker):
             log.info("broker %d dropped replica %s-%d", self.config.node_id, *key)
 
     def _reports(self) -> list[ReplicaReport]:
-        """Reports for the replicas of leaderless partitions only.
+        """Reports for the replicas of leaderless partitions, and for those this broker is the
+        preferred replica of but only follows (what a preferred election under ``quorum`` checks
+        before it ends the leader's epoch; in a balanced cluster there are none).
 
         Why only those: the one reader is the quorum elector, which elects a leaderless
         partition from reports made after its epoch ended (``requires_fresh_reports``); a report
@@ -609,11 +626,12 @@ class ClusterBroker(Broker):
         to decode, measured idle, every 2 s per broker (docs/benchmarks.md). A heartbeat replaces the broker's reports, so those of
         partitions that got a leader drop out of the image with the next one."""
         reports = []
+        node = self.config.node_id
         for (topic, index), partition in self.partitions.items():
-            if (
-                isinstance(partition, ReplicaPartition)
-                and partition.role == IDLE
-                and partition.leader_id == NO_LEADER
+            if not isinstance(partition, ReplicaPartition):
+                continue
+            if (partition.role == IDLE and partition.leader_id == NO_LEADER) or (
+                partition.role == FOLLOWER and partition.replicas[:1] == (node,)
             ):
                 last_epoch, leo, current = partition.report()
                 reports.append(ReplicaReport(topic, index, last_epoch, leo, current))
@@ -977,6 +995,51 @@ class ClusterBroker(Broker):
             return p.DeleteTopicsResponse(responses=results)
 
         return Delayed(delete_all)
+
+    def _elect_leaders(self, header: p.RequestHeader, request: p.ElectLeadersRequest) -> Any:
+        """ElectLeaders (``kafka-leader-election.sh``, AdminClient ``elect_leaders``): planned
+        and committed by the controller service on this broker's voter, answered once each
+        partition has its leader or has failed (see ``Controller.elect_leaders``)."""
+        deadline = trio.current_time() + max(request.timeout_ms, 1000) / 1000
+        keys: list[tuple[str, int]] | None = None
+        if request.topic_partitions is not None:
+            keys = [(t.topic, index) for t in request.topic_partitions for index in t.partitions]
+
+        async def elect() -> Any:
+            top_level = 0
+            results: dict[tuple[str, int], QuorumqError | None]
+            try:
+                controller = await self._controller_by(deadline)
+                results = await self._through_controller(
+                    lambda: controller.elect_leaders(
+                        request.election_type,
+                        keys,
+                        timeout_s=max(deadline - trio.current_time(), 0.1),
+                    ),
+                    deadline,
+                )
+            except QuorumqError as exc:
+                # v0 has no top-level error code: the partitions named carry it too.
+                top_level = exc.code
+                results = dict.fromkeys(keys or [], exc)
+            by_topic: dict[str, list[p.ElectLeadersPartitionResult]] = {}
+            for (topic, index), error in results.items():
+                by_topic.setdefault(topic, []).append(
+                    p.ElectLeadersPartitionResult(
+                        partition_id=index,
+                        error_code=0 if error is None else error.code,
+                        error_message=None if error is None else str(error),
+                    )
+                )
+            return p.ElectLeadersResponse(
+                error_code=top_level,
+                replica_election_results=[
+                    p.ElectLeadersTopicResult(topic=topic, partition_result=parts)
+                    for topic, parts in by_topic.items()
+                ],
+            )
+
+        return Delayed(elect)
 
     def _controller_or_raise(self) -> Controller:
         if self.controller is None:

@@ -52,6 +52,17 @@ def broker_command(
     replica_lag_time_max_ms: int = typer.Option(
         30000, "--replica-lag-time-max-ms", help="replica.lag.time.max.ms (cluster mode)"
     ),
+    auto_leader_rebalance: bool = typer.Option(
+        True,
+        "--auto-leader-rebalance/--no-auto-leader-rebalance",
+        help="auto.leader.rebalance.enable (cluster mode)",
+    ),
+    leader_imbalance_check_interval_ms: int = typer.Option(
+        300_000,
+        "--leader-imbalance-check-interval-ms",
+        min=100,
+        help="leader.imbalance.check.interval.seconds, in ms (cluster mode)",
+    ),
 ) -> None:
     """Run one broker in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
     logging.basicConfig(
@@ -79,6 +90,8 @@ def broker_command(
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_s=heartbeat_interval_ms / 1000,
             replica_lag_time_max_ms=replica_lag_time_max_ms,
+            auto_leader_rebalance_enable=auto_leader_rebalance,
+            leader_imbalance_check_interval_ms=leader_imbalance_check_interval_ms,
         )
     run_trio(_serve_until_signal, config, cluster)
 

@@ -20,14 +20,17 @@ from quorumq.errors import (
     BrokerIdNotRegistered,
     InvalidConfig,
     NotController,
+    PreferredLeaderNotAvailable,
     QuorumqError,
     RequestTimedOut,
     StaleBrokerEpoch,
     UnknownTopicOrPartition,
+    error_for_code,
 )
 
 from ._bridge import ControllerBridge, wall_clock_ms
 from .image import (
+    NO_LEADER,
     TOPIC_CONFIG_CHECKS,
     BrokerChanged,
     BrokerHeartbeat,
@@ -36,9 +39,13 @@ from .image import (
     CreateTopic,
     DeleteTopic,
     MetadataRecord,
+    PartitionChange,
     RegisterBroker,
+    Rejected,
     ReplicaReport,
     plan_create_topic,
+    plan_election,
+    plan_leader_rebalance,
     tick,
     validate_topic_configs,
 )
@@ -74,15 +81,111 @@ class Controller:
         self._rng = rng or random.Random()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Ticks while this voter is the active controller, idles otherwise; runs until cancelled."""
+        """Ticks while this voter is the active controller, idles otherwise; runs until
+        cancelled. The leader-imbalance check runs every ``leader_imbalance_check_interval_ms``
+        of being active (the first one that long after taking over, as Kafka schedules it)."""
         task_status.started()
+        rebalance_at: int | None = None
         while True:
             if self.bridge.is_active:
                 await self.tick_once()
+                if self.config.auto_leader_rebalance_enable:
+                    now = self._clock_ms()
+                    if rebalance_at is None:
+                        rebalance_at = now + self.config.leader_imbalance_check_interval_ms
+                    elif now >= rebalance_at:
+                        await self.rebalance_once()
+                        rebalance_at = now + self.config.leader_imbalance_check_interval_ms
                 await trio.sleep(self.tick_interval_s)
             else:
+                rebalance_at = None
                 with trio.move_on_after(self.tick_interval_s):
                     await self.bridge.changed.wait()
+
+    async def rebalance_once(self) -> list[PartitionChange]:
+        """Proposes the preferred-leader elections the imbalance check finds
+        (``image.plan_leader_rebalance``); returns them. Rejections are ignored, as in
+        :meth:`tick_once`: the next check decides again."""
+        records = plan_leader_rebalance(self.bridge.image, self.config)
+        if records:
+            logger.info(
+                "controller %d: leader imbalance: %d preferred elections",
+                self.bridge.node_id,
+                len(records),
+            )
+            await self.bridge.propose_all(records)
+        return records
+
+    async def elect_leaders(
+        self,
+        election_type: int,
+        partitions: Sequence[tuple[str, int]] | None,
+        *,
+        timeout_s: float = 30.0,
+    ) -> dict[tuple[str, int], QuorumqError | None]:
+        """ElectLeaders: plans each partition's election (``image.plan_election``),
+        commits them together, and waits until each has its leader (``None``) or has failed.
+
+        A two-step election (``quorum``, preferred) is complete when a later tick has elected
+        from fresh reports: if the preferred replica was behind by then another replica leads,
+        and the answer is PREFERRED_LEADER_NOT_AVAILABLE.
+
+        Args:
+            partitions: None for every partition of the cluster.
+        """
+        deadline = trio.current_time() + timeout_s
+        image = self.bridge.image
+        if partitions is None:
+            partitions = [(n, i) for n in sorted(image.topics) for i in image.topics[n].partitions]
+        results: dict[tuple[str, int], QuorumqError | None] = {}
+        planned: dict[tuple[str, int], PartitionChange] = {}
+        for key in partitions:
+            try:
+                planned[key] = plan_election(image, self.config, key[0], key[1], election_type)
+            except QuorumqError as exc:
+                results[key] = exc
+        outcomes = await self.bridge.propose_all(list(planned.values()), timeout_s=timeout_s)
+        waiting: dict[tuple[str, int], int] = {}
+        for (key, record), outcome in zip(planned.items(), outcomes, strict=True):
+            rejected = (
+                outcome
+                if isinstance(outcome, QuorumqError)
+                else next((c for c in outcome if isinstance(c, Rejected)), None)
+            )
+            if isinstance(rejected, Rejected):
+                error = error_for_code(int(rejected.code))
+                results[key] = error(f"election not committed: {rejected.reason}")
+            elif rejected is not None:
+                results[key] = rejected
+            elif record.new_leader == NO_LEADER:
+                waiting[key] = image.topics[key[0]].partitions[key[1]].replicas[0]
+            else:
+                results[key] = None
+        while waiting:
+            changed = self.bridge.changed
+            for key, preferred in list(waiting.items()):
+                state = self.bridge.image.partition(*key)
+                if state is None:
+                    results[key] = UnknownTopicOrPartition(f"{key[0]}-{key[1]} was deleted")
+                elif state.leader == preferred:
+                    results[key] = None
+                elif state.leader != NO_LEADER:
+                    results[key] = PreferredLeaderNotAvailable(
+                        f"{key[0]}-{key[1]}: broker {state.leader} was more up to date than "
+                        f"preferred replica {preferred} when the epoch ended, and leads"
+                    )
+                else:
+                    continue
+                del waiting[key]
+            if not waiting:
+                break
+            with trio.move_on_at(deadline) as scope:
+                await changed.wait()
+            if scope.cancelled_caught:
+                for key in waiting:
+                    results[key] = RequestTimedOut(f"{key[0]}-{key[1]}: election still running")
+                break
+        return results
 
     async def tick_once(self) -> list[MetadataRecord]:
         """Proposes this moment's decisions (see ``image.tick``); returns them.

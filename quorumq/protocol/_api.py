@@ -59,6 +59,7 @@ class ApiKey(enum.IntEnum):
     OFFSET_FOR_LEADER_EPOCH = 23
     DESCRIBE_CONFIGS = 32
     SASL_AUTHENTICATE = 36
+    ELECT_LEADERS = 43
 
 
 # The first flexible version of every API Kafka has (their JSON's "flexibleVersions"), including
@@ -129,6 +130,7 @@ register(
     2,
     3,
 )
+register(ApiKey.ELECT_LEADERS, admin.ElectLeadersRequest, admin.ElectLeadersResponse, 0, 2)
 register(ApiKey.FIND_COORDINATOR, admin.FindCoordinatorRequest, admin.FindCoordinatorResponse, 0, 2)
 register(ApiKey.JOIN_GROUP, groups.JoinGroupRequest, groups.JoinGroupResponse, 0, 5)
 register(ApiKey.SYNC_GROUP, groups.SyncGroupRequest, groups.SyncGroupResponse, 0, 3)

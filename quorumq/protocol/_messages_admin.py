@@ -1,5 +1,5 @@
 """Message schemas: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs, InitProducerId,
-OffsetForLeaderEpoch and FindCoordinator.
+OffsetForLeaderEpoch, FindCoordinator and ElectLeaders.
 
 Same conventions as ``_messages_core``: one class per Kafka struct for every version we speak,
 field order is wire order, a topic is ``name`` and a partition ``partition_index`` throughout.
@@ -291,3 +291,50 @@ class FindCoordinatorResponse:
     node_id: int = f(INT32, default=-1)
     host: str = f(STRING, default="")
     port: int = f(INT32, default=-1)
+
+
+# --- ElectLeaders (key 43) --------------------------------------------------------------------
+
+ELECTION_PREFERRED = 0
+"""ElectLeaders ``election_type``: move leadership to the first replica of the assignment."""
+ELECTION_UNCLEAN = 1
+"""ElectLeaders ``election_type``: elect the first live replica of a leaderless partition
+whose in-sync replicas are all gone (KIP-460)."""
+
+
+@attrs.frozen(kw_only=True)
+class ElectLeadersTopicPartitions:
+    topic: str = f(STRING)
+    partitions: Sequence[int] = f(Array(INT32), default=())
+
+
+@attrs.frozen(kw_only=True)
+class ElectLeadersRequest:
+    election_type: int = f(INT8, v=(1, None), default=ELECTION_PREFERRED)
+    topic_partitions: Sequence[ElectLeadersTopicPartitions] | None = f(
+        Array(ElectLeadersTopicPartitions), null=(0, None), default=None
+    )
+    """None: every partition of the cluster."""
+    timeout_ms: int = f(INT32, default=60000)
+
+
+@attrs.frozen(kw_only=True)
+class ElectLeadersPartitionResult:
+    partition_id: int = f(INT32)
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+
+
+@attrs.frozen(kw_only=True)
+class ElectLeadersTopicResult:
+    topic: str = f(STRING)
+    partition_result: Sequence[ElectLeadersPartitionResult] = f(Array(ElectLeadersPartitionResult))
+
+
+@attrs.frozen(kw_only=True)
+class ElectLeadersResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    error_code: int = f(INT16, v=(1, None), default=0)
+    replica_election_results: Sequence[ElectLeadersTopicResult] = f(
+        Array(ElectLeadersTopicResult), default=()
+    )

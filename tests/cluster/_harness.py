@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -151,7 +152,9 @@ async def open_cluster(
     session_timeout_ms: int = 1500,
     heartbeat_interval_s: float = 0.25,
     replica_lag_time_max_ms: int = 2000,
+    **cluster_options: Any,
 ) -> AsyncIterator[Cluster]:
+    """``cluster_options``: further :class:`ClusterConfig` fields."""
     ports = free_ports(brokers * 2)
     members = [
         Member(i, ports[2 * i], ports[2 * i + 1], root / f"broker-{i}") for i in range(brokers)
@@ -164,6 +167,7 @@ async def open_cluster(
         replica_lag_time_max_ms=replica_lag_time_max_ms,
         controller_tick_s=0.1,
         replica_tick_s=0.1,
+        **cluster_options,
     )
     async with trio.open_nursery() as nursery:
         cluster = Cluster(root, members, voters, nursery, cluster_config)

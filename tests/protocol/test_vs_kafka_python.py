@@ -53,6 +53,7 @@ KAFKA_PYTHON: dict[ApiKey, tuple[Any, Any]] = {
         kp_consumer.OffsetForLeaderEpochRequest,
         kp_consumer.OffsetForLeaderEpochResponse,
     ),
+    ApiKey.ELECT_LEADERS: (kp_admin.ElectLeadersRequest, kp_admin.ElectLeadersResponse),
     ApiKey.FIND_COORDINATOR: (
         kp_metadata.FindCoordinatorRequest,
         kp_metadata.FindCoordinatorResponse,

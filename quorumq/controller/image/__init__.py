@@ -27,6 +27,8 @@ from ._decisions import (
     assign_replicas,
     electors_for,
     plan_create_topic,
+    plan_election,
+    plan_leader_rebalance,
     tick,
 )
 from ._image import (
@@ -123,6 +125,8 @@ __all__ = [
     "image_from_dict",
     "image_to_dict",
     "plan_create_topic",
+    "plan_election",
+    "plan_leader_rebalance",
     "record_from_dict",
     "record_to_dict",
     "tick",

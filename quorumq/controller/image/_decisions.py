@@ -20,12 +20,18 @@ from typing import Protocol
 import attrs
 
 from quorumq.errors import (
+    ElectionNotNeeded,
+    EligibleLeadersNotAvailable,
     InvalidPartitions,
     InvalidReplicaAssignment,
     InvalidReplicationFactor,
+    InvalidRequest,
     InvalidTopic,
+    PreferredLeaderNotAvailable,
     TopicAlreadyExists,
+    UnknownTopicOrPartition,
 )
+from quorumq.protocol import ELECTION_PREFERRED, ELECTION_UNCLEAN
 
 from ._image import MetadataImage, PartitionState
 from ._records import (
@@ -172,6 +178,13 @@ class ControllerConfig:
     session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
     electors: Mapping[str, LeaderElector] = attrs.field(factory=_default_electors)
     default_replication_strategy: str = "isr"
+    auto_leader_rebalance_enable: bool = True
+    """``auto.leader.rebalance.enable``: move leadership back to preferred replicas."""
+    leader_imbalance_check_interval_ms: int = 300_000
+    """``leader.imbalance.check.interval.seconds`` (Kafka's default, 300 s) in ms."""
+    leader_imbalance_per_broker_percentage: int = 10
+    """``leader.imbalance.per.broker.percentage``: the share of a broker's preferred
+    partitions led elsewhere above which a check moves them back."""
 
     def elector_for(self, topic_config: Mapping[str, str]) -> LeaderElector:
         """The elector for a topic, from its ``replication.strategy`` config."""
@@ -344,6 +357,136 @@ def tick(image: MetadataImage, now_ms: int, config: ControllerConfig) -> list[Me
     return records
 
 
+# --- elections on request (ElectLeaders) and preferred-leader rebalancing ------------------------
+
+
+def plan_election(
+    image: MetadataImage, config: ControllerConfig, topic: str, index: int, election_type: int
+) -> PartitionChange:
+    """The record an ElectLeaders request (or a rebalance check) proposes for one partition.
+
+    *Preferred* (Kafka's ``PreferredReplicaPartitionLeaderElectionStrategy``): the first replica
+    of the assignment, when it is live and as complete as the rule needs. Under ``isr`` that is
+    ISR membership, and the change is one step: an ISR member holds every committed record, and
+    the old leader cannot commit more once the new leader stops fetching from it. Under
+    ``quorum`` the old leader could still commit through the other followers until it learns of
+    the change, so the election takes the same two steps as a failover: this record ends the
+    epoch (``NO_LEADER``) and a later tick elects from reports made after it. The quorum elector
+    takes the first replica in assignment order that is at least as up to date as a majority,
+    so the preferred one wins unless it is behind both others. It is proposed only once the
+    preferred replica has reported following the current leader epoch (a follower reports the
+    partitions it is the preferred replica of), not while it is still starting up.
+
+    *Unclean*: for a partition without a live leader, the first live ISR member, else the first
+    live replica with an ISR of itself alone (it may lack acknowledged records: the request says
+    that is acceptable). ``quorum`` topics have no unclean election: they elect from a live
+    majority or not at all.
+
+    Raises:
+        UnknownTopicOrPartition: no such partition.
+        ElectionNotNeeded: it is already led by the replica this election would choose (or,
+            unclean, by any live replica).
+        PreferredLeaderNotAvailable: the preferred replica is not live, not in the ISR, or
+            behind; or the partition is between leaders (its own election is under way).
+        EligibleLeadersNotAvailable: unclean, and no replica may lead.
+        InvalidRequest: an unknown ``election_type``.
+    """
+    topic_state = image.topics.get(topic)
+    state = None if topic_state is None else topic_state.partitions.get(index)
+    if topic_state is None or state is None:
+        raise UnknownTopicOrPartition(f"unknown partition {topic}-{index}")
+    live = image.live_brokers()
+    live_isr = tuple(b for b in state.replicas if b in state.isr and b in live)
+    elector = config.elector_for(topic_state.configs)
+    led = state.leader != NO_LEADER and state.leader in live
+    if election_type == ELECTION_PREFERRED:
+        preferred = state.replicas[0]
+        if state.leader == preferred and led:
+            raise ElectionNotNeeded(f"{topic}-{index} is led by its preferred replica")
+        if preferred not in live:
+            raise PreferredLeaderNotAvailable(
+                f"{topic}-{index}: preferred replica {preferred} is not live"
+            )
+        if not led:
+            raise PreferredLeaderNotAvailable(f"{topic}-{index} is between leaders")
+        if elector.requires_fresh_reports:
+            reports = image.reports_for(topic, index, min_current_leader_epoch=state.leader_epoch)
+            if preferred not in reports:
+                raise PreferredLeaderNotAvailable(
+                    f"{topic}-{index}: preferred replica {preferred} has not reported following "
+                    f"leader epoch {state.leader_epoch}"
+                )
+            return _change(image, topic, index, state, NO_LEADER, live_isr or state.isr)
+        if preferred not in state.isr:
+            raise PreferredLeaderNotAvailable(
+                f"{topic}-{index}: preferred replica {preferred} is not in the ISR"
+            )
+        return _change(image, topic, index, state, preferred, live_isr)
+    if election_type == ELECTION_UNCLEAN:
+        if led:
+            raise ElectionNotNeeded(f"{topic}-{index} has a live leader")
+        if elector.requires_fresh_reports:
+            raise EligibleLeadersNotAvailable(
+                f"{topic}-{index}: quorum topics elect from a live majority only"
+            )
+        if live_isr:
+            return _change(image, topic, index, state, live_isr[0], live_isr)
+        for broker_id in state.replicas:
+            if broker_id in live:
+                return _change(image, topic, index, state, broker_id, (broker_id,))
+        raise EligibleLeadersNotAvailable(f"{topic}-{index}: no replica is live")
+    raise InvalidRequest(f"unknown election type {election_type}")
+
+
+def plan_leader_rebalance(image: MetadataImage, config: ControllerConfig) -> list[PartitionChange]:
+    """Kafka's periodic leader-imbalance check (``auto.leader.rebalance.enable``): for each live
+    broker whose preferred partitions are led elsewhere above
+    ``leader_imbalance_per_broker_percentage``, preferred elections for those that may move
+    now (:func:`plan_election`); the rest wait for the next check.
+
+    Why: without it a broker that failed and came back leads nothing, so the survivors carry
+    all the load and the next failure of one of them moves twice the partitions."""
+    live = image.live_brokers()
+    preferred_of: dict[int, list[tuple[str, int, PartitionState]]] = {}
+    for name in sorted(image.topics):
+        for index, state in sorted(image.topics[name].partitions.items()):
+            if state.replicas and state.replicas[0] in live:
+                preferred_of.setdefault(state.replicas[0], []).append((name, index, state))
+    records: list[PartitionChange] = []
+    for broker_id in sorted(preferred_of):
+        partitions = preferred_of[broker_id]
+        elsewhere = [(n, i) for n, i, state in partitions if state.leader != broker_id]
+        if len(elsewhere) * 100 <= len(partitions) * config.leader_imbalance_per_broker_percentage:
+            continue
+        for name, index in elsewhere:
+            try:
+                records.append(plan_election(image, config, name, index, ELECTION_PREFERRED))
+            except (PreferredLeaderNotAvailable, ElectionNotNeeded):
+                continue
+    return records
+
+
+def _change(
+    image: MetadataImage,
+    topic_name: str,
+    index: int,
+    state: PartitionState,
+    leader: int,
+    isr: tuple[int, ...],
+) -> PartitionChange:
+    """A compare-and-set change of one partition against ``state`` (see the module doc)."""
+    return PartitionChange(
+        topic=topic_name,
+        topic_id=image.topics[topic_name].topic_id,
+        partition=index,
+        leader_epoch=state.leader_epoch,
+        partition_epoch=state.partition_epoch,
+        controller_epoch=image.controller_epoch,
+        new_leader=leader,
+        new_isr=isr,
+    )
+
+
 def _partition_decision(
     image: MetadataImage,
     config: ControllerConfig,
@@ -356,16 +499,7 @@ def _partition_decision(
     live_isr = tuple(b for b in state.isr if b in live)
 
     def change(leader: int, isr: tuple[int, ...]) -> PartitionChange:
-        return PartitionChange(
-            topic=topic_name,
-            topic_id=topic.topic_id,
-            partition=index,
-            leader_epoch=state.leader_epoch,
-            partition_epoch=state.partition_epoch,
-            controller_epoch=image.controller_epoch,
-            new_leader=leader,
-            new_isr=isr,
-        )
+        return _change(image, topic_name, index, state, leader, isr)
 
     if state.leader != NO_LEADER and state.leader in live:
         if live_isr == state.isr:

@@ -1,0 +1,122 @@
+"""Leadership back to preferred replicas: ElectLeaders from a real admin client, and the
+controller's periodic imbalance check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from quorumq.errors import ErrorCode
+from tests.cluster._harness import Cluster, open_cluster
+
+
+def _elect(bootstrap: str, election: str, partitions: list[tuple[str, int]] | None) -> Any:
+    """confluent-kafka's AdminClient.elect_leaders: {(topic, partition): error code or 0}."""
+    from confluent_kafka import ElectionType, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    chosen = None if partitions is None else [TopicPartition(t, i) for t, i in partitions]
+    future = admin.elect_leaders(ElectionType[election], chosen)
+    result = future.result(timeout=30)
+    return {
+        (tp.topic, tp.partition): 0 if error is None else error.code()
+        for tp, error in result.items()
+    }
+
+
+def _topic(cluster: Cluster, topic: str) -> Any:
+    """The topic's state in the image of a running broker that has it (a broker just
+    restarted may not have replayed it yet)."""
+    for broker in cluster.running():
+        if broker.bridge is not None and topic in broker.bridge.image.topics:
+            return broker.bridge.image.topics[topic]
+    raise AssertionError(f"no running broker knows {topic!r}")
+
+
+def _leaders(cluster: Cluster, topic: str) -> dict[int, tuple[int, tuple[int, ...]]]:
+    """partition → (leader, replicas)."""
+    return {i: (p.leader, p.replicas) for i, p in _topic(cluster, topic).partitions.items()}
+
+
+async def _fail_over_from(
+    cluster: Cluster, topic: str, victim: int, partitions: int, *, isr: bool = True
+) -> None:
+    """Stops ``victim`` until it leads nothing, starts it again, and (``isr``) waits until it
+    is back in every ISR, so a preferred election may pick it. A ``quorum`` topic's ISR in the
+    image is advisory and does not grow back: there the election itself waits."""
+    await cluster.stop(victim)
+    await cluster.wait_for(
+        lambda: all(leader != victim for leader, _ in _leaders(cluster, topic).values()),
+        15,
+        "leadership moved off the stopped broker",
+    )
+    await cluster.start(victim)
+
+    def back_in_sync() -> bool:
+        return all(victim in p.isr for p in _topic(cluster, topic).partitions.values())
+
+    if isr:
+        await cluster.wait_for(back_in_sync, 20, "the restarted broker back in every ISR")
+    await cluster.wait_leaders(topic, partitions)
+
+
+@pytest.mark.parametrize("strategy", ["isr", "quorum"])
+async def test_elect_leaders_moves_leadership_back_to_preferred_replicas(
+    tmp_path: Path, strategy: str
+) -> None:
+    async with open_cluster(tmp_path, auto_leader_rebalance_enable=False) as cluster:
+        await cluster.create_topic("t", 3, 3, {"replication.strategy": strategy})
+        leaders = _leaders(cluster, "t")
+        assert all(leader == replicas[0] for leader, replicas in leaders.values())
+        victim = leaders[0][0]
+        await _fail_over_from(cluster, "t", victim, 3, isr=strategy == "isr")
+        led_by_victim = [i for i, (_, replicas) in leaders.items() if replicas[0] == victim]
+        assert all(_leaders(cluster, "t")[i][0] != victim for i in led_by_victim)
+        bootstrap = f"127.0.0.1:{cluster.members[(victim + 1) % 3].port}"
+        wanted = [("t", i) for i in led_by_victim]
+        result: dict[tuple[str, int], int] = {}
+        with trio.fail_after(40):
+            while True:
+                # A quorum election waits until the preferred replica has reported the new
+                # leader epoch (a heartbeat away): PREFERRED_LEADER_NOT_AVAILABLE until then.
+                result = await trio.to_thread.run_sync(_elect, bootstrap, "PREFERRED", wanted)
+                if set(result.values()) != {ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE}:
+                    break
+                await trio.sleep(0.3)
+        assert result == dict.fromkeys(wanted, 0)
+        # Answered once the controller's image has the new leaders; every broker's image has
+        # them a Raft append later.
+        await cluster.wait_leaders("t", 3)
+        assert all(_leaders(cluster, "t")[i][0] == victim for i in led_by_victim)
+        # Again: nothing to do. An unknown partition is named as such.
+        again = await trio.to_thread.run_sync(_elect, bootstrap, "PREFERRED", [*wanted, ("t", 7)])
+        assert again == {
+            **dict.fromkeys(wanted, ErrorCode.ELECTION_NOT_NEEDED),
+            ("t", 7): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        }
+        # Unclean: every partition has a live leader, so none is needed.
+        unclean = await trio.to_thread.run_sync(_elect, bootstrap, "UNCLEAN", None)
+        assert set(unclean.values()) == {ErrorCode.ELECTION_NOT_NEEDED}
+        assert len(unclean) >= 3
+
+
+async def test_the_controller_moves_leadership_back_by_itself(tmp_path: Path) -> None:
+    """auto.leader.rebalance.enable (Kafka's default): a broker that failed and came back
+    leads its preferred partitions again after the next imbalance check (a quorum topic, the
+    default: the election waits for fresh reports)."""
+    async with open_cluster(tmp_path, leader_imbalance_check_interval_ms=500) as cluster:
+        await cluster.create_topic("t", 6, 3)
+        victim = _leaders(cluster, "t")[0][0]
+        await _fail_over_from(cluster, "t", victim, 6, isr=False)
+        await cluster.wait_for(
+            lambda: all(
+                leader == replicas[0] for leader, replicas in _leaders(cluster, "t").values()
+            ),
+            15,
+            "every partition led by its preferred replica",
+        )
+        await cluster.wait_leaders("t", 6)
