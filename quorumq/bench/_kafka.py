@@ -574,6 +574,10 @@ def failover_bench(
         raise BenchError("the replication factor must fit the brokers left after one is killed")
     if partitions and brokers < 3:
         raise BenchError("--partitions needs 3 brokers for its replication factor of 3")
+    if partitions:
+        # Leadership back to preferred replicas soon after a restart, so that every trial
+        # starts balanced and its victim leads a third of the topic.
+        broker_args = (*REBALANCE_ARGS, *broker_args)
     supervisor = _cluster_supervisor(brokers, broker_args, launcher)
     out: list[FailoverTrial] = []
     load_topic = f"failover-load-{os.getpid()}"
@@ -638,8 +642,35 @@ def failover_bench(
             supervisor.restart(victim, timeout_s=90)
             if partitions:
                 _wait_all_led(supervisor, range(brokers), load_topic, partitions, 120)
+                _wait_balanced(supervisor, load_topic, 60)
                 _wait_all_serving(supervisor.bootstrap, load_topic, partitions, 120)
     return out
+
+
+REBALANCE_ARGS: tuple[str, ...] = ("--leader-imbalance-check-interval-ms", "2000")
+"""``bench failover --partitions``: the controller's leader-imbalance check every 2 s
+(Kafka's default is 300 s)."""
+
+
+def _wait_balanced(supervisor: Supervisor, topic: str, timeout_s: float) -> bool:
+    """Polls Metadata until every partition of ``topic`` is led by its preferred replica (the
+    first of its assignment), as the controller's imbalance check moves them back after a
+    restart; False when ``timeout_s`` runs out first (the trial then starts unbalanced, and
+    says so in ``partitions_moved``)."""
+    from quorumq.cluster import cluster_view
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            view = cluster_view(supervisor.bootstrap.split(",")[0], [topic], timeout_s=2)
+        except ConnectionError:
+            time.sleep(0.2)
+            continue
+        mine = [p for p in view.partitions if p.topic == topic]
+        if mine and all(p.replicas and p.leader_id == p.replicas[0] for p in mine):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _wait_all_serving(bootstrap: str, topic: str, partitions: int, timeout_s: float) -> bool:
