@@ -14,7 +14,9 @@ request method returns a :class:`~quorumq.groups.Step` (answers now due, identif
   False and sets ``leader_lookup`` so FindCoordinator names the right broker.
 - **Loading.** A partition is loaded by replaying its log (log start to log end; a leader never
   truncates its own log) through :class:`~quorumq.groups.GroupStateLoader`, so committed offsets
-  and group generations survive a restart or a failover.
+  and group generations survive a restart or a failover. The replay is a task that reads a
+  chunk at a time, so a large partition does not stop the broker while it loads; its groups
+  answer COORDINATOR_LOAD_IN_PROGRESS until it is done.
 - **Delayed answers.** A JoinGroup or SyncGroup (or an OffsetCommit waiting for its write) whose
   answer is not due yet registers a :class:`_Waiter` under its handle and returns a ``Delayed``;
   the connection's pipeline keeps its place in the response order. A later step's completion
@@ -126,6 +128,10 @@ class GroupCoordinatorShell:
         self._nursery: trio.Nursery | None = None
         self._wake = trio.Event()
         self._report_chain: dict[int, trio.Event] = {}
+        self._load_tokens: dict[int, object] = {}
+        """The load running for each partition (a newer one, or an unload, abandons it)."""
+        self.loads_completed = 0
+        """``__consumer_offsets`` partitions loaded so far (tests and stats)."""
 
     def _group_config(self, partitions: int | None = None) -> GroupConfig:
         config = self._broker.config
@@ -168,20 +174,58 @@ class GroupCoordinatorShell:
     def on_become_leader(self, partition: int) -> None:
         """Hook: this broker now leads ``__consumer_offsets-partition``: load its groups.
 
-        Synchronous: the partition's log (log start to log end) is replayed before this returns;
-        requests for its groups answer COORDINATOR_LOAD_IN_PROGRESS only if they arrive while a
-        caller interleaves. A partition that fails to load (corrupt records) stays unloaded, its
-        groups answer NOT_COORDINATOR, and the failure is logged.
+        The partition's log (log start to log end) is replayed one read of
+        ``_LOAD_READ_BYTES`` at a time: the first read at once, any further ones by a task with
+        a checkpoint between reads; meanwhile its groups answer COORDINATOR_LOAD_IN_PROGRESS
+        (Kafka loads on a scheduler thread and answers the same). Why: replaying a large
+        partition in one step stopped the whole broker, replication and heartbeats included,
+        for as long as it took. Before the shell runs (no nursery yet) it loads at once. A partition that fails to load (corrupt
+        records) stays unloaded, its groups answer NOT_COORDINATOR, and the failure is logged.
         """
         self._drive(self.coordinator.begin_load(partition))
+        token = self._load_tokens[partition] = object()
         loader = GroupStateLoader()
         try:
-            self._replay(partition, loader)
+            # The first read at once: a small partition (most are) is served without a wait.
+            offset = self._replay_chunk(
+                partition, self._offsets_part(partition).log_start_offset, loader
+            )
+            while offset is not None and self._nursery is None:
+                offset = self._replay_chunk(partition, offset, loader)
         except Exception as exc:
-            log.error("cannot load %s-%d", OFFSETS_TOPIC, partition, exc_info=exc)
-            self._drive(self.coordinator.unload(partition))
+            self._load_failed(partition, exc)
             return
+        if offset is None:
+            self._complete_load(partition, loader)
+            return
+        assert self._nursery is not None
+        self._nursery.start_soon(self._load, partition, token, loader, offset)
+
+    async def _load(
+        self, partition: int, token: object, loader: GroupStateLoader, offset: int | None
+    ) -> None:
+        try:
+            while offset is not None:
+                await trio.lowlevel.checkpoint()
+                if self._load_tokens.get(partition) is not token:
+                    return  # leadership moved (or a newer load started) meanwhile
+                offset = self._replay_chunk(partition, offset, loader)
+        except Exception as exc:
+            if self._load_tokens.get(partition) is token:
+                self._load_failed(partition, exc)
+            return
+        if self._load_tokens.get(partition) is token:
+            self._complete_load(partition, loader)
+
+    def _load_failed(self, partition: int, exc: Exception) -> None:
+        log.error("cannot load %s-%d", OFFSETS_TOPIC, partition, exc_info=exc)
+        self._load_tokens.pop(partition, None)
+        self._drive(self.coordinator.unload(partition))
+
+    def _complete_load(self, partition: int, loader: GroupStateLoader) -> None:
+        self._load_tokens.pop(partition, None)
         self.coordinator.complete_load(partition, loader, _now_ms())
+        self.loads_completed += 1
         if loader.group_ids():
             log.info(
                 "loaded %d groups from %s-%d", len(loader.group_ids()), OFFSETS_TOPIC, partition
@@ -189,35 +233,42 @@ class GroupCoordinatorShell:
         self._wake.set()
 
     def on_stop_leading(self, partition: int) -> None:
-        """Hook: this broker no longer leads ``__consumer_offsets-partition``: unload it.
+        """Hook: this broker no longer leads ``__consumer_offsets-partition``: unload it (and
+        abandon its load, if one is running).
 
         Waiting JoinGroup/SyncGroup/OffsetCommit requests of its groups answer NOT_COORDINATOR,
         so their clients look the coordinator up again.
         """
+        self._load_tokens.pop(partition, None)
         self._drive(self.coordinator.unload(partition))
 
-    def _replay(self, partition: int, loader: GroupStateLoader) -> None:
-        part = self._broker.partition(OFFSETS_TOPIC, partition)
-        offset = part.log_start_offset
+    def _offsets_part(self, partition: int) -> Any:
+        return self._broker.partition(OFFSETS_TOPIC, partition)
+
+    def _replay_chunk(self, partition: int, offset: int, loader: GroupStateLoader) -> int | None:
+        """Replays one read (up to ``_LOAD_READ_BYTES``) from ``offset``; returns where the
+        next read starts, or None at the log end (read again each time: nothing else writes
+        the partition's groups while they load, but the end is not assumed)."""
+        part = self._offsets_part(partition)
         end = part.log_end_offset
-        while offset < end:
-            records = part.log.read(offset, _LOAD_READ_BYTES, max_offset=end).records
-            position = 0
-            advanced = False
-            while len(records) - position >= HEADER_SIZE:
-                header = parse_batch_header(records, position)
-                if position + header.size > len(records):
-                    break
-                if not header.is_control:
-                    for record in decode_records(records, position):
-                        if record.key is not None:
-                            loader.apply(record.key, record.value)
-                position += header.size
-                if header.next_offset > offset:
-                    offset = header.next_offset
-                    advanced = True
-            if not advanced:
+        if offset >= end:
+            return None
+        records = part.log.read(offset, _LOAD_READ_BYTES, max_offset=end).records
+        position = 0
+        advanced = False
+        while len(records) - position >= HEADER_SIZE:
+            header = parse_batch_header(records, position)
+            if position + header.size > len(records):
                 break
+            if not header.is_control:
+                for record in decode_records(records, position):
+                    if record.key is not None:
+                        loader.apply(record.key, record.value)
+            position += header.size
+            if header.next_offset > offset:
+                offset = header.next_offset
+                advanced = True
+        return offset if advanced else None
 
     def ensure_offsets_topic(self) -> None:
         """Creates ``__consumer_offsets`` on first use (standalone: and loads its partitions).
