@@ -376,47 +376,64 @@ async def test_followers_replicate_through_sessions_and_survive_losing_them() ->
         assert all(len(cluster.broker(i).fetch_sessions) == 2 for i in range(3))
 
 
+async def _busy_next_to_idle(cluster: Cluster) -> tuple[int, ClusterBroker, Any]:
+    """A one-partition topic next to a 40-partition one, both RF 2, once the follower of the
+    busy partition's leader has settled: (leader id, follower, its fetcher from the leader).
+
+    Why wait: the follower may have asked for partitions before the leader had them (it
+    applies the image later, or opens them later: part of a topic this size opens in a worker
+    thread), and a NOT_LEADER_OR_FOLLOWER answer means 50 ms of back-off; measuring starts
+    once no back-off or truncation is pending."""
+    await cluster.create_topic("busy", 1, 2)
+    await cluster.create_topic("idle", 40, 2)
+    await cluster.wait_ready("idle")
+    leader = await cluster.leader("busy")
+    follower = cluster.broker(1 - leader)
+    fetcher = follower.fetchers[leader]
+
+    def unsettled() -> bool:
+        now = trio.current_time()
+        return any(at > now for at in fetcher._retry_at.values()) or any(
+            r.follower is not None and r.follower.truncating for r in follower.followed_from(leader)
+        )
+
+    with trio.fail_after(10):
+        while unsettled():  # noqa: ASYNC110 - polls the fetcher, no event to wait on
+            await trio.sleep(0.02)
+    return leader, follower, fetcher
+
+
+async def _thirty_produces(
+    cluster: Cluster, leader: int, fetcher: Any, before_each: Any = None
+) -> tuple[int, int]:
+    """One acks=all produce to "busy", then 30 more (``before_each()`` before each): (fetch
+    rounds, positions the fetcher looked at) over the 30."""
+    async with open_connection("127.0.0.1", cluster.ports[leader]) as conn:
+        first = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
+        await conn.request(p.ApiKey.PRODUCE, 8, first)
+        checked, fetches = fetcher.positions_checked, fetcher.fetches
+        for _ in range(30):
+            if before_each is not None:
+                before_each()
+            produce = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
+            response = await conn.request(p.ApiKey.PRODUCE, 8, produce)
+            assert response.topics[0].partitions[0].error_code == 0
+    return fetcher.fetches - fetches, fetcher.positions_checked - checked
+
+
 async def test_a_follower_round_looks_only_at_partitions_that_moved() -> None:
     """Idle partitions cost a follower's round nothing: after the first round only partitions
     a response or a truncation moved are looked at (and every one once per FULL_CHECK_S), so
     replicating one busy partition next to 40 idle ones does not walk the 40 each time."""
     async with Cluster(brokers=2) as cluster:
-        await cluster.create_topic("busy", 1, 2)
-        await cluster.create_topic("idle", 40, 2)
-        await cluster.wait_ready("idle")
-        leader = await cluster.leader("busy")
-        follower = cluster.broker(1 - leader)
-        fetcher = follower.fetchers[leader]
+        leader, follower, fetcher = await _busy_next_to_idle(cluster)
         followed = len(follower.followed_from(leader))
         assert followed > 10  # the leader leads some idle partitions too
-
-        # The follower may have asked for partitions before the leader had them (it applies
-        # the image later, or opens them later: part of a topic this size opens in a worker
-        # thread), and a NOT_LEADER_OR_FOLLOWER answer means 50 ms of back-off, during which
-        # each round looks at everything it may fetch: measure once that has settled.
-        def unsettled() -> bool:
-            now = trio.current_time()
-            return any(at > now for at in fetcher._retry_at.values()) or any(
-                r.follower is not None and r.follower.truncating
-                for r in follower.followed_from(leader)
-            )
-
-        with trio.fail_after(10):
-            while unsettled():  # noqa: ASYNC110 - polls the fetcher, no event to wait on
-                await trio.sleep(0.02)
-        async with open_connection("127.0.0.1", cluster.ports[leader]) as conn:
-            first = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
-            await conn.request(p.ApiKey.PRODUCE, 8, first)
-            checked, fetches = fetcher.positions_checked, fetcher.fetches
-            for _ in range(30):
-                produce = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
-                response = await conn.request(p.ApiKey.PRODUCE, 8, produce)
-                assert response.topics[0].partitions[0].error_code == 0
-        rounds = fetcher.fetches - fetches
+        rounds, checked = await _thirty_produces(cluster, leader, fetcher)
         # About a round per produce; a position not handed on would have the leader send the
         # same records again and again.
         assert 30 <= rounds <= 60, rounds
-        assert fetcher.positions_checked - checked <= 2 * followed + 2 * rounds
+        assert checked <= 2 * followed + 2 * rounds
 
 
 async def test_a_partition_backing_off_costs_the_others_nothing() -> None:
@@ -425,41 +442,28 @@ async def test_a_partition_backing_off_costs_the_others_nothing() -> None:
     the round's partition list, and a new list means looking at every partition. When the
     back-off ends the partition is fetched again from where it stands."""
     async with Cluster(brokers=2) as cluster:
-        await cluster.create_topic("busy", 1, 2)
-        await cluster.create_topic("idle", 40, 2)
-        await cluster.wait_ready("idle")
-        leader = await cluster.leader("busy")
-        follower = cluster.broker(1 - leader)
-        fetcher = follower.fetchers[leader]
+        leader, follower, fetcher = await _busy_next_to_idle(cluster)
         followed = follower.followed_from(leader)
         idle = next(r for r in followed if r.topic == "idle")
-        with trio.fail_after(10):
-            while fetcher._retry_at or any(  # noqa: ASYNC110 - polls the fetcher
-                r.follower is not None and r.follower.truncating for r in followed
-            ):
-                await trio.sleep(0.02)
+        # Kept in back-off throughout (each one lasts 50 ms).
+        rounds, checked = await _thirty_produces(
+            cluster,
+            leader,
+            fetcher,
+            lambda: fetcher._back_off(idle, ErrorCode.NOT_LEADER_OR_FOLLOWER),
+        )
+        assert 30 <= rounds <= 60, rounds
+        assert checked <= 2 * len(followed) + 2 * rounds
+        # Back-off over: the partition is fetched again.
         async with open_connection("127.0.0.1", cluster.ports[leader]) as conn:
-            first = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
-            await conn.request(p.ApiKey.PRODUCE, 8, first)
-            checked, fetches = fetcher.positions_checked, fetcher.fetches
-            for _ in range(30):
-                # Kept in back-off throughout (each one lasts 50 ms).
-                fetcher._back_off(idle, ErrorCode.NOT_LEADER_OR_FOLLOWER)
-                produce = produce_request("busy", build_batch([(None, b"r")]), acks=-1)
-                response = await conn.request(p.ApiKey.PRODUCE, 8, produce)
-                assert response.topics[0].partitions[0].error_code == 0
-            rounds = fetcher.fetches - fetches
-            assert 30 <= rounds <= 60, rounds
-            assert fetcher.positions_checked - checked <= 2 * len(followed) + 2 * rounds
-            # Back-off over: the partition is fetched again.
             produce = produce_request(
                 "idle", build_batch([(None, b"r")]), acks=-1, partition=idle.index
             )
             response = await conn.request(p.ApiKey.PRODUCE, 8, produce)
             assert response.topics[0].partitions[0].error_code == 0
-            with trio.fail_after(5):
-                while idle.log_end_offset < 1:  # noqa: ASYNC110 - polls the replica
-                    await trio.sleep(0.02)
+        with trio.fail_after(5):
+            while idle.log_end_offset < 1:  # noqa: ASYNC110 - polls the replica
+                await trio.sleep(0.02)
 
 
 async def test_news_read_by_a_long_poll_that_kept_waiting_is_still_sent(broker: Broker) -> None:

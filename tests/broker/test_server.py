@@ -33,11 +33,11 @@ def batch(*values: bytes, producer_id: int = -1, base_sequence: int = -1) -> byt
 
 
 def produce_request(
-    topic: str, records: bytes, acks: int = 1, partition: int = 0
+    topic: str, records: bytes, acks: int = 1, partition: int = 0, timeout_ms: int = 5000
 ) -> p.ProduceRequest:
     return p.ProduceRequest(
         acks=acks,
-        timeout_ms=5000,
+        timeout_ms=timeout_ms,
         topics=[
             p.ProduceRequestTopic(
                 name=topic,

@@ -48,10 +48,9 @@ def _topic(strategy: str, partitions: int = 3) -> MetadataImage:
     return apply_all([record], image)
 
 
-def _moved_off_preferred(image: MetadataImage, index: int = 0) -> tuple[MetadataImage, int]:
-    """Leadership of ``t-index`` moved to its second replica, as a failover leaves it."""
+def _changed(image: MetadataImage, index: int, leader: int, isr: tuple[int, ...]) -> MetadataImage:
+    """``t-index`` with a new leader and ISR, committed."""
     state = image.topics["t"].partitions[index]
-    second = state.replicas[1]
     change = PartitionChange(
         topic="t",
         topic_id="id-t",
@@ -59,10 +58,16 @@ def _moved_off_preferred(image: MetadataImage, index: int = 0) -> tuple[Metadata
         leader_epoch=state.leader_epoch,
         partition_epoch=state.partition_epoch,
         controller_epoch=image.controller_epoch,
-        new_leader=second,
-        new_isr=state.isr,
+        new_leader=leader,
+        new_isr=isr,
     )
-    return apply_all([change], image), second
+    return apply_all([change], image)
+
+
+def _moved_off_preferred(image: MetadataImage, index: int = 0) -> tuple[MetadataImage, int]:
+    """Leadership of ``t-index`` moved to its second replica, as a failover leaves it."""
+    state = image.topics["t"].partitions[index]
+    return _changed(image, index, state.replicas[1], state.isr), state.replicas[1]
 
 
 def test_a_preferred_election_under_isr_moves_leadership_back_in_one_step() -> None:
@@ -81,18 +86,9 @@ def test_a_preferred_replica_that_is_not_live_or_not_in_sync_is_not_elected() ->
     image, _ = _moved_off_preferred(_topic("isr"))
     state = image.topics["t"].partitions[0]
     preferred = state.replicas[0]
-    shrunk = PartitionChange(
-        topic="t",
-        topic_id="id-t",
-        partition=0,
-        leader_epoch=state.leader_epoch,
-        partition_epoch=state.partition_epoch,
-        controller_epoch=image.controller_epoch,
-        new_leader=state.leader,
-        new_isr=tuple(b for b in state.isr if b != preferred),
-    )
+    shrunk = _changed(image, 0, state.leader, tuple(b for b in state.isr if b != preferred))
     with pytest.raises(PreferredLeaderNotAvailable, match="not in the ISR"):
-        plan_election(apply_all([shrunk], image), CONFIG, "t", 0, ELECTION_PREFERRED)
+        plan_election(shrunk, CONFIG, "t", 0, ELECTION_PREFERRED)
     fenced = apply_all([FenceBroker(preferred, preferred + 1, 1)], image)
     with pytest.raises(PreferredLeaderNotAvailable, match="not live"):
         plan_election(fenced, CONFIG, "t", 0, ELECTION_PREFERRED)
@@ -146,17 +142,7 @@ def test_an_unclean_election_picks_a_live_replica_only_when_no_in_sync_one_is_le
     # The ISR shrank to the leader alone, and then the leader died.
     last = state.leader
     others = [b for b in state.replicas if b != last]
-    shrink = PartitionChange(
-        topic="t",
-        topic_id="id-t",
-        partition=0,
-        leader_epoch=state.leader_epoch,
-        partition_epoch=state.partition_epoch,
-        controller_epoch=image.controller_epoch,
-        new_leader=last,
-        new_isr=(last,),
-    )
-    image = apply_all([shrink, FenceBroker(last, last + 1, 1)], image)
+    image = apply_all([FenceBroker(last, last + 1, 1)], _changed(image, 0, last, (last,)))
     image = apply_all(tick(image, 1_001, CONFIG), image)
     assert image.topics["t"].partitions[0].leader == NO_LEADER  # clean: waits for `last`
     change = plan_election(image, CONFIG, "t", 0, ELECTION_UNCLEAN)

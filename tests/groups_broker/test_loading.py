@@ -4,6 +4,8 @@ load whose leadership moves away is abandoned."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 
@@ -17,7 +19,11 @@ from tests.groups_broker.test_errors import GROUP, TOPIC, commit
 COMMITS = 200
 
 
-async def _commit_many(broker: Broker) -> None:
+async def _committed_partition(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, int, int]:
+    """The group's partition after COMMITS commits, read 512 bytes (a few batches) at a time
+    from now on: (the group shell, the partition, loads completed so far)."""
     async with open_connection("127.0.0.1", broker.port) as conn:
         found = await conn.request(
             p.ApiKey.FIND_COORDINATOR, 2, p.FindCoordinatorRequest(key=GROUP)
@@ -25,6 +31,9 @@ async def _commit_many(broker: Broker) -> None:
         assert found.error_code == 0
         for offset in range(1, COMMITS + 1):  # standalone commits: one record each
             assert await commit(conn, -1, "", offset) == 0
+    shell = broker.groups  # type: ignore[attr-defined]
+    monkeypatch.setattr(groups_module, "_LOAD_READ_BYTES", 512)
+    return shell, shell.coordinator.partition_for(GROUP), shell.loads_completed
 
 
 async def _fetch(broker: Broker) -> tuple[int, int]:
@@ -45,11 +54,7 @@ async def _fetch(broker: Broker) -> tuple[int, int]:
 async def test_a_large_partition_loads_a_read_at_a_time(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _commit_many(broker)
-    shell = broker.groups  # type: ignore[attr-defined]
-    partition = shell.coordinator.partition_for(GROUP)
-    monkeypatch.setattr(groups_module, "_LOAD_READ_BYTES", 512)  # a few batches per read
-    loaded = shell.loads_completed
+    shell, partition, loaded = await _committed_partition(broker, monkeypatch)
     shell.on_stop_leading(partition)
     shell.on_become_leader(partition)
     assert partition not in shell.coordinator.active_partitions  # still loading
@@ -61,11 +66,7 @@ async def test_a_large_partition_loads_a_read_at_a_time(
 async def test_a_load_is_abandoned_when_leadership_moves_away(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _commit_many(broker)
-    shell = broker.groups  # type: ignore[attr-defined]
-    partition = shell.coordinator.partition_for(GROUP)
-    monkeypatch.setattr(groups_module, "_LOAD_READ_BYTES", 512)
-    loaded = shell.loads_completed
+    shell, partition, loaded = await _committed_partition(broker, monkeypatch)
     shell.on_stop_leading(partition)
     shell.on_become_leader(partition)
     shell.on_stop_leading(partition)
