@@ -40,6 +40,7 @@ from .image import (
     DeleteTopic,
     MetadataRecord,
     PartitionChange,
+    PartitionScan,
     RegisterBroker,
     Rejected,
     ReplicaReport,
@@ -79,6 +80,8 @@ class Controller:
         self.tick_interval_s = tick_interval_s
         self._clock_ms = clock_ms
         self._rng = rng or random.Random()
+        self.scan = PartitionScan()
+        """The last tick's partition pass, reused while nothing it depends on changed."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Ticks while this voter is the active controller, idles otherwise; runs until
@@ -195,7 +198,7 @@ class Controller:
         (``ControllerBridge.propose_all``): a broker failure that moves thousands of partitions
         costs a few Raft round trips, not one per partition.
         """
-        records = tick(self.bridge.image, self._clock_ms(), self.config)
+        records = tick(self.bridge.image, self._clock_ms(), self.config, self.scan)
         if not records:
             return records
         for outcome in await self.bridge.propose_all(records):

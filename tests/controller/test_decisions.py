@@ -20,6 +20,7 @@ from quorumq.controller.image import (
     IsrElector,
     MetadataImage,
     PartitionChange,
+    PartitionScan,
     PartitionState,
     RegisterBroker,
     ReplicaReport,
@@ -349,3 +350,49 @@ def test_tick_converges_to_live_leaders(
             assert p.leader == NO_LEADER or (p.leader in image.live_brokers() and p.leader in p.isr)
             if p.leader == NO_LEADER:
                 assert not (set(p.isr) & image.live_brokers())
+
+
+def test_a_tick_skips_the_partition_pass_while_nothing_it_depends_on_changed() -> None:
+    """An idle cluster's ticks look at no partition after a clean pass; a heartbeat does not
+    count as a change, a fenced broker or a new topic does, and so does a leaderless partition
+    (its election waits on reports, which heartbeats bring)."""
+    image = _with_topic(live_cluster(), "orders", partitions=6, rf=3)
+    scan = PartitionScan()
+    assert tick(image, 2_000, CONFIG, scan) == []
+    assert scan.partitions_examined == 6
+    image = apply_all([BrokerHeartbeat(b, b + 1, 3_000) for b in (0, 1, 2)], image)
+    assert tick(image, 3_000, CONFIG, scan) == []
+    assert scan.partitions_examined == 6  # skipped
+    image = _with_topic(image, "more", partitions=2, rf=3)
+    assert tick(image, 3_000, CONFIG, scan) == []
+    assert scan.partitions_examined == 6 + 8
+    # Broker 2 falls silent: fenced, and its partitions move, as without the scan.
+    image = apply_all([BrokerHeartbeat(b, b + 1, 12_000) for b in (0, 1)], image)
+    with_scan = tick(image, 12_500, CONFIG, scan)
+    assert with_scan == tick(image, 12_500, CONFIG)
+    assert any(isinstance(r, PartitionChange) for r in with_scan)
+    assert scan.partitions_examined == 6 + 8 + 8
+    # Not clean: the next tick looks again even with nothing changed.
+    tick(image, 12_500, CONFIG, scan)
+    assert scan.partitions_examined == 6 + 8 + 8 + 8
+
+
+def test_a_tick_keeps_looking_at_a_leaderless_partition_whose_votes_come_by_heartbeat() -> None:
+    """A quorum election waits for reports, which heartbeats bring without changing the
+    image's topics: a pass that met a leaderless partition is never reused."""
+    config = ControllerConfig(
+        electors=electors_for(STRATEGIES), default_replication_strategy="quorum"
+    )
+    image, _old, f0, f1 = _dead_leader("quorum")
+    image = apply_all(tick(image, 20_000, config), image)  # fenced; the epoch ends
+    scan = PartitionScan()
+    assert tick(image, 20_001, config, scan) == []  # no votes under the new epoch yet
+    image = apply_all(
+        [
+            BrokerHeartbeat(f0, f0 + 1, 20_002, (ReplicaReport("q", 0, 0, 10, 1),)),
+            BrokerHeartbeat(f1, f1 + 1, 20_002, (ReplicaReport("q", 0, 0, 12, 1),)),
+        ],
+        image,
+    )
+    (change,) = [r for r in tick(image, 20_002, config, scan) if isinstance(r, PartitionChange)]
+    assert change.new_leader == f1

@@ -310,7 +310,33 @@ def _check_assignments(
 # --- the periodic decisions -----------------------------------------------------------------------
 
 
-def tick(image: MetadataImage, now_ms: int, config: ControllerConfig) -> list[MetadataRecord]:
+@attrs.define(eq=False)
+class PartitionScan:
+    """What :func:`tick`'s last pass over every partition found, so that the next tick can
+    skip the pass when nothing it depends on has changed: the live brokers, and the image's
+    topics (compared by identity: the image is persistent, and a record that touches no
+    partition or topic keeps the same mapping, as heartbeats do). Only a *clean* pass is
+    reused, one that proposed nothing and met no leaderless partition, since an election
+    waiting for reports depends on heartbeats too.
+
+    Why: the active controller ticks four times a second, and a pass over 2,000 partitions
+    took 3.6 ms, about 15 ms of its event loop every second of an idle cluster. The caller
+    (``Controller``) owns one and passes it to every tick; ``tick`` without it always scans."""
+
+    live: frozenset[int] = frozenset()
+    topics: object = None
+    leaders: frozenset[int] = frozenset()
+    clean: bool = False
+    partitions_examined: int = 0
+    """Partitions looked at by all passes so far (tests and stats)."""
+
+
+def tick(
+    image: MetadataImage,
+    now_ms: int,
+    config: ControllerConfig,
+    scan: PartitionScan | None = None,
+) -> list[MetadataRecord]:
     """What the active controller should propose at ``now_ms`` (its wall clock, ms).
 
     1. FenceBroker for each unfenced broker silent for more than ``session_timeout_ms`` (counting
@@ -327,7 +353,8 @@ def tick(image: MetadataImage, now_ms: int, config: ControllerConfig) -> list[Me
        broker always gets a new leader epoch before it leads again).
 
     Every record is stamped with ``image.controller_epoch`` and compares-and-sets the epochs it
-    read, so the caller may propose them all and ignore rejections.
+    read, so the caller may propose them all and ignore rejections. With ``scan``, step 2 is
+    skipped when the last pass was clean and nothing it depends on changed (:class:`PartitionScan`).
     """
     epoch = image.controller_epoch
     timeout = config.session_timeout_ms
@@ -340,15 +367,28 @@ def tick(image: MetadataImage, now_ms: int, config: ControllerConfig) -> list[Me
             fenced_now.add(broker_id)
             records.append(FenceBroker(broker_id, broker.broker_epoch, epoch))
     live = image.live_brokers() - fenced_now
-    leaders: set[int] = set()
-    for name in sorted(image.topics):
-        topic = image.topics[name]
-        for index in sorted(topic.partitions):
-            state = topic.partitions[index]
-            change = _partition_decision(image, config, name, index, state, live)
-            leaders.add(state.leader)
-            if change is not None:
-                records.append(change)
+    leaders: Set[int]
+    if scan is not None and scan.clean and scan.live == live and scan.topics is image.topics:
+        leaders = scan.leaders
+    else:
+        leaders = set()
+        clean = True
+        examined = 0
+        for name in sorted(image.topics):
+            topic = image.topics[name]
+            for index in sorted(topic.partitions):
+                state = topic.partitions[index]
+                examined += 1
+                change = _partition_decision(image, config, name, index, state, live)
+                leaders.add(state.leader)
+                if change is not None or state.leader == NO_LEADER:
+                    clean = False
+                if change is not None:
+                    records.append(change)
+        if scan is not None:
+            scan.live, scan.topics, scan.leaders = live, image.topics, frozenset(leaders)
+            scan.clean = clean
+            scan.partitions_examined += examined
     for broker_id in sorted(image.brokers):
         broker = image.brokers[broker_id]
         fresh = now_ms - broker.last_heartbeat_ms <= timeout
