@@ -207,6 +207,25 @@ def rebuild_producer_state(partition_log: PartitionLog) -> ProducerStateManager:
     return state
 
 
+def scan_log(partition_log: PartitionLog) -> tuple[ProducerStateManager, list[tuple[int, int]]]:
+    """One pass over the log's batch headers for both things a replica rebuilds on open: the
+    producer state (:func:`rebuild_producer_state`) and (``partitionLeaderEpoch``, base offset)
+    wherever the epoch changes, for ``replication.rebuild_from_log``."""
+    epochs: list[tuple[int, int]] = []
+
+    def headers() -> Iterator[BatchHeader]:
+        last = None
+        for header in _iter_headers(partition_log):
+            if header.partition_leader_epoch != last:
+                last = header.partition_leader_epoch
+                epochs.append((last, header.base_offset))
+            yield header
+
+    state = ProducerStateManager()
+    state.load_from_batches(headers())
+    return state, epochs
+
+
 def _iter_headers(partition_log: PartitionLog) -> Iterator[BatchHeader]:
     offset = int(partition_log.log_start_offset)
     end = int(partition_log.log_end_offset)

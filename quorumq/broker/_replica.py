@@ -16,8 +16,9 @@ through the hooks that :class:`Partition` offers:
   NOT_LEADER_OR_FOLLOWER when deposed while waiting; the timeout is ``Partition.is_committed``'s)?
 
 Every HW move and every role change sets the ``appended`` event, so long-polling fetches and
-delayed produces re-check at once. The leader-epoch cache lives in ``leader-epoch-checkpoint``
-in the partition's directory and is saved whenever it changes.
+delayed produces re-check at once. The leader-epoch cache is derived from the log's batches
+on open; ``leader-epoch-checkpoint`` in the partition's directory keeps the epochs before the log
+start, and is rewritten (without fsync) whenever the cache changes.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from typing import ClassVar
 
 import attrs
 
-from quorumq.broker._partition import Partition, rebuild_producer_state
-from quorumq.errors import NotLeaderOrFollower
-from quorumq.log import ProducerStateManager
+from quorumq.broker._partition import Partition, rebuild_producer_state, scan_log
+from quorumq.errors import KafkaStorageError, NotLeaderOrFollower
+from quorumq.log import PartitionLog, ProducerStateManager
 from quorumq.protocol.records import (
     HEADER_SIZE,
     BatchHeader,
@@ -51,6 +52,7 @@ from quorumq.replication import (
     LeaderEpochCache,
     LeaderReplicaState,
     load_checkpoint,
+    rebuild_from_log,
     save_checkpoint,
     strategy_for,
 )
@@ -130,32 +132,39 @@ class ReplicaPartition(Partition):
         cls,
         topic: str,
         index: int,
-        partition_log: object,
+        partition_log: PartitionLog,
         *,
         broker_id: int,
         topic_id: str,
         directory: Path | None,
     ) -> ReplicaPartition:
-        """Wraps an opened log; loads the epoch cache from its checkpoint (trimmed to the log).
+        """Wraps an opened log; derives the epoch cache from the log's batches, with the
+        checkpoint only for epochs before the log start (``replication.rebuild_from_log``).
 
-        Raises:
-            KafkaStorageError: an unreadable checkpoint.
-        """
-        cache = LeaderEpochCache()
+        An unreadable checkpoint is logged and treated as empty: the log holds every epoch
+        that matters."""
+        checkpoint = LeaderEpochCache()
         if directory is not None:
-            cache = load_checkpoint(directory / CHECKPOINT_FILE_NAME)
+            try:
+                checkpoint = load_checkpoint(directory / CHECKPOINT_FILE_NAME)
+            except KafkaStorageError as exc:
+                log.warning("%s-%d: %s; rebuilding the epochs from the log", topic, index, exc)
+        producer_state, batch_epochs = scan_log(partition_log)
+        cache = rebuild_from_log(
+            checkpoint,
+            partition_log.log_start_offset,
+            batch_epochs,
+        )
         replica = cls(
             topic,
             index,
             partition_log,
-            rebuild_producer_state(partition_log),
+            producer_state,
             broker_id=broker_id,
             topic_id=topic_id,
             directory=directory,
             epoch_cache=cache,
         )
-        # A log torn on recovery can end before the checkpoint's last epoch start.
-        cache.truncate_from_end(replica.log_end_offset)
         latest = cache.latest_epoch
         if latest is not None:
             replica.leader_epoch = latest
@@ -546,7 +555,8 @@ class ReplicaPartition(Partition):
 
     def _save_epochs(self) -> None:
         if self.directory is not None:
-            save_checkpoint(self.directory / CHECKPOINT_FILE_NAME, self.epoch_cache)
+            # No fsync: the cache is derived from the log on open (see open()).
+            save_checkpoint(self.directory / CHECKPOINT_FILE_NAME, self.epoch_cache, durable=False)
 
 
 def _load_high_watermark(directory: Path) -> int:

@@ -19,6 +19,7 @@ from quorumq.replication._epoch_cache import (
     EpochEntry,
     LeaderEpochCache,
     load_checkpoint,
+    rebuild_from_log,
     save_checkpoint,
 )
 from quorumq.replication._follower import FollowerReplicaState, Truncation, plan_truncation
@@ -69,6 +70,7 @@ __all__ = [
     "load_checkpoint",
     "majority",
     "plan_truncation",
+    "rebuild_from_log",
     "save_checkpoint",
     "strategy_for",
 ]

@@ -12,7 +12,8 @@ module mirrors Kafka's ``LeaderEpochFileCache`` method for method (``assign``,
 The cache is pure: no locks, no files. :func:`save_checkpoint` / :func:`load_checkpoint` are the
 only functions touching the disk, with plain ``os`` calls (write a temporary file, fsync it,
 rename it over the old one, fsync the directory), so a crash leaves either the old or the new
-checkpoint, never half of one.
+checkpoint, never half of one. A broker replica re-derives its cache from its log's batches on
+open (:func:`rebuild_from_log`) and so writes the checkpoint without the fsyncs.
 """
 
 from __future__ import annotations
@@ -243,6 +244,50 @@ class LeaderEpochCache:
         return cache
 
 
+def rebuild_from_log(
+    checkpoint: LeaderEpochCache,
+    log_start_offset: int,
+    batch_epochs: Iterable[tuple[int, int]],
+) -> LeaderEpochCache:
+    """The cache of a log, from the epochs stamped on its own batches, and from the checkpoint
+    only for what lies before the log start.
+
+    Args:
+        checkpoint: the ``leader-epoch-checkpoint`` as loaded (possibly stale, or empty).
+        log_start_offset: the log's start offset.
+        batch_epochs: (``partitionLeaderEpoch``, base offset) of the log's batches in offset
+            order (only where the epoch changes is enough); negative epochs are skipped.
+
+    Why: every batch carries its epoch, so the log itself says which epoch starts where, and a
+    replica scans every batch header on open anyway (for the producer state). Deriving the
+    cache there makes the checkpoint a record of history only: entries of epochs that wrote
+    nothing are lost with it, which answers no OffsetForLeaderEpoch differently (such an
+    epoch ends where it starts). So the checkpoint needs no fsync, and a leader change no
+    longer costs two on the event loop per partition. Kafka's recovery likewise re-assigns
+    epochs from the batches of the segments it recovers. A checkpoint entry inside the log
+    that the log contradicts (a truncation whose rewrite was lost) is thereby dropped too.
+    """
+    history = [e for e in checkpoint.entries if e.start_offset < log_start_offset]
+    cache = LeaderEpochCache()
+    first = True
+    for epoch, base_offset in batch_epochs:
+        if epoch < 0:
+            continue
+        if first:
+            # History must not claim an epoch newer than the log's first batch.
+            for entry in history:
+                if entry.leader_epoch <= epoch:
+                    cache.assign(entry.leader_epoch, entry.start_offset)
+            first = False
+        latest = cache.latest_epoch
+        if latest is None or epoch > latest:
+            cache.assign(epoch, max(base_offset, 0))
+    if first:  # no batch: the history is all there is
+        for entry in history:
+            cache.assign(entry.leader_epoch, entry.start_offset)
+    return cache
+
+
 def _parse_int(text: str, what: str) -> int:
     stripped = text.strip()
     # int() accepts "1_0" and surrounding spaces; Kafka's Integer.parseInt accepts neither
@@ -253,11 +298,14 @@ def _parse_int(text: str, what: str) -> int:
     return int(stripped)
 
 
-def save_checkpoint(path: str | os.PathLike[str], cache: LeaderEpochCache) -> None:
+def save_checkpoint(
+    path: str | os.PathLike[str], cache: LeaderEpochCache, *, durable: bool = True
+) -> None:
     """Writes ``cache`` to ``path`` atomically: temporary file, fsync, rename, fsync the dir.
 
     Kafka writes ``leader-epoch-checkpoint`` the same way. A crash at any point leaves either the
-    previous checkpoint or the new one.
+    previous checkpoint or the new one. ``durable=False`` skips both fsyncs: for a cache that
+    :func:`rebuild_from_log` re-derives on open, where a lost or torn write costs nothing.
 
     Raises:
         KafkaStorageError: the write, fsync or rename failed (disk full, I/O error).
@@ -272,10 +320,13 @@ def save_checkpoint(path: str | os.PathLike[str], cache: LeaderEpochCache) -> No
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temporary, target)
+        if not durable:
+            return
         directory = os.path.dirname(target) or "."
         dir_fd = os.open(directory, os.O_RDONLY)
         try:

@@ -17,6 +17,7 @@ from quorumq.replication import (
     EpochEntry,
     LeaderEpochCache,
     load_checkpoint,
+    rebuild_from_log,
     save_checkpoint,
 )
 
@@ -210,3 +211,54 @@ def test_epoch_cache_stays_monotonic_and_answers_within_log(
         assert epoch <= requested
         assert end_offset <= log_end_offset
     assert _pairs(LeaderEpochCache.from_checkpoint(cache.to_checkpoint())) == pairs
+
+
+# --- rebuilt from the log on open -------------------------------------------------------------
+
+
+def _rebuilt(
+    checkpoint: list[tuple[int, int]], log_start: int, batches: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    return _pairs(rebuild_from_log(LeaderEpochCache.from_entries(checkpoint), log_start, batches))
+
+
+def test_the_log_decides_every_epoch_it_holds() -> None:
+    # No checkpoint at all (lost, or never written): the batches say it all.
+    assert _rebuilt([], 0, [(1, 0), (1, 5), (3, 10)]) == [(1, 0), (3, 10)]
+    # A checkpoint entry inside the log that the log contradicts (a truncation whose rewrite
+    # was lost, then other epochs' records written there): the log wins.
+    assert _rebuilt([(1, 0), (5, 100)], 0, [(1, 0), (4, 100), (6, 150)]) == [
+        (1, 0),
+        (4, 100),
+        (6, 150),
+    ]
+    # Batches without an epoch are skipped.
+    assert _rebuilt([], 0, [(-1, 0), (2, 3)]) == [(2, 3)]
+
+
+def test_the_checkpoint_keeps_only_history_before_the_log_start() -> None:
+    assert _rebuilt([(1, 0), (2, 50), (3, 90)], 100, [(3, 100), (4, 120)]) == [
+        (1, 0),
+        (2, 50),
+        (3, 90),
+        (4, 120),
+    ]
+    # History may not claim an epoch newer than the log's first batch.
+    assert _rebuilt([(1, 0), (5, 90)], 100, [(3, 100)]) == [(1, 0), (3, 100)]
+    # An empty log (retention took everything): the history, less epochs that start at the end.
+    assert _rebuilt([(1, 0), (2, 10)], 20, []) == [(1, 0), (2, 10)]
+    assert _rebuilt([(1, 0), (2, 20)], 20, []) == [(1, 0)]
+
+
+def test_a_checkpoint_written_without_durability_skips_the_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    path = tmp_path / "leader-epoch-checkpoint"
+    save_checkpoint(path, LeaderEpochCache.from_entries([(1, 0)]), durable=False)
+    assert calls == []
+    assert _pairs(load_checkpoint(path)) == [(1, 0)]
+    save_checkpoint(path, LeaderEpochCache.from_entries([(1, 0), (2, 5)]))
+    assert len(calls) == 2  # the file, then the directory
