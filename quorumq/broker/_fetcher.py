@@ -118,7 +118,7 @@ class FollowerFetcher:
         while self.source.followed_from(self.leader_id):
             address = self.source.leader_address(self.leader_id)
             if address is None:
-                await self._sleep(0.1)
+                await self._back_off_whole(0.1)
                 continue
             host, port = address
             error: Exception | None = None
@@ -143,8 +143,20 @@ class FollowerFetcher:
                     error,
                     backoff,
                 )
-                await self._sleep(backoff)
+                await self._back_off_whole(backoff)
                 backoff = min(backoff * 2, 1.0)
+
+    async def _back_off_whole(self, seconds: float) -> None:
+        """Waits ``seconds`` before reconnecting, or until this broker follows nothing from
+        the leader. A :meth:`wake` (the partition set changed) ends the wait only for that
+        check: during a failover every image change wakes the fetchers, and each wake used to
+        be an immediate reconnect to the dead leader (and a log line), dozens a second."""
+        deadline = trio.current_time() + seconds
+        while self.source.followed_from(self.leader_id):
+            left = deadline - trio.current_time()
+            if left <= 0:
+                return
+            await self._sleep(left)
 
     async def _sleep(self, seconds: float) -> None:
         with trio.move_on_after(seconds):

@@ -185,3 +185,29 @@ async def test_a_large_topic_is_opened_in_batches_between_which_the_broker_serve
         for broker in cluster.running():
             assert sum(key[0] == "wide" for key in broker.partitions) == 150
             assert broker.most_opened_in_one_pass == 50
+
+
+async def test_wakes_do_not_cut_the_back_off_from_a_dead_leader_short(tmp_path: Path) -> None:
+    """Until the dead leader's broker is fenced, its followers keep trying to reconnect, with
+    a growing back-off. Image changes wake the fetcher (that is how it learns it follows
+    nothing any more), and each wake used to be an immediate reconnect and a log line: dozens
+    a second during a large failover."""
+    async with open_cluster(tmp_path, session_timeout_ms=6000) as cluster:
+        await cluster.create_topic("t", 3, 3)
+        victim = cluster.leader_of("t", 0)
+        survivor = cluster.broker((victim + 1) % 3)
+        fetcher = survivor.fetchers[victim]
+        attempts: list[float] = []
+        connect = fetcher._connect
+
+        def counting(*args: object, **kwargs: object) -> object:
+            attempts.append(trio.current_time())
+            return connect(*args, **kwargs)
+
+        fetcher._connect = counting
+        await cluster.stop(victim)
+        for _ in range(60):  # 1.2 s of wakes, every 20 ms, well inside the session timeout
+            fetcher.wake()
+            await trio.sleep(0.02)
+        # Back-offs of 0.05, 0.1, 0.2, 0.4 and 0.8 s: at most 6 attempts in 1.2 s.
+        assert 1 <= len(attempts) <= 6, len(attempts)
