@@ -614,9 +614,7 @@ class ClusterBroker(Broker):
             log.info("broker %d dropped replica %s-%d", self.config.node_id, *key)
 
     def _reports(self) -> list[ReplicaReport]:
-        """Reports for the replicas of leaderless partitions, and for those this broker is the
-        preferred replica of but only follows (what a preferred election under ``quorum`` checks
-        before it ends the leader's epoch; in a balanced cluster there are none).
+        """Reports for the replicas of leaderless partitions only.
 
         Why only those: the one reader is the quorum elector, which elects a leaderless
         partition from reports made after its epoch ended (``requires_fresh_reports``); a report
@@ -626,12 +624,11 @@ class ClusterBroker(Broker):
         to decode, measured idle, every 2 s per broker (docs/benchmarks.md). A heartbeat replaces the broker's reports, so those of
         partitions that got a leader drop out of the image with the next one."""
         reports = []
-        node = self.config.node_id
         for (topic, index), partition in self.partitions.items():
-            if not isinstance(partition, ReplicaPartition):
-                continue
-            if (partition.role == IDLE and partition.leader_id == NO_LEADER) or (
-                partition.role == FOLLOWER and partition.replicas[:1] == (node,)
+            if (
+                isinstance(partition, ReplicaPartition)
+                and partition.role == IDLE
+                and partition.leader_id == NO_LEADER
             ):
                 last_epoch, leo, current = partition.report()
                 reports.append(ReplicaReport(topic, index, last_epoch, leo, current))

@@ -98,40 +98,36 @@ def test_a_preferred_replica_that_is_not_live_or_not_in_sync_is_not_elected() ->
         plan_election(image, CONFIG, "t", 0, 7)
 
 
-def test_a_preferred_election_under_quorum_ends_the_epoch_and_the_tie_goes_to_the_preferred() -> (
-    None
-):
-    """Two steps, as a failover: the epoch ends, and the tick elects from fresh reports. The
-    preferred replica wins when it is as up to date as any other."""
-    image, second = _moved_off_preferred(_topic("quorum"))
+def _quorum_preferred_election(log_end_offsets: list[int]) -> tuple[int, tuple[int, ...]]:
+    """A quorum partition moved off its preferred replica, then a preferred election: the
+    epoch ends, the replicas (in assignment order) report these LEOs under the new epoch, and
+    a tick elects. Returns (the new leader, the assignment)."""
+    image, _ = _moved_off_preferred(_topic("quorum"))
     state = image.topics["t"].partitions[0]
-    preferred, third = state.replicas[0], state.replicas[2]
-    epoch = state.leader_epoch
-    # Not proposed before the preferred replica reports the current leader epoch.
-    with pytest.raises(PreferredLeaderNotAvailable, match="following"):
-        plan_election(image, CONFIG, "t", 0, ELECTION_PREFERRED)
+    change = plan_election(image, CONFIG, "t", 0, ELECTION_PREFERRED)
+    assert change.new_leader == NO_LEADER  # step one, as a failover's
+    image = apply_all([change], image)
+    new_epoch = image.topics["t"].partitions[0].leader_epoch
     image = apply_all(
         [
             BrokerHeartbeat(
-                preferred, preferred + 1, 2_000, (ReplicaReport("t", 0, epoch, 7, epoch),)
+                b, b + 1, 2_001, (ReplicaReport("t", 0, state.leader_epoch, leo, new_epoch),)
             )
-        ],
-        image,
-    )
-    change = plan_election(image, CONFIG, "t", 0, ELECTION_PREFERRED)
-    assert change.new_leader == NO_LEADER
-    image = apply_all([change], image)
-    new_epoch = image.topics["t"].partitions[0].leader_epoch
-    reports = {preferred: 7, second: 7, third: 6}
-    image = apply_all(
-        [
-            BrokerHeartbeat(b, b + 1, 2_001, (ReplicaReport("t", 0, epoch, leo, new_epoch),))
-            for b, leo in reports.items()
+            for b, leo in zip(state.replicas, log_end_offsets, strict=True)
         ],
         image,
     )
     image = apply_all(tick(image, 2_001, CONFIG), image)
-    assert image.topics["t"].partitions[0].leader == preferred
+    return image.topics["t"].partitions[0].leader, state.replicas
+
+
+def test_a_preferred_election_under_quorum_takes_two_steps_and_raft_s_vote_rule() -> None:
+    """The preferred replica wins when it is at least as up to date as a majority, even one
+    record behind the old leader's uncommitted tail; behind both others, another one leads."""
+    leader, replicas = _quorum_preferred_election([6, 7, 6])
+    assert leader == replicas[0]
+    leader, replicas = _quorum_preferred_election([5, 7, 6])
+    assert leader == replicas[1]
 
 
 def test_an_unclean_election_picks_a_live_replica_only_when_no_in_sync_one_is_left() -> None:

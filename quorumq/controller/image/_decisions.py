@@ -413,9 +413,11 @@ def plan_election(
     the change, so the election takes the same two steps as a failover: this record ends the
     epoch (``NO_LEADER``) and a later tick elects from reports made after it. The quorum elector
     takes the first replica in assignment order that is at least as up to date as a majority,
-    so the preferred one wins unless it is behind both others. It is proposed only once the
-    preferred replica has reported following the current leader epoch (a follower reports the
-    partitions it is the preferred replica of), not while it is still starting up.
+    so the preferred one wins unless it is behind both others; when it is, another replica
+    leads (a leader change for nothing, but a safe one). There is no cheaper check first: the
+    controller knows no quorum follower's position outside an election (a report in every
+    heartbeat from each follower of a partition it is the preferred replica of was tried; its
+    Raft traffic was what a large failover could least afford).
 
     *Unclean*: for a partition without a live leader, the first live ISR member, else the first
     live replica with an ISR of itself alone (it may lack acknowledged records: the request says
@@ -450,12 +452,6 @@ def plan_election(
         if not led:
             raise PreferredLeaderNotAvailable(f"{topic}-{index} is between leaders")
         if elector.requires_fresh_reports:
-            reports = image.reports_for(topic, index, min_current_leader_epoch=state.leader_epoch)
-            if preferred not in reports:
-                raise PreferredLeaderNotAvailable(
-                    f"{topic}-{index}: preferred replica {preferred} has not reported following "
-                    f"leader epoch {state.leader_epoch}"
-                )
             return _change(image, topic, index, state, NO_LEADER, live_isr or state.isr)
         if preferred not in state.isr:
             raise PreferredLeaderNotAvailable(
