@@ -177,3 +177,24 @@ def test_the_rebalance_check_moves_leadership_back_only_above_the_imbalance_thre
     assert plan_leader_rebalance(image, CONFIG) == []
     image = apply_all([UnfenceBroker(broker, broker + 1, 1)], image)
     assert len(plan_leader_rebalance(image, CONFIG)) == 2
+
+
+def test_the_rebalance_check_waits_for_elections_under_way_and_moves_a_bounded_batch() -> None:
+    image = _topic("isr", partitions=30)
+    by_preferred: dict[int, list[int]] = {}
+    for index, state in image.topics["t"].partitions.items():
+        by_preferred.setdefault(state.replicas[0], []).append(index)
+    moved = [i for indexes in by_preferred.values() for i in indexes[:5]]  # 50% each
+    for index in moved:
+        image, _ = _moved_off_preferred(image, index)
+    bounded = ControllerConfig(
+        electors=CONFIG.electors,
+        default_replication_strategy="isr",
+        leader_rebalance_max_elections=4,
+    )
+    assert len(plan_leader_rebalance(image, bounded)) == 4
+    assert len(plan_leader_rebalance(image, CONFIG)) == 15
+    # One partition between leaders: no check until it has one.
+    state = image.topics["t"].partitions[moved[0]]
+    image = _changed(image, moved[0], NO_LEADER, state.isr)
+    assert plan_leader_rebalance(image, CONFIG) == []

@@ -185,6 +185,9 @@ class ControllerConfig:
     leader_imbalance_per_broker_percentage: int = 10
     """``leader.imbalance.per.broker.percentage``: the share of a broker's preferred
     partitions led elsewhere above which a check moves them back."""
+    leader_rebalance_max_elections: int = 250
+    """The most preferred elections one imbalance check proposes (quorumq's own limit; the
+    rest wait for the next check). See :func:`plan_leader_rebalance`."""
 
     def elector_for(self, topic_config: Mapping[str, str]) -> LeaderElector:
         """The elector for a topic, from its ``replication.strategy`` config."""
@@ -481,7 +484,18 @@ def plan_leader_rebalance(image: MetadataImage, config: ControllerConfig) -> lis
     now (:func:`plan_election`); the rest wait for the next check.
 
     Why: without it a broker that failed and came back leads nothing, so the survivors carry
-    all the load and the next failure of one of them moves twice the partitions."""
+    all the load and the next failure of one of them moves twice the partitions.
+
+    No check runs while any partition is leaderless (a failover's or the last check's
+    elections are still under way), and one check proposes at most
+    ``leader_rebalance_max_elections``. Why: every election is several Raft records (two
+    steps and the votes under ``quorum``), and a 2,000-partition failover traced with the
+    check every 2 s showed the controller's Raft path congested by such bulk changes until
+    heartbeats failed to commit and live brokers were fenced, which started more elections."""
+    for topic_state in image.topics.values():
+        for state in topic_state.partitions.values():
+            if state.leader == NO_LEADER:
+                return []
     live = image.live_brokers()
     preferred_of: dict[int, list[tuple[str, int, PartitionState]]] = {}
     for name in sorted(image.topics):
@@ -495,6 +509,8 @@ def plan_leader_rebalance(image: MetadataImage, config: ControllerConfig) -> lis
         if len(elsewhere) * 100 <= len(partitions) * config.leader_imbalance_per_broker_percentage:
             continue
         for name, index in elsewhere:
+            if len(records) >= config.leader_rebalance_max_elections:
+                return records
             try:
                 records.append(plan_election(image, config, name, index, ELECTION_PREFERRED))
             except (PreferredLeaderNotAvailable, ElectionNotNeeded):
