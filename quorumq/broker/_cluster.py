@@ -1007,13 +1007,12 @@ class ClusterBroker(Broker):
             results: dict[tuple[str, int], QuorumqError | None]
             try:
                 controller = await self._controller_by(deadline)
-                results = await self._through_controller(
-                    lambda: controller.elect_leaders(
-                        request.election_type,
-                        keys,
-                        timeout_s=max(deadline - trio.current_time(), 0.1),
-                    ),
-                    deadline,
+                # Each partition's error comes back in the results, not raised: nothing to
+                # retry across elections here (the client retries what is retriable).
+                results = await controller.elect_leaders(
+                    request.election_type,
+                    keys,
+                    timeout_s=max(deadline - trio.current_time(), 0.1),
                 )
             except QuorumqError as exc:
                 # v0 has no top-level error code: the partitions named carry it too.

@@ -202,9 +202,7 @@ def rebuild_producer_state(partition_log: PartitionLog) -> ProducerStateManager:
     restarted broker still recognises a retried batch (and a sequence gap) from before the
     restart.
     """
-    state = ProducerStateManager()
-    state.load_from_batches(_iter_headers(partition_log))
-    return state
+    return scan_log(partition_log)[0]
 
 
 def scan_log(partition_log: PartitionLog) -> tuple[ProducerStateManager, list[tuple[int, int]]]:

@@ -192,6 +192,18 @@ def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
+def outcome_error(outcome: list[ImageChange] | QuorumqError) -> QuorumqError | None:
+    """The error of one :meth:`ControllerBridge.propose_all` outcome: the error it is, or one
+    carrying the Kafka code of its :class:`Rejected` change; None when the record applied."""
+    if isinstance(outcome, QuorumqError):
+        return outcome
+    for change in outcome:
+        if isinstance(change, Rejected):
+            error = error_for_code(int(change.code))
+            return error(f"{change.record_type} rejected: {change.reason}")
+    return None
+
+
 class ControllerBridge:
     """A controller voter seen from Trio. Build it with :func:`open_controller_bridge`.
 
@@ -367,10 +379,9 @@ class ControllerBridge:
         if isinstance(outcome, QuorumqError):
             raise outcome
         if raise_rejected:
-            for change in outcome:
-                if isinstance(change, Rejected):
-                    error = error_for_code(int(change.code))
-                    raise error(f"{change.record_type} rejected: {change.reason}")
+            error = outcome_error(outcome)
+            if error is not None:
+                raise error
         return outcome
 
     async def propose_all(

@@ -25,10 +25,9 @@ from quorumq.errors import (
     RequestTimedOut,
     StaleBrokerEpoch,
     UnknownTopicOrPartition,
-    error_for_code,
 )
 
-from ._bridge import ControllerBridge, wall_clock_ms
+from ._bridge import ControllerBridge, outcome_error, wall_clock_ms
 from .image import (
     NO_LEADER,
     TOPIC_CONFIG_CHECKS,
@@ -42,7 +41,6 @@ from .image import (
     PartitionChange,
     PartitionScan,
     RegisterBroker,
-    Rejected,
     ReplicaReport,
     plan_create_topic,
     plan_election,
@@ -150,16 +148,9 @@ class Controller:
         outcomes = await self.bridge.propose_all(list(planned.values()), timeout_s=timeout_s)
         waiting: dict[tuple[str, int], int] = {}
         for (key, record), outcome in zip(planned.items(), outcomes, strict=True):
-            rejected = (
-                outcome
-                if isinstance(outcome, QuorumqError)
-                else next((c for c in outcome if isinstance(c, Rejected)), None)
-            )
-            if isinstance(rejected, Rejected):
-                error = error_for_code(int(rejected.code))
-                results[key] = error(f"election not committed: {rejected.reason}")
-            elif rejected is not None:
-                results[key] = rejected
+            error = outcome_error(outcome)
+            if error is not None:
+                results[key] = error
             elif record.new_leader == NO_LEADER:
                 waiting[key] = image.topics[key[0]].partitions[key[1]].replicas[0]
             else:
