@@ -831,4 +831,5 @@ _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
     p.ApiKey.OFFSET_FOR_LEADER_EPOCH: (2, 3),
     p.ApiKey.FIND_COORDINATOR: (0, 2),
     p.ApiKey.ELECT_LEADERS: (0, 2),  # cluster brokers only (a handler is needed)
+    p.ApiKey.BROKER_HEARTBEAT: (0, 1),  # cluster brokers only; answered by the active controller
 }

@@ -58,6 +58,7 @@ from quorumq.controller import (
 from quorumq.controller.image import (
     NO_LEADER,
     AlterPartition,
+    BrokerHeartbeat,
     PartitionState,
     TopicState,
     changed_partitions,
@@ -73,6 +74,7 @@ from quorumq.errors import (
     QuorumqError,
     RequestTimedOut,
     UnknownTopicOrPartition,
+    error_for_code,
 )
 from quorumq.log import LogConfig, LogManager
 from quorumq.log._manager import partition_dir_name
@@ -83,6 +85,9 @@ log = logging.getLogger("quorumq.broker.cluster")
 T = TypeVar("T")
 
 OFFSETS_TOPIC = "__consumer_offsets"
+
+HEARTBEAT_TIMEOUT_S = 1.0
+"""Connect and answer bound of one BrokerHeartbeat to another broker's controller."""
 
 
 @attrs.frozen
@@ -185,6 +190,7 @@ class ClusterBroker(Broker):
         self._handlers[p.ApiKey.CREATE_TOPICS] = self._create_topics
         self._handlers[p.ApiKey.DELETE_TOPICS] = self._delete_topics
         self._handlers[p.ApiKey.ELECT_LEADERS] = self._elect_leaders
+        self._handlers[p.ApiKey.BROKER_HEARTBEAT] = self._broker_heartbeat
         for api_key, bound_ms in (
             (p.ApiKey.PRODUCE, _produce_hold_ms),
             (p.ApiKey.FETCH, _fetch_hold_ms),
@@ -267,6 +273,7 @@ class ClusterBroker(Broker):
                 self.config.node_id,
                 self.config.advertised,
                 port,
+                send_heartbeat=self._send_heartbeat,
                 heartbeat_interval_s=self.cluster.heartbeat_interval_s,
                 reports=self._reports,
                 clock_ms=now_ms,
@@ -302,8 +309,15 @@ class ClusterBroker(Broker):
 
     async def _follow_image(self) -> None:
         assert self.bridge is not None
+        controller_epoch = self.bridge.image.controller_epoch
         while True:
             changed = self.bridge.changed
+            if self.bridge.image.controller_epoch != controller_epoch:
+                # A new active controller has heard no heartbeat yet: the first one carries
+                # the reports its quorum elections wait for.
+                controller_epoch = self.bridge.image.controller_epoch
+                if self.membership is not None and self.membership.broker_epoch:
+                    self.membership.request_heartbeat()
             self._reconcile()
             self._opened.set()
             self._opened = trio.Event()
@@ -618,11 +632,10 @@ class ClusterBroker(Broker):
 
         Why only those: the one reader is the quorum elector, which elects a leaderless
         partition from reports made after its epoch ended (``requires_fresh_reports``); a report
-        on a partition that has a leader is never read, and every heartbeat passes through Raft
-        to every voter. Reporting all of them made, with 2,000 partitions, every heartbeat a
-        207 KB Raft entry: 16 ms of the event loop to encode, 8 ms of each voter's Raft thread
-        to decode, measured idle, every 2 s per broker (docs/benchmarks.md). A heartbeat replaces the broker's reports, so those of
-        partitions that got a leader drop out of the image with the next one."""
+        on a partition that has a leader is never read. Reporting all of them made, with 2,000
+        partitions, every heartbeat a 207 KB message, every 2 s per broker (measured when
+        heartbeats were still Raft records: docs/benchmarks.md). A heartbeat replaces the
+        broker's reports, so those of partitions that got a leader are dropped with the next."""
         reports = []
         for (topic, index), partition in self.partitions.items():
             if (
@@ -1036,6 +1049,85 @@ class ClusterBroker(Broker):
             )
 
         return Delayed(elect)
+
+    def _broker_heartbeat(self, header: p.RequestHeader, request: p.BrokerHeartbeatRequest) -> Any:
+        """BrokerHeartbeat (KIP-631) from another broker, answered by this broker's controller
+        from memory when it is the active one (NOT_CONTROLLER otherwise: the sender looks the
+        active controller up in its image again)."""
+        reports = None
+        if request.replica_reports is not None:
+            reports = tuple(
+                ReplicaReport(
+                    r.topic,
+                    r.partition_index,
+                    r.last_leader_epoch,
+                    r.log_end_offset,
+                    r.current_leader_epoch,
+                )
+                for r in request.replica_reports
+            )
+        heartbeat = BrokerHeartbeat(request.broker_id, request.broker_epoch, now_ms(), reports)
+        try:
+            broker = self._controller_or_raise().record_heartbeat(heartbeat)
+        except QuorumqError as exc:
+            return p.BrokerHeartbeatResponse(error_code=exc.code, is_fenced=True)
+        return p.BrokerHeartbeatResponse(is_caught_up=True, is_fenced=broker.fenced)
+
+    async def _send_heartbeat(self, heartbeat: BrokerHeartbeat) -> bool:
+        """Delivers this broker's heartbeat to the active controller the image names: a call
+        when it is this broker's own, else a BrokerHeartbeat request on a connection of its own.
+
+        Why a connection per heartbeat: one every 2 s costs a loopback connect, and nothing is
+        left to go stale when the active controller moves.
+        """
+        assert self.bridge is not None and self.controller is not None
+        image = self.bridge.image
+        controller_id = image.controller_id
+        if controller_id == self.config.node_id:
+            return self.controller.record_heartbeat(heartbeat).fenced
+        target = image.brokers.get(controller_id)
+        if target is None:
+            raise NotController(f"active controller {controller_id} has no listener known yet")
+        request = p.BrokerHeartbeatRequest(
+            broker_id=heartbeat.broker_id,
+            broker_epoch=heartbeat.broker_epoch,
+            current_metadata_offset=image.record_count,
+            replica_reports=None
+            if heartbeat.reports is None
+            else [
+                p.BrokerHeartbeatReplicaReport(
+                    topic=r.topic,
+                    partition_index=r.partition,
+                    last_leader_epoch=r.last_leader_epoch,
+                    log_end_offset=r.log_end_offset,
+                    current_leader_epoch=r.current_leader_epoch,
+                )
+                for r in heartbeat.reports
+            ],
+        )
+        response = None
+        error: BaseException | None = None
+        try:
+            async with self._connect(
+                target.host,
+                target.port,
+                client_id=f"quorumq-broker-{self.config.node_id}",
+                negotiate=False,
+                connect_timeout_s=HEARTBEAT_TIMEOUT_S,
+                inline=True,
+            ) as conn:
+                response = await conn.request(
+                    p.ApiKey.BROKER_HEARTBEAT, 1, request, timeout_s=HEARTBEAT_TIMEOUT_S
+                )
+        except* (ConnectionError, OSError, QuorumqError) as group:
+            error = group.exceptions[0]
+        if response is None:
+            raise NotController(f"controller {controller_id} not reached: {error}")
+        if response.error_code:
+            raise error_for_code(response.error_code)(
+                f"controller {controller_id} refused the heartbeat"
+            )
+        return bool(response.is_fenced)
 
     def _controller_or_raise(self) -> Controller:
         if self.controller is None:

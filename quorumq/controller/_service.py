@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import trio
 
@@ -33,6 +33,8 @@ from .image import (
     TOPIC_CONFIG_CHECKS,
     BrokerChanged,
     BrokerHeartbeat,
+    BrokerLiveness,
+    BrokerState,
     ConfigChange,
     ControllerConfig,
     CreateTopic,
@@ -50,6 +52,10 @@ from .image import (
 )
 
 logger = logging.getLogger(__name__)
+
+MIN_TICK_GAP_S = 0.02
+"""The least time between two ticks: heartbeats with reports wake the tick loop early, and a
+tick over thousands of partitions must not run back to back with the next."""
 
 
 class Controller:
@@ -80,6 +86,31 @@ class Controller:
         self._rng = rng or random.Random()
         self.scan = PartitionScan()
         """The last tick's partition pass, reused while nothing it depends on changed."""
+        self.liveness = BrokerLiveness()
+        """Heartbeats received while active (not in Raft: see ``image.BrokerLiveness``)."""
+        self._heard = trio.Event()
+
+    def record_heartbeat(self, heartbeat: BrokerHeartbeat) -> BrokerState:
+        """BrokerHeartbeat, on the active controller: remembered in memory, never proposed.
+
+        A heartbeat carrying reports wakes the tick loop at once: reports are the votes of
+        quorum elections, and a leaderless partition should not wait a tick interval for them.
+
+        Returns:
+            The broker as the image has it (``fenced`` answers the heartbeat).
+
+        Raises:
+            NotController: this voter is not the active controller.
+            StaleBrokerEpoch, BrokerIdNotRegistered: the broker must register again.
+        """
+        if not self.bridge.is_active:
+            raise NotController(f"broker {self.bridge.node_id} is not the active controller")
+        image = self.bridge.image
+        liveness = self.liveness.for_epoch(image.controller_epoch)
+        broker = liveness.record(image, heartbeat, self._clock_ms())
+        if heartbeat.reports:
+            self._heard.set()
+        return broker
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Ticks while this voter is the active controller, idles otherwise; runs until
@@ -97,7 +128,10 @@ class Controller:
                     elif now >= rebalance_at:
                         await self.rebalance_once()
                         rebalance_at = now + self.config.leader_imbalance_check_interval_ms
-                await trio.sleep(self.tick_interval_s)
+                await trio.sleep(MIN_TICK_GAP_S)
+                with trio.move_on_after(self.tick_interval_s - MIN_TICK_GAP_S):
+                    await self._heard.wait()
+                self._heard = trio.Event()
             else:
                 rebalance_at = None
                 with trio.move_on_after(self.tick_interval_s):
@@ -189,7 +223,7 @@ class Controller:
         (``ControllerBridge.propose_all``): a broker failure that moves thousands of partitions
         costs a few Raft round trips, not one per partition.
         """
-        records = tick(self.bridge.image, self._clock_ms(), self.config, self.scan)
+        records = tick(self.bridge.image, self._clock_ms(), self.config, self.liveness, self.scan)
         if not records:
             return records
         for outcome in await self.bridge.propose_all(records):
@@ -270,14 +304,27 @@ class Controller:
             await self.bridge.propose(record, timeout_s=timeout_s)
 
 
+HeartbeatSender = Callable[[BrokerHeartbeat], Awaitable[bool]]
+"""Delivers one heartbeat to the active controller and returns whether the broker is fenced.
+Raises NotController or RequestTimedOut when it cannot (no controller known, unreachable, not
+active), StaleBrokerEpoch or BrokerIdNotRegistered when the broker must register again."""
+
+
 class BrokerMembership:
     """A broker's registration and heartbeats (KIP-631's BrokerRegistration / BrokerHeartbeat).
+
+    Registration is a Raft record (the image must name every broker); heartbeats are not: they
+    go to the active controller (``send_heartbeat``), which keeps them in memory and commits
+    only the fencing they decide (see ``image.BrokerLiveness``).
 
     Args:
         bridge: the process's voter (any voter forwards to the leader).
         broker_id, host, port: what Metadata advertises for this broker.
+        send_heartbeat: the way to the active controller (the broker's: its own controller
+            when it is the active one, else a BrokerHeartbeat request to the one that is).
         heartbeat_interval_s: Kafka's broker.heartbeat.interval.ms default is 2 s, well inside the
-            9 s session.
+            9 s session. A failed heartbeat is retried sooner (from 0.1 s, doubling): after a
+            controller failover the new one waits for fresh reports before a quorum election.
         reports: returns this broker's replica reports (last leader epoch, LEO per partition) for
             quorum elections; None sends liveness-only heartbeats.
     """
@@ -289,6 +336,7 @@ class BrokerMembership:
         host: str,
         port: int,
         *,
+        send_heartbeat: HeartbeatSender,
         heartbeat_interval_s: float = 2.0,
         reports: Callable[[], Sequence[ReplicaReport]] | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
@@ -302,13 +350,17 @@ class BrokerMembership:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.incarnation_id = str(uuid.uuid4())
         self.broker_epoch: int | None = None
+        self.fenced = True
+        """As the active controller answered the last heartbeat."""
+        self._send = send_heartbeat
         self._reports = reports
         self._clock_ms = clock_ms
         self._wake = trio.Event()
 
     def request_heartbeat(self) -> None:
         """Heartbeats now instead of at the next interval: call it after learning of a new leader
-        epoch, so quorum elections get this broker's fresh report without waiting."""
+        epoch, so quorum elections get this broker's fresh report without waiting, and after
+        learning of a new active controller, which has heard nothing yet."""
         self._wake.set()
 
     async def register(self) -> int:
@@ -334,18 +386,19 @@ class BrokerMembership:
 
         Raises:
             StaleBrokerEpoch, BrokerIdNotRegistered: re-register. NotController,
-            RequestTimedOut: try again next interval.
+            RequestTimedOut: try again soon.
         """
         assert self.broker_epoch is not None, "register() before heartbeat()"
         reports = tuple(self._reports()) if self._reports is not None else None
         record = BrokerHeartbeat(self.broker_id, self.broker_epoch, self._clock_ms(), reports)
-        await self.bridge.propose(record, timeout_s=self.heartbeat_interval_s * 2)
+        self.fenced = await self._send(record)
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Registers, reports the broker epoch to ``nursery.start``, heartbeats until cancelled."""
         task_status.started(await self.register())
+        retry_s: float | None = 0.0  # the first heartbeat at once
         while True:
-            with trio.move_on_after(self.heartbeat_interval_s):
+            with trio.move_on_after(self.heartbeat_interval_s if retry_s is None else retry_s):
                 await self._wake.wait()
             self._wake = trio.Event()
             try:
@@ -354,5 +407,9 @@ class BrokerMembership:
                 logger.warning("broker %d: %s; registering again", self.broker_id, exc)
                 self.incarnation_id = str(uuid.uuid4())
                 await self.register()
+                retry_s = 0.0
             except QuorumqError as exc:
                 logger.info("broker %d: heartbeat failed: %s", self.broker_id, exc)
+                retry_s = min(max(2 * (retry_s or 0.05), 0.1), self.heartbeat_interval_s)
+            else:
+                retry_s = None

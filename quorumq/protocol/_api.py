@@ -60,6 +60,7 @@ class ApiKey(enum.IntEnum):
     DESCRIBE_CONFIGS = 32
     SASL_AUTHENTICATE = 36
     ELECT_LEADERS = 43
+    BROKER_HEARTBEAT = 63
 
 
 # The first flexible version of every API Kafka has (their JSON's "flexibleVersions"), including
@@ -131,6 +132,7 @@ register(
     3,
 )
 register(ApiKey.ELECT_LEADERS, admin.ElectLeadersRequest, admin.ElectLeadersResponse, 0, 2)
+register(ApiKey.BROKER_HEARTBEAT, admin.BrokerHeartbeatRequest, admin.BrokerHeartbeatResponse, 0, 1)
 register(ApiKey.FIND_COORDINATOR, admin.FindCoordinatorRequest, admin.FindCoordinatorResponse, 0, 2)
 register(ApiKey.JOIN_GROUP, groups.JoinGroupRequest, groups.JoinGroupResponse, 0, 5)
 register(ApiKey.SYNC_GROUP, groups.SyncGroupRequest, groups.SyncGroupResponse, 0, 3)

@@ -1,5 +1,5 @@
 """Message schemas: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs, InitProducerId,
-OffsetForLeaderEpoch, FindCoordinator and ElectLeaders.
+OffsetForLeaderEpoch, FindCoordinator, ElectLeaders and BrokerHeartbeat.
 
 Same conventions as ``_messages_core``: one class per Kafka struct for every version we speak,
 field order is wire order, a topic is ``name`` and a partition ``partition_index`` throughout.
@@ -7,11 +7,12 @@ field order is wire order, a topic is ``name`` and a partition ``partition_index
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import attrs
 
-from quorumq.protocol._codec import BOOL, INT8, INT16, INT32, INT64, STRING, Array, f
+from quorumq.protocol._codec import BOOL, INT8, INT16, INT32, INT64, STRING, UUID, Array, f
 
 # --- ListOffsets (key 2) ----------------------------------------------------------------------
 
@@ -338,3 +339,48 @@ class ElectLeadersResponse:
     replica_election_results: Sequence[ElectLeadersTopicResult] = f(
         Array(ElectLeadersTopicResult), default=()
     )
+
+
+# --- BrokerHeartbeat (key 63) -----------------------------------------------------------------
+
+QUORUMQ_REPORTS_TAG = 0x5151
+"""The tag of quorumq's own tagged field in BrokerHeartbeat: the broker's replica reports.
+Tagged fields are Kafka's extension point (KIP-482): a reader that does not know the tag skips it,
+so the request stays Kafka's BrokerHeartbeat. The tag is far above Kafka's own (0 and up)."""
+
+
+@attrs.frozen(kw_only=True)
+class BrokerHeartbeatReplicaReport:
+    """One replica's log as its broker sees it: the vote of a quorum election (quorumq's)."""
+
+    topic: str = f(STRING)
+    partition_index: int = f(INT32)
+    last_leader_epoch: int = f(INT32)
+    log_end_offset: int = f(INT64)
+    current_leader_epoch: int = f(INT32)
+
+
+@attrs.frozen(kw_only=True)
+class BrokerHeartbeatRequest:
+    """BrokerHeartbeat (KIP-631): a broker tells the active controller it is alive. Flexible
+    from v0; v1 adds the offline log directories."""
+
+    broker_id: int = f(INT32)
+    broker_epoch: int = f(INT64, default=-1)
+    current_metadata_offset: int = f(INT64, default=-1)
+    want_fence: bool = f(BOOL, default=False)
+    want_shut_down: bool = f(BOOL, default=False)
+    offline_log_dirs: Sequence[uuid.UUID] = f(Array(UUID), v=(1, None), tag=0, default=())
+    replica_reports: Sequence[BrokerHeartbeatReplicaReport] | None = f(
+        Array(BrokerHeartbeatReplicaReport), null=(0, None), tag=QUORUMQ_REPORTS_TAG, default=None
+    )
+    """None keeps the reports the controller has; a list (possibly empty) replaces them."""
+
+
+@attrs.frozen(kw_only=True)
+class BrokerHeartbeatResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    error_code: int = f(INT16, default=0)
+    is_caught_up: bool = f(BOOL, default=False)
+    is_fenced: bool = f(BOOL, default=True)
+    should_shut_down: bool = f(BOOL, default=False)

@@ -49,6 +49,8 @@ from quorumq.broker._replica import ReplicaPartition
 from quorumq.client._connection import Connection, connection_over
 from quorumq.controller import ControllerConfig, ImageSubscription, MetadataImage
 from quorumq.controller.image import (
+    BrokerHeartbeat,
+    BrokerLiveness,
     ControllerEpochBump,
     HeartbeatApplied,
     ImageChange,
@@ -433,6 +435,20 @@ class SimBridge:
             return changes
         raise RequestTimedOut(f"{type(record).__name__} not committed within {timeout_s} s")
 
+    async def heartbeat(self, heartbeat: BrokerHeartbeat) -> bool:
+        """A BrokerHeartbeat to the active controller: one simulated round trip, recorded in the
+        controller's memory (not applied as a record), answered with whether the broker is
+        fenced. NotController when the controller cannot be reached within a second."""
+        network = self._controller.network
+        with trio.move_on_after(1.0):
+            await trio.sleep(network.next_delay() + network.next_delay())
+            while not self._controller.reaches(self.node_id):
+                await network.changed.wait()
+            if self.closed:
+                raise NotController(f"controller {self.node_id} is shut down")
+            return self._controller.record_heartbeat(heartbeat)
+        raise NotController("the active controller is not reachable")
+
     def subscribe(self, max_pending: int = 1024) -> ImageSubscription:
         subscription = ImageSubscription(self, max_pending, self.image)  # type: ignore[arg-type]
         self._subscriptions.add(subscription)
@@ -483,6 +499,8 @@ class SimController:
         """Every record applied, in order (a failing run's log)."""
         self.changed = trio.Event()
         """Set (and replaced) on every applied record."""
+        self.liveness = BrokerLiveness()
+        """Heartbeats, kept in memory as the active controller keeps them."""
 
     def reaches(self, node_id: int) -> bool:
         """Whether ``node_id`` is up and connected to a majority of live voters (itself too)."""
@@ -504,6 +522,12 @@ class SimController:
         self.changed = trio.Event()
         return changes
 
+    def record_heartbeat(self, heartbeat: BrokerHeartbeat) -> bool:
+        """Remembers a heartbeat and answers whether the broker is fenced (raises as
+        ``BrokerLiveness.record`` does)."""
+        liveness = self.liveness.for_epoch(self.image.controller_epoch)
+        return liveness.record(self.image, heartbeat, self.now_ms()).fenced
+
     def sync(self) -> None:
         """Brings every bridge that reaches the quorum up to date (call after heals)."""
         for bridge in list(self.bridges.values()):
@@ -524,7 +548,7 @@ class SimController:
             self.sync()
             if not self.has_quorum():
                 continue
-            for record in tick(self.image, self.now_ms(), self.config):
+            for record in tick(self.image, self.now_ms(), self.config, self.liveness):
                 self.apply(record)
 
     def create_topic(
@@ -578,6 +602,10 @@ class SimClusterBroker(ClusterBroker):
         super().__init__(*args, **kwargs)
         # Consumer groups are not simulated: their coordinator runs on the broker's wall clock.
         self.groups = None
+
+    async def _send_heartbeat(self, heartbeat: BrokerHeartbeat) -> bool:
+        assert isinstance(self.bridge, SimBridge)
+        return await self.bridge.heartbeat(heartbeat)
 
     def close_data_dir(self) -> None:
         if self.crashed and self.logs is not None:

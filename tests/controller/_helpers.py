@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+import trio
+
+from quorumq.controller import Controller
+from quorumq.controller._service import HeartbeatSender
 from quorumq.controller.image import (
+    BrokerHeartbeat,
     ControllerEpochBump,
     MetadataImage,
     MetadataRecord,
@@ -12,6 +17,7 @@ from quorumq.controller.image import (
     RegisterBroker,
     UnfenceBroker,
 )
+from quorumq.errors import NotController
 
 
 def apply_all(
@@ -36,3 +42,18 @@ def cluster_records(broker_ids: Iterable[int], now_ms: int = 1_000) -> list[Meta
 
 def live_cluster(broker_ids: Iterable[int] = (0, 1, 2), now_ms: int = 1_000) -> MetadataImage:
     return apply_all(cluster_records(broker_ids, now_ms))
+
+
+def send_to_active(controllers: Callable[[], Iterable[Controller]]) -> HeartbeatSender:
+    """A BrokerMembership's way to the active controller for tests without brokers' listeners:
+    a call on whichever of ``controllers()`` is active (the cluster tests use the real
+    BrokerHeartbeat request)."""
+
+    async def send(heartbeat: BrokerHeartbeat) -> bool:
+        await trio.lowlevel.checkpoint()
+        for controller in controllers():
+            if controller.bridge.is_active:
+                return controller.record_heartbeat(heartbeat).fenced
+        raise NotController("no active controller")
+
+    return send

@@ -10,7 +10,13 @@ from typing import Any, ClassVar
 import pytest
 import trio
 
-from quorumq.controller import BrokerMembership, ImageSubscription, Voter, open_controller_bridge
+from quorumq.controller import (
+    BrokerMembership,
+    Controller,
+    ImageSubscription,
+    Voter,
+    open_controller_bridge,
+)
 from quorumq.controller import _bridge as bridge_module
 from quorumq.controller.image import (
     BrokerHeartbeat,
@@ -126,7 +132,7 @@ async def test_bridge_changed_event_skips_heartbeats(fake_raft, tmp_path: Path) 
         event = bridge.changed
         await bridge.propose(BrokerHeartbeat(0, changes[0].broker_epoch, 10))  # type: ignore[union-attr]
         assert bridge.changed is event and not event.is_set()
-        assert bridge.image.brokers[0].last_heartbeat_ms == 10
+        assert bridge.image.brokers[0].registered_ms == 5
         await bridge.propose(CreateTopic("t", "id", ((0,),)))
         assert event.is_set() and bridge.changed is not event
 
@@ -164,29 +170,51 @@ async def test_subscription_reports_snapshot_reset() -> None:
     assert update.reset and update.image.record_count == 5
 
 
+async def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    with trio.fail_after(timeout_s):
+        while not condition():  # noqa: ASYNC110 - the membership task's progress, no event
+            await trio.sleep(0.01)
+
+
 async def test_membership_registers_and_heartbeats_on_request(fake_raft, tmp_path: Path) -> None:
     now = [1_000]
     reports = [ReplicaReport("t", 0, 2, 50, 3)]
     async with open_controller_bridge(0, VOTERS, tmp_path) as bridge, trio.open_nursery() as n:
+        await bridge.wait_until(lambda b: b.is_active, 5)
+        controller = Controller(bridge, clock_ms=lambda: now[0])
+        sent: list[BrokerHeartbeat] = []
+
+        async def send(heartbeat: BrokerHeartbeat) -> bool:
+            sent.append(heartbeat)
+            return controller.record_heartbeat(heartbeat).fenced
+
         membership = BrokerMembership(
             bridge,
             0,
             "127.0.0.1",
             9092,
+            send_heartbeat=send,
             heartbeat_interval_s=100,
             reports=lambda: reports,
             clock_ms=lambda: now[0],
         )
         epoch = await n.start(membership.run)
         assert bridge.image.brokers[0].broker_epoch == epoch == 1
+        await wait_for(lambda: len(sent) == 1)  # the first heartbeat goes at once
+        records = bridge.image.record_count
         now[0] = 2_000
         membership.request_heartbeat()
-        await bridge.wait_until(lambda b: b.image.brokers[0].last_heartbeat_ms == 2_000, 5)
-        assert bridge.image.reports_for("t", 0) == {0: (2, 50)}
+        await wait_for(lambda: len(sent) == 2)
+        broker = bridge.image.brokers[0]
+        assert controller.liveness.last_seen_ms(broker) == 2_000
+        assert controller.liveness.reports_for(bridge.image, "t", 0) == {0: (2, 50)}
+        assert membership.fenced  # registered fenced, and no tick here unfences it
+        assert bridge.image.record_count == records  # heartbeats are not Raft records
         # Another incarnation took the id: the next heartbeat is stale, so it registers again.
         await bridge.propose(RegisterBroker(0, "someone-else", "h", 1, 2_500))
         now[0] = 3_000
         membership.request_heartbeat()
         await bridge.wait_until(lambda b: b.image.brokers[0].broker_epoch == 3, 5)
+        await wait_for(lambda: sent[-1].broker_epoch == 3)
         assert bridge.image.brokers[0].incarnation_id == membership.incarnation_id
         n.cancel_scope.cancel()

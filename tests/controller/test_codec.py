@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
 from quorumq.controller.image import (
@@ -25,6 +26,8 @@ from quorumq.controller.image import (
     decode_record,
     encode_image,
     encode_record,
+    image_from_dict,
+    image_to_dict,
     plan_create_topic,
 )
 from quorumq.errors import CorruptRecord
@@ -124,9 +127,27 @@ def test_codec_image_snapshot_round_trip() -> None:
     assert decode_image(encode_image(MetadataImage())) == MetadataImage()
 
 
+def test_codec_reads_a_v1_snapshot_with_heartbeats_and_reports() -> None:
+    """Snapshots written while heartbeats were Raft records carry each broker's last heartbeat
+    and reports: the heartbeat becomes the registration time, the reports are dropped (the
+    active controller waits for fresh ones)."""
+    image = apply_all([FenceBroker(2, 3, 1)], live_cluster())
+    old = image_to_dict(image)
+    old["v"] = 1
+    for broker in old["brokers"]:
+        broker["last_heartbeat_ms"] = broker.pop("registered_ms") + 500
+        broker["reports"] = [["orders", 1, 0, 17, 0]]
+    read = image_from_dict(old)
+    assert {b: s.registered_ms for b, s in read.brokers.items()} == {0: 1_500, 1: 1_500, 2: 1_500}
+    assert attrs.evolve(read, brokers=image.brokers) == image
+    old["brokers"][0]["reports"] = [["orders", 1]]
+    with pytest.raises(CorruptRecord, match="replica report"):
+        image_from_dict(old)
+
+
 @pytest.mark.parametrize(
     "data",
-    [b"nope", b"{}", b'{"type": "MetadataImage", "v": 2}', encode_record(FenceBroker(1, 1, 1))],
+    [b"nope", b"{}", b'{"type": "MetadataImage", "v": 3}', encode_record(FenceBroker(1, 1, 1))],
 )
 def test_codec_refuses_corrupt_snapshots(data: bytes) -> None:
     with pytest.raises(CorruptRecord):

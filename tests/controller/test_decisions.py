@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from quorumq.controller.image import (
     NO_LEADER,
     BrokerHeartbeat,
+    BrokerLiveness,
     ConfigChange,
     ControllerConfig,
     ControllerEpochBump,
@@ -58,8 +59,20 @@ def _with_topic(
     return apply_all([record], image)
 
 
-def _apply_tick(image: MetadataImage, now_ms: int) -> tuple[MetadataImage, list]:
-    records = tick(image, now_ms, CONFIG)
+def _heard(
+    image: MetadataImage, heartbeats: list[BrokerHeartbeat], liveness: BrokerLiveness | None = None
+) -> BrokerLiveness:
+    """The active controller's memory after receiving ``heartbeats``, each at its ``now_ms``."""
+    liveness = (liveness or BrokerLiveness()).for_epoch(image.controller_epoch)
+    for heartbeat in heartbeats:
+        liveness.record(image, heartbeat, heartbeat.now_ms)
+    return liveness
+
+
+def _apply_tick(
+    image: MetadataImage, now_ms: int, liveness: BrokerLiveness | None = None
+) -> tuple[MetadataImage, list]:
+    records = tick(image, now_ms, CONFIG, liveness or BrokerLiveness())
     return apply_all(records, image), records
 
 
@@ -140,7 +153,7 @@ def test_plan_create_topic_counts_only_live_brokers() -> None:
 
 def test_tick_is_quiet_while_brokers_heartbeat() -> None:
     image = _with_topic(live_cluster())
-    assert tick(image, 1_000 + 9_000, CONFIG) == []
+    assert tick(image, 1_000 + 9_000, CONFIG, BrokerLiveness()) == []
 
 
 def test_tick_fences_silent_broker_and_moves_its_leaderships() -> None:
@@ -148,9 +161,9 @@ def test_tick_fences_silent_broker_and_moves_its_leaderships() -> None:
     led_by_1 = {i for i, p in image.topics["orders"].partitions.items() if p.leader == 1}
     assert len(led_by_1) == 2
     now = 20_000
-    for broker_id in (0, 2):  # brokers 0 and 2 keep heartbeating, broker 1 went silent
-        image = apply_all([BrokerHeartbeat(broker_id, broker_id + 1, now)], image)
-    image, records = _apply_tick(image, now)
+    # Brokers 0 and 2 keep heartbeating, broker 1 went silent.
+    liveness = _heard(image, [BrokerHeartbeat(b, b + 1, now) for b in (0, 2)])
+    image, records = _apply_tick(image, now, liveness)
     assert records[0] == FenceBroker(1, 2, 1)
     assert image.live_brokers() == {0, 2}
     for index, p in image.topics["orders"].partitions.items():
@@ -158,14 +171,16 @@ def test_tick_fences_silent_broker_and_moves_its_leaderships() -> None:
         old_epoch = 1 if index in led_by_1 else 0
         assert p.leader_epoch == old_epoch  # bumped exactly where the leader changed
         assert p.partition_epoch == 1
-    assert tick(image, now, CONFIG) == []  # converged: nothing more to decide
+    assert tick(image, now, CONFIG, liveness) == []  # converged: nothing more to decide
 
 
 def test_tick_grace_after_controller_takeover() -> None:
     image = _with_topic(live_cluster())
     image = apply_all([ControllerEpochBump(2, 2, 50_000)], image)
-    assert tick(image, 58_000, CONFIG) == []
-    assert [type(r).__name__ for r in tick(image, 59_001, CONFIG)][:3] == ["FenceBroker"] * 3
+    liveness = BrokerLiveness()
+    assert tick(image, 58_000, CONFIG, liveness) == []
+    fenced = [type(r).__name__ for r in tick(image, 59_001, CONFIG, liveness)][:3]
+    assert fenced == ["FenceBroker"] * 3
 
 
 def test_tick_leaves_partition_leaderless_then_reelects_returning_broker() -> None:
@@ -173,16 +188,16 @@ def test_tick_leaves_partition_leaderless_then_reelects_returning_broker() -> No
     (only,) = image.topics["solo"].partitions[0].replicas
     others = [b for b in (0, 1, 2) if b != only]
     now = 30_000
-    image = apply_all([BrokerHeartbeat(b, b + 1, now) for b in others], image)
-    image, records = _apply_tick(image, now)
+    liveness = _heard(image, [BrokerHeartbeat(b, b + 1, now) for b in others])
+    image, records = _apply_tick(image, now, liveness)
     p = image.topics["solo"].partitions[0]
     assert (p.leader, p.isr, p.leader_epoch) == (NO_LEADER, (only,), 1)
     # The broker comes back as a new incarnation: registered (fenced), then unfenced, then elected.
     image = apply_all([RegisterBroker(only, "inc-new", "127.0.0.1", 1, now + 1)], image)
     epoch = image.brokers[only].broker_epoch
-    image, records = _apply_tick(image, now + 2)
+    image, records = _apply_tick(image, now + 2, liveness)
     assert records == [UnfenceBroker(only, epoch, 1)]
-    image, records = _apply_tick(image, now + 3)
+    image, records = _apply_tick(image, now + 3, liveness)
     p = image.topics["solo"].partitions[0]
     assert (p.leader, p.leader_epoch) == (only, 2)
 
@@ -234,19 +249,19 @@ def test_tick_uses_the_strategy_elector_with_reports() -> None:
     image = apply_all([ConfigChange("q", {"replication.strategy": "mine"})], image)
     p = image.topics["q"].partitions[0]
     f0, f1 = [b for b in p.replicas if b != p.leader]
-    image = apply_all(
+    liveness = _heard(
+        image,
         [
             BrokerHeartbeat(f0, f0 + 1, 20_000, (ReplicaReport("q", 0, 0, 10, 0),)),
             BrokerHeartbeat(f1, f1 + 1, 20_000, (ReplicaReport("q", 0, 0, 12, 0),)),
         ],
-        image,
     )
-    records = tick(image, 20_000, config)
+    records = tick(image, 20_000, config, liveness)
     change = next(r for r in records if isinstance(r, PartitionChange))
     assert change.new_leader == f1
 
 
-def _dead_leader(strategy: str) -> tuple[MetadataImage, int, int, int]:
+def _dead_leader(strategy: str) -> tuple[MetadataImage, int, int, int, BrokerLiveness]:
     """A 3-replica partition whose leader went silent while both followers heartbeat."""
     image = _with_topic(
         live_cluster(), "q", partitions=1, rf=3, configs={"replication.strategy": strategy}
@@ -257,51 +272,51 @@ def _dead_leader(strategy: str) -> tuple[MetadataImage, int, int, int]:
         BrokerHeartbeat(f0, f0 + 1, 20_000, (ReplicaReport("q", 0, 0, 10, 0),)),
         BrokerHeartbeat(f1, f1 + 1, 20_000, (ReplicaReport("q", 0, 0, 12, 0),)),
     ]
-    return apply_all(stale, image), p.leader, f0, f1
+    return image, p.leader, f0, f1, _heard(image, stale)
 
 
 def test_quorum_election_waits_for_reports_made_under_the_new_epoch() -> None:
     config = ControllerConfig(
         electors=electors_for(STRATEGIES), default_replication_strategy="quorum"
     )
-    image, old, f0, f1 = _dead_leader("quorum")
+    image, old, f0, f1, liveness = _dead_leader("quorum")
     # Step one: the old leader is fenced and its epoch ends; no election from old reports.
-    records = tick(image, 20_000, config)
+    records = tick(image, 20_000, config, liveness)
     assert records[0] == FenceBroker(old, old + 1, 1)
     (change,) = [r for r in records if isinstance(r, PartitionChange)]
     assert change.new_leader == NO_LEADER
     image = apply_all(records, image)
     p = image.topics["q"].partitions[0]
     assert (p.leader, p.leader_epoch) == (NO_LEADER, 1)
-    assert tick(image, 20_001, config) == []  # reports from epoch 0 are not votes
+    assert tick(image, 20_001, config, liveness) == []  # reports from epoch 0 are not votes
     # f0 reports under epoch 1: one vote of three is not a majority yet.
-    image = apply_all(
-        [BrokerHeartbeat(f0, f0 + 1, 20_002, (ReplicaReport("q", 0, 0, 10, 1),))], image
+    _heard(
+        image, [BrokerHeartbeat(f0, f0 + 1, 20_002, (ReplicaReport("q", 0, 0, 10, 1),))], liveness
     )
-    assert tick(image, 20_002, config) == []
+    assert tick(image, 20_002, config, liveness) == []
     # f1 too (its log is longer): the most complete of the majority leads, at epoch 2.
-    image = apply_all(
-        [BrokerHeartbeat(f1, f1 + 1, 20_003, (ReplicaReport("q", 0, 0, 12, 1),))], image
+    _heard(
+        image, [BrokerHeartbeat(f1, f1 + 1, 20_003, (ReplicaReport("q", 0, 0, 12, 1),))], liveness
     )
-    image, records = _apply_tick_with(image, 20_003, config)
+    image, records = _apply_tick_with(image, 20_003, config, liveness)
     p = image.topics["q"].partitions[0]
     assert (p.leader, p.leader_epoch) == (f1, 2)
 
 
 def test_isr_strategy_elector_elects_at_once() -> None:
     config = ControllerConfig(electors=electors_for(STRATEGIES))
-    image, old, _, _ = _dead_leader("isr")
+    image, old, _, _, liveness = _dead_leader("isr")
     p = image.topics["q"].partitions[0]
-    image, _ = _apply_tick_with(image, 20_000, config)
+    image, _ = _apply_tick_with(image, 20_000, config, liveness)
     new = image.topics["q"].partitions[0]
     assert new.leader == next(b for b in p.replicas if b != old)
     assert (new.leader_epoch, old in new.isr) == (1, False)
 
 
 def _apply_tick_with(
-    image: MetadataImage, now_ms: int, config: ControllerConfig
+    image: MetadataImage, now_ms: int, config: ControllerConfig, liveness: BrokerLiveness
 ) -> tuple[MetadataImage, list]:
-    records = tick(image, now_ms, config)
+    records = tick(image, now_ms, config, liveness)
     return apply_all(records, image), records
 
 
@@ -334,15 +349,15 @@ def test_tick_converges_to_live_leaders(
             ],
             image,
         )
-    image = apply_all(
-        [BrokerHeartbeat(b, b + 1, ms) for b, ms in enumerate(last_heartbeats)], image
+    liveness = _heard(
+        image, [BrokerHeartbeat(b, b + 1, ms) for b, ms in enumerate(last_heartbeats)]
     )
     now = 20_000
     for _ in range(4):
-        image, records = _apply_tick(image, now)
+        image, records = _apply_tick(image, now, liveness)
         if not records:
             break
-    assert tick(image, now, CONFIG) == []
+    assert tick(image, now, CONFIG, liveness) == []
     silent = {b for b, ms in enumerate(last_heartbeats) if now - ms > CONFIG.session_timeout_ms}
     assert image.live_brokers() == set(range(len(last_heartbeats))) - silent
     for topic in image.topics.values():
@@ -358,22 +373,23 @@ def test_a_tick_skips_the_partition_pass_while_nothing_it_depends_on_changed() -
     (its election waits on reports, which heartbeats bring)."""
     image = _with_topic(live_cluster(), "orders", partitions=6, rf=3)
     scan = PartitionScan()
-    assert tick(image, 2_000, CONFIG, scan) == []
+    liveness = BrokerLiveness()
+    assert tick(image, 2_000, CONFIG, liveness, scan) == []
     assert scan.partitions_examined == 6
-    image = apply_all([BrokerHeartbeat(b, b + 1, 3_000) for b in (0, 1, 2)], image)
-    assert tick(image, 3_000, CONFIG, scan) == []
+    _heard(image, [BrokerHeartbeat(b, b + 1, 3_000) for b in (0, 1, 2)], liveness)
+    assert tick(image, 3_000, CONFIG, liveness, scan) == []
     assert scan.partitions_examined == 6  # skipped
     image = _with_topic(image, "more", partitions=2, rf=3)
-    assert tick(image, 3_000, CONFIG, scan) == []
+    assert tick(image, 3_000, CONFIG, liveness, scan) == []
     assert scan.partitions_examined == 6 + 8
     # Broker 2 falls silent: fenced, and its partitions move, as without the scan.
-    image = apply_all([BrokerHeartbeat(b, b + 1, 12_000) for b in (0, 1)], image)
-    with_scan = tick(image, 12_500, CONFIG, scan)
-    assert with_scan == tick(image, 12_500, CONFIG)
+    _heard(image, [BrokerHeartbeat(b, b + 1, 12_000) for b in (0, 1)], liveness)
+    with_scan = tick(image, 12_500, CONFIG, liveness, scan)
+    assert with_scan == tick(image, 12_500, CONFIG, liveness)
     assert any(isinstance(r, PartitionChange) for r in with_scan)
     assert scan.partitions_examined == 6 + 8 + 8
     # Not clean: the next tick looks again even with nothing changed.
-    tick(image, 12_500, CONFIG, scan)
+    tick(image, 12_500, CONFIG, liveness, scan)
     assert scan.partitions_examined == 6 + 8 + 8 + 8
 
 
@@ -383,16 +399,18 @@ def test_a_tick_keeps_looking_at_a_leaderless_partition_whose_votes_come_by_hear
     config = ControllerConfig(
         electors=electors_for(STRATEGIES), default_replication_strategy="quorum"
     )
-    image, _old, f0, f1 = _dead_leader("quorum")
-    image = apply_all(tick(image, 20_000, config), image)  # fenced; the epoch ends
+    image, _old, f0, f1, liveness = _dead_leader("quorum")
+    image = apply_all(tick(image, 20_000, config, liveness), image)  # fenced; the epoch ends
     scan = PartitionScan()
-    assert tick(image, 20_001, config, scan) == []  # no votes under the new epoch yet
-    image = apply_all(
+    assert tick(image, 20_001, config, liveness, scan) == []  # no votes under the new epoch yet
+    _heard(
+        image,
         [
             BrokerHeartbeat(f0, f0 + 1, 20_002, (ReplicaReport("q", 0, 0, 10, 1),)),
             BrokerHeartbeat(f1, f1 + 1, 20_002, (ReplicaReport("q", 0, 0, 12, 1),)),
         ],
-        image,
+        liveness,
     )
-    (change,) = [r for r in tick(image, 20_002, config, scan) if isinstance(r, PartitionChange)]
+    ticked = tick(image, 20_002, config, liveness, scan)
+    (change,) = [r for r in ticked if isinstance(r, PartitionChange)]
     assert change.new_leader == f1

@@ -7,6 +7,7 @@ import pytest
 from quorumq.controller.image import (
     NO_LEADER,
     BrokerHeartbeat,
+    BrokerLiveness,
     ControllerConfig,
     FenceBroker,
     MetadataImage,
@@ -108,16 +109,11 @@ def _quorum_preferred_election(log_end_offsets: list[int]) -> tuple[int, tuple[i
     assert change.new_leader == NO_LEADER  # step one, as a failover's
     image = apply_all([change], image)
     new_epoch = image.topics["t"].partitions[0].leader_epoch
-    image = apply_all(
-        [
-            BrokerHeartbeat(
-                b, b + 1, 2_001, (ReplicaReport("t", 0, state.leader_epoch, leo, new_epoch),)
-            )
-            for b, leo in zip(state.replicas, log_end_offsets, strict=True)
-        ],
-        image,
-    )
-    image = apply_all(tick(image, 2_001, CONFIG), image)
+    liveness = BrokerLiveness().for_epoch(image.controller_epoch)
+    for b, leo in zip(state.replicas, log_end_offsets, strict=True):
+        report = ReplicaReport("t", 0, state.leader_epoch, leo, new_epoch)
+        liveness.record(image, BrokerHeartbeat(b, b + 1, 2_001, (report,)), 2_001)
+    image = apply_all(tick(image, 2_001, CONFIG, liveness), image)
     return image.topics["t"].partitions[0].leader, state.replicas
 
 
@@ -139,7 +135,7 @@ def test_an_unclean_election_picks_a_live_replica_only_when_no_in_sync_one_is_le
     last = state.leader
     others = [b for b in state.replicas if b != last]
     image = apply_all([FenceBroker(last, last + 1, 1)], _changed(image, 0, last, (last,)))
-    image = apply_all(tick(image, 1_001, CONFIG), image)
+    image = apply_all(tick(image, 1_001, CONFIG, BrokerLiveness()), image)
     assert image.topics["t"].partitions[0].leader == NO_LEADER  # clean: waits for `last`
     change = plan_election(image, CONFIG, "t", 0, ELECTION_UNCLEAN)
     assert (change.new_leader, change.new_isr) == (others[0], (others[0],))
@@ -149,7 +145,7 @@ def test_an_unclean_election_picks_a_live_replica_only_when_no_in_sync_one_is_le
     quorum = _topic("quorum", partitions=1)
     leader = quorum.topics["t"].partitions[0].leader
     quorum = apply_all([FenceBroker(leader, leader + 1, 1)], quorum)
-    quorum = apply_all(tick(quorum, 1_001, CONFIG), quorum)
+    quorum = apply_all(tick(quorum, 1_001, CONFIG, BrokerLiveness()), quorum)
     with pytest.raises(EligibleLeadersNotAvailable, match="majority"):
         plan_election(quorum, CONFIG, "t", 0, ELECTION_UNCLEAN)
 

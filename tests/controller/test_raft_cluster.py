@@ -34,6 +34,8 @@ from quorumq.controller.image import (
 from quorumq.errors import InvalidConfig, InvalidReplicationFactor, TopicAlreadyExists
 from quorumq.testing import free_ports
 
+from ._helpers import send_to_active
+
 PASSWORD = "test-secret"  # cryptography is a dependency: the Raft ports are always protected
 
 
@@ -50,6 +52,15 @@ class Node:
         await self.done.wait()
 
 
+CONTROLLERS: list[Controller] = []
+"""Every controller the running test started (heartbeats go to the active one)."""
+
+
+@pytest.fixture(autouse=True)
+def _forget_controllers() -> None:
+    CONTROLLERS.clear()
+
+
 async def _run_node(
     node_id: int, voters: dict[int, Voter], root: Path, *, task_status: trio.TaskStatus[Node]
 ) -> None:
@@ -64,9 +75,15 @@ async def _run_node(
             ):
                 feed = bridge.subscribe()
                 controller = Controller(bridge, tick_interval_s=0.1)
+                CONTROLLERS.append(controller)
                 nursery.start_soon(controller.run)
                 membership = BrokerMembership(
-                    bridge, node_id, "127.0.0.1", 9092 + node_id, heartbeat_interval_s=0.5
+                    bridge,
+                    node_id,
+                    "127.0.0.1",
+                    9092 + node_id,
+                    send_heartbeat=send_to_active(lambda: CONTROLLERS),
+                    heartbeat_interval_s=0.5,
                 )
                 nursery.start_soon(membership.run)
                 task_status.started(Node(bridge, controller, scope, done, feed))
@@ -181,7 +198,10 @@ async def test_snapshot_install_resets_listeners(tmp_path: Path) -> None:
         await bridge.wait_until(lambda b: b.is_active, 5)
         controller = Controller(bridge)
         async with trio.open_nursery() as nursery:
-            await nursery.start(BrokerMembership(bridge, 0, "127.0.0.1", 9092).run)
+            send = send_to_active(lambda: [controller])
+            await nursery.start(
+                BrokerMembership(bridge, 0, "127.0.0.1", 9092, send_heartbeat=send).run
+            )
             await nursery.start(controller.run)
             await bridge.wait_until(lambda b: b.image.live_brokers() == {0}, 5)
             await controller.create_topic("kept", 1, 1)
@@ -244,7 +264,7 @@ async def test_a_tick_that_moves_many_partitions_commits_them_together(tmp_path:
         assert sum(state.leader == 0 for state in partitions.values()) >= 90
         now[0] += 2_000
         for broker_id in (1, 2):
-            await bridge.propose(BrokerHeartbeat(broker_id, epochs[broker_id], now[0]))
+            controller.record_heartbeat(BrokerHeartbeat(broker_id, epochs[broker_id], now[0]))
         with trio.fail_after(30):
             records = await controller.tick_once()
         assert len(records) >= 91  # the fence, then a new leader for each of its partitions

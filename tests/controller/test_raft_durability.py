@@ -27,6 +27,8 @@ from quorumq.controller.image import image_to_dict
 from quorumq.errors import QuorumqError
 from quorumq.testing import free_ports
 
+from ._helpers import send_to_active
+
 PASSWORD = "test-secret"
 TRUNCATION = "truncating already-applied log entries"
 
@@ -46,7 +48,8 @@ async def _broker(
     ):
         controller = Controller(b, tick_interval_s=0.1)
         nursery.start_soon(controller.run)
-        membership = BrokerMembership(b, node_id, "127.0.0.1", 9092 + node_id)
+        send = send_to_active(lambda: [controller for _, controller in nodes.values()])
+        membership = BrokerMembership(b, node_id, "127.0.0.1", 9092 + node_id, send_heartbeat=send)
         nursery.start_soon(membership.run)
         nodes[node_id] = (b, controller)
         task_status.started()
@@ -185,7 +188,10 @@ async def test_stop_between_snapshot_and_journal_trim_keeps_later_records(
         await bridge.wait_until(lambda b: b.is_active, 5)
         controller = Controller(bridge)
         async with trio.open_nursery() as nursery:
-            await nursery.start(BrokerMembership(bridge, 0, "127.0.0.1", 9092).run)
+            send = send_to_active(lambda: [controller])
+            await nursery.start(
+                BrokerMembership(bridge, 0, "127.0.0.1", 9092, send_heartbeat=send).run
+            )
             await nursery.start(controller.run)
             await bridge.wait_until(lambda b: b.image.live_brokers() == {0}, 5)
             await controller.create_topic("before", 1, 1)

@@ -41,6 +41,7 @@ from ._image import (
     apply_record,
     changed_partitions,
 )
+from ._liveness import BrokerLiveness
 from ._records import (
     DECISIONS,
     NO_LEADER,
@@ -86,6 +87,7 @@ __all__ = [
     "AlterPartition",
     "BrokerChanged",
     "BrokerHeartbeat",
+    "BrokerLiveness",
     "BrokerState",
     "ConfigChange",
     "ControllerChanged",

@@ -10,7 +10,12 @@ History:
     BrokerHeartbeat v1: broker_id, broker_epoch, now_ms (liveness only).
     BrokerHeartbeat v2: + reports (per replica: last leader epoch, LEO and the current leader
         epoch the broker knew, for quorum elections).
-    MetadataImage v1: the snapshot format (see :func:`encode_image`).
+    MetadataImage v1: the snapshot format (see :func:`encode_image`), with each broker's
+        last_heartbeat_ms and replica reports.
+    MetadataImage v2: brokers carry registered_ms and no reports (heartbeats left Raft for the
+        active controller's memory); v1 is read with its last heartbeat as the registration time
+        and its reports dropped (the controller waits for fresh ones).
+    BrokerHeartbeat records are still read (old journals) but no longer written.
     Every other record: v1.
 
 Decoding failures raise :class:`CorruptRecord`: bytes that are not JSON, an unknown type, a
@@ -253,7 +258,8 @@ def decode_record(data: bytes) -> MetadataRecord:
 
 # --- image snapshots -----------------------------------------------------------------------------
 
-IMAGE_VERSION = 1
+IMAGE_VERSION = 2
+READABLE_IMAGE_VERSIONS = (1, 2)
 
 
 def image_to_dict(image: MetadataImage) -> dict[str, Any]:
@@ -270,11 +276,7 @@ def image_to_dict(image: MetadataImage) -> dict[str, Any]:
                 "rack": b.rack,
                 "broker_epoch": b.broker_epoch,
                 "fenced": b.fenced,
-                "last_heartbeat_ms": b.last_heartbeat_ms,
-                "reports": [
-                    [topic, partition, *report]
-                    for (topic, partition), report in sorted(b.replica_reports.items())
-                ],
+                "registered_ms": b.registered_ms,
             }
         )
     topics = []
@@ -340,24 +342,26 @@ def image_from_dict(obj: Any) -> MetadataImage:
             "record_count",
         ),
     )
-    if top["type"] != "MetadataImage" or top["v"] != IMAGE_VERSION:
-        raise _bad(f"not a MetadataImage v{IMAGE_VERSION}: {top['type']!r} v{top['v']!r}")
+    version = top["v"]
+    if top["type"] != "MetadataImage" or version not in READABLE_IMAGE_VERSIONS:
+        raise _bad(f"not a MetadataImage v1-v{IMAGE_VERSION}: {top['type']!r} v{version!r}")
     brokers: dict[int, BrokerState] = {}
     for raw in _list(top["brokers"]):
         b = _object(
             raw,
             ("broker_id", "incarnation_id", "host", "port", "rack", "broker_epoch", "fenced"),
         )
-        _object(b, ("last_heartbeat_ms", "reports"))
-        reports: dict[tuple[str, int], tuple[int, int, int]] = {}
-        for entry in _list(b["reports"]):
-            if len(_list(entry)) != 5:
-                raise _bad(
-                    "a replica report is [topic, partition, last leader epoch, LEO, current "
-                    f"leader epoch], got {entry!r}"
-                )
-            topic, partition, epoch, leo, current = entry
-            reports[(_str(topic), _int(partition))] = (_int(epoch), _int(leo), _int(current))
+        if version == 1:
+            _object(b, ("last_heartbeat_ms", "reports"))
+            for entry in _list(b["reports"]):
+                if len(_list(entry)) != 5:
+                    raise _bad(
+                        "a replica report is [topic, partition, last leader epoch, LEO, current "
+                        f"leader epoch], got {entry!r}"
+                    )
+            registered_ms = _int(b["last_heartbeat_ms"])
+        else:
+            registered_ms = _int(_object(b, ("registered_ms",))["registered_ms"])
         state = BrokerState(
             broker_id=_int(b["broker_id"]),
             incarnation_id=_str(b["incarnation_id"]),
@@ -366,8 +370,7 @@ def image_from_dict(obj: Any) -> MetadataImage:
             rack=_optional(_str)(b["rack"]),
             broker_epoch=_int(b["broker_epoch"]),
             fenced=_bool(b["fenced"]),
-            last_heartbeat_ms=_int(b["last_heartbeat_ms"]),
-            replica_reports=reports,
+            registered_ms=registered_ms,
         )
         brokers[state.broker_id] = state
     topics: dict[str, TopicState] = {}

@@ -34,6 +34,7 @@ from quorumq.errors import (
 from quorumq.protocol import ELECTION_PREFERRED, ELECTION_UNCLEAN
 
 from ._image import MetadataImage, PartitionState
+from ._liveness import BrokerLiveness
 from ._records import (
     NO_LEADER,
     CreateTopic,
@@ -338,13 +339,15 @@ def tick(
     image: MetadataImage,
     now_ms: int,
     config: ControllerConfig,
+    liveness: BrokerLiveness,
     scan: PartitionScan | None = None,
 ) -> list[MetadataRecord]:
-    """What the active controller should propose at ``now_ms`` (its wall clock, ms).
+    """What the active controller should propose at ``now_ms`` (its wall clock, ms), given the
+    heartbeats it has received (``liveness``, which holds the replica reports too).
 
     1. FenceBroker for each unfenced broker silent for more than ``session_timeout_ms`` (counting
-       from the later of its last heartbeat and the controller's takeover, so a new controller
-       gives every broker a full session before fencing it).
+       from the latest of its registration, its last heartbeat and the controller's takeover, so
+       a new controller gives every broker a full session before fencing it).
     2. PartitionChange for each partition whose leader is not live (fenced now or before): a new
        leader from the topic's elector, the ISR without the non-live members (as Kafka, the last
        ISR member stays when no one may lead, so a clean election can wait for it); and for each
@@ -361,11 +364,12 @@ def tick(
     """
     epoch = image.controller_epoch
     timeout = config.session_timeout_ms
+    liveness = liveness.for_epoch(epoch)
     records: list[MetadataRecord] = []
     fenced_now: set[int] = set()
     for broker_id in sorted(image.brokers):
         broker = image.brokers[broker_id]
-        last_seen = max(broker.last_heartbeat_ms, image.controller_epoch_start_ms)
+        last_seen = max(liveness.last_seen_ms(broker), image.controller_epoch_start_ms)
         if not broker.fenced and now_ms - last_seen > timeout:
             fenced_now.add(broker_id)
             records.append(FenceBroker(broker_id, broker.broker_epoch, epoch))
@@ -382,7 +386,7 @@ def tick(
             for index in sorted(topic.partitions):
                 state = topic.partitions[index]
                 examined += 1
-                change = _partition_decision(image, config, name, index, state, live)
+                change = _partition_decision(image, config, liveness, name, index, state, live)
                 leaders.add(state.leader)
                 if change is not None or state.leader == NO_LEADER:
                     clean = False
@@ -394,7 +398,7 @@ def tick(
             scan.partitions_examined += examined
     for broker_id in sorted(image.brokers):
         broker = image.brokers[broker_id]
-        fresh = now_ms - broker.last_heartbeat_ms <= timeout
+        fresh = now_ms - liveness.last_seen_ms(broker) <= timeout
         if broker.fenced and fresh and broker_id not in leaders:
             records.append(UnfenceBroker(broker_id, broker.broker_epoch, epoch))
     return records
@@ -542,6 +546,7 @@ def _change(
 def _partition_decision(
     image: MetadataImage,
     config: ControllerConfig,
+    liveness: BrokerLiveness,
     topic_name: str,
     index: int,
     state: PartitionState,
@@ -564,8 +569,8 @@ def _partition_decision(
         # Step one: end the old leader's epoch. Replicas learn it from the image and report their
         # logs under the new epoch; a later tick elects from those reports.
         return change(NO_LEADER, live_isr or state.isr)
-    reports = image.reports_for(
-        topic_name, index, min_current_leader_epoch=state.leader_epoch if fresh else None
+    reports = liveness.reports_for(
+        image, topic_name, index, min_current_leader_epoch=state.leader_epoch if fresh else None
     )
     leader = elector.choose_leader(state, live, reports, topic.configs)
     if leader is None:

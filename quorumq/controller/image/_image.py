@@ -69,8 +69,9 @@ class BrokerState:
 
     ``broker_epoch`` identifies this registration (grows on every new incarnation); decisions and
     heartbeats name it so that a restarted broker is not fenced by an old decision.
-    ``replica_reports`` maps (topic, partition) to (last leader epoch, LEO, current leader epoch)
-    as last heartbeated (see ``ReplicaReport``); a new incarnation starts without reports.
+    ``registered_ms`` is when it registered, which counts as its first heartbeat. Later
+    heartbeats are not in the image: the active controller keeps them in memory
+    (``BrokerLiveness``), so that liveness never waits on Raft.
     """
 
     broker_id: int
@@ -80,8 +81,7 @@ class BrokerState:
     rack: str | None
     broker_epoch: int
     fenced: bool
-    last_heartbeat_ms: int
-    replica_reports: Mapping[tuple[str, int], tuple[int, int, int]] = attrs.field(factory=dict)
+    registered_ms: int
 
 
 @attrs.frozen
@@ -127,25 +127,6 @@ class MetadataImage:
             if topic.topic_id == topic_id:
                 return topic
         return None
-
-    def reports_for(
-        self, topic: str, partition: int, *, min_current_leader_epoch: int | None = None
-    ) -> dict[int, tuple[int, int]]:
-        """Broker id → (last leader epoch, LEO) for one partition, from the last heartbeats.
-
-        With ``min_current_leader_epoch``, only reports made while the broker already knew that
-        leader epoch (or a later one) count: votes cast after the previous epoch ended.
-        """
-        key = (topic, partition)
-        reports: dict[int, tuple[int, int]] = {}
-        for b in self.brokers.values():
-            report = b.replica_reports.get(key)
-            if report is None:
-                continue
-            if min_current_leader_epoch is not None and report[2] < min_current_leader_epoch:
-                continue
-            reports[b.broker_id] = (report[0], report[1])
-        return reports
 
 
 def _reject(record: MetadataRecord, code: ErrorCode, reason: str) -> list[ImageChange]:
@@ -220,8 +201,7 @@ def _register(image: MetadataImage, r: RegisterBroker) -> _Result:
         rack=r.rack,
         broker_epoch=epoch,
         fenced=True,
-        last_heartbeat_ms=r.now_ms,
-        replica_reports={},
+        registered_ms=r.now_ms,
     )
     image = attrs.evolve(_with_broker(image, broker), last_broker_epoch=epoch)
     return image, [BrokerChanged(r.broker_id, epoch, fenced=True, registered=True)]
@@ -243,21 +223,12 @@ def _broker_check(
 
 
 def _heartbeat(image: MetadataImage, r: BrokerHeartbeat) -> _Result:
+    """Heartbeats left in journals written before liveness moved out of Raft: checked, and
+    otherwise ignored (``BrokerLiveness`` holds heartbeats now)."""
     broker, rejected = _broker_check(image, r, r.broker_id, r.broker_epoch)
     if broker is None:
         return image, rejected
-    reports = broker.replica_reports
-    if r.reports is not None:
-        reports = {
-            (p.topic, p.partition): (p.last_leader_epoch, p.log_end_offset, p.current_leader_epoch)
-            for p in r.reports
-        }
-    broker = attrs.evolve(
-        broker,
-        last_heartbeat_ms=max(broker.last_heartbeat_ms, r.now_ms),
-        replica_reports=reports,
-    )
-    return _with_broker(image, broker), [HeartbeatApplied(r.broker_id, r.broker_epoch)]
+    return image, [HeartbeatApplied(r.broker_id, r.broker_epoch)]
 
 
 def _stale_controller(

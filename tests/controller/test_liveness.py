@@ -1,0 +1,89 @@
+"""BrokerLiveness: the active controller's memory of heartbeats (not Raft records)."""
+
+from __future__ import annotations
+
+import pytest
+
+from quorumq.controller.image import (
+    BrokerHeartbeat,
+    BrokerLiveness,
+    ControllerConfig,
+    ControllerEpochBump,
+    FenceBroker,
+    RegisterBroker,
+    ReplicaReport,
+    UnfenceBroker,
+    tick,
+)
+from quorumq.errors import BrokerIdNotRegistered, StaleBrokerEpoch
+
+from ._helpers import apply_all, live_cluster
+
+CONFIG = ControllerConfig(session_timeout_ms=9_000)
+
+
+def test_a_heartbeat_counts_at_the_controller_s_clock_and_keeps_reports_until_replaced() -> None:
+    image = live_cluster()  # registered at 1,000
+    liveness = BrokerLiveness().for_epoch(image.controller_epoch)
+    broker = image.brokers[1]
+    assert liveness.last_seen_ms(broker) == 1_000  # the registration counts as a heartbeat
+    report = ReplicaReport("orders", 0, 3, 120, 4)
+    # The broker's clock says 99; the controller heard it at 7,000, and that is what counts.
+    liveness.record(image, BrokerHeartbeat(1, 2, 99, (report,)), 7_000)
+    assert liveness.last_seen_ms(broker) == 7_000
+    assert liveness.reports_for(image, "orders", 0) == {1: (3, 120)}
+    assert liveness.reports_for(image, "orders", 0, min_current_leader_epoch=4) == {1: (3, 120)}
+    assert liveness.reports_for(image, "orders", 0, min_current_leader_epoch=5) == {}
+    liveness.record(image, BrokerHeartbeat(1, 2, 6_000), 6_000)  # late, without reports
+    assert liveness.last_seen_ms(broker) == 7_000
+    assert liveness.reports_for(image, "orders", 0) == {1: (3, 120)}
+    liveness.record(image, BrokerHeartbeat(1, 2, 8_000, ()), 8_000)  # reports replaced
+    assert liveness.reports_for(image, "orders", 0) == {}
+    assert liveness.heartbeats == 3
+
+
+def test_a_heartbeat_from_another_incarnation_or_an_unknown_broker_is_refused() -> None:
+    image = live_cluster()
+    liveness = BrokerLiveness()
+    with pytest.raises(StaleBrokerEpoch):
+        liveness.record(image, BrokerHeartbeat(1, 1, 0), 5_000)
+    with pytest.raises(BrokerIdNotRegistered):
+        liveness.record(image, BrokerHeartbeat(9, 1, 0), 5_000)
+    report = ReplicaReport("orders", 0, 3, 120, 4)
+    liveness.record(image, BrokerHeartbeat(1, 2, 0, (report,)), 5_000)
+    # Broker 1 restarts: the new incarnation is judged by its registration, without the old
+    # incarnation's heartbeats or reports.
+    image = apply_all([RegisterBroker(1, "inc-new", "127.0.0.1", 9093, 6_000)], image)
+    broker = image.brokers[1]
+    assert liveness.last_seen_ms(broker) == 6_000
+    assert liveness.reports_for(image, "orders", 0) == {}
+
+
+def test_a_new_controller_tenure_starts_from_an_empty_memory() -> None:
+    """A voter that leads again must not trust heartbeats from its previous tenure: the tick
+    forgets them, and the takeover grace protects the brokers meanwhile."""
+    image = live_cluster()
+    liveness = BrokerLiveness()
+    for b in (0, 1, 2):
+        liveness.for_epoch(1).record(image, BrokerHeartbeat(b, b + 1, 0), 50_000)
+    assert tick(image, 58_000, CONFIG, liveness) == []
+    image = apply_all([ControllerEpochBump(0, 3, 20_000)], image)
+    records = tick(image, 58_000, CONFIG, liveness)
+    assert [type(r) for r in records[:3]] == [FenceBroker] * 3
+    assert liveness.controller_epoch == 3 and liveness.reports_held == 0
+
+
+def test_only_fencing_decisions_leave_the_controller_s_memory() -> None:
+    """Heartbeats make no record; silence makes a FenceBroker, a heartbeat after it an
+    UnfenceBroker (the broker leads nothing by then)."""
+    image = live_cluster()
+    liveness = BrokerLiveness()
+    for now in range(2_000, 10_001, 2_000):
+        for b in (0, 1):
+            liveness.for_epoch(1).record(image, BrokerHeartbeat(b, b + 1, 0), now)
+        assert tick(image, now, CONFIG, liveness) == []
+    records = tick(image, 10_001, CONFIG, liveness)
+    assert records == [FenceBroker(2, 3, 1)]
+    image = apply_all(records, image)
+    liveness.record(image, BrokerHeartbeat(2, 3, 0), 10_500)
+    assert tick(image, 10_500, CONFIG, liveness) == [UnfenceBroker(2, 3, 1)]
