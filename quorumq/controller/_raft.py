@@ -56,9 +56,10 @@ from quorumq.errors import CorruptRecord, ErrorCode, InvalidConfig
 from .image import (
     ImageChange,
     MetadataImage,
+    MetadataRecord,
     MetadataStateMachine,
     Rejected,
-    decode_record,
+    decode_entry,
     image_from_dict,
     image_to_dict,
 )
@@ -111,29 +112,32 @@ class _MetadataConsumer(SyncObjConsumer):  # type: ignore[misc]
         self.listener = listener
 
     @replicated  # type: ignore[misc]
-    def apply_record(self, data: bytes) -> list[ImageChange]:
-        """Applies one encoded record (runs on the tick thread of every voter, in log order)."""
+    def apply_record(self, data: bytes) -> list[list[ImageChange]]:
+        """Applies one entry, a record batch or (older journals) one record, and returns each
+        record's changes in order. Runs on the tick thread of every voter, in log order; the
+        name predates batches and stays, since pysyncobj's journal names the method."""
         try:
-            record = decode_record(data)
+            records = decode_entry(data)
         except CorruptRecord as exc:
             # Every voter reads the same bytes and rejects them alike: still deterministic.
-            changes: list[ImageChange] = [Rejected("?", ErrorCode.CORRUPT_MESSAGE, str(exc))]
+            outcomes = [[Rejected("?", ErrorCode.CORRUPT_MESSAGE, str(exc))]]
         else:
-            try:
-                changes = self.machine.apply(record)
-            except Exception as exc:
-                # A bug in apply. Raising here would make pysyncobj retry the entry on the next
-                # tick (and log forever); the same bug hits every voter alike, so a logged no-op
-                # keeps the voters identical and the log moving.
-                logger.exception("controller: applying %s failed", type(record).__name__)
-                changes = [
-                    Rejected(type(record).__name__, ErrorCode.UNKNOWN_SERVER_ERROR, repr(exc))
-                ]
+            outcomes = [self._apply(record) for record in records]
         try:
-            self.listener(self.machine.image, changes)
+            self.listener(self.machine.image, [c for changes in outcomes for c in changes])
         except Exception:
             logger.exception("controller: image listener failed")
-        return changes
+        return outcomes
+
+    def _apply(self, record: MetadataRecord) -> list[ImageChange]:
+        try:
+            return self.machine.apply(record)
+        except Exception as exc:
+            # A bug in apply. Raising here would make pysyncobj retry the entry on the next
+            # tick (and log forever); the same bug hits every voter alike, so a logged no-op
+            # keeps the voters identical and the log moving.
+            logger.exception("controller: applying %s failed", type(record).__name__)
+            return [Rejected(type(record).__name__, ErrorCode.UNKNOWN_SERVER_ERROR, repr(exc))]
 
 
 def _entry_to_json(entry: Any) -> list[Any]:
@@ -534,7 +538,8 @@ class MetadataRaft:
     # --- called from the owner's thread ---------------------------------------------------------
 
     def submit(self, data: bytes, callback: Callable[[Any, int], None]) -> None:
-        """Queues an encoded record; ``callback(changes, fail_reason)`` runs on the tick thread.
+        """Queues an encoded entry (``encode_batches``); ``callback(outcomes, fail_reason)``
+        runs on the tick thread, ``outcomes`` being each record's changes.
 
         On a follower the record is forwarded to the leader and the callback fires after the entry
         is applied locally, so the caller's image already holds it.

@@ -9,6 +9,7 @@ so the controller does not fence it.
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import uuid
@@ -226,7 +227,16 @@ class Controller:
         records = tick(self.bridge.image, self._clock_ms(), self.config, self.liveness, self.scan)
         if not records:
             return records
-        for outcome in await self.bridge.propose_all(records):
+        started = trio.current_time()
+        outcomes = await self.bridge.propose_all(records)
+        kinds = collections.Counter(type(r).__name__ for r in records)
+        logger.info(
+            "controller %d: tick: %s in %.0f ms",
+            self.bridge.node_id,
+            ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())),
+            (trio.current_time() - started) * 1000,
+        )
+        for outcome in outcomes:
             if isinstance(outcome, QuorumqError):
                 logger.info("controller %d: tick not committed: %s", self.bridge.node_id, outcome)
                 break

@@ -28,7 +28,7 @@ from quorumq.controller.image import (
     RegisterBroker,
     ReplicaReport,
     TopicCreated,
-    decode_record,
+    decode_entry,
 )
 from quorumq.errors import NotController, RequestTimedOut, TopicAlreadyExists
 
@@ -62,9 +62,9 @@ class FakeRaft:
             if self.fail_next:
                 callback(None, self.fail_next.pop(0))
                 return
-            changes = self.machine.apply(decode_record(data))
-            self.listener(self.machine.image, changes)
-            callback(changes, 0)
+            outcomes = [self.machine.apply(record) for record in decode_entry(data)]
+            self.listener(self.machine.image, [c for changes in outcomes for c in changes])
+            callback(outcomes, 0)
 
         threading.Thread(target=run).start()
 

@@ -10,6 +10,8 @@ History:
     BrokerHeartbeat v1: broker_id, broker_epoch, now_ms (liveness only).
     BrokerHeartbeat v2: + reports (per replica: last leader epoch, LEO and the current leader
         epoch the broker knew, for quorum elections).
+    RecordBatch v1: the Raft entry (records in order; see :func:`encode_batches`). Journals
+        written before it hold one record per entry, which :func:`decode_entry` still reads.
     MetadataImage v1: the snapshot format (see :func:`encode_image`), with each broker's
         last_heartbeat_ms and replica reports.
     MetadataImage v2: brokers carry registered_ms and no reports (heartbeats left Raft for the
@@ -25,7 +27,7 @@ missing field, a value of the wrong type.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -254,6 +256,64 @@ def decode_record(data: bytes) -> MetadataRecord:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _bad(f"not JSON ({exc})") from exc
     return record_from_dict(obj)
+
+
+# --- Raft entries: record batches ---------------------------------------------------------------
+
+BATCH_VERSION = 1
+MAX_ENTRY_BYTES = 48 * 1024
+"""The most bytes :func:`encode_batches` puts in one entry (a single larger record gets an
+entry of its own). Below pysyncobj's 64 KiB append-message batch, so an entry never travels in
+chunks (``AppendDeduplicator`` leaves chunked messages alone)."""
+
+
+def encode_batches(records: Sequence[MetadataRecord]) -> list[tuple[int, bytes]]:
+    """Packs ``records``, in order, into Raft entries of at most :data:`MAX_ENTRY_BYTES`:
+    ``(how many records, entry bytes)`` per entry. An entry is
+    ``{"records": [...], "type": "RecordBatch", "v": 1}`` and applies its records in order,
+    each exactly as if it were alone.
+
+    Why batches: every entry costs pysyncobj an append message and a journal fsync on each
+    follower. A failover's tick of 2,000 PartitionChange records as 2,000 entries took 4.2 s to
+    commit (docs/benchmarks.md, tenth session); as 42 entries it takes a small fraction of that.
+    """
+    head, tail = b'{"records":[', b'],"type":"RecordBatch","v":%d}' % BATCH_VERSION
+    entries: list[tuple[int, bytes]] = []
+    parts: list[bytes] = []
+    size = len(head) + len(tail) - 1  # the first part has no comma before it
+
+    def flush() -> None:
+        entries.append((len(parts), head + b",".join(parts) + tail))
+
+    for record in records:
+        part = encode_record(record)
+        if parts and size + len(part) + 1 > MAX_ENTRY_BYTES:
+            flush()
+            parts, size = [], len(head) + len(tail) - 1
+        parts.append(part)
+        size += len(part) + 1
+    if parts:
+        flush()
+    return entries
+
+
+def decode_entry(data: bytes) -> tuple[MetadataRecord, ...]:
+    """The records of one Raft entry: a record batch, or (journals written before batches) a
+    single record.
+
+    Raises:
+        CorruptRecord: not an entry this code can read (a batch in a batch included).
+    """
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad(f"not JSON ({exc})") from exc
+    if isinstance(obj, dict) and obj.get("type") == "RecordBatch":
+        fields = _object(obj, ("v", "records"))
+        if fields["v"] != BATCH_VERSION:
+            raise _bad(f"RecordBatch version {fields['v']!r} is not {BATCH_VERSION}")
+        return tuple(record_from_dict(r) for r in _list(fields["records"]))
+    return (record_from_dict(obj),)
 
 
 # --- image snapshots -----------------------------------------------------------------------------
