@@ -481,10 +481,12 @@ def start_quorumq_cluster(
     the CPU of all of them (the cost of three copies, not of one broker).
 
     The brokers run with the production defaults (a heartbeat every 2 s, as Kafka's
-    ``broker.heartbeat.interval.ms``), not ``quorumq compare``'s fast failure detection: every
-    heartbeat is a Raft record, fsynced and applied on each voter, and at compare's 500 ms
-    they cost the paced produce benchmark about 15% more broker CPU per request and doubled
-    its p99 (docs/benchmarks.md). Nothing is killed here, so nothing needs fencing fast.
+    ``broker.heartbeat.interval.ms``), not ``quorumq compare``'s fast failure detection.
+    When heartbeats were Raft records, fsynced and applied on each voter, compare's 500 ms
+    cost the paced produce benchmark about 15% more broker CPU per request and doubled its
+    p99 (docs/benchmarks.md, fourth session); they now go to the active controller's memory,
+    but the benchmark keeps Kafka's default. Nothing is killed here, so nothing needs
+    fencing fast.
     """
     supervisor = _cluster_supervisor(brokers, broker_args, launcher, timings=())
     with supervisor:

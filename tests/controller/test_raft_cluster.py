@@ -25,13 +25,17 @@ from quorumq.controller import (
 )
 from quorumq.controller._bridge import wall_clock_ms
 from quorumq.controller.image import (
+    NO_LEADER,
     BrokerHeartbeat,
     ControllerConfig,
     ImageReset,
     RegisterBroker,
+    ReplicaReport,
     TopicCreated,
+    electors_for,
 )
 from quorumq.errors import InvalidConfig, InvalidReplicationFactor, TopicAlreadyExists
+from quorumq.replication import STRATEGIES
 from quorumq.testing import free_ports
 
 from ._helpers import send_to_active
@@ -276,3 +280,43 @@ async def test_a_tick_that_moves_many_partitions_commits_them_together(tmp_path:
         image = bridge.image
         assert image.live_brokers() == {1, 2}
         assert all(state.leader in (1, 2) for state in image.topics["t"].partitions.values())
+
+
+async def test_a_heartbeat_with_reports_wakes_the_tick_loop(tmp_path: Path) -> None:
+    """The votes of a quorum election come by heartbeat; the controller elects as soon as they
+    arrive, not at its next tick (30 s here). Without the wake-up this waits the interval."""
+    ports = free_ports(1)
+    voters = {0: Voter(0, "127.0.0.1", ports[0])}
+    now = [wall_clock_ms()]
+    async with open_controller_bridge(0, voters, tmp_path, password=PASSWORD) as bridge:
+        await bridge.wait_until(lambda b: b.is_active, 5)
+        config = ControllerConfig(session_timeout_ms=1_000, electors=electors_for(STRATEGIES))
+        controller = Controller(bridge, config, tick_interval_s=30, clock_ms=lambda: now[0])
+        epochs = {}
+        for broker_id in range(3):
+            changes = await bridge.propose(
+                RegisterBroker(broker_id, f"inc-{broker_id}", "127.0.0.1", 9092 + broker_id, now[0])
+            )
+            epochs[broker_id] = changes[0].broker_epoch  # type: ignore[union-attr]
+        await controller.tick_once()
+        await controller.create_topic("q", 1, 3, configs={"replication.strategy": "quorum"})
+        dead = bridge.image.topics["q"].partitions[0].leader
+        alive = [b for b in range(3) if b != dead]
+        now[0] += 2_000
+        for broker_id in alive:
+            controller.record_heartbeat(BrokerHeartbeat(broker_id, epochs[broker_id], now[0]))
+        await controller.tick_once()  # fenced; the epoch ends, no leader until the votes
+        state = bridge.image.topics["q"].partitions[0]
+        assert state.leader == NO_LEADER
+        async with trio.open_nursery() as nursery:
+            await nursery.start(controller.run)
+            await trio.sleep(0.1)  # its first tick has run and found no votes
+            assert bridge.image.topics["q"].partitions[0].leader == NO_LEADER
+            for broker_id in alive:
+                report = ReplicaReport("q", 0, 0, 0, state.leader_epoch)
+                heartbeat = BrokerHeartbeat(broker_id, epochs[broker_id], now[0], (report,))
+                controller.record_heartbeat(heartbeat)
+            await bridge.wait_until(
+                lambda b: b.image.topics["q"].partitions[0].leader in alive, timeout_s=5
+            )
+            nursery.cancel_scope.cancel()
