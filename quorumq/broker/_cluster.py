@@ -62,6 +62,8 @@ from quorumq.controller.image import (
     PartitionState,
     TopicState,
     changed_partitions,
+    check_heartbeat_mac,
+    heartbeat_mac,
     validate_topic_name,
 )
 from quorumq.errors import (
@@ -1053,7 +1055,9 @@ class ClusterBroker(Broker):
     def _broker_heartbeat(self, header: p.RequestHeader, request: p.BrokerHeartbeatRequest) -> Any:
         """BrokerHeartbeat (KIP-631) from another broker, answered by this broker's controller
         from memory when it is the active one (NOT_CONTROLLER otherwise: the sender looks the
-        active controller up in its image again)."""
+        active controller up in its image again). With a controller password, a heartbeat
+        must carry its MAC (CLUSTER_AUTHORIZATION_FAILED otherwise): the Kafka listener is
+        open to anyone, and a forged replica report is a vote in a quorum election."""
         reports = None
         if request.replica_reports is not None:
             reports = tuple(
@@ -1068,7 +1072,17 @@ class ClusterBroker(Broker):
             )
         heartbeat = BrokerHeartbeat(request.broker_id, request.broker_epoch, now_ms(), reports)
         try:
-            broker = self._controller_or_raise().record_heartbeat(heartbeat)
+            controller = self._controller_or_raise()
+            if self.cluster.password is not None:
+                check_heartbeat_mac(
+                    self.cluster.password,
+                    heartbeat,
+                    request.quorumq_sent_ms,
+                    request.quorumq_mac,
+                    heartbeat.now_ms,
+                    controller.config.session_timeout_ms,
+                )
+            broker = controller.record_heartbeat(heartbeat)
         except QuorumqError as exc:
             return p.BrokerHeartbeatResponse(error_code=exc.code, is_fenced=True)
         return p.BrokerHeartbeatResponse(is_caught_up=True, is_fenced=broker.fenced)
@@ -1092,6 +1106,10 @@ class ClusterBroker(Broker):
             broker_id=heartbeat.broker_id,
             broker_epoch=heartbeat.broker_epoch,
             current_metadata_offset=image.record_count,
+            quorumq_sent_ms=heartbeat.now_ms,
+            quorumq_mac=None
+            if self.cluster.password is None
+            else heartbeat_mac(self.cluster.password, heartbeat, heartbeat.now_ms),
             replica_reports=None
             if heartbeat.reports is None
             else [

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from quorumq.protocol._codec import BOOL, INT8, INT16, INT32, INT64, STRING, UUID, Array, f
+from quorumq.protocol._codec import BOOL, BYTES, INT8, INT16, INT32, INT64, STRING, UUID, Array, f
 
 # --- ListOffsets (key 2) ----------------------------------------------------------------------
 
@@ -347,6 +347,10 @@ QUORUMQ_REPORTS_TAG = 0x5151
 """The tag of quorumq's own tagged field in BrokerHeartbeat: the broker's replica reports.
 Tagged fields are Kafka's extension point (KIP-482): a reader that does not know the tag skips it,
 so the request stays Kafka's BrokerHeartbeat. The tag is far above Kafka's own (0 and up)."""
+QUORUMQ_SENT_MS_TAG = 0x5152
+"""quorumq's tagged field: when the broker sent the heartbeat (covered by the MAC)."""
+QUORUMQ_MAC_TAG = 0x5153
+"""quorumq's tagged field: the heartbeat's MAC, keyed with the controller password."""
 
 
 @attrs.frozen(kw_only=True)
@@ -375,6 +379,10 @@ class BrokerHeartbeatRequest:
         Array(BrokerHeartbeatReplicaReport), null=(0, None), tag=QUORUMQ_REPORTS_TAG, default=None
     )
     """None keeps the reports the controller has; a list (possibly empty) replaces them."""
+    quorumq_sent_ms: int = f(INT64, tag=QUORUMQ_SENT_MS_TAG, default=-1)
+    """When the broker sent it (its wall clock), covered by the MAC: a replay ages out."""
+    quorumq_mac: bytes | None = f(BYTES, null=(0, None), tag=QUORUMQ_MAC_TAG, default=None)
+    """HMAC-SHA256 with the controller password (``controller.image.heartbeat_mac``)."""
 
 
 @attrs.frozen(kw_only=True)

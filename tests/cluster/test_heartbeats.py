@@ -8,8 +8,9 @@ from typing import Any
 import trio
 
 from quorumq import protocol as p
+from quorumq.broker._replica import now_ms
 from quorumq.client._connection import open_connection
-from quorumq.controller.image import BrokerChanged, RegisterBroker
+from quorumq.controller.image import BrokerChanged, BrokerHeartbeat, RegisterBroker, heartbeat_mac
 from quorumq.errors import ErrorCode
 from tests.cluster._harness import Cluster, open_cluster
 
@@ -86,3 +87,27 @@ async def test_broker_heartbeat_on_the_wire_answers_as_kafka_s_controller(tmp_pa
         answer = await _heartbeat(port, 5, five)
         assert (answer.error_code, answer.is_fenced) == (0, False)
         assert liveness.reports_for(bridge.image, "t", 0) == {5: (3, 42)}  # kept: none sent
+
+
+async def test_with_a_controller_password_heartbeats_must_carry_its_mac(tmp_path: Path) -> None:
+    """The brokers' own heartbeats carry the MAC (they stay unfenced through several
+    intervals); a bare BrokerHeartbeat, or one with another key's MAC, is refused."""
+    async with open_cluster(tmp_path, password="s3cret") as cluster:
+        await cluster.wait_for(lambda: _active(cluster) >= 0, 10, "an active controller")
+        active = _active(cluster)
+        other = (active + 1) % 3
+        bridge = cluster.broker(active).bridge
+        controller = cluster.broker(active).controller
+        assert bridge is not None and controller is not None
+        heard = controller.liveness.heartbeats
+        await trio.sleep(1.0)
+        assert controller.liveness.heartbeats - heard >= 4
+        assert not any(b.fenced for b in bridge.image.brokers.values())
+        port = cluster.members[active].port
+        epoch = bridge.image.brokers[other].broker_epoch
+        bare = await _heartbeat(port, other, epoch)
+        assert bare.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        sent_ms = now_ms()
+        mac = heartbeat_mac("guess", BrokerHeartbeat(other, epoch, sent_ms), sent_ms)
+        forged = await _heartbeat(port, other, epoch, quorumq_sent_ms=sent_ms, quorumq_mac=mac)
+        assert forged.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED

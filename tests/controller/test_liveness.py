@@ -13,9 +13,11 @@ from quorumq.controller.image import (
     RegisterBroker,
     ReplicaReport,
     UnfenceBroker,
+    check_heartbeat_mac,
+    heartbeat_mac,
     tick,
 )
-from quorumq.errors import BrokerIdNotRegistered, StaleBrokerEpoch
+from quorumq.errors import BrokerIdNotRegistered, ClusterAuthorizationFailed, StaleBrokerEpoch
 
 from ._helpers import apply_all, live_cluster
 
@@ -87,3 +89,23 @@ def test_only_fencing_decisions_leave_the_controller_s_memory() -> None:
     image = apply_all(records, image)
     liveness.record(image, BrokerHeartbeat(2, 3, 0), 10_500)
     assert tick(image, 10_500, CONFIG, liveness) == [UnfenceBroker(2, 3, 1)]
+
+
+def test_a_heartbeat_s_mac_covers_what_it_asserts_and_ages_out() -> None:
+    report = ReplicaReport("orders", 0, 3, 120, 4)
+    heartbeat = BrokerHeartbeat(1, 2, 0, (report,))
+    mac = heartbeat_mac("secret", heartbeat, 10_000)
+    check_heartbeat_mac("secret", heartbeat, 10_000, mac, 12_000, 9_000)
+    check_heartbeat_mac("secret", heartbeat, 10_000, mac, 1_000, 9_000)  # its clock is ahead
+    forged = BrokerHeartbeat(1, 2, 0, (ReplicaReport("orders", 0, 3, 999, 4),))
+    cases = [
+        (heartbeat, 10_000, None, 12_000),  # no MAC
+        (forged, 10_000, mac, 12_000),  # a longer log claimed: a forged vote
+        (BrokerHeartbeat(1, 3, 0, (report,)), 10_000, mac, 12_000),  # another incarnation
+        (heartbeat, 10_001, mac, 12_000),  # another send time
+        (heartbeat, 10_000, heartbeat_mac("other", heartbeat, 10_000), 12_000),  # wrong key
+        (heartbeat, 10_000, mac, 19_001),  # replayed a session later
+    ]
+    for beat, sent_ms, candidate, now_ms in cases:
+        with pytest.raises(ClusterAuthorizationFailed):
+            check_heartbeat_mac("secret", beat, sent_ms, candidate, now_ms, 9_000)

@@ -44,7 +44,7 @@ from ._image import (
     apply_record,
     changed_partitions,
 )
-from ._liveness import BrokerLiveness
+from ._liveness import BrokerLiveness, check_heartbeat_mac, heartbeat_mac
 from ._records import (
     DECISIONS,
     NO_LEADER,
@@ -125,6 +125,7 @@ __all__ = [
     "apply_record",
     "assign_replicas",
     "changed_partitions",
+    "check_heartbeat_mac",
     "decode_entry",
     "decode_image",
     "decode_record",
@@ -132,6 +133,7 @@ __all__ = [
     "encode_batches",
     "encode_image",
     "encode_record",
+    "heartbeat_mac",
     "image_from_dict",
     "image_to_dict",
     "plan_create_topic",

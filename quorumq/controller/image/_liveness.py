@@ -15,11 +15,14 @@ heartbeat to it as soon as they see the new controller epoch, with fresh replica
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Mapping
 
 import attrs
 
-from quorumq.errors import BrokerIdNotRegistered, StaleBrokerEpoch
+from quorumq.errors import BrokerIdNotRegistered, ClusterAuthorizationFailed, StaleBrokerEpoch
 
 from ._image import BrokerState, MetadataImage
 from ._records import BrokerHeartbeat
@@ -134,3 +137,53 @@ class BrokerLiveness:
     def reports_held(self) -> int:
         """Replica reports held across all brokers (tests and stats)."""
         return sum(len(seen.reports) for seen in self._seen.values())
+
+
+# --- authentication of heartbeats on the wire ------------------------------------------------
+
+
+def heartbeat_mac(password: str, heartbeat: BrokerHeartbeat, sent_ms: int) -> bytes:
+    """HMAC-SHA256, keyed with the controller password, of what a BrokerHeartbeat asserts.
+
+    Why: heartbeats used to travel inside Raft, whose port the password protects; now they
+    reach the active controller on its Kafka listener, which anyone can connect to. A forged
+    heartbeat could keep a dead broker unfenced, and a forged replica report is a vote: one
+    claiming a longer log than a replica has could elect it and lose acknowledged records.
+    """
+    reports = (
+        None
+        if heartbeat.reports is None
+        else [
+            [r.topic, r.partition, r.last_leader_epoch, r.log_end_offset, r.current_leader_epoch]
+            for r in heartbeat.reports
+        ]
+    )
+    body = json.dumps(
+        [heartbeat.broker_id, heartbeat.broker_epoch, sent_ms, reports], separators=(",", ":")
+    )
+    return hmac.new(password.encode(), body.encode(), hashlib.sha256).digest()
+
+
+def check_heartbeat_mac(
+    password: str,
+    heartbeat: BrokerHeartbeat,
+    sent_ms: int,
+    mac: bytes | None,
+    now_ms: int,
+    max_age_ms: int,
+) -> None:
+    """Accepts a heartbeat whose MAC matches and that was sent within ``max_age_ms`` of
+    ``now_ms`` (either way: clocks of different hosts differ); a replay is therefore good for
+    at most one session.
+
+    Raises:
+        ClusterAuthorizationFailed: no MAC, a wrong one, or a stale or future ``sent_ms``.
+    """
+    if mac is None:
+        raise ClusterAuthorizationFailed("heartbeat without the cluster's authentication")
+    if not hmac.compare_digest(mac, heartbeat_mac(password, heartbeat, sent_ms)):
+        raise ClusterAuthorizationFailed("heartbeat authentication does not match")
+    if abs(now_ms - sent_ms) > max_age_ms:
+        raise ClusterAuthorizationFailed(
+            f"heartbeat sent at {sent_ms}, {now_ms - sent_ms} ms from the controller's clock"
+        )
