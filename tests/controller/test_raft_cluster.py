@@ -243,6 +243,17 @@ async def test_bridge_refuses_bad_voters_and_busy_port(tmp_path: Path) -> None:
                 pass
 
 
+async def _register_three(bridge: ControllerBridge, now_ms: int) -> dict[int, int]:
+    """Registers brokers 0-2 (fenced until a tick); returns their broker epochs."""
+    epochs = {}
+    for broker_id in range(3):
+        changes = await bridge.propose(
+            RegisterBroker(broker_id, f"inc-{broker_id}", "127.0.0.1", 9092 + broker_id, now_ms)
+        )
+        epochs[broker_id] = changes[0].broker_epoch  # type: ignore[union-attr]
+    return epochs
+
+
 async def test_a_tick_that_moves_many_partitions_commits_them_together(tmp_path: Path) -> None:
     """A broker that leads a third of 300 partitions goes silent: the tick that fences it and
     moves its leaderships proposes every record at once (one Raft round trip each, one after
@@ -255,12 +266,7 @@ async def test_a_tick_that_moves_many_partitions_commits_them_together(tmp_path:
         controller = Controller(
             bridge, ControllerConfig(session_timeout_ms=1_000), clock_ms=lambda: now[0]
         )
-        epochs = {}
-        for broker_id in range(3):
-            changes = await bridge.propose(
-                RegisterBroker(broker_id, f"inc-{broker_id}", "127.0.0.1", 9092 + broker_id, now[0])
-            )
-            epochs[broker_id] = changes[0].broker_epoch  # type: ignore[union-attr]
+        epochs = await _register_three(bridge, now[0])
         await controller.tick_once()
         assert bridge.image.live_brokers() == {0, 1, 2}
         await controller.create_topic("t", 300, 3, configs={"replication.strategy": "isr"})
@@ -292,12 +298,7 @@ async def test_a_heartbeat_with_reports_wakes_the_tick_loop(tmp_path: Path) -> N
         await bridge.wait_until(lambda b: b.is_active, 5)
         config = ControllerConfig(session_timeout_ms=1_000, electors=electors_for(STRATEGIES))
         controller = Controller(bridge, config, tick_interval_s=30, clock_ms=lambda: now[0])
-        epochs = {}
-        for broker_id in range(3):
-            changes = await bridge.propose(
-                RegisterBroker(broker_id, f"inc-{broker_id}", "127.0.0.1", 9092 + broker_id, now[0])
-            )
-            epochs[broker_id] = changes[0].broker_epoch  # type: ignore[union-attr]
+        epochs = await _register_three(bridge, now[0])
         await controller.tick_once()
         await controller.create_topic("q", 1, 3, configs={"replication.strategy": "quorum"})
         dead = bridge.image.topics["q"].partitions[0].leader
