@@ -439,14 +439,19 @@ class SimBridge:
         """A BrokerHeartbeat to the active controller: one simulated round trip, recorded in the
         controller's memory (not applied as a record), answered with whether the broker is
         fenced. NotController when the controller cannot be reached within a second."""
-        network = self._controller.network
+        controller = self._controller
+        network = controller.network
+        me = controller.host_of(self.node_id)
         with trio.move_on_after(1.0):
             await trio.sleep(network.next_delay() + network.next_delay())
-            while not self._controller.reaches(self.node_id):
+            while not (
+                controller.reaches(self.node_id)
+                and network.can_talk(me, controller.host_of(controller.controller_id))
+            ):
                 await network.changed.wait()
             if self.closed:
                 raise NotController(f"controller {self.node_id} is shut down")
-            return self._controller.record_heartbeat(heartbeat)
+            return controller.record_heartbeat(heartbeat)
         raise NotController("the active controller is not reachable")
 
     def subscribe(self, max_pending: int = 1024) -> ImageSubscription:
@@ -540,13 +545,24 @@ class SimController:
         return _replica.now_ms()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Takes over as the active controller and ticks until cancelled."""
+        """Takes over as the active controller and ticks until cancelled.
+
+        The active controller is a voter: when its broker crashes or is cut off from the
+        majority, the lowest voter that still reaches a majority takes over (as a Raft election
+        would), with the next controller epoch and an empty memory of heartbeats, so every
+        broker must heartbeat to it, with fresh replica reports, before it fences or elects.
+        """
         self.apply(ControllerEpochBump(self.controller_id, 1, self.now_ms()))
         task_status.started()
         while True:
             await trio.sleep(self.tick_interval_s)
             self.sync()
             if not self.has_quorum():
+                continue
+            if not self.reaches(self.controller_id):
+                self.controller_id = min(v for v in self.bridges if self.reaches(v))
+                epoch = self.image.controller_epoch + 1
+                self.apply(ControllerEpochBump(self.controller_id, epoch, self.now_ms()))
                 continue
             for record in tick(self.image, self.now_ms(), self.config, self.liveness):
                 self.apply(record)
