@@ -7,9 +7,10 @@ the tick thread only ever calls ``TrioToken.run_sync_soon`` (thread-safe, FIFO, 
 * after each apply, ``_deliver(image, changes)`` runs on Trio and publishes the new image:
   ``bridge.image``, the ``bridge.changed`` event (a fresh ``trio.Event`` swapped in per change) and
   every :class:`ImageSubscription`;
-* a proposal's pysyncobj callback hands ``(changes, fail_reason)`` to the waiting ``propose``.
-  Because the apply's delivery is queued before the callback's, ``bridge.image`` already holds a
-  record when ``await propose(record)`` returns;
+* a proposal's pysyncobj callback hands ``(outcomes, fail_reason)`` to the waiting
+  ``propose_all``: records travel packed into record-batch entries (``image.encode_batches``)
+  and ``outcomes`` holds each record's changes. Because the apply's delivery is queued before
+  the callback's, ``bridge.image`` already holds a record when ``await propose(record)`` returns;
 * when this voter becomes Raft leader, Trio proposes a ControllerEpochBump with the Raft term, and
   the voter becomes the *active* controller once that record is applied.
 

@@ -1,11 +1,12 @@
 """The pysyncobj adapter: the metadata state machine replicated by Raft.
 
 Theory of operation: a :class:`MetadataRaft` owns one ``SyncObj`` with one consumer,
-:class:`_MetadataConsumer`, whose single ``@replicated`` method decodes a record (versioned JSON
-bytes, see ``image._codec``) and applies it to a :class:`MetadataStateMachine`. pysyncobj runs that
-method on its tick thread, on every voter, in log order; the method is deterministic because every
-time and id is inside the record. Each apply calls ``listener(image, changes)`` on the tick thread:
-the listener must not block (the Trio bridge hands the call to Trio with ``run_sync_soon``).
+:class:`_MetadataConsumer`, whose single ``@replicated`` method decodes an entry (a batch of
+records as versioned JSON bytes, see ``image._codec``) and applies its records in order to a
+:class:`MetadataStateMachine`. pysyncobj runs that method on its tick thread, on every voter, in
+log order; the method is deterministic because every time and id is inside the records. Each
+entry calls ``listener(image, changes)`` once on the tick thread: the listener must not block
+(the Trio bridge hands the call to Trio with ``run_sync_soon``).
 
 Snapshots (pysyncobj's "full dump") use our own serializer, not pickle: a JSON file with the image
 (``image_to_dict``) and the two Raft log entries pysyncobj needs to resume from it. Loading one, at
