@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import struct
 
+import attrs
 import pytest
 
+from quorumq import protocol as p
 from quorumq.errors import ErrorCode, InvalidRequest, UnsupportedVersion
 from quorumq.protocol import (
     API_VERSIONS,
@@ -176,3 +178,28 @@ def test_flexible_versions_match_kafkas_schemas() -> None:
         if first is not None:
             assert is_flexible(api_key, first), api_key
             assert not is_flexible(api_key, first - 1) if first > 0 else True, api_key
+
+
+def test_broker_heartbeat_is_kafka_s_bytes_with_quorumq_s_tags_on_top() -> None:
+    """BrokerHeartbeat v0 as Kafka's schema lays it out (kafka-python has no codec for it):
+    without quorumq's fields the bytes are exactly Kafka's; with them, three tagged fields
+    follow, which a Kafka controller would skip, and they decode back."""
+    bare = p.BrokerHeartbeatRequest(broker_id=2, broker_epoch=9, current_metadata_offset=40)
+    frame = frame_bytes(p.encode_request(p.ApiKey.BROKER_HEARTBEAT, 0, 7, "b", bare))
+    kafka = (
+        struct.pack(">hhih", 63, 0, 7, 1)  # header v2: key, version, correlation id, client id
+        + b"b"
+        + b"\x00"  # the header's tagged fields
+        + struct.pack(">iqq??", 2, 9, 40, False, False)
+        + b"\x00"  # the body's tagged fields
+    )
+    assert frame == struct.pack(">i", len(kafka)) + kafka
+    report = p.BrokerHeartbeatReplicaReport(
+        topic="t", partition_index=1, last_leader_epoch=3, log_end_offset=42, current_leader_epoch=4
+    )
+    full = attrs.evolve(bare, replica_reports=[report], quorumq_sent_ms=5, quorumq_mac=b"\x01" * 32)
+    frame = frame_bytes(p.encode_request(p.ApiKey.BROKER_HEARTBEAT, 1, 7, "b", full))
+    header, offset = p.decode_request_header(frame[4:])
+    assert p.decode_request(header, frame[4:], offset) == full
+    body = frame[4 + len(kafka) - 1 :]  # after the fixed fields: the tagged-field section
+    assert body[0] == 3  # three tagged fields (reports, send time, MAC), Kafka's own absent
