@@ -4,10 +4,11 @@ Layers (docs/controller.md):
 
 * :mod:`quorumq.controller.image` — the pure core: ``MetadataImage``, records, ``apply_record``,
   the versioned codec and the decisions (``plan_create_topic``, ``tick``, ``LeaderElector``).
-* ``_raft`` — ``MetadataRaft``: the pysyncobj voter applying encoded records (tick thread).
+* ``_raft`` — ``MetadataRaft``: the pysyncobj voter applying record batches (tick thread).
 * ``_bridge`` — ``open_controller_bridge`` / ``ControllerBridge``: the only code crossing threads.
-* ``_service`` — ``Controller`` (tick loop on the active controller, admin writes) and
-  ``BrokerMembership`` (register + heartbeat).
+* ``_service`` — ``Controller`` (tick loop on the active controller, broker heartbeats kept in
+  memory, admin writes) and ``BrokerMembership`` (register through Raft, heartbeat to the active
+  controller through a ``HeartbeatSender``).
 """
 
 from ._bridge import (
@@ -20,7 +21,7 @@ from ._bridge import (
     wall_clock_ms,
 )
 from ._raft import MetadataRaft, RaftConfig
-from ._service import BrokerMembership, Controller
+from ._service import BrokerMembership, Controller, HeartbeatSender
 from .image import (
     ControllerConfig,
     IsrElector,
@@ -37,6 +38,7 @@ __all__ = [
     "Controller",
     "ControllerBridge",
     "ControllerConfig",
+    "HeartbeatSender",
     "ImageSubscription",
     "ImageUpdate",
     "IsrElector",

@@ -6,8 +6,7 @@ from collections.abc import Callable, Iterable
 
 import trio
 
-from quorumq.controller import Controller
-from quorumq.controller._service import HeartbeatSender
+from quorumq.controller import Controller, HeartbeatSender
 from quorumq.controller.image import (
     BrokerHeartbeat,
     ControllerEpochBump,
