@@ -10,7 +10,6 @@ import socket
 import statistics
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import psutil
 
+from quorumq.cluster._supervisor import broker_environment, default_launcher
 from quorumq.errors import QuorumqError
 
 _STAMP = struct.Struct(">q")  # perf_counter_ns at produce(), in a record's first bytes
@@ -86,7 +86,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 
 def quorumq_argv(launcher: Sequence[str] | None = None) -> list[str]:
     """The argv that runs ``quorumq`` (default ``python -m quorumq``; a benchmark can name a
     wrapper script or another interpreter instead)."""
-    return list(launcher) if launcher else [sys.executable, "-m", "quorumq"]
+    return list(launcher) if launcher else default_launcher()
 
 
 @contextlib.contextmanager
@@ -102,7 +102,8 @@ def start_quorumq_broker(
             *quorumq_argv(launcher), "broker", "--node-id", "0",
             "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
         ]  # fmt: skip
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env = broker_environment(os.environ, own_code=not launcher)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         broker = BrokerProcess("quorumq", f"127.0.0.1:{port}", [proc])
         try:
             _wait_for_port(port, proc)
@@ -462,7 +463,7 @@ def _cluster_supervisor(
         base_port=free_port_block(brokers),
         cluster_mode=True,
         broker_args=(*timings, *broker_args),
-        launcher=[*quorumq_argv(launcher), "broker"],
+        launcher=[*launcher, "broker"] if launcher else None,
     )
 
 

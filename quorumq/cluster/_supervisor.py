@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -48,6 +48,34 @@ but it fires when the *thread* that forked the child exits, and brokers are laun
 worker threads too (chaos nemeses, ``trio.to_thread``)."""
 
 log = logging.getLogger("quorumq.cluster")
+
+
+def default_launcher() -> list[str]:
+    """``python -m quorumq`` with this interpreter: the command a child broker runs by default."""
+    return [sys.executable, "-m", "quorumq"]
+
+
+def broker_environment(base: Mapping[str, str], *, own_code: bool) -> dict[str, str]:
+    """The environment a broker child process starts in, so that it runs the code its launcher
+    names and not whatever ``quorumq`` sits in the current directory.
+
+    Why: ``python -m`` puts the current directory first on ``sys.path``, ahead of
+    ``PYTHONPATH``. From a source checkout a launcher such as ``env PYTHONPATH=<other worktree>
+    python -m quorumq`` therefore imported the checkout's own quorumq, and A/B benchmarks of two
+    versions through ``--launcher`` ran the same brokers on both sides (found in the eleventh
+    session; ``docs/benchmarks.md``). ``PYTHONSAFEPATH`` (Python 3.11+, like ``-P``) keeps the
+    directory off ``sys.path``. The default launcher (``own_code``) also gets the root of the
+    package this process runs on ``PYTHONPATH``, so the child runs exactly the parent's code,
+    installed or not.
+    """
+    env = dict(base)
+    env["PYTHONSAFEPATH"] = "1"
+    if own_code:
+        root = str(Path(__file__).resolve().parents[2])
+        rest = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = root if not rest else os.pathsep.join([root, rest])
+    return env
+
 
 RAFT_PORT_OFFSET = 10_000
 """Default distance from a broker's Kafka port to its Raft port (9092 -> 19092)."""
@@ -188,7 +216,8 @@ class Supervisor:
         self.cluster_mode = broker_supports_cluster_mode() if cluster_mode is None else cluster_mode
         self.broker_args = tuple(broker_args)
         self.log_level = log_level
-        self.launcher = tuple(launcher) if launcher else (sys.executable, "-m", "quorumq", "broker")
+        self._own_launcher = not launcher
+        self.launcher = tuple(launcher) if launcher else (*default_launcher(), "broker")
         raft_base = base_port + RAFT_PORT_OFFSET if raft_base_port is None else raft_base_port
         self.controller_password = self._controller_secret() if self.cluster_mode else None
         self.brokers: list[BrokerHandle] = [
@@ -275,7 +304,7 @@ class Supervisor:
         with open(handle.spec.log_path, "ab") as log_file:
             log_file.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
             log_file.flush()
-            env = dict(os.environ)
+            env = broker_environment(os.environ, own_code=self._own_launcher)
             env[EXIT_WITH_PARENT_ENV] = str(os.getpid())
             if self.controller_password is not None:
                 env.setdefault("QUORUMQ_CONTROLLER_PASSWORD", self.controller_password)

@@ -147,3 +147,51 @@ def test_a_broker_orphaned_while_starting_stops_too(tmp_path: Path) -> None:
     interrupted while it starts brokers): the broker's parent is already gone when it first
     looks, so only the supervisor's PID handed down tells it to stop."""
     _orphan_broker(tmp_path, "sup.launch(0)")
+
+
+def _shim_package(root: Path, marker: Path) -> Path:
+    """A fake ``quorumq`` package under ``root`` whose ``python -m quorumq`` only writes its argv
+    to ``marker`` and exits: a stand-in for "some other version of quorumq"."""
+    pkg = root / "quorumq"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(
+        f"import sys, pathlib\npathlib.Path({str(marker)!r}).write_text(' '.join(sys.argv[1:]))\n"
+    )
+    return root
+
+
+def test_a_launcher_runs_the_quorumq_it_names_not_the_current_directorys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``env PYTHONPATH=<other version> python -m quorumq`` started from a checkout must run the
+    other version: ``python -m`` puts the current directory ahead of PYTHONPATH, and A/B
+    benchmarks through ``--launcher`` once compared a checkout with itself."""
+    import quorumq
+
+    marker = tmp_path / "ran"
+    shim = _shim_package(tmp_path / "other", marker)
+    monkeypatch.chdir(Path(quorumq.__file__).resolve().parents[1])  # holds the real quorumq
+    launcher = ["/usr/bin/env", f"PYTHONPATH={shim}", sys.executable, "-m", "quorumq", "broker"]
+    with Supervisor(1, base_port=free_port_block(1), cluster_mode=False, launcher=launcher) as sup:
+        sup.launch(0)
+        process = sup.brokers[0].process
+        assert process is not None
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the launcher ran the current directory's quorumq (a real broker)")
+    assert marker.read_text().startswith("broker --node-id 0")
+
+
+def test_the_default_launcher_runs_this_processs_quorumq(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a launcher the brokers run the code of the process that starts them, wherever it
+    was started from: here a directory holding another ``quorumq``."""
+    marker = tmp_path / "ran"
+    monkeypatch.chdir(_shim_package(tmp_path / "cwd", marker))
+    with Supervisor(1, base_port=free_port_block(1), cluster_mode=False) as sup:
+        sup.start(timeout_s=60)
+        assert sup.is_ready(0)
+    assert not marker.exists()
