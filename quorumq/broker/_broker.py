@@ -477,6 +477,7 @@ class Broker:
         """
         if records is None:
             raise CorruptRecord("produce request without a record set")
+        partition.check_writable()
         partition_log = partition.log
         validated = validate_records(
             records, max_message_bytes=partition_log.config.max_message_bytes

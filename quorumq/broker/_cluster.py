@@ -27,7 +27,7 @@ import functools
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -120,6 +120,10 @@ class ClusterConfig:
     """``leader.imbalance.check.interval.seconds`` × 1000 (Kafka's default: 300 s)."""
     leader_imbalance_per_broker_percentage: int = 10
     """``leader.imbalance.per.broker.percentage``."""
+    leader_transfer_timeout_ms: int | None = None
+    """How long a quorum preferred election waits for its leader to drain before it is
+    proposed anyway (``ControllerConfig.leader_transfer_timeout_ms``); None: two heartbeat
+    intervals and a second, since the leader hears of it in a heartbeat answer."""
 
 
 OPENS_PER_PASS = 400
@@ -163,6 +167,8 @@ class ClusterBroker(Broker):
         self.bridge: ControllerBridge | None = None
         self.controller: Controller | None = None
         self.membership: BrokerMembership | None = None
+        self._transferring: set[ReplicaPartition] = set()
+        """Replicas draining for a leadership transfer (``ReplicaPartition.begin_transfer``)."""
         self.fetchers: dict[int, FollowerFetcher] = {}
         self._followed_lists: dict[int, list[ReplicaPartition]] = {}
         self._followed_version = -1
@@ -265,6 +271,11 @@ class ClusterBroker(Broker):
                     ),
                     leader_imbalance_per_broker_percentage=(
                         self.cluster.leader_imbalance_per_broker_percentage
+                    ),
+                    leader_transfer_timeout_ms=(
+                        int(2000 * self.cluster.heartbeat_interval_s) + 1000
+                        if self.cluster.leader_transfer_timeout_ms is None
+                        else self.cluster.leader_transfer_timeout_ms
                     ),
                 ),
                 tick_interval_s=self.cluster.controller_tick_s,
@@ -1085,7 +1096,56 @@ class ClusterBroker(Broker):
             broker = controller.record_heartbeat(heartbeat)
         except QuorumqError as exc:
             return p.BrokerHeartbeatResponse(error_code=exc.code, is_fenced=True)
-        return p.BrokerHeartbeatResponse(is_caught_up=True, is_fenced=broker.fenced)
+        controller.record_drained(
+            request.broker_id,
+            [(d.topic, d.partition_index, d.leader_epoch) for d in request.quorumq_drained],
+        )
+        return p.BrokerHeartbeatResponse(
+            is_caught_up=True,
+            is_fenced=broker.fenced,
+            quorumq_transfers=[
+                p.BrokerHeartbeatTransfer(
+                    topic=t.topic,
+                    partition_index=t.partition,
+                    leader_epoch=t.leader_epoch,
+                    target_id=t.target,
+                )
+                for t in controller.transfers_for(request.broker_id)
+            ],
+        )
+
+    def _drained(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, leader epoch) of the transfers this broker drained: its heartbeat
+        says so until the election ends them (or they run out of time)."""
+        drained = []
+        for replica in list(self._transferring):
+            transfer = replica.transfer
+            if transfer is None:
+                self._transferring.discard(replica)
+            elif transfer.drained:
+                drained.append((replica.topic, replica.index, transfer.leader_epoch))
+        return drained
+
+    def _begin_transfers(self, transfers: Iterable[tuple[str, int, int, int]]) -> None:
+        """A heartbeat answer's leadership transfers: (topic, partition, leader epoch, target)
+        for partitions this broker leads. Each drain ends with an early heartbeat."""
+        for topic, index, leader_epoch, target in transfers:
+            replica = self.partitions.get((topic, index))
+            if isinstance(replica, ReplicaPartition) and replica.begin_transfer(
+                target, leader_epoch, self._transfer_drained
+            ):
+                self._transferring.add(replica)
+
+    def _transfer_drained(self, replica: ReplicaPartition) -> None:
+        log.info(
+            "broker %d: %s-%d drained for broker %s",
+            self.config.node_id,
+            replica.topic,
+            replica.index,
+            replica.transfer.target if replica.transfer is not None else "?",
+        )
+        if self.membership is not None:
+            self.membership.request_heartbeat()
 
     async def _send_heartbeat(self, heartbeat: BrokerHeartbeat) -> bool:
         """Delivers this broker's heartbeat to the active controller the image names: a call
@@ -1097,8 +1157,15 @@ class ClusterBroker(Broker):
         assert self.bridge is not None and self.controller is not None
         image = self.bridge.image
         controller_id = image.controller_id
+        drained = self._drained()
         if controller_id == self.config.node_id:
-            return self.controller.record_heartbeat(heartbeat).fenced
+            fenced = self.controller.record_heartbeat(heartbeat).fenced
+            self.controller.record_drained(self.config.node_id, drained)
+            transfers = self.controller.transfers_for(self.config.node_id)
+            self._begin_transfers(
+                (t.topic, t.partition, t.leader_epoch, t.target) for t in transfers
+            )
+            return fenced
         target = image.brokers.get(controller_id)
         if target is None:
             raise NotController(f"active controller {controller_id} has no listener known yet")
@@ -1121,6 +1188,10 @@ class ClusterBroker(Broker):
                     current_leader_epoch=r.current_leader_epoch,
                 )
                 for r in heartbeat.reports
+            ],
+            quorumq_drained=[
+                p.BrokerHeartbeatPartitionEpoch(topic=t, partition_index=i, leader_epoch=e)
+                for t, i, e in drained
             ],
         )
         response = None
@@ -1145,6 +1216,10 @@ class ClusterBroker(Broker):
             raise error_for_code(response.error_code)(
                 f"controller {controller_id} refused the heartbeat"
             )
+        self._begin_transfers(
+            (t.topic, t.partition_index, t.leader_epoch, t.target_id)
+            for t in response.quorumq_transfers
+        )
         return bool(response.is_fenced)
 
     def _controller_or_raise(self) -> Controller:

@@ -148,6 +148,10 @@ class Partition:
     def check_acks_all(self) -> None:
         """Refuses an acks=all produce before append (a replica: NOT_ENOUGH_REPLICAS)."""
 
+    def check_writable(self) -> None:
+        """Refuses a produce before append (a replica leader handing over its leadership:
+        NOT_LEADER_OR_FOLLOWER); a single broker always takes writes."""
+
     def check_fetch(self, replica_id: int, fetch_offset: int, current_leader_epoch: int) -> None:
         """Fences a Fetch by leader epoch and records a follower's progress (a replica, in
         ``_replica.py``); a single broker has nothing to check."""

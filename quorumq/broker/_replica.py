@@ -87,6 +87,24 @@ def now_ms() -> int:
     return clock_ms()
 
 
+TRANSFER_HOLD_S = 2.0
+"""How long a leader refuses writes for a leadership transfer at most (``LeaderTransfers``):
+the controller proposes the election within a tick of hearing "drained", so this only bounds
+what a lost controller or a target that cannot catch up costs the producers."""
+
+
+@attrs.define
+class Transfer:
+    """A leadership transfer this replica's leader is draining for."""
+
+    target: int
+    leader_epoch: int
+    until: float
+    """``time.monotonic()`` after which writes are taken again."""
+    on_drained: Callable[[ReplicaPartition], None]
+    drained: bool = False
+
+
 @attrs.define(eq=False)
 class ReplicaPartition(Partition):
     """A partition replica whose role follows the controller's image.
@@ -118,6 +136,10 @@ class ReplicaPartition(Partition):
     """Set by the cluster: fsync up to the offset, then call :meth:`notify_append` again."""
     _saved_high_watermark: int = -1
     flush_requested: set[int] = attrs.Factory(set)
+    transfer: Transfer | None = None
+    """A leadership transfer under way (this replica leads and refuses writes meanwhile)."""
+    _expired_transfer: tuple[int, int] | None = None
+    """(target, leader epoch) of the last transfer that ran out of time: not begun again."""
     fetch_generation: int = 0
     """Bumped on every role or epoch change: a fetch response sent for an older generation is
     discarded (the follower stopped following that epoch)."""
@@ -212,6 +234,61 @@ class ReplicaPartition(Partition):
         """Raises NotEnoughReplicas (or NotLeaderOrFollower) before an acks=all append."""
         self.require_leader().acks_all_check()
 
+    def check_writable(self) -> None:
+        """Raises NotLeaderOrFollower while a leadership transfer holds writes, so the target
+        can catch up; clients retry, and find the new leader once the election is over."""
+        transfer = self.transfer
+        if transfer is None:
+            return
+        leader = self.leader
+        if leader is not None and leader.leader_epoch == transfer.leader_epoch:
+            if time.monotonic() < transfer.until:
+                raise NotLeaderOrFollower(
+                    f"{self.topic}-{self.index}: leadership is being handed to broker "
+                    f"{transfer.target}"
+                )
+            if not transfer.drained:
+                self._expired_transfer = (transfer.target, transfer.leader_epoch)
+        self.transfer = None
+
+    def begin_transfer(
+        self, target: int, leader_epoch: int, on_drained: Callable[[ReplicaPartition], None]
+    ) -> bool:
+        """Starts refusing writes until follower ``target`` has this leader's whole log, then
+        calls ``on_drained`` (the broker says so in its next heartbeat, sent at once). Returns
+        False, doing nothing, unless this replica leads ``leader_epoch`` with ``target`` as a
+        follower, or when the same transfer already ran out of time once."""
+        leader = self.leader
+        if (
+            leader is None
+            or leader.leader_epoch != leader_epoch
+            or target not in leader.progress
+            or self._expired_transfer == (target, leader_epoch)
+        ):
+            return False
+        current = self.transfer
+        if current is not None and (current.target, current.leader_epoch) == (target, leader_epoch):
+            return True
+        self.transfer = Transfer(
+            target, leader_epoch, time.monotonic() + TRANSFER_HOLD_S, on_drained
+        )
+        self._check_drained(leader, target, leader.progress[target].log_end_offset)
+        return True
+
+    def _check_drained(
+        self, leader: LeaderReplicaState, replica_id: int, fetch_offset: int
+    ) -> None:
+        transfer = self.transfer
+        if (
+            transfer is not None
+            and not transfer.drained
+            and replica_id == transfer.target
+            and fetch_offset >= leader.log_end_offset
+            and transfer.leader_epoch == leader.leader_epoch
+        ):
+            transfer.drained = True
+            transfer.on_drained(self)
+
     def check_fetch(self, replica_id: int, fetch_offset: int, current_leader_epoch: int) -> None:
         """Fences a Fetch by epoch; for a follower's fetch, records its progress.
 
@@ -223,6 +300,8 @@ class ReplicaPartition(Partition):
             leader.check_leader_epoch(current_leader_epoch)
             return
         result = leader.on_follower_fetch(replica_id, fetch_offset, current_leader_epoch, now_ms())
+        if self.transfer is not None:
+            self._check_drained(leader, replica_id, fetch_offset)
         if result.isr_change is not None:
             self._isr_change(result.isr_change)
         if result.advanced:
@@ -382,6 +461,7 @@ class ReplicaPartition(Partition):
 
     def _stop_role(self) -> None:
         self.known_high_watermark = self.high_watermark
+        self.transfer = None
         self.leader = None
         self.follower = None
         self.isr_proposal = None

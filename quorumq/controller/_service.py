@@ -27,6 +27,7 @@ from quorumq.errors import (
     StaleBrokerEpoch,
     UnknownTopicOrPartition,
 )
+from quorumq.protocol import ELECTION_PREFERRED
 
 from ._bridge import ControllerBridge, outcome_error, wall_clock_ms
 from .image import (
@@ -40,9 +41,13 @@ from .image import (
     ControllerConfig,
     CreateTopic,
     DeleteTopic,
+    LeaderTransfer,
+    LeaderTransfers,
+    MetadataImage,
     MetadataRecord,
     PartitionChange,
     PartitionScan,
+    PartitionState,
     RegisterBroker,
     ReplicaReport,
     plan_create_topic,
@@ -57,6 +62,13 @@ logger = logging.getLogger(__name__)
 MIN_TICK_GAP_S = 0.02
 """The least time between two ticks: heartbeats with reports wake the tick loop early, and a
 tick over thousands of partitions must not run back to back with the next."""
+
+
+def record_state(image: MetadataImage, key: tuple[str, int]) -> PartitionState:
+    """The state of a partition an election was just planned for (it exists)."""
+    state = image.partition(*key)
+    assert state is not None, key
+    return state
 
 
 class Controller:
@@ -89,6 +101,8 @@ class Controller:
         """The last tick's partition pass, reused while nothing it depends on changed."""
         self.liveness = BrokerLiveness()
         """Heartbeats received while active (not in Raft: see ``image.BrokerLiveness``)."""
+        self.transfers = LeaderTransfers()
+        """Quorum preferred elections waiting for their leader to drain (``image._transfers``)."""
         self._heard = trio.Event()
 
     def record_heartbeat(self, heartbeat: BrokerHeartbeat) -> BrokerState:
@@ -112,6 +126,56 @@ class Controller:
         if heartbeat.reports:
             self._heard.set()
         return broker
+
+    def transfers_for(self, broker_id: int) -> list[LeaderTransfer]:
+        """The leadership transfers broker ``broker_id`` should drain for (its heartbeat's
+        answer); none unless this voter is the active controller."""
+        if not self.bridge.is_active:
+            return []
+        return self._transfers().instructions_for(broker_id)
+
+    def record_drained(self, broker_id: int, drained: Sequence[tuple[str, int, int]]) -> None:
+        """A heartbeat says these (topic, partition, leader epoch) drained: their elections
+        are proposed at the next tick, which this wakes."""
+        if (
+            drained
+            and self.bridge.is_active
+            and self._transfers().record_drained(broker_id, drained)
+        ):
+            self._heard.set()
+
+    def _transfers(self) -> LeaderTransfers:
+        return self.transfers.for_epoch(self.bridge.image.controller_epoch)
+
+    def _hold_for_transfer(self, records: Sequence[PartitionChange]) -> list[PartitionChange]:
+        """Starts a leadership transfer for each two-step preferred election (``quorum``:
+        the record ends the epoch) and returns the records to propose now: the others."""
+        image = self.bridge.image
+        now = self._clock_ms()
+        timeout_ms = self.config.leader_transfer_timeout_ms
+        transfers = self._transfers()
+        return [
+            record
+            for record in records
+            if record.new_leader != NO_LEADER
+            or transfers.begin(image, record.topic, record.partition, now, timeout_ms) is None
+        ]
+
+    def _ready_transfers(self) -> list[PartitionChange]:
+        """The election records of transfers that drained or ran out of time, planned again
+        on the current image (a partition may meanwhile need none)."""
+        image = self.bridge.image
+        records = []
+        for transfer in self._transfers().take_ready(image, self._clock_ms()):
+            try:
+                record = plan_election(
+                    image, self.config, transfer.topic, transfer.partition, ELECTION_PREFERRED
+                )
+            except QuorumqError as exc:
+                logger.info("controller %d: transfer dropped: %s", self.bridge.node_id, exc)
+            else:
+                records.append(record)
+        return records
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Ticks while this voter is the active controller, idles otherwise; runs until
@@ -144,12 +208,14 @@ class Controller:
         :meth:`tick_once`: the next check decides again."""
         records = plan_leader_rebalance(self.bridge.image, self.config)
         if records:
+            now = self._hold_for_transfer(records)
             logger.info(
-                "controller %d: leader imbalance: %d preferred elections",
+                "controller %d: leader imbalance: %d preferred elections (%d after a transfer)",
                 self.bridge.node_id,
                 len(records),
+                len(records) - len(now),
             )
-            await self.bridge.propose_all(records)
+            await self.bridge.propose_all(now)
         return records
 
     async def elect_leaders(
@@ -162,9 +228,12 @@ class Controller:
         """ElectLeaders: plans each partition's election (``image.plan_election``),
         commits them together, and waits until each has its leader (``None``) or has failed.
 
-        A two-step election (``quorum``, preferred) is complete when a later tick has elected
-        from fresh reports: if the preferred replica was behind by then another replica leads,
-        and the answer is PREFERRED_LEADER_NOT_AVAILABLE.
+        A two-step election (``quorum``, preferred) starts with a leadership transfer
+        (``image.LeaderTransfers``): the leader stops taking writes until the preferred replica
+        has caught up, then a tick proposes the election, and it is complete once a later tick
+        has elected from fresh reports. If the preferred replica was behind all the same (the
+        transfer ran out of time) another replica leads, and the answer is
+        PREFERRED_LEADER_NOT_AVAILABLE.
 
         Args:
             partitions: None for every partition of the cluster.
@@ -180,24 +249,33 @@ class Controller:
                 planned[key] = plan_election(image, self.config, key[0], key[1], election_type)
             except QuorumqError as exc:
                 results[key] = exc
+        # partition → (preferred replica, the leader epoch its transfer holds it at, or -1)
+        waiting: dict[tuple[str, int], tuple[int, int]] = {}
+        if election_type == ELECTION_PREFERRED:
+            now = self._hold_for_transfer(list(planned.values()))
+            for key, record in list(planned.items()):
+                if record not in now:
+                    waiting[key] = (record_state(image, key).replicas[0], record.leader_epoch)
+                    del planned[key]
         outcomes = await self.bridge.propose_all(list(planned.values()), timeout_s=timeout_s)
-        waiting: dict[tuple[str, int], int] = {}
         for (key, record), outcome in zip(planned.items(), outcomes, strict=True):
             error = outcome_error(outcome)
             if error is not None:
                 results[key] = error
             elif record.new_leader == NO_LEADER:
-                waiting[key] = image.topics[key[0]].partitions[key[1]].replicas[0]
+                waiting[key] = (record_state(image, key).replicas[0], -1)
             else:
                 results[key] = None
         while waiting:
             changed = self.bridge.changed
-            for key, preferred in list(waiting.items()):
+            for key, (preferred, held_epoch) in list(waiting.items()):
                 state = self.bridge.image.partition(*key)
                 if state is None:
                     results[key] = UnknownTopicOrPartition(f"{key[0]}-{key[1]} was deleted")
                 elif state.leader == preferred:
                     results[key] = None
+                elif state.leader_epoch == held_epoch:
+                    continue  # the transfer: its leader is draining, the election comes next
                 elif state.leader != NO_LEADER:
                     results[key] = PreferredLeaderNotAvailable(
                         f"{key[0]}-{key[1]}: broker {state.leader} was more up to date than "
@@ -225,6 +303,7 @@ class Controller:
         costs a few Raft round trips, not one per partition.
         """
         records = tick(self.bridge.image, self._clock_ms(), self.config, self.liveness, self.scan)
+        records += self._ready_transfers()
         if not records:
             return records
         started = trio.current_time()

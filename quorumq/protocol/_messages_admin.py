@@ -351,6 +351,31 @@ QUORUMQ_SENT_MS_TAG = 0x5152
 """quorumq's tagged field: when the broker sent the heartbeat (covered by the MAC)."""
 QUORUMQ_MAC_TAG = 0x5153
 """quorumq's tagged field: the heartbeat's MAC, keyed with the controller password."""
+QUORUMQ_DRAINED_TAG = 0x5154
+"""quorumq's tagged field of the request: partitions this leader stopped writing for a
+leadership transfer, with their new leader caught up (``controller.md``)."""
+QUORUMQ_TRANSFERS_TAG = 0x5155
+"""quorumq's tagged field of the response: leadership transfers this broker should drain for."""
+
+
+@attrs.frozen(kw_only=True)
+class BrokerHeartbeatPartitionEpoch:
+    """One partition at one leader epoch: a drained leadership transfer (quorumq's)."""
+
+    topic: str = f(STRING)
+    partition_index: int = f(INT32)
+    leader_epoch: int = f(INT32)
+
+
+@attrs.frozen(kw_only=True)
+class BrokerHeartbeatTransfer:
+    """Stop taking writes for ``partition_index`` (led at ``leader_epoch``) until
+    ``target_id`` has caught up, then say so (quorumq's)."""
+
+    topic: str = f(STRING)
+    partition_index: int = f(INT32)
+    leader_epoch: int = f(INT32)
+    target_id: int = f(INT32)
 
 
 @attrs.frozen(kw_only=True)
@@ -383,6 +408,9 @@ class BrokerHeartbeatRequest:
     """When the broker sent it (its wall clock), covered by the MAC: a replay ages out."""
     quorumq_mac: bytes | None = f(BYTES, null=(0, None), tag=QUORUMQ_MAC_TAG, default=None)
     """HMAC-SHA256 with the controller password (``controller.image.heartbeat_mac``)."""
+    quorumq_drained: Sequence[BrokerHeartbeatPartitionEpoch] = f(
+        Array(BrokerHeartbeatPartitionEpoch), tag=QUORUMQ_DRAINED_TAG, default=()
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -392,3 +420,6 @@ class BrokerHeartbeatResponse:
     is_caught_up: bool = f(BOOL, default=False)
     is_fenced: bool = f(BOOL, default=True)
     should_shut_down: bool = f(BOOL, default=False)
+    quorumq_transfers: Sequence[BrokerHeartbeatTransfer] = f(
+        Array(BrokerHeartbeatTransfer), tag=QUORUMQ_TRANSFERS_TAG, default=()
+    )

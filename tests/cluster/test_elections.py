@@ -120,3 +120,65 @@ async def test_the_controller_moves_leadership_back_by_itself(tmp_path: Path) ->
             "every partition led by its preferred replica",
         )
         await cluster.wait_leaders("t", 6)
+
+
+async def test_a_quorum_preferred_election_under_load_is_won_by_the_preferred_replica(
+    tmp_path: Path,
+) -> None:
+    """Leadership transfer (Raft's): the leader holds writes until the preferred replica has
+    its whole log, and only then does the election run, so the preferred replica wins it even
+    when it was the slowest of the three. Without the transfer another replica won here
+    (PREFERRED_LEADER_NOT_AVAILABLE): the preferred one was behind both others when the epoch
+    ended."""
+    from quorumq.client import Producer
+
+    # A long transfer timeout: the election must run when the leader says "drained", not
+    # when the controller gives up waiting.
+    async with open_cluster(
+        tmp_path, auto_leader_rebalance_enable=False, leader_transfer_timeout_ms=20_000
+    ) as cluster:
+        await cluster.create_topic("t", 1, 3, {"replication.strategy": "quorum"})
+        preferred = _leaders(cluster, "t")[0][1][0]
+        await _fail_over_from(cluster, "t", preferred, 1, isr=False)
+        leader = cluster.leader_of("t", 0)
+        assert leader != preferred
+        # The preferred replica lags: each of its requests to the leader waits 150 ms first.
+        fetcher = cluster.broker(preferred).fetchers[leader]
+        request = fetcher._request
+
+        async def slow(*args: Any) -> Any:
+            await trio.sleep(0.15)
+            return await request(*args)
+
+        fetcher._request = slow  # type: ignore[method-assign]
+        sent = 0
+        refused = 0
+        stop = trio.Event()
+
+        async def produce() -> None:
+            nonlocal sent, refused
+            async with Producer(
+                cluster.bootstrap, acks=1, linger_ms=0, retry_backoff_ms=20
+            ) as producer:
+                while not stop.is_set():
+                    try:
+                        await producer.send("t", b"x" * 100, partition=0)
+                        sent += 1
+                    except Exception:  # retries ran out during the election
+                        refused += 1
+                    await trio.sleep(0.005)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce)
+            await cluster.wait_for(lambda: sent >= 100, 15, "the producer under way")
+            bootstrap = f"127.0.0.1:{cluster.members[leader].port}"
+            started = trio.current_time()
+            result = await trio.to_thread.run_sync(_elect, bootstrap, "PREFERRED", [("t", 0)])
+            elapsed = trio.current_time() - started
+            after = sent
+            await cluster.wait_for(lambda: sent >= after + 50, 15, "writes to the new leader")
+            stop.set()
+        assert result == {("t", 0): 0}
+        assert elapsed < 10, elapsed
+        assert cluster.leader_of("t", 0) == preferred
+        assert refused == 0

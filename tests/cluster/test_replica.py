@@ -168,3 +168,52 @@ def test_a_leader_change_writes_its_epoch_without_fsync(
     assert replica.epoch_cache.latest_epoch == 3
     assert load_checkpoint(tmp_path / "p" / CHECKPOINT_FILE_NAME).latest_epoch == 3
     assert calls == []
+
+
+def test_a_leader_draining_for_a_transfer_refuses_writes_until_the_target_caught_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leadership transfer, the leader's half: writes are refused (NOT_LEADER_OR_FOLLOWER,
+    which clients retry) from the instruction on; the target fetching at the leader's log end
+    is "drained", said once; the hold ends with the epoch, or after TRANSFER_HOLD_S."""
+    from quorumq.broker import _replica
+
+    replica = _open(tmp_path / "p")
+    replica.configure("quorum", 1, 30_000)
+    replica.become_leader(3, 0, [0, 1, 2], [0, 1, 2])
+    replica.log.append(build_batch([(None, b"a"), (None, b"b")]), leader_epoch=3, now_ms=1)
+    replica.notify_append()
+    replica.check_writable()  # no transfer: writes go in
+    drained: list[ReplicaPartition] = []
+    assert not replica.begin_transfer(2, 2, drained.append)  # another epoch
+    assert not replica.begin_transfer(1, 3, drained.append)  # itself: not a follower
+    assert replica.begin_transfer(0, 3, drained.append)
+    with pytest.raises(NotLeaderOrFollower, match="handed to broker 0"):
+        replica.check_writable()
+    end = replica.log_end_offset
+    replica.check_fetch(2, end, 3)  # the other follower caught up: not the target
+    replica.check_fetch(0, end - 1, 3)  # the target, not there yet
+    assert drained == []
+    replica.check_fetch(0, end, 3)
+    replica.check_fetch(0, end, 3)
+    assert drained == [replica] and replica.transfer is not None and replica.transfer.drained
+    with pytest.raises(NotLeaderOrFollower):
+        replica.check_writable()  # still held: the election comes next
+    # Out of time (a lost controller): writes go in again, and the same transfer is not begun
+    # a second time by a late heartbeat answer.
+    clock = [0.0]
+    monkeypatch.setattr(_replica.time, "monotonic", lambda: clock[0])
+    replica.transfer = None
+    replica.log.append(build_batch([(None, b"c")]), leader_epoch=3, now_ms=1)
+    replica.notify_append()  # the target is behind again
+    assert replica.begin_transfer(0, 3, drained.append)
+    assert replica.transfer is not None and not replica.transfer.drained
+    clock[0] = _replica.TRANSFER_HOLD_S
+    replica.check_writable()
+    assert replica.transfer is None
+    assert not replica.begin_transfer(0, 3, drained.append)
+    # A new epoch ends any transfer.
+    replica.become_leader(4, 1, [0, 1, 2], [0, 1, 2])
+    assert replica.begin_transfer(0, 4, drained.append)
+    replica.become_follower(0, 5, 2, [0, 1, 2], [0, 1, 2])
+    assert replica.transfer is None

@@ -203,3 +203,23 @@ def test_broker_heartbeat_is_kafka_s_bytes_with_quorumq_s_tags_on_top() -> None:
     assert p.decode_request(header, frame[4:], offset) == full
     body = frame[4 + len(kafka) - 1 :]  # after the fixed fields: the tagged-field section
     assert body[0] == 3  # three tagged fields (reports, send time, MAC), Kafka's own absent
+
+
+def test_broker_heartbeat_carries_leadership_transfers_both_ways_as_tagged_fields() -> None:
+    """A drained transfer rides in the request, the transfers to drain for in the response;
+    both are tagged fields a Kafka peer skips, absent (Kafka's bytes) when empty."""
+    drained = p.BrokerHeartbeatPartitionEpoch(topic="t", partition_index=1, leader_epoch=7)
+    request = p.BrokerHeartbeatRequest(broker_id=2, broker_epoch=9, quorumq_drained=[drained])
+    frame = frame_bytes(p.encode_request(p.ApiKey.BROKER_HEARTBEAT, 1, 7, "b", request))
+    header, offset = p.decode_request_header(frame[4:])
+    assert p.decode_request(header, frame[4:], offset) == request
+    transfer = p.BrokerHeartbeatTransfer(topic="t", partition_index=1, leader_epoch=7, target_id=0)
+    for transfers in ([transfer], ()):
+        response = p.BrokerHeartbeatResponse(is_fenced=False, quorumq_transfers=transfers)
+        request_header = p.RequestHeader(p.ApiKey.BROKER_HEARTBEAT, 1, 7, "b")
+        out = frame_bytes(p.encode_response(request_header, response))
+        assert p.decode_response(p.ApiKey.BROKER_HEARTBEAT, 1, out[4:]) == response
+        bare = frame_bytes(
+            p.encode_response(request_header, attrs.evolve(response, quorumq_transfers=[]))
+        )
+        assert (out == bare) == (not transfers)

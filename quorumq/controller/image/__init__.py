@@ -71,6 +71,7 @@ from ._records import (
     TopicDeleted,
     UnfenceBroker,
 )
+from ._transfers import LeaderTransfer, LeaderTransfers
 from ._validation import (
     TOPIC_CONFIG_CHECKS,
     topic_name_error,
@@ -105,6 +106,8 @@ __all__ = [
     "ImageReset",
     "IsrElector",
     "LeaderElector",
+    "LeaderTransfer",
+    "LeaderTransfers",
     "MetadataImage",
     "MetadataRecord",
     "MetadataStateMachine",

@@ -189,6 +189,10 @@ class ControllerConfig:
     leader_rebalance_max_elections: int = 250
     """The most preferred elections one imbalance check proposes (quorumq's own limit; the
     rest wait for the next check). See :func:`plan_leader_rebalance`."""
+    leader_transfer_timeout_ms: int = 5_000
+    """How long a quorum preferred election waits for its leader to drain (``LeaderTransfers``)
+    before it is proposed anyway. The leader hears of the transfer in its next heartbeat
+    answer, so this must be well above ``broker.heartbeat.interval.ms`` (2 s by default)."""
 
     def elector_for(self, topic_config: Mapping[str, str]) -> LeaderElector:
         """The elector for a topic, from its ``replication.strategy`` config."""
