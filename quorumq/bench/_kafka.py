@@ -738,3 +738,128 @@ def _wait_all_led(
             break
         time.sleep(interval)
     return False
+
+
+@attrs.frozen
+class ElectionTrial:
+    """One ElectLeaders (preferred) under load on a fresh cluster, after a failover left
+    ``wanted`` partitions led by another replica than their preferred one."""
+
+    transfers: bool
+    """Leadership transfer on (the default) or off (``--leader-transfer-timeout-ms 0``)."""
+    wanted: int
+    won: int
+    """Partitions whose preferred replica leads after the election."""
+    elapsed_s: float
+    """Until ElectLeaders answered."""
+    acked: int
+    failed: int
+    """Records the producer saw fail (after librdkafka's retries)."""
+
+
+def elections_bench(
+    *,
+    trials: int = 3,
+    partitions: int = 12,
+    rate: int = 15_000,
+    launcher: Sequence[str] | None = None,
+    progress: object | None = None,
+) -> list[ElectionTrial]:
+    """Quorum preferred elections under load, without and with leadership transfer.
+
+    Each trial, once per setting (off first), on a fresh 3-broker cluster (the imbalance
+    check off): a ``quorum`` topic of ``partitions`` partitions, RF 3; SIGKILL of the preferred
+    leader of partition 0, wait until the survivors lead everything, restart it and give it
+    3 s to catch up; then, while a librdkafka producer writes 100-byte acks=all records at
+    ``rate`` per second round-robin over the partitions, one ElectLeaders (preferred) for the
+    partitions led elsewhere. Counts how many the preferred replica won.
+    """
+    ck = _confluent()
+    from confluent_kafka.admin import AdminClient
+
+    out: list[ElectionTrial] = []
+    for _ in range(trials):
+        for transfers in (False, True):
+            args = ["--no-auto-leader-rebalance"]
+            if not transfers:
+                args += ["--leader-transfer-timeout-ms", "0"]
+            supervisor = _cluster_supervisor(3, args, launcher)
+            with supervisor:
+                supervisor.start(timeout_s=90)
+                topic = "elections"
+                create_topic(
+                    supervisor.bootstrap, topic, partitions, 3, {"replication.strategy": "quorum"}
+                )
+                if not _wait_all_serving(supervisor.bootstrap, topic, partitions, 60):
+                    raise BenchError(f"{topic}: not every partition takes writes after 60 s")
+                victim = _preferred_leaders(supervisor, topic)[0][1][0]
+                supervisor.kill(victim)
+                survivors = [i for i in range(3) if i != victim]
+                if not _wait_all_led(supervisor, survivors, topic, partitions, 60):
+                    raise BenchError(f"{topic}: not led by the survivors after 60 s")
+                supervisor.restart(victim, timeout_s=90)
+                time.sleep(3.0)
+                out.append(_elect_under_load(ck, AdminClient, supervisor, topic, rate, transfers))
+                if progress is not None:
+                    progress(out[-1])  # type: ignore[operator]
+    return out
+
+
+def _preferred_leaders(
+    supervisor: Supervisor, topic: str
+) -> dict[int, tuple[int, tuple[int, ...]]]:
+    """partition → (leader, replicas), from Metadata."""
+    view = supervisor.view()
+    return {p.partition: (p.leader_id, p.replicas) for p in view.partitions if p.topic == topic}
+
+
+def _elect_under_load(
+    ck: Any, admin_client: Any, supervisor: Supervisor, topic: str, rate: int, transfers: bool
+) -> ElectionTrial:
+    import threading
+
+    leaders = _preferred_leaders(supervisor, topic)
+    stop = threading.Event()
+    counts = {"acked": 0, "failed": 0}
+
+    def delivered(err: Any, _msg: Any) -> None:
+        counts["failed" if err is not None else "acked"] += 1
+
+    def produce() -> None:
+        producer = ck.Producer(
+            {"bootstrap.servers": supervisor.bootstrap, "acks": "all", "linger.ms": 1,
+             "socket.nagle.disable": True, "log_level": 0}
+        )  # fmt: skip
+        sent = 0
+        start = time.monotonic()
+        while not stop.is_set():
+            due = int((time.monotonic() - start) * rate)
+            while sent < due:
+                try:
+                    producer.produce(topic, b"x" * 100, partition=sent % len(leaders),
+                                     on_delivery=delivered)  # fmt: skip
+                except BufferError:
+                    break
+                sent += 1
+            producer.poll(0.001)
+        producer.flush(30)
+
+    thread = threading.Thread(target=produce, name="elections-load")
+    thread.start()
+    try:
+        time.sleep(2.0)
+        wanted = [
+            ck.TopicPartition(topic, index)
+            for index, (leader, replicas) in leaders.items()
+            if leader != replicas[0]
+        ]
+        admin = admin_client({"bootstrap.servers": supervisor.bootstrap, "log_level": 0})
+        started = time.monotonic()
+        result = admin.elect_leaders(ck.ElectionType.PREFERRED, wanted).result(timeout=60)
+        elapsed = time.monotonic() - started
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join()
+    won = sum(1 for error in result.values() if error is None)
+    return ElectionTrial(transfers, len(wanted), won, elapsed, counts["acked"], counts["failed"])

@@ -23,6 +23,7 @@ from quorumq.bench import (
     ProduceResult,
     RunSummary,
     consume_bench,
+    elections_bench,
     failover_bench,
     produce_bench,
     start_quorumq_broker,
@@ -386,6 +387,53 @@ def bench_failover(
         else:
             row = ["-", "-", "-"]
         table.add_row(label, *row, str(len(values) - len(ok)))
+    console.print(table)
+    console.print(f"machine: {_machine()}")
+
+
+@bench_app.command("elections")
+def bench_elections(
+    trials: int = typer.Option(3, min=1, max=50, help="Trials per setting (off, on)."),
+    partitions: int = typer.Option(12, min=3, max=1000, help="Of the quorum topic (RF 3)."),
+    rate: int = typer.Option(
+        15_000, min=100, max=200_000, help="Records per second during the election."
+    ),
+    launcher: str = typer.Option(
+        "", help="Command that runs quorumq for the brokers (default: python -m quorumq)."
+    ),
+) -> None:
+    """Quorum preferred elections under load, without and with leadership transfer: after a
+    failover, one ElectLeaders while a producer writes; how many partitions the preferred
+    replica won, how long the election took, and records that failed."""
+
+    def report(trial) -> None:  # type: ignore[no-untyped-def]
+        console.print(
+            f"transfers {'on ' if trial.transfers else 'off'}: preferred replica won "
+            f"{trial.won} of {trial.wanted} in {trial.elapsed_s:.2f} s; "
+            f"{trial.acked:,} records acked, {trial.failed} failed"
+        )
+
+    out = elections_bench(
+        trials=trials, partitions=partitions, rate=rate,
+        launcher=shlex.split(launcher) or None, progress=report,
+    )  # fmt: skip
+    table = Table(
+        title=f"preferred elections under load: {trials} trial(s) per setting, a "
+        f"{partitions}-partition quorum topic, {rate:,} records/s acks=all"
+    )
+    for col in ("leadership transfer", "preferred replica won", "election s (median)",
+                "election s (max)", "records failed"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for transfers in (False, True):
+        runs = [t for t in out if t.transfers == transfers]
+        times = [t.elapsed_s for t in runs]
+        table.add_row(
+            "on" if transfers else "off (--leader-transfer-timeout-ms 0)",
+            f"{sum(t.won for t in runs)} of {sum(t.wanted for t in runs)}",
+            f"{statistics.median(times):.2f}",
+            f"{max(times):.2f}",
+            str(sum(t.failed for t in runs)),
+        )
     console.print(table)
     console.print(f"machine: {_machine()}")
 

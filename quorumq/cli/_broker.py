@@ -63,6 +63,14 @@ def broker_command(
         min=100,
         help="leader.imbalance.check.interval.seconds, in ms (cluster mode)",
     ),
+    leader_transfer_timeout_ms: int | None = typer.Option(
+        None,
+        "--leader-transfer-timeout-ms",
+        min=0,
+        help="how long a quorum preferred election waits for its leader to drain before it "
+        "runs anyway; default two heartbeat intervals + 1 s; 0: no leadership transfer "
+        "(cluster mode)",
+    ),
 ) -> None:
     """Run one broker in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
     logging.basicConfig(
@@ -92,6 +100,7 @@ def broker_command(
             replica_lag_time_max_ms=replica_lag_time_max_ms,
             auto_leader_rebalance_enable=auto_leader_rebalance,
             leader_imbalance_check_interval_ms=leader_imbalance_check_interval_ms,
+            leader_transfer_timeout_ms=leader_transfer_timeout_ms,
         )
     run_trio(_serve_until_signal, config, cluster)
 

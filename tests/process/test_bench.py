@@ -8,7 +8,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from quorumq.bench import failover_bench, produce_bench, start_quorumq_cluster
+from quorumq.bench import (
+    elections_bench,
+    failover_bench,
+    produce_bench,
+    start_quorumq_cluster,
+)
 from quorumq.bench._kafka import create_topic
 
 
@@ -25,6 +30,25 @@ def test_failover_bench_times_controller_kills_from_a_balanced_start() -> None:
         # restarted broker's partitions back): the victim leads its preferred third, not the
         # half or more that the first failover left the new controller.
         assert trial.partitions_moved == 10
+
+
+@pytest.mark.slow
+def test_elections_bench_runs_both_settings_and_the_cli_prints_the_table() -> None:
+    from quorumq.cli._app import _register, app
+
+    trials = elections_bench(trials=1, partitions=3, rate=2000)
+    assert [t.transfers for t in trials] == [False, True]
+    for trial in trials:
+        assert trial.wanted == 1  # the victim preferred one of the three partitions
+        assert 0 <= trial.won <= trial.wanted and trial.elapsed_s > 0
+        assert trial.acked > 0 and trial.failed == 0
+    assert trials[1].won == 1  # with the transfer the preferred replica wins
+    _register()  # the subcommands register on first use
+    result = CliRunner().invoke(
+        app, ["bench", "elections", "--trials", "1", "--partitions", "3", "--rate", "1000"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "preferred elections under load" in result.output and "of 1" in result.output
 
 
 @pytest.mark.slow
