@@ -149,7 +149,14 @@ class Controller:
 
     def _hold_for_transfer(self, records: Sequence[PartitionChange]) -> list[PartitionChange]:
         """Starts a leadership transfer for each two-step preferred election (``quorum``:
-        the record ends the epoch) and returns the records to propose now: the others."""
+        the record ends the epoch) and returns the records to propose now: the others.
+
+        Only the active controller starts transfers: it alone hears heartbeats, through which
+        a leader learns of one. ElectLeaders may reach any voter's controller service (any
+        broker takes the request); a passive one proposes every record at once, as before
+        transfers existed, rather than hold elections nobody would run."""
+        if not self.bridge.is_active:
+            return list(records)
         image = self.bridge.image
         now = self._clock_ms()
         timeout_ms = self.config.leader_transfer_timeout_ms

@@ -182,3 +182,37 @@ async def test_a_quorum_preferred_election_under_load_is_won_by_the_preferred_re
         assert elapsed < 10, elapsed
         assert cluster.leader_of("t", 0) == preferred
         assert refused == 0
+
+
+async def test_elect_leaders_sent_to_a_broker_that_is_not_the_active_controller(
+    tmp_path: Path,
+) -> None:
+    """Any broker takes ElectLeaders and hands it to its own voter's controller service. A
+    voter that is not the active controller has no heartbeats to tell a leader of a transfer
+    with, so it proposes the election at once, as before transfers existed."""
+    from quorumq.errors import PreferredLeaderNotAvailable
+    from quorumq.protocol import ELECTION_PREFERRED
+
+    async with open_cluster(tmp_path, auto_leader_rebalance_enable=False) as cluster:
+        await cluster.create_topic("t", 1, 3, {"replication.strategy": "quorum"})
+        preferred = _leaders(cluster, "t")[0][1][0]
+        await _fail_over_from(cluster, "t", preferred, 1, isr=False)
+
+        def preferred_live() -> bool:
+            image = cluster.running()[0].bridge.image  # type: ignore[union-attr]
+            return preferred in image.live_brokers()
+
+        await cluster.wait_for(preferred_live, 15, "the restarted broker unfenced")
+        passive = next(
+            b
+            for b in cluster.running()
+            if b.controller is not None and b.bridge is not None and not b.bridge.is_active
+        )
+        assert passive.controller is not None
+        results = await passive.controller.elect_leaders(
+            ELECTION_PREFERRED, [("t", 0)], timeout_s=10
+        )
+        result = results[("t", 0)]
+        assert result is None or isinstance(result, PreferredLeaderNotAvailable), result
+        assert not isinstance(result, PreferredLeaderNotAvailable) or "not live" not in str(result)
+        assert passive.controller.transfers.pending == {}
