@@ -11,6 +11,7 @@ import statistics
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -774,9 +775,6 @@ def elections_bench(
     ``rate`` per second round-robin over the partitions, one ElectLeaders (preferred) for the
     partitions led elsewhere. Counts how many the preferred replica won.
     """
-    ck = _confluent()
-    from confluent_kafka.admin import AdminClient
-
     out: list[ElectionTrial] = []
     for _ in range(trials):
         for transfers in (False, True):
@@ -792,20 +790,20 @@ def elections_bench(
                 )
                 if not _wait_all_serving(supervisor.bootstrap, topic, partitions, 60):
                     raise BenchError(f"{topic}: not every partition takes writes after 60 s")
-                victim = _preferred_leaders(supervisor, topic)[0][1][0]
+                victim = _leaders_and_replicas(supervisor, topic)[0][1][0]
                 supervisor.kill(victim)
                 survivors = [i for i in range(3) if i != victim]
                 if not _wait_all_led(supervisor, survivors, topic, partitions, 60):
                     raise BenchError(f"{topic}: not led by the survivors after 60 s")
                 supervisor.restart(victim, timeout_s=90)
                 time.sleep(3.0)
-                out.append(_elect_under_load(ck, AdminClient, supervisor, topic, rate, transfers))
+                out.append(_elect_under_load(supervisor, topic, rate, transfers))
                 if progress is not None:
                     progress(out[-1])  # type: ignore[operator]
     return out
 
 
-def _preferred_leaders(
+def _leaders_and_replicas(
     supervisor: Supervisor, topic: str
 ) -> dict[int, tuple[int, tuple[int, ...]]]:
     """partition → (leader, replicas), from Metadata."""
@@ -814,11 +812,12 @@ def _preferred_leaders(
 
 
 def _elect_under_load(
-    ck: Any, admin_client: Any, supervisor: Supervisor, topic: str, rate: int, transfers: bool
+    supervisor: Supervisor, topic: str, rate: int, transfers: bool
 ) -> ElectionTrial:
-    import threading
+    ck = _confluent()
+    from confluent_kafka.admin import AdminClient
 
-    leaders = _preferred_leaders(supervisor, topic)
+    leaders = _leaders_and_replicas(supervisor, topic)
     stop = threading.Event()
     counts = {"acked": 0, "failed": 0}
 
@@ -853,7 +852,7 @@ def _elect_under_load(
             for index, (leader, replicas) in leaders.items()
             if leader != replicas[0]
         ]
-        admin = admin_client({"bootstrap.servers": supervisor.bootstrap, "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": supervisor.bootstrap, "log_level": 0})
         started = time.monotonic()
         result = admin.elect_leaders(ck.ElectionType.PREFERRED, wanted).result(timeout=60)
         elapsed = time.monotonic() - started

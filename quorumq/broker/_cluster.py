@@ -1138,11 +1138,10 @@ class ClusterBroker(Broker):
 
     def _transfer_drained(self, replica: ReplicaPartition) -> None:
         log.info(
-            "broker %d: %s-%d drained for broker %s",
+            "broker %d: %s-%d drained for a leadership transfer",
             self.config.node_id,
             replica.topic,
             replica.index,
-            replica.transfer.target if replica.transfer is not None else "?",
         )
         if self.membership is not None:
             self.membership.request_heartbeat()

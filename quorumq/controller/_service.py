@@ -47,7 +47,6 @@ from .image import (
     MetadataRecord,
     PartitionChange,
     PartitionScan,
-    PartitionState,
     RegisterBroker,
     ReplicaReport,
     plan_create_topic,
@@ -64,11 +63,9 @@ MIN_TICK_GAP_S = 0.02
 tick over thousands of partitions must not run back to back with the next."""
 
 
-def record_state(image: MetadataImage, key: tuple[str, int]) -> PartitionState:
-    """The state of a partition an election was just planned for (it exists)."""
-    state = image.partition(*key)
-    assert state is not None, key
-    return state
+def _preferred(image: MetadataImage, key: tuple[str, int]) -> int:
+    """The preferred replica of a partition an election was just planned for."""
+    return image.topics[key[0]].partitions[key[1]].replicas[0]
 
 
 class Controller:
@@ -147,26 +144,25 @@ class Controller:
     def _transfers(self) -> LeaderTransfers:
         return self.transfers.for_epoch(self.bridge.image.controller_epoch)
 
-    def _hold_for_transfer(self, records: Sequence[PartitionChange]) -> list[PartitionChange]:
-        """Starts a leadership transfer for each two-step preferred election (``quorum``:
-        the record ends the epoch) and returns the records to propose now: the others.
+    def _held_for_transfer(self, record: PartitionChange) -> bool:
+        """Starts a leadership transfer if ``record`` is a two-step preferred election
+        (``quorum``: it ends the epoch); True when it did, and the record waits for the tick
+        that finds the transfer drained (:meth:`_ready_transfers`) instead of being proposed.
 
         Only the active controller starts transfers: it alone hears heartbeats, through which
         a leader learns of one. ElectLeaders may reach any voter's controller service (any
         broker takes the request); a passive one proposes every record at once, as before
         transfers existed, rather than hold elections nobody would run."""
-        if not self.bridge.is_active:
-            return list(records)
-        image = self.bridge.image
-        now = self._clock_ms()
-        timeout_ms = self.config.leader_transfer_timeout_ms
-        transfers = self._transfers()
-        return [
-            record
-            for record in records
-            if record.new_leader != NO_LEADER
-            or transfers.begin(image, record.topic, record.partition, now, timeout_ms) is None
-        ]
+        if record.new_leader != NO_LEADER or not self.bridge.is_active:
+            return False
+        transfer = self._transfers().begin(
+            self.bridge.image,
+            record.topic,
+            record.partition,
+            self._clock_ms(),
+            self.config.leader_transfer_timeout_ms,
+        )
+        return transfer is not None
 
     def _ready_transfers(self) -> list[PartitionChange]:
         """The election records of transfers that drained or ran out of time, planned again
@@ -215,7 +211,7 @@ class Controller:
         :meth:`tick_once`: the next check decides again."""
         records = plan_leader_rebalance(self.bridge.image, self.config)
         if records:
-            now = self._hold_for_transfer(records)
+            now = [record for record in records if not self._held_for_transfer(record)]
             logger.info(
                 "controller %d: leader imbalance: %d preferred elections (%d after a transfer)",
                 self.bridge.node_id,
@@ -259,10 +255,9 @@ class Controller:
         # partition → (preferred replica, the leader epoch its transfer holds it at, or -1)
         waiting: dict[tuple[str, int], tuple[int, int]] = {}
         if election_type == ELECTION_PREFERRED:
-            now = self._hold_for_transfer(list(planned.values()))
             for key, record in list(planned.items()):
-                if record not in now:
-                    waiting[key] = (record_state(image, key).replicas[0], record.leader_epoch)
+                if self._held_for_transfer(record):
+                    waiting[key] = (_preferred(image, key), record.leader_epoch)
                     del planned[key]
         outcomes = await self.bridge.propose_all(list(planned.values()), timeout_s=timeout_s)
         for (key, record), outcome in zip(planned.items(), outcomes, strict=True):
@@ -270,7 +265,7 @@ class Controller:
             if error is not None:
                 results[key] = error
             elif record.new_leader == NO_LEADER:
-                waiting[key] = (record_state(image, key).replicas[0], -1)
+                waiting[key] = (_preferred(image, key), -1)
             else:
                 results[key] = None
         while waiting:
