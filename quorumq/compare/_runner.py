@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -211,11 +212,14 @@ def run_compare(
     Writes ``compare.json`` and ``compare.png`` to ``out`` when given.
 
     Raises:
-        CompareError: the cluster does not start or the client is missing.
+        CompareError: the cluster does not start, the client is missing, or ``out`` cannot
+            be written (checked before anything runs).
         ClusterError: a broker cannot be restarted between scenarios.
     """
     if options is None:
         options = CompareOptions.for_demo() if short else CompareOptions()
+    if out is not None:
+        _check_writable(out)
     say = progress or (lambda _msg: None)
     report = CompareReport(options=_options_json(options), environment=_environment())
     with _cluster(options, say) as env:
@@ -554,6 +558,16 @@ def explain(row: Row) -> str:
             f"acked by the lone leader, {unclean['lost']} acknowledged records lost."
         )
     return " ".join(parts)
+
+
+def _check_writable(out: Path) -> None:
+    """A full run measures for minutes: an ``out`` it cannot write fails now, not after."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".compare-probe-"):
+            pass
+    except OSError as exc:
+        raise CompareError(f"cannot write to {out}: {exc.strerror or exc}") from None
 
 
 def write_outputs(report: CompareReport, out: Path) -> tuple[Path, Path]:

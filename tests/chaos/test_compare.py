@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,17 @@ def test_compare_full_matrix(tmp_path: Path) -> None:
             if row.acks == "all":
                 # min.insync.replicas=2 with the ISR down to the leader: acks=all is refused.
                 assert unclean["acked_alone"] == 0 and unclean["lost"] == 0
+
+
+def test_compare_refuses_an_out_it_cannot_write_before_running(tmp_path: Path) -> None:
+    """A full compare measures for minutes; its results used to be lost at the end when
+    ``--out`` could not be written. Now it says so at once, in one line."""
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "quorumq", "compare", "--out", str(taken)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"quorumq: error: cannot write to {taken}")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 20  # no cluster was started
