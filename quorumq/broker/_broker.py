@@ -741,7 +741,12 @@ class Broker:
                 return response
             return PENDING
 
-        return Parked(poll_data, watched, deadline)
+        def answer_now() -> Any:
+            response, _, _ = self._read_fetch(request, context, rereading=True)
+            context.commit(response)
+            return response
+
+        return Parked(poll_data, watched, deadline, answer_now)
 
 
 def stamp_log_append_time(
@@ -792,7 +797,13 @@ def _encoded(header: p.RequestHeader, result: Any) -> Any:
     if result is NO_RESPONSE:
         return NO_RESPONSE
     if isinstance(result, Parked):
-        return Parked(_encode_poll(header, result.poll), result.watchers, result.deadline)
+        answer_now = result.answer_now
+        return Parked(
+            _encode_poll(header, result.poll),
+            result.watchers,
+            result.deadline,
+            None if answer_now is None else _encode_poll(header, answer_now),
+        )
     if isinstance(result, Delayed):
         return Delayed(_encode_later(header, result))
     if isinstance(result, Held):

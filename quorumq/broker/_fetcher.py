@@ -383,9 +383,17 @@ class FollowerFetcher:
         self._update_wanted(replicas)
         sent = self._sent
         session_id, session_epoch, topics, forgotten = session.build()
+        max_wait_ms = self.max_wait_ms
+        if self._retry_at:
+            # A partition backing off is left out of this request, so the long-poll must end
+            # when its back-off does, not up to max_wait_ms later. A new topic's follower that
+            # asked before its leader had taken the role (NOT_LEADER_OR_FOLLOWER, 50 ms back-
+            # off) used to wait out a whole long-poll, and every acks=all produce with it.
+            left = min(self._retry_at.values()) - trio.current_time()
+            max_wait_ms = max(0, min(max_wait_ms, math.ceil(left * 1000)))
         request = p.FetchRequest(
             replica_id=self.source.broker_id,
-            max_wait_ms=self.max_wait_ms,
+            max_wait_ms=max_wait_ms,
             min_bytes=1,
             max_bytes=0x7FFFFFFF,
             session_id=session_id,

@@ -14,7 +14,9 @@ in one of four ways:
   request waits on, and the shared expiry (``_expiry.py``) for its deadline. Whoever moves one
   of those partitions (an append, a follower's fetch that advances the high watermark, a role
   change) calls the slot's ``set()``, which re-checks the request right there with ``poll()``
-  and, once it is answered, sends what is ready at the head of the queue. No task wakes for it;
+  and, once it is answered, sends what is ready at the head of the queue. No task wakes for it.
+  A parked Fetch is answered as it stands when another request arrives behind it (the client
+  abandoned the long-poll), rather than making that request wait out its deadline;
 * :class:`Delayed`: a coroutine (group joins, topic creation through the controller) that the
   connection's *writer* task runs when the slot reaches the head;
 * :class:`Held`: the request names a partition this broker is still opening. The *reader*
@@ -101,6 +103,15 @@ class Parked:
     watchers: Sequence[set[Waker]]
     """The watcher sets (``Partition.append_watchers`` / ``commit_watchers``) to join."""
     deadline: float
+    answer_now: Callable[[], Any] | None = None
+    """For a request whose wait is only an upper bound (a Fetch's ``max_wait_ms``): its final
+    answer, given now. Any later request on the same connection calls it. Responses leave in
+    request order, so that request would otherwise wait out this one's deadline (Kafka does
+    not even read it until then). The case that matters: a follower abandons its long-poll
+    to take up a partition it has just begun to follow (an OffsetForLeaderEpoch, then a
+    Fetch). It used to wait up to ``replica.fetch.wait.max.ms``, and so did every acks=all
+    produce to that partition. None (an acks=all Produce): the wait is the answer, and
+    nothing cuts it short."""
 
 
 @attrs.frozen
@@ -295,6 +306,8 @@ class _Connection:
             while len(slots) >= self.max_queued:  # queued.max.requests: wait for the writer
                 self.room = room = trio.Event()
                 await room.wait()
+            if slots:
+                self.answer_parked_now()
             slot = _Slot(self)
             slots.append(slot)
             result = _guarded(info, handle, frame, info)
@@ -354,6 +367,26 @@ class _Connection:
         self.unpark(slot)
         _fill_slot(slot, result)
         if slot is self.slots[0]:
+            self.flush()
+
+    def answer_parked_now(self) -> None:
+        """A new request arrived behind parked ones: those that may answer early do so now
+        (see :attr:`Parked.answer_now`). Only fetches can, and clients wait for a fetch's
+        answer before sending more on its connection, unless they abandoned it."""
+        for slot in list(self.slots):
+            parked = slot.parked
+            if parked is None or parked.answer_now is None:
+                continue
+            try:
+                result = parked.answer_now()
+            except Exception as exc:
+                log.error("a parked request failed unexpectedly", exc_info=exc)
+                self.unpark(slot)
+                self.fail(ConnectionClosed(f"unexpected {type(exc).__name__} in a parked request"))
+                return
+            self.unpark(slot)
+            _fill_slot(slot, result)
+        if self.slots and self.slots[0].ready:
             self.flush()
 
     # --- sending -----------------------------------------------------------------------------

@@ -118,6 +118,40 @@ async def test_a_parked_request_is_answered_by_whoever_moves_it_in_order(
     await stream.aclose()
 
 
+async def test_a_request_behind_a_parked_fetch_makes_it_answer_as_it_stands(
+    serve: Callable[[Handler], Any],
+) -> None:
+    """A parked request whose wait is only an upper bound (``answer_now``: a Fetch) is
+    answered at once when another request arrives behind it: the client abandoned the
+    long-poll, and the new request must not wait out its deadline. (One without
+    ``answer_now``, an acks=all Produce, keeps waiting: the test above.)"""
+    switch = Switch()
+    polls = 0
+
+    def handle(request: bytes, _info: Any) -> Any:
+        if request == b"wait":
+
+            def poll() -> Any:
+                nonlocal polls
+                polls += 1
+                return PENDING
+
+            return Parked(
+                poll, [switch.watchers], trio.current_time() + 30, lambda: [frame(b"as it stands")]
+            )
+        return [frame(b"now:" + request)]
+
+    port = await serve(handle)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(frame(b"wait"))
+    await switch.parked(True)
+    await stream.send_all(frame(b"x"))
+    with trio.fail_after(5):  # not the 30 s deadline
+        assert await read_raw_frames(stream, 2) == [b"as it stands", b"now:x"]
+    assert polls == 0 and not switch.watchers
+    await stream.aclose()
+
+
 async def test_a_parked_request_answers_at_its_deadline(
     serve: Callable[[Handler], Any],
 ) -> None:

@@ -12,8 +12,8 @@ import trio
 
 from quorumq import protocol as p
 from quorumq.broker._replica import ReplicaPartition
-from quorumq.client import open_connection
-from quorumq.errors import ErrorCode
+from quorumq.client import Producer, open_connection
+from quorumq.errors import ErrorCode, NotLeaderOrFollower
 from quorumq.protocol.records import build_batch
 from tests.broker.test_server import produce_request
 from tests.cluster._harness import open_cluster
@@ -120,3 +120,57 @@ async def test_the_broker_serves_while_new_replicas_open(
             assert answered_after < 1.0, answered_after
             assert not broker.roles_current  # still opening
         assert isinstance(broker.partitions[("slow", 0)], ReplicaPartition)
+
+
+async def test_a_new_topics_first_acks_all_produce_does_not_wait_out_a_long_poll(
+    tmp_path: Path,
+) -> None:
+    """Followers that already long-poll a leader take up a new topic's partition at once.
+    Two waits used to hold its first acks=all produce for a whole replica long-poll
+    (``replica_fetch_max_wait_ms``, 5 s here): the follower's new request queued behind its
+    abandoned long-poll, or the follower asked before the leader had taken the role, backed
+    off, and long-polled without the partition meanwhile."""
+    async with open_cluster(tmp_path, replica_fetch_max_wait_ms=5000) as cluster:
+        # Three partitions, one led by each broker: every broker long-polls every other.
+        await cluster.create_topic("first", 3, 3)
+        async with Producer(cluster.bootstrap, acks="all", linger_ms=0) as producer:
+            took = {}
+            for i in range(6):
+                name = f"new-{i}"
+                strategy = "isr" if i % 2 else "quorum"
+                configs = {"replication.strategy": strategy, "min.insync.replicas": "2"}
+                await cluster.create_topic(name, 1, 3, configs)
+                started = time.monotonic()
+                await producer.send(name, b"first record")
+                took[name] = round(time.monotonic() - started, 3)
+    assert max(took.values()) < 1.5, took
+
+
+async def test_a_follower_backing_off_a_partition_long_polls_only_until_its_back_off_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For 0.3 s the leader answers a new partition's followers as one that has not taken
+    up its role yet: NOT_LEADER_OR_FOLLOWER to their first request, OffsetForLeaderEpoch
+    (a 50 ms back-off each time). The followers' long-polls meanwhile leave that partition
+    out, so they must end with its back-off: with the 5 s long-poll they used to run, the
+    first acks=all produce waited about 5 s instead of about 0.3."""
+    original = ReplicaPartition.end_offset_for
+    refuse_until: dict[str, float] = {}
+
+    def lagging(self: ReplicaPartition, *args: Any) -> tuple[int, int]:
+        if time.monotonic() < refuse_until.get(self.topic, 0.0):
+            raise NotLeaderOrFollower(f"{self.topic}: not taken up yet (test)")
+        return original(self, *args)
+
+    monkeypatch.setattr(ReplicaPartition, "end_offset_for", lagging)
+    async with open_cluster(tmp_path, replica_fetch_max_wait_ms=5000) as cluster:
+        # Three partitions, one led by each broker: every broker long-polls every other.
+        await cluster.create_topic("first", 3, 3)
+        async with Producer(cluster.bootstrap, acks="all", linger_ms=0) as producer:
+            refuse_until["lagging"] = time.monotonic() + 1_000  # until the topic is made
+            await cluster.create_topic("lagging", 1, 3, {"replication.strategy": "quorum"})
+            refuse_until["lagging"] = time.monotonic() + 0.3
+            started = time.monotonic()
+            await producer.send("lagging", b"first record")
+            took = time.monotonic() - started
+    assert 0.3 <= took < 1.5, took
