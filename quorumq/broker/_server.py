@@ -373,6 +373,8 @@ class _Connection:
         """A new request arrived behind parked ones: those that may answer early do so now
         (see :attr:`Parked.answer_now`). Only fetches can, and clients wait for a fetch's
         answer before sending more on its connection, unless they abandoned it."""
+        # A copy: an early answer can advance a high watermark, which may answer and send
+        # other parked requests of this same connection (popping them from the queue).
         for slot in list(self.slots):
             parked = slot.parked
             if parked is None or parked.answer_now is None:
