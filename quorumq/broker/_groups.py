@@ -312,6 +312,9 @@ class GroupCoordinatorShell:
             require_leader = getattr(part, "require_leader", None)
             if require_leader is not None:
                 require_leader()  # a replica that is not the leader refuses (cluster mode)
+            # A leadership transfer holds writes until its target caught up; these are writes
+            # too, or a busy offsets partition would keep the target from ever draining.
+            part.check_writable()
             now = _now_ms()
             batch = build_batch(list(records), timestamp=now)
             info = part.log.append(batch, leader_epoch=part.leader_epoch, now_ms=now)

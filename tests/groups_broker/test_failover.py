@@ -141,3 +141,55 @@ async def test_offsets_and_group_survive_the_coordinators_death(tmp_path: Path) 
                 ),
             )
             assert heartbeat.error_code == 0  # the group came back Stable in its generation
+
+
+async def test_offset_commits_are_refused_while_a_transfer_holds_the_offsets_partition(
+    tmp_path: Path,
+) -> None:
+    """A leadership transfer holds writes until the target has caught up, and the group
+    coordinator's own writes to ``__consumer_offsets`` are writes too: before, they kept
+    appending, and a busy offsets partition could keep its target from ever draining. They
+    are refused (NOT_COORDINATOR, which clients retry after finding the coordinator again)
+    while the hold lasts, and go in once it ends."""
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.create_topic(TOPIC, 1, 3)
+        port_of = {m.node_id: m.port for m in cluster.members}
+        async with open_connection("127.0.0.1", port_of[0]) as conn:
+            found = await retry("find coordinator", lambda: find_coordinator(conn))
+        broker = cluster.broker(found.node_id)
+        key = ("__consumer_offsets", broker.groups.coordinator.partition_for(GROUP))
+        await cluster.wait_for(lambda: key in broker.partitions, 10, "the offsets partition")
+        offsets = broker.partitions[key]
+        assert offsets.leader is not None
+
+        async with open_connection("127.0.0.1", port_of[found.node_id]) as conn:
+
+            async def commit(offset: int) -> tuple[int, Any]:
+                committed = await conn.request(
+                    p.ApiKey.OFFSET_COMMIT,
+                    7,
+                    p.OffsetCommitRequest(
+                        group_id=GROUP,
+                        generation_id=-1,  # a consumer without a group (assign, not subscribe)
+                        member_id="",
+                        topics=[
+                            p.OffsetCommitRequestTopic(
+                                name=TOPIC,
+                                partitions=[
+                                    p.OffsetCommitRequestPartition(
+                                        partition_index=0, committed_offset=offset
+                                    )
+                                ],
+                            )
+                        ],
+                    ),
+                )
+                return int(committed.topics[0].partitions[0].error_code), committed
+
+            await retry("commit before", lambda: commit(1))
+            target = next(iter(offsets.leader.progress))
+            assert offsets.begin_transfer(target, offsets.leader.leader_epoch, lambda _: None)
+            code, _ = await commit(2)
+            assert code == ErrorCode.NOT_COORDINATOR
+            offsets.transfer = None  # the hold over (the election, or its 2 s bound)
+            await retry("commit after", lambda: commit(3))
