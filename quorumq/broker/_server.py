@@ -291,6 +291,9 @@ class _Connection:
         self.reading = True
         self.closed = False
         self.error: BaseException | None = None
+        self.answerable = 0
+        """Parked slots that may answer early (:attr:`Parked.answer_now`): usually none, so a
+        pipelined producer's requests pay nothing for the check."""
 
     # --- reader ------------------------------------------------------------------------------
 
@@ -306,7 +309,7 @@ class _Connection:
             while len(slots) >= self.max_queued:  # queued.max.requests: wait for the writer
                 self.room = room = trio.Event()
                 await room.wait()
-            if slots:
+            if self.answerable:
                 self.answer_parked_now()
             slot = _Slot(self)
             slots.append(slot)
@@ -333,6 +336,8 @@ class _Connection:
 
     def park(self, slot: _Slot, parked: Parked) -> None:
         slot.parked = parked
+        if parked.answer_now is not None:
+            self.answerable += 1
         for watchers in parked.watchers:
             watchers.add(slot)
         if parked.deadline != math.inf:
@@ -343,6 +348,8 @@ class _Connection:
         if parked is None:
             return
         slot.parked = None
+        if parked.answer_now is not None:
+            self.answerable -= 1
         for watchers in parked.watchers:
             watchers.discard(slot)
         if slot.expiry_tick is not None:
