@@ -16,6 +16,8 @@ from quorumq.broker import Broker, BrokerConfig, ClusterBroker, ClusterConfig
 from quorumq.cli._app import app
 from quorumq.client._connection import split_host_port
 from quorumq.cluster._supervisor import EXIT_WITH_PARENT_ENV, pid_exists
+from quorumq.controller import parse_voters
+from quorumq.errors import InvalidConfig
 
 
 @app.command("broker")
@@ -91,6 +93,16 @@ def broker_command(
     )
     cluster = None
     if controller_voters:
+        # Checked before anything starts: a bad voter list used to be found only after the
+        # broker had opened its listener and logged that it was listening.
+        try:
+            voters = parse_voters(controller_voters)
+        except InvalidConfig as exc:
+            raise typer.BadParameter(f"--controller-voters: {exc}") from None
+        if node_id not in voters:
+            raise typer.BadParameter(
+                f"--node-id {node_id} is not among --controller-voters ({controller_voters})"
+            )
         cluster = ClusterConfig(
             voters=controller_voters,
             password=controller_password,

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from quorumq import protocol as p
 from quorumq.bench._kafka import create_topic
@@ -90,3 +91,22 @@ def test_cluster_up_reports_a_dead_broker_and_stops_cleanly_on_sigterm() -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_a_bad_voter_list_is_refused_before_the_broker_listens(tmp_path: Path) -> None:
+    """A malformed or duplicated ``--controller-voters``, or a ``--node-id`` not in it, is a
+    usage error (exit 2, no traceback) before the broker opens its listener or data dir."""
+    port = free_port_block(1)
+    for voters, node_id, says in (
+        ("garbage", 0, "is not id@host:port"),
+        (f"0@127.0.0.1:{port + 1},0@127.0.0.1:{port + 2}", 0, "is listed twice"),
+        (f"0@127.0.0.1:{port + 1}", 5, "--node-id 5 is not among --controller-voters"),
+    ):
+        data = tmp_path / f"data-{node_id}-{len(voters)}"
+        done = _quorumq("broker", "--data-dir", str(data), "--node-id", str(node_id),
+                        "--listen", f"127.0.0.1:{port}", "--controller-voters", voters)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        text = " ".join(done.stderr.replace("│", " ").split())  # unwrap typer's error box
+        assert says in text, done.stderr
+        assert "Traceback" not in done.stderr and "listening" not in done.stderr
+        assert not data.exists()
