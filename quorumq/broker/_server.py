@@ -355,15 +355,17 @@ class _Connection:
         if slot.expiry_tick is not None:
             self.expiry.discard(slot.expiry_tick, slot)
 
-    def poll(self, slot: _Slot) -> None:
+    def poll(self, slot: _Slot, *, early: bool = False) -> None:
         """Re-checks a parked request; called by whatever moved a watched partition (another
-        connection's handler, the expiry, a role change), so it must not raise."""
-        assert slot.parked is not None
+        connection's handler, the expiry, a role change), so it must not raise. ``early``:
+        take its final answer now (:attr:`Parked.answer_now`) instead."""
+        parked = slot.parked
+        assert parked is not None
         if self.closed:
             self.unpark(slot)
             return
         try:
-            result = slot.parked.poll()
+            result = parked.answer_now() if early else parked.poll()
         except Exception as exc:
             log.error("a parked request failed unexpectedly", exc_info=exc)
             self.unpark(slot)
@@ -384,19 +386,8 @@ class _Connection:
         # other parked requests of this same connection (popping them from the queue).
         for slot in list(self.slots):
             parked = slot.parked
-            if parked is None or parked.answer_now is None:
-                continue
-            try:
-                result = parked.answer_now()
-            except Exception as exc:
-                log.error("a parked request failed unexpectedly", exc_info=exc)
-                self.unpark(slot)
-                self.fail(ConnectionClosed(f"unexpected {type(exc).__name__} in a parked request"))
-                return
-            self.unpark(slot)
-            _fill_slot(slot, result)
-        if self.slots and self.slots[0].ready:
-            self.flush()
+            if parked is not None and parked.answer_now is not None and self.error is None:
+                self.poll(slot, early=True)
 
     # --- sending -----------------------------------------------------------------------------
 
