@@ -124,7 +124,18 @@ class ClusterConfig:
     """How long a quorum preferred election waits for its leader to drain before it is
     proposed anyway (``ControllerConfig.leader_transfer_timeout_ms``); None: two heartbeat
     intervals and a second, since the leader hears of it in a heartbeat answer."""
+    controlled_shutdown_timeout_ms: int = 5_000
+    """How long a stopping broker waits for the controller to move its leaderships away
+    (:meth:`ClusterBroker.controlled_shutdown`, Kafka's ``controlled.shutdown.enable``);
+    0: stop at once, leaving them to the session timeout."""
 
+
+CONTROLLED_SHUTDOWN_POLL_S = 0.05
+"""How often a broker in controlled shutdown heartbeats to ask whether it may stop."""
+CONTROLLED_SHUTDOWN_UNANSWERED_S = 2.0
+"""A controlled shutdown gives up after this long without a heartbeat answered: there is no
+controller to move the leaderships (a cluster losing its Raft majority), so waiting longer
+would only delay the stop."""
 
 OPENS_PER_PASS = 400
 """New replicas opened per batch. A batch is opened in a worker thread (file creation and
@@ -169,6 +180,9 @@ class ClusterBroker(Broker):
         self.membership: BrokerMembership | None = None
         self._transferring: set[ReplicaPartition] = set()
         """Replicas draining for a leadership transfer (``ReplicaPartition.begin_transfer``)."""
+        self._should_shut_down = False
+        """The last heartbeat answer said this broker, in controlled shutdown, may stop."""
+        self._heartbeat_answered_at = float("-inf")
         self.fetchers: dict[int, FollowerFetcher] = {}
         self._followed_lists: dict[int, list[ReplicaPartition]] = {}
         self._followed_version = -1
@@ -1092,8 +1106,9 @@ class ClusterBroker(Broker):
                     request.quorumq_mac,
                     heartbeat.now_ms,
                     controller.config.session_timeout_ms,
+                    want_shut_down=request.want_shut_down,
                 )
-            broker = controller.record_heartbeat(heartbeat)
+            broker = controller.record_heartbeat(heartbeat, want_shut_down=request.want_shut_down)
         except QuorumqError as exc:
             return p.BrokerHeartbeatResponse(error_code=exc.code, is_fenced=True)
         controller.record_drained(
@@ -1103,6 +1118,8 @@ class ClusterBroker(Broker):
         return p.BrokerHeartbeatResponse(
             is_caught_up=True,
             is_fenced=broker.fenced,
+            should_shut_down=request.want_shut_down
+            and controller.shutdown_ready(request.broker_id),
             quorumq_transfers=[
                 p.BrokerHeartbeatTransfer(
                     topic=t.topic,
@@ -1157,12 +1174,17 @@ class ClusterBroker(Broker):
         image = self.bridge.image
         controller_id = image.controller_id
         drained = self._drained()
+        want_shut_down = self.membership is not None and self.membership.want_shut_down
         if controller_id == self.config.node_id:
-            fenced = self.controller.record_heartbeat(heartbeat).fenced
-            self.controller.record_drained(self.config.node_id, drained)
-            transfers = self.controller.transfers_for(self.config.node_id)
+            controller = self.controller
+            fenced = controller.record_heartbeat(heartbeat, want_shut_down=want_shut_down).fenced
+            controller.record_drained(self.config.node_id, drained)
+            transfers = controller.transfers_for(self.config.node_id)
             self._begin_transfers(
                 (t.topic, t.partition, t.leader_epoch, t.target) for t in transfers
+            )
+            self._heartbeat_answered(
+                want_shut_down and controller.shutdown_ready(self.config.node_id)
             )
             return fenced
         target = image.brokers.get(controller_id)
@@ -1172,10 +1194,13 @@ class ClusterBroker(Broker):
             broker_id=heartbeat.broker_id,
             broker_epoch=heartbeat.broker_epoch,
             current_metadata_offset=image.record_count,
+            want_shut_down=want_shut_down,
             quorumq_sent_ms=heartbeat.now_ms,
             quorumq_mac=None
             if self.cluster.password is None
-            else heartbeat_mac(self.cluster.password, heartbeat, heartbeat.now_ms),
+            else heartbeat_mac(
+                self.cluster.password, heartbeat, heartbeat.now_ms, want_shut_down=want_shut_down
+            ),
             replica_reports=None
             if heartbeat.reports is None
             else [
@@ -1219,7 +1244,59 @@ class ClusterBroker(Broker):
             (t.topic, t.partition_index, t.leader_epoch, t.target_id)
             for t in response.quorumq_transfers
         )
+        self._heartbeat_answered(want_shut_down and bool(response.should_shut_down))
         return bool(response.is_fenced)
+
+    def _heartbeat_answered(self, should_shut_down: bool) -> None:
+        self._heartbeat_answered_at = trio.current_time()
+        self._should_shut_down = should_shut_down
+
+    async def controlled_shutdown(self) -> bool:
+        """Asks the active controller to move this broker's leaderships away, and returns once
+        its heartbeat answer says this broker may stop (True): it is fenced and leads nothing
+        (``controller.image.controlled_shutdown_done``). False after
+        ``controlled_shutdown_timeout_ms``, or :data:`CONTROLLED_SHUTDOWN_UNANSWERED_S` without
+        a heartbeat answered, or at once when the timeout is 0 or this broker never
+        registered; the broker then stops as if it had died, and its partitions wait out its
+        session. Call :meth:`shutdown` afterwards either way.
+
+        Why: a broker that simply stops leaves every partition it led without a leader until
+        the controller notices its silence (``broker.session.timeout.ms``, 9 s by default).
+        Kafka's brokers shut down this way unless ``controlled.shutdown.enable`` is false,
+        so a rolling restart never leaves a partition leaderless for a session.
+
+        The broker keeps serving meanwhile: it stops leading (and fetching) a partition
+        when its image shows it fenced, and clients move to the new leaders as they do on
+        any leader change.
+        """
+        membership = self.membership
+        timeout_s = self.cluster.controlled_shutdown_timeout_ms / 1000
+        if membership is None or membership.broker_epoch is None or timeout_s <= 0:
+            return False
+        membership.want_shut_down = True
+        started = trio.current_time()
+        log.info("broker %d: controlled shutdown: asking the controller", self.config.node_id)
+        with trio.move_on_after(timeout_s):
+            while not self._should_shut_down:
+                answered = max(started, self._heartbeat_answered_at)
+                if trio.current_time() - answered > CONTROLLED_SHUTDOWN_UNANSWERED_S:
+                    break
+                membership.request_heartbeat()
+                await trio.sleep(CONTROLLED_SHUTDOWN_POLL_S)
+        elapsed_ms = (trio.current_time() - started) * 1000
+        if self._should_shut_down:
+            log.info(
+                "broker %d: controlled shutdown: leaderships moved in %.0f ms",
+                self.config.node_id,
+                elapsed_ms,
+            )
+        else:
+            log.warning(
+                "broker %d: controlled shutdown: no answer in %.0f ms; stopping anyway",
+                self.config.node_id,
+                elapsed_ms,
+            )
+        return self._should_shut_down
 
     def _controller_or_raise(self) -> Controller:
         if self.controller is None:

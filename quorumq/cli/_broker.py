@@ -73,6 +73,14 @@ def broker_command(
         "runs anyway; default two heartbeat intervals + 1 s; 0: no leadership transfer "
         "(cluster mode)",
     ),
+    controlled_shutdown_timeout_ms: int = typer.Option(
+        5000,
+        "--controlled-shutdown-timeout-ms",
+        min=0,
+        help="on SIGTERM or Ctrl-C, how long to wait for the controller to move this broker's "
+        "leaderships away before stopping; 0: stop at once (controlled.shutdown.enable=false; "
+        "cluster mode)",
+    ),
 ) -> None:
     """Run one broker in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
     logging.basicConfig(
@@ -113,6 +121,7 @@ def broker_command(
             auto_leader_rebalance_enable=auto_leader_rebalance,
             leader_imbalance_check_interval_ms=leader_imbalance_check_interval_ms,
             leader_transfer_timeout_ms=leader_transfer_timeout_ms,
+            controlled_shutdown_timeout_ms=controlled_shutdown_timeout_ms,
         )
     run_trio(_serve_until_signal, config, cluster)
 
@@ -159,19 +168,27 @@ async def _serve_until_signal(config: BrokerConfig, cluster: ClusterConfig | Non
                 nursery.start_soon(_stop_when_orphaned, broker, _supervisor_pid(exit_with_parent))
 
             async def stop_on_signal() -> None:
-                # The first signal drains (answer what was read, flush, close); a second one
-                # stops at once.
+                # The first signal stops cleanly (in a cluster, leaderships move away first;
+                # then answer what was read, flush, close); a second one stops at once.
+                asked = False
                 async for signum in signals:
-                    if broker.stopping:
+                    if asked or broker.stopping:
                         log.info("%s: stopping now", signal.Signals(signum).name)
                         nursery.cancel_scope.cancel()
                         return
+                    asked = True
                     log.info("%s: stopping", signal.Signals(signum).name)
-                    broker.shutdown()
+                    nursery.start_soon(_stop_cleanly, broker)
 
             nursery.start_soon(stop_on_signal)
             await broker.serve()
             nursery.cancel_scope.cancel()
+
+
+async def _stop_cleanly(broker: Broker) -> None:
+    if isinstance(broker, ClusterBroker):
+        await broker.controlled_shutdown()
+    broker.shutdown()
 
 
 def run_trio(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:

@@ -49,6 +49,7 @@ from .image import (
     PartitionScan,
     RegisterBroker,
     ReplicaReport,
+    controlled_shutdown_done,
     plan_create_topic,
     plan_election,
     plan_leader_rebalance,
@@ -102,11 +103,15 @@ class Controller:
         """Quorum preferred elections waiting for their leader to drain (``image._transfers``)."""
         self._heard = trio.Event()
 
-    def record_heartbeat(self, heartbeat: BrokerHeartbeat) -> BrokerState:
+    def record_heartbeat(
+        self, heartbeat: BrokerHeartbeat, *, want_shut_down: bool = False
+    ) -> BrokerState:
         """BrokerHeartbeat, on the active controller: remembered in memory, never proposed.
 
         A heartbeat carrying reports wakes the tick loop at once: reports are the votes of
         quorum elections, and a leaderless partition should not wait a tick interval for them.
+        So does one asking for a controlled shutdown (``want_shut_down``): the tick fences the
+        broker, which moves its leaderships (``image.controlled_shutdown_done``).
 
         Returns:
             The broker as the image has it (``fenced`` answers the heartbeat).
@@ -119,10 +124,20 @@ class Controller:
             raise NotController(f"broker {self.bridge.node_id} is not the active controller")
         image = self.bridge.image
         liveness = self.liveness.for_epoch(image.controller_epoch)
-        broker = liveness.record(image, heartbeat, self._clock_ms())
-        if heartbeat.reports:
+        broker = liveness.record(image, heartbeat, self._clock_ms(), want_shut_down=want_shut_down)
+        if heartbeat.reports or (want_shut_down and not broker.fenced):
             self._heard.set()
         return broker
+
+    def shutdown_ready(self, broker_id: int) -> bool:
+        """A heartbeat answer's ``ShouldShutDown``: the broker asked for a controlled shutdown
+        and leads nothing any more (``image.controlled_shutdown_done``)."""
+        if not self.bridge.is_active:
+            return False
+        image = self.bridge.image
+        return controlled_shutdown_done(
+            image, self.liveness.for_epoch(image.controller_epoch), broker_id
+        )
 
     def transfers_for(self, broker_id: int) -> list[LeaderTransfer]:
         """The leadership transfers broker ``broker_id`` should drain for (its heartbeat's
@@ -443,6 +458,9 @@ class BrokerMembership:
         self.broker_epoch: int | None = None
         self.fenced = True
         """As the active controller answered the last heartbeat."""
+        self.want_shut_down = False
+        """Every heartbeat from now on asks for a controlled shutdown (KIP-631): the sender
+        reads it (``HeartbeatSender``), and the broker stops once the answer says it may."""
         self._send = send_heartbeat
         self._reports = reports
         self._clock_ms = clock_ms

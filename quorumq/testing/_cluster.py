@@ -348,7 +348,12 @@ class Cluster:
         await self._stop(index, crash=True)
 
     async def stop_broker(self, index: int) -> None:
-        """Stops broker ``index`` cleanly (logs flushed, as on SIGTERM)."""
+        """Stops broker ``index`` cleanly, as on SIGTERM: in cluster mode its leaderships move
+        to other replicas first (a controlled shutdown, up to
+        ``ClusterConfig.controlled_shutdown_timeout_ms``), then its logs are flushed."""
+        broker = self._member(index).broker
+        if broker is not None and hasattr(broker, "controlled_shutdown"):
+            await broker.controlled_shutdown()
         await self._stop(index, crash=False)
 
     async def _stop(self, index: int, *, crash: bool) -> None:

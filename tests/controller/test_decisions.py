@@ -27,6 +27,7 @@ from quorumq.controller.image import (
     ReplicaReport,
     UnfenceBroker,
     assign_replicas,
+    controlled_shutdown_done,
     electors_for,
     plan_create_topic,
     tick,
@@ -414,3 +415,60 @@ def test_a_tick_keeps_looking_at_a_leaderless_partition_whose_votes_come_by_hear
     ticked = tick(image, 20_002, config, liveness, scan)
     (change,) = [r for r in ticked if isinstance(r, PartitionChange)]
     assert change.new_leader == f1
+
+
+def test_a_broker_asking_to_shut_down_is_fenced_and_its_leaderships_move_in_one_tick() -> None:
+    """KIP-631 controlled shutdown: the heartbeat's WantShutDown fences the broker at once,
+    not a session later, and (``isr``) its partitions get new leaders and lose it from their
+    ISR in the same tick. It stays fenced while it keeps asking, and is done once it leads
+    nothing; its next incarnation, which asks nothing, is unfenced as usual."""
+    image = _with_topic(live_cluster())
+    led_by_1 = {i for i, p in image.topics["orders"].partitions.items() if p.leader == 1}
+    assert led_by_1
+    now = 5_000
+    liveness = _heard(image, [BrokerHeartbeat(b, b + 1, now) for b in (0, 2)])
+    liveness.record(image, BrokerHeartbeat(1, 2, now), now, want_shut_down=True)
+    assert not controlled_shutdown_done(image, liveness, 1)
+    image, records = _apply_tick(image, now, liveness)
+    assert records[0] == FenceBroker(1, 2, 1)
+    for p in image.topics["orders"].partitions.values():
+        assert p.leader in (0, 2) and 1 not in p.isr
+    assert controlled_shutdown_done(image, liveness, 1)
+    assert tick(image, now + 1, CONFIG, liveness) == []  # not unfenced while it asks
+    assert not controlled_shutdown_done(image, liveness, 0)  # 0 never asked
+    image = apply_all([RegisterBroker(1, "inc-restarted", "127.0.0.1", 9093, now + 2)], image)
+    liveness.record(image, BrokerHeartbeat(1, image.brokers[1].broker_epoch, now + 2), now + 2)
+    image, records = _apply_tick(image, now + 3, liveness)
+    assert records == [UnfenceBroker(1, image.brokers[1].broker_epoch, 1)]
+
+
+def test_a_quorum_leader_asking_to_shut_down_ends_its_epoch_and_is_not_a_candidate() -> None:
+    """Under ``quorum`` the fencing tick ends the epoch (the leader leads nothing, so it may
+    stop); the election then counts only the two replicas that stay, and may not pick it even
+    though its log is the longest."""
+    config = ControllerConfig(
+        electors=electors_for(STRATEGIES), default_replication_strategy="quorum"
+    )
+    image = _with_topic(
+        live_cluster(), "q", partitions=1, rf=3, configs={"replication.strategy": "quorum"}
+    )
+    p = image.topics["q"].partitions[0]
+    leader = p.leader
+    f0, f1 = [b for b in p.replicas if b != leader]
+    liveness = _heard(image, [BrokerHeartbeat(b, b + 1, 5_000) for b in (f0, f1)])
+    liveness.record(image, BrokerHeartbeat(leader, leader + 1, 5_000), 5_000, want_shut_down=True)
+    image, records = _apply_tick_with(image, 5_000, config, liveness)
+    assert records[0] == FenceBroker(leader, leader + 1, 1)
+    assert image.topics["q"].partitions[0].leader == NO_LEADER
+    assert controlled_shutdown_done(image, liveness, leader)
+    votes = [(leader, 20), (f0, 10), (f1, 12)]
+    for broker_id, leo in votes:
+        report = (ReplicaReport("q", 0, 0, leo, 1),)
+        liveness.record(
+            image,
+            BrokerHeartbeat(broker_id, broker_id + 1, 5_001, report),
+            5_001,
+            want_shut_down=broker_id == leader,
+        )
+    image, _ = _apply_tick_with(image, 5_001, config, liveness)
+    assert image.topics["q"].partitions[0].leader == f1

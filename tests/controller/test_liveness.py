@@ -109,3 +109,17 @@ def test_a_heartbeat_s_mac_covers_what_it_asserts_and_ages_out() -> None:
     for beat, sent_ms, candidate, now_ms in cases:
         with pytest.raises(ClusterAuthorizationFailed):
             check_heartbeat_mac("secret", beat, sent_ms, candidate, now_ms, 9_000)
+
+
+def test_a_heartbeat_s_mac_covers_a_controlled_shutdown_request() -> None:
+    """A request to shut down fences the broker and moves its leaderships: one forged onto a
+    captured heartbeat must not pass, nor one taken off a genuine request."""
+    heartbeat = BrokerHeartbeat(1, 2, 0)
+    plain = heartbeat_mac("secret", heartbeat, 10_000)
+    asking = heartbeat_mac("secret", heartbeat, 10_000, want_shut_down=True)
+    assert plain != asking
+    check_heartbeat_mac("secret", heartbeat, 10_000, asking, 10_000, 9_000, want_shut_down=True)
+    with pytest.raises(ClusterAuthorizationFailed):
+        check_heartbeat_mac("secret", heartbeat, 10_000, plain, 10_000, 9_000, want_shut_down=True)
+    with pytest.raises(ClusterAuthorizationFailed):
+        check_heartbeat_mac("secret", heartbeat, 10_000, asking, 10_000, 9_000)

@@ -166,3 +166,48 @@ def test_isr_min2_with_two_replicas_down_refuses_acks_all(tmp_path: Path) -> Non
         producer.close(timeout=5)
         assert "NotEnoughReplicasError" in seen, seen
         assert acked_after == 0, (acked_after, seen)
+
+
+@pytest.mark.parametrize("configs", STRATEGIES)
+def test_leader_sigtermed_under_acks_all_hands_over_before_it_exits(
+    cluster3: Supervisor, configs: dict[str, str]
+) -> None:
+    """SIGTERM starts a controlled shutdown: the controller fences the broker and moves its
+    leaderships while it still runs (over the wire, with the heartbeat MAC), then it exits.
+    The survivors lead before a session of its silence could have passed, and nothing
+    acknowledged is lost."""
+    topic = f"sigterm-{configs['replication.strategy']}-{time.monotonic_ns()}"
+    create_topic(cluster3.bootstrap, topic, 3, 3, configs)
+    view = wait_leaders(cluster3, topic, 3)
+    info = view.partition(topic, 0)
+    assert info is not None
+    victim = info.leader_id
+    values = [b"t%05d" % i for i in range(1500)]
+    history = History()
+    producer = threading.Thread(
+        target=produce_all,
+        args=(cluster3.bootstrap, topic, values),
+        kwargs={"partitions": 3, "spread_s": 6.0, "out": history},
+    )
+    producer.start()
+    try:
+        wait_for(lambda: history.acked() >= 300, 30, "300 acks before the stop")
+        started = time.monotonic()
+        assert cluster3.stop(victim) == 0
+        stopped_s = time.monotonic() - started
+        survivors = [i for i in range(3) if i != victim]
+        wait_leaders(cluster3, topic, 3, among=survivors)
+        led_s = time.monotonic() - started
+    finally:
+        producer.join(60)
+    assert not producer.is_alive()
+    # Fencing for silence takes the 3 s session (CLUSTER_BROKER_ARGS) after the last of the
+    # heartbeats, which come every 0.5 s: never sooner than 2.5 s after the stop.
+    assert led_s < 2.5, (stopped_s, led_s)
+    cluster3.restart(victim, timeout_s=60)
+    records = read_all(cluster3.bootstrap, topic, 3)
+    report = check_history(history.attempts, records)
+    print(topic, f"stopped in {stopped_s:.2f} s, led in {led_s:.2f} s", report.summary())
+    assert report.acknowledged > 300
+    assert report.ok, report.summary()
+    assert not report.lost

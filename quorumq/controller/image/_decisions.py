@@ -351,16 +351,19 @@ def tick(
 
     1. FenceBroker for each unfenced broker silent for more than ``session_timeout_ms`` (counting
        from the latest of its registration, its last heartbeat and the controller's takeover, so
-       a new controller gives every broker a full session before fencing it).
+       a new controller gives every broker a full session before fencing it), and for each one
+       whose last heartbeat asked for a controlled shutdown (KIP-631 ``WantShutDown``): fencing
+       is what moves its leaderships and ISR places away, in this same tick, through the rules
+       of step 2 (see :func:`controlled_shutdown_done`).
     2. PartitionChange for each partition whose leader is not live (fenced now or before): a new
        leader from the topic's elector, the ISR without the non-live members (as Kafka, the last
        ISR member stays when no one may lead, so a clean election can wait for it); and for each
        partition with a non-live ISR member, an ISR shrink. Electors with
        ``requires_fresh_reports`` first get a PartitionChange to NO_LEADER (ending the epoch) and
        an election on a later tick, from reports made under the new epoch.
-    3. UnfenceBroker for each fenced broker that heartbeated within the session and leads nothing
+    3. UnfenceBroker for each fenced broker that heartbeated within the session, leads nothing
        in ``image`` (leadership moves off a fenced broker in an earlier tick, so a re-registered
-       broker always gets a new leader epoch before it leads again).
+       broker always gets a new leader epoch before it leads again) and is not shutting down.
 
     Every record is stamped with ``image.controller_epoch`` and compares-and-sets the epochs it
     read, so the caller may propose them all and ignore rejections. With ``scan``, step 2 is
@@ -374,7 +377,8 @@ def tick(
     for broker_id in sorted(image.brokers):
         broker = image.brokers[broker_id]
         last_seen = max(liveness.last_seen_ms(broker), image.controller_epoch_start_ms)
-        if not broker.fenced and now_ms - last_seen > timeout:
+        silent = now_ms - last_seen > timeout
+        if not broker.fenced and (silent or liveness.wants_shut_down(broker)):
             fenced_now.add(broker_id)
             records.append(FenceBroker(broker_id, broker.broker_epoch, epoch))
     live = image.live_brokers() - fenced_now
@@ -403,9 +407,39 @@ def tick(
     for broker_id in sorted(image.brokers):
         broker = image.brokers[broker_id]
         fresh = now_ms - liveness.last_seen_ms(broker) <= timeout
-        if broker.fenced and fresh and broker_id not in leaders:
+        if (
+            broker.fenced
+            and fresh
+            and broker_id not in leaders
+            and not liveness.wants_shut_down(broker)
+        ):
             records.append(UnfenceBroker(broker_id, broker.broker_epoch, epoch))
     return records
+
+
+def controlled_shutdown_done(
+    image: MetadataImage, liveness: BrokerLiveness, broker_id: int
+) -> bool:
+    """Whether broker ``broker_id``, which asked for a controlled shutdown, may stop now: the
+    image has it fenced and it leads no partition (KIP-631's ``ShouldShutDown``).
+
+    Why fencing is the whole mechanism: a fenced broker is out of every election and every
+    ISR (:func:`tick` moves both off it in the tick that fences it, and AlterPartition cannot
+    add it back), and the broker itself stops leading and fetching as soon as its image shows
+    it fenced. So the partitions it led get new leaders while it still runs, instead of a
+    session timeout after it has gone: an ``isr`` partition in the fencing tick itself, a
+    ``quorum`` one a heartbeat round later (its election ends the epoch first). A partition
+    nobody else may lead (one replica, or no other in the ISR) becomes leaderless, as when
+    its leader dies.
+    """
+    broker = image.brokers.get(broker_id)
+    if broker is None or not broker.fenced or not liveness.wants_shut_down(broker):
+        return False
+    for topic in image.topics.values():
+        for state in topic.partitions.values():
+            if state.leader == broker_id:
+                return False
+    return True
 
 
 # --- elections on request (ElectLeaders) and preferred-leader rebalancing ------------------------

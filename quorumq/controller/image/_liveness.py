@@ -10,7 +10,9 @@ moved more partitions: a metastable loop (measured in the ninth session: 11,000 
 What is lost when the active controller changes: nothing the image needs. The new controller
 starts with an empty :class:`BrokerLiveness` and gives every broker a full session from its
 takeover before fencing it (``tick`` counts from ``controller_epoch_start_ms``); brokers
-heartbeat to it as soon as they see the new controller epoch, with fresh replica reports.
+heartbeat to it as soon as they see the new controller epoch, with fresh replica reports. A
+broker in controlled shutdown says so again in each of those heartbeats, so its request
+survives the change too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class _Seen:
     broker_epoch: int
     last_heartbeat_ms: int
     reports: Mapping[tuple[str, int], tuple[int, int, int]]
+    want_shut_down: bool = False
 
 
 @attrs.define(eq=False)
@@ -56,10 +59,18 @@ class BrokerLiveness:
             self.controller_epoch = controller_epoch
         return self
 
-    def record(self, image: MetadataImage, heartbeat: BrokerHeartbeat, now_ms: int) -> BrokerState:
+    def record(
+        self,
+        image: MetadataImage,
+        heartbeat: BrokerHeartbeat,
+        now_ms: int,
+        *,
+        want_shut_down: bool = False,
+    ) -> BrokerState:
         """Records a heartbeat received at ``now_ms`` (the controller's clock: comparing it with
         the controller's own clock later needs no agreement between hosts). ``reports`` replaces
-        the broker's reports when given; ``None`` keeps them.
+        the broker's reports when given; ``None`` keeps them. ``want_shut_down`` is the
+        heartbeat's (KIP-631) controlled-shutdown request; each heartbeat restates it.
 
         Returns:
             The broker as the image has it (its ``fenced`` is the heartbeat's answer).
@@ -92,7 +103,7 @@ class BrokerLiveness:
         else:
             reports = {}
         last = now_ms if old is None else max(old.last_heartbeat_ms, now_ms)
-        self._seen[broker.broker_id] = _Seen(broker.broker_epoch, last, reports)
+        self._seen[broker.broker_id] = _Seen(broker.broker_epoch, last, reports, want_shut_down)
         self.heartbeats += 1
         return broker
 
@@ -106,6 +117,11 @@ class BrokerLiveness:
         if seen is None:
             return broker.registered_ms
         return max(seen.last_heartbeat_ms, broker.registered_ms)
+
+    def wants_shut_down(self, broker: BrokerState) -> bool:
+        """Whether this incarnation's last heartbeat asked for a controlled shutdown."""
+        seen = self._current(broker)
+        return seen is not None and seen.want_shut_down
 
     def reports_for(
         self,
@@ -142,13 +158,17 @@ class BrokerLiveness:
 # --- authentication of heartbeats on the wire ------------------------------------------------
 
 
-def heartbeat_mac(password: str, heartbeat: BrokerHeartbeat, sent_ms: int) -> bytes:
+def heartbeat_mac(
+    password: str, heartbeat: BrokerHeartbeat, sent_ms: int, *, want_shut_down: bool = False
+) -> bytes:
     """HMAC-SHA256, keyed with the controller password, of what a BrokerHeartbeat asserts.
 
     Why: heartbeats used to travel inside Raft, whose port the password protects; now they
     reach the active controller on its Kafka listener, which anyone can connect to. A forged
     heartbeat could keep a dead broker unfenced, and a forged replica report is a vote: one
     claiming a longer log than a replica has could elect it and lose acknowledged records.
+    A forged shutdown request would fence a live broker and move its leaderships away.
+    (The request is covered only when made, so heartbeats without it keep their MAC.)
     """
     reports = (
         None
@@ -158,9 +178,10 @@ def heartbeat_mac(password: str, heartbeat: BrokerHeartbeat, sent_ms: int) -> by
             for r in heartbeat.reports
         ]
     )
-    body = json.dumps(
-        [heartbeat.broker_id, heartbeat.broker_epoch, sent_ms, reports], separators=(",", ":")
-    )
+    asserted: list[object] = [heartbeat.broker_id, heartbeat.broker_epoch, sent_ms, reports]
+    if want_shut_down:
+        asserted.append("shut down")
+    body = json.dumps(asserted, separators=(",", ":"))
     return hmac.new(password.encode(), body.encode(), hashlib.sha256).digest()
 
 
@@ -171,6 +192,8 @@ def check_heartbeat_mac(
     mac: bytes | None,
     now_ms: int,
     max_age_ms: int,
+    *,
+    want_shut_down: bool = False,
 ) -> None:
     """Accepts a heartbeat whose MAC matches and that was sent within ``max_age_ms`` of
     ``now_ms`` (either way: clocks of different hosts differ); a replay is therefore good for
@@ -181,7 +204,8 @@ def check_heartbeat_mac(
     """
     if mac is None:
         raise ClusterAuthorizationFailed("heartbeat without the cluster's authentication")
-    if not hmac.compare_digest(mac, heartbeat_mac(password, heartbeat, sent_ms)):
+    expected = heartbeat_mac(password, heartbeat, sent_ms, want_shut_down=want_shut_down)
+    if not hmac.compare_digest(mac, expected):
         raise ClusterAuthorizationFailed("heartbeat authentication does not match")
     if abs(now_ms - sent_ms) > max_age_ms:
         raise ClusterAuthorizationFailed(
