@@ -561,8 +561,10 @@ def failover_bench(
     broker_args: Sequence[str] = (),
     launcher: Sequence[str] | None = None,
     progress: object | None = None,
+    stop: str = "kill",
 ) -> list[FailoverTrial]:
-    """SIGKILLs the active controller ``trials`` times and times the recovery.
+    """SIGKILLs the active controller ``trials`` times and times the recovery (``stop="term"``:
+    SIGTERM instead, a controlled shutdown that moves its leaderships before it exits).
 
     Each trial: read ``controller_id`` from Metadata, SIGKILL that broker's process, poll the
     survivors' Metadata every 20 ms until another controller id shows, then try CreateTopics
@@ -574,6 +576,8 @@ def failover_bench(
     """
     from quorumq.cluster import cluster_view
 
+    if stop not in ("kill", "term"):
+        raise BenchError(f"stop must be 'kill' or 'term', not {stop!r}")
     if replication_factor > brokers - 1:
         raise BenchError("the replication factor must fit the brokers left after one is killed")
     if partitions and brokers < 3:
@@ -613,7 +617,10 @@ def failover_bench(
                 view = cluster_view(supervisor.address(survivors[0]), [load_topic], timeout_s=5)
                 moved = sum(p.leader_id == victim for p in view.partitions if p.topic == load_topic)
             start = time.monotonic()
-            supervisor.kill(victim)
+            if stop == "kill":
+                supervisor.kill(victim)
+            else:
+                supervisor.terminate(victim)
             elected_s = topic_s = float("nan")
             new_controller = -1
             while time.monotonic() < start + trial_timeout_s:

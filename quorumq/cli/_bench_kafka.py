@@ -344,14 +344,23 @@ def bench_failover(
     launcher: str = typer.Option(
         "", help="Command that runs quorumq for the brokers (default: python -m quorumq)."
     ),
+    stop: str = typer.Option(
+        "kill",
+        help="kill: SIGKILL (a crash); term: SIGTERM (a controlled shutdown moves the "
+        "leaderships first).",
+    ),
 ) -> None:
-    """SIGKILL the active controller N times: seconds until Metadata names a new controller,
-    and until a topic creation succeeds (and, with --partitions, until every partition of a
+    """SIGKILL (or, --stop term, SIGTERM) the active controller N times: seconds until
+    Metadata names a new controller, and until a topic creation succeeds (and, with --partitions, until every partition of a
     large topic is led again); min / median / max."""
+    if stop not in ("kill", "term"):
+        raise typer.BadParameter("must be kill or term", param_hint="--stop")
     if strategy not in ("quorum", "isr"):
         raise typer.BadParameter("must be quorum or isr", param_hint="--strategy")
     if partitions and brokers < 3:
         raise typer.BadParameter("needs --brokers 3 or more (RF 3)", param_hint="--partitions")
+
+    verb = "killed" if stop == "kill" else "stopped"
 
     def report(trial) -> None:  # type: ignore[no-untyped-def]
         led = (
@@ -361,17 +370,18 @@ def bench_failover(
             else ""
         )
         console.print(
-            f"killed controller {trial.killed} → {trial.new_controller}: "
+            f"{verb} controller {trial.killed} → {trial.new_controller}: "
             f"elected {trial.elected_s:.2f} s, topic created {trial.topic_created_s:.2f} s{led}"
         )
 
     out = failover_bench(
         brokers=brokers, trials=trials, replication_factor=replication_factor,
         trial_timeout_s=trial_timeout, partitions=partitions, strategy=strategy,
-        launcher=shlex.split(launcher) or None, progress=report,
+        launcher=shlex.split(launcher) or None, progress=report, stop=stop,
     )  # fmt: skip
     load = f", a {partitions}-partition {strategy} topic" if partitions else ""
-    table = Table(title=f"controller failover: {trials} SIGKILLs of the active controller, "
+    signal_name = "SIGKILL" if stop == "kill" else "SIGTERM"
+    table = Table(title=f"controller failover: {trials} {signal_name}s of the active controller, "
                         f"{brokers} brokers{load}")  # fmt: skip
     for col in ("seconds until", "min", "median", "max", "failed trials"):
         table.add_column(col, justify="right")

@@ -416,6 +416,17 @@ class Supervisor:
         handle.paused = False
         log.info("broker %d killed", node_id)
 
+    def terminate(self, node_id: int) -> None:
+        """SIGTERM broker ``node_id`` and return at once: it stops cleanly in the background
+        (a controlled shutdown first, in cluster mode). :meth:`stop` waits for it."""
+        handle = self._handle(node_id)
+        if handle.process is not None and handle.alive():
+            if handle.paused:
+                handle.process.send_signal(signal.SIGCONT)
+                handle.paused = False
+            handle.process.send_signal(signal.SIGTERM)
+            log.info("broker %d sent SIGTERM", node_id)
+
     def pause(self, node_id: int) -> None:
         """SIGSTOP broker ``node_id``: alive, connections open, but silent (a slow node)."""
         handle = self._handle(node_id)

@@ -33,6 +33,15 @@ def test_failover_bench_times_controller_kills_from_a_balanced_start() -> None:
 
 
 @pytest.mark.slow
+def test_failover_bench_with_sigterm_moves_the_leaderships_before_the_session_ends() -> None:
+    (trial,) = failover_bench(brokers=3, trials=1, trial_timeout_s=30, partitions=30, stop="term")
+    assert trial.new_controller not in (-1, trial.killed)
+    assert trial.partitions_moved == 10
+    # A SIGKILLed broker is fenced 3 s (the session) after its last heartbeat, 0.5 s apart.
+    assert trial.partitions_led_s < 2.5
+
+
+@pytest.mark.slow
 def test_elections_bench_runs_both_settings_and_the_cli_prints_the_table() -> None:
     from quorumq.cli._app import _register, app
 
