@@ -136,7 +136,7 @@ class Controller:
             return False
         image = self.bridge.image
         return controlled_shutdown_done(
-            image, self.liveness.for_epoch(image.controller_epoch), broker_id
+            image, self.config, self.liveness.for_epoch(image.controller_epoch), broker_id
         )
 
     def transfers_for(self, broker_id: int) -> list[LeaderTransfer]:

@@ -428,14 +428,14 @@ def test_a_broker_asking_to_shut_down_is_fenced_and_its_leaderships_move_in_one_
     now = 5_000
     liveness = _heard(image, [BrokerHeartbeat(b, b + 1, now) for b in (0, 2)])
     liveness.record(image, BrokerHeartbeat(1, 2, now), now, want_shut_down=True)
-    assert not controlled_shutdown_done(image, liveness, 1)
+    assert not controlled_shutdown_done(image, CONFIG, liveness, 1)
     image, records = _apply_tick(image, now, liveness)
     assert records[0] == FenceBroker(1, 2, 1)
     for p in image.topics["orders"].partitions.values():
         assert p.leader in (0, 2) and 1 not in p.isr
-    assert controlled_shutdown_done(image, liveness, 1)
+    assert controlled_shutdown_done(image, CONFIG, liveness, 1)
     assert tick(image, now + 1, CONFIG, liveness) == []  # not unfenced while it asks
-    assert not controlled_shutdown_done(image, liveness, 0)  # 0 never asked
+    assert not controlled_shutdown_done(image, CONFIG, liveness, 0)  # 0 never asked
     image = apply_all([RegisterBroker(1, "inc-restarted", "127.0.0.1", 9093, now + 2)], image)
     liveness.record(image, BrokerHeartbeat(1, image.brokers[1].broker_epoch, now + 2), now + 2)
     image, records = _apply_tick(image, now + 3, liveness)
@@ -443,9 +443,9 @@ def test_a_broker_asking_to_shut_down_is_fenced_and_its_leaderships_move_in_one_
 
 
 def test_a_quorum_leader_asking_to_shut_down_ends_its_epoch_and_is_not_a_candidate() -> None:
-    """Under ``quorum`` the fencing tick ends the epoch (the leader leads nothing, so it may
-    stop); the election then counts only the two replicas that stay, and may not pick it even
-    though its log is the longest."""
+    """Under ``quorum`` the fencing tick ends the epoch; the election then counts only the two
+    replicas that stay, and may not pick it even though its log is the longest. The broker may
+    stop only once that election is done (it may be the controller that runs it)."""
     config = ControllerConfig(
         electors=electors_for(STRATEGIES), default_replication_strategy="quorum"
     )
@@ -460,7 +460,8 @@ def test_a_quorum_leader_asking_to_shut_down_ends_its_epoch_and_is_not_a_candida
     image, records = _apply_tick_with(image, 5_000, config, liveness)
     assert records[0] == FenceBroker(leader, leader + 1, 1)
     assert image.topics["q"].partitions[0].leader == NO_LEADER
-    assert controlled_shutdown_done(image, liveness, leader)
+    # It leads nothing, but waits for the election the two others can complete.
+    assert not controlled_shutdown_done(image, config, liveness, leader)
     votes = [(leader, 20), (f0, 10), (f1, 12)]
     for broker_id, leo in votes:
         report = (ReplicaReport("q", 0, 0, leo, 1),)
@@ -472,3 +473,4 @@ def test_a_quorum_leader_asking_to_shut_down_ends_its_epoch_and_is_not_a_candida
         )
     image, _ = _apply_tick_with(image, 5_001, config, liveness)
     assert image.topics["q"].partitions[0].leader == f1
+    assert controlled_shutdown_done(image, config, liveness, leader)

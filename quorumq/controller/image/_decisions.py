@@ -418,26 +418,39 @@ def tick(
 
 
 def controlled_shutdown_done(
-    image: MetadataImage, liveness: BrokerLiveness, broker_id: int
+    image: MetadataImage, config: ControllerConfig, liveness: BrokerLiveness, broker_id: int
 ) -> bool:
-    """Whether broker ``broker_id``, which asked for a controlled shutdown, may stop now: the
-    image has it fenced and it leads no partition (KIP-631's ``ShouldShutDown``).
+    """Whether broker ``broker_id``, which asked for a controlled shutdown, may stop now
+    (KIP-631's ``ShouldShutDown``): the image has it fenced, it leads no partition, and no
+    partition it holds waits for the second step of a two-step (``quorum``) election that the
+    live replicas can complete.
 
     Why fencing is the whole mechanism: a fenced broker is out of every election and every
     ISR (:func:`tick` moves both off it in the tick that fences it, and AlterPartition cannot
     add it back), and the broker itself stops leading and fetching as soon as its image shows
     it fenced. So the partitions it led get new leaders while it still runs, instead of a
     session timeout after it has gone: an ``isr`` partition in the fencing tick itself, a
-    ``quorum`` one a heartbeat round later (its election ends the epoch first). A partition
-    nobody else may lead (one replica, or no other in the ISR) becomes leaderless, as when
-    its leader dies.
+    ``quorum`` one a heartbeat round later (its election ends the epoch first). The broker
+    waits for that second step too: when it is the active controller, stopping earlier would
+    leave those elections to the next controller, a Raft election later. A partition nobody
+    else may lead (one replica, no other ISR member, no live majority) becomes leaderless, as
+    when its leader dies.
     """
     broker = image.brokers.get(broker_id)
     if broker is None or not broker.fenced or not liveness.wants_shut_down(broker):
         return False
+    live = image.live_brokers()
     for topic in image.topics.values():
+        fresh = config.elector_for(topic.configs).requires_fresh_reports
         for state in topic.partitions.values():
             if state.leader == broker_id:
+                return False
+            if (
+                fresh
+                and state.leader == NO_LEADER
+                and broker_id in state.replicas
+                and 2 * sum(1 for r in state.replicas if r in live) > len(state.replicas)
+            ):
                 return False
     return True
 
