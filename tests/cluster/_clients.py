@@ -78,6 +78,22 @@ def produce_confluent(
     return out
 
 
+async def produce_in_background(
+    nursery: Any, bootstrap: str, topic: str, values: list[bytes], **options: Any
+) -> ProduceLog:
+    """Starts :func:`produce_confluent` in a worker thread of ``nursery``; returns the log it
+    fills as deliveries come in."""
+    import trio
+
+    out = ProduceLog()
+
+    def run() -> ProduceLog:
+        return produce_confluent(bootstrap, topic, values, out=out, **options)
+
+    nursery.start_soon(trio.to_thread.run_sync, run)
+    return out
+
+
 def consume_all(bootstrap: str, topic: str, partitions: int, expected: int) -> list[Any]:
     """Every record of every partition from offset 0 (kafka-python, assign + seek)."""
     from kafka import KafkaConsumer, TopicPartition

@@ -12,12 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import trio
 
 from quorumq.broker import BrokerConfig
 from quorumq.broker._cluster import ClusterBroker, ClusterConfig
 from quorumq.broker._replica import ReplicaPartition
 from quorumq.testing import free_ports
+
+BOTH_STRATEGIES = pytest.mark.parametrize(
+    "configs",
+    [
+        {"replication.strategy": "quorum"},
+        {"replication.strategy": "isr", "min.insync.replicas": "2"},
+    ],
+    ids=["quorum", "isr-min2"],
+)
+"""Runs a test once per replication strategy (``configs``: the topic's), isr with
+``min.insync.replicas=2`` as its promise needs."""
 
 
 @attrs.define(eq=False)

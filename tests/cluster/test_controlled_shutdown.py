@@ -9,26 +9,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pytest
 import trio
 
 from quorumq.controller.image import NO_LEADER
-from tests.cluster._clients import ProduceLog, consume_all, produce_confluent
-from tests.cluster._harness import Cluster, open_cluster
+from tests.cluster._clients import ProduceLog, consume_all, produce_confluent, produce_in_background
+from tests.cluster._harness import BOTH_STRATEGIES, Cluster, open_cluster
 
 log = logging.getLogger(__name__)
 
 SESSION_MS = 30_000
 
 
-@pytest.mark.parametrize(
-    "configs",
-    [
-        {"replication.strategy": "quorum"},
-        {"replication.strategy": "isr", "min.insync.replicas": "2"},
-    ],
-    ids=["quorum", "isr-min2"],
-)
+@BOTH_STRATEGIES
 async def test_a_leader_in_controlled_shutdown_hands_over_without_losing_acked_records(
     tmp_path: Path, configs: dict[str, str]
 ) -> None:
@@ -38,18 +30,10 @@ async def test_a_leader_in_controlled_shutdown_hands_over_without_losing_acked_r
         await cluster.create_topic("events", 2, 3, configs)
         victim = cluster.leader_of("events", 0)
         values = [b"e%05d" % i for i in range(600)]
-        produced = ProduceLog()
-        bootstrap = cluster.bootstrap
-
-        async def produce() -> None:
-            await trio.to_thread.run_sync(
-                lambda: produce_confluent(
-                    bootstrap, "events", values, partitions=2, spread_s=4.0, out=produced
-                )
-            )
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(produce)
+            produced = await produce_in_background(
+                nursery, cluster.bootstrap, "events", values, partitions=2, spread_s=4.0
+            )
             await cluster.wait_for(lambda: produced.count() >= 150, 20, "150 acks")
             started = trio.current_time()
             with trio.fail_after(5):

@@ -10,20 +10,13 @@ import trio
 
 from quorumq.broker import _cluster as cluster_module
 from quorumq.broker._replica import ReplicaPartition
-from tests.cluster._clients import ProduceLog, consume_all, produce_confluent
-from tests.cluster._harness import open_cluster
+from tests.cluster._clients import ProduceLog, consume_all, produce_confluent, produce_in_background
+from tests.cluster._harness import BOTH_STRATEGIES, open_cluster
 
 log = logging.getLogger(__name__)
 
 
-@pytest.mark.parametrize(
-    "configs",
-    [
-        {"replication.strategy": "quorum"},
-        {"replication.strategy": "isr", "min.insync.replicas": "2"},
-    ],
-    ids=["quorum", "isr-min2"],
-)
+@BOTH_STRATEGIES
 async def test_leader_stopped_mid_stream_loses_no_acknowledged_record(
     tmp_path: Path, configs: dict[str, str]
 ) -> None:
@@ -32,18 +25,10 @@ async def test_leader_stopped_mid_stream_loses_no_acknowledged_record(
         victim = cluster.leader_of("events", 0)
         epoch_before = cluster.broker(victim).partitions[("events", 0)].leader_epoch
         values = [b"e%05d" % i for i in range(600)]
-        produced = ProduceLog()
-        bootstrap = cluster.bootstrap
-
-        async def produce() -> None:
-            await trio.to_thread.run_sync(
-                lambda: produce_confluent(
-                    bootstrap, "events", values, partitions=2, spread_s=4.0, out=produced
-                )
-            )
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(produce)
+            produced = await produce_in_background(
+                nursery, cluster.bootstrap, "events", values, partitions=2, spread_s=4.0
+            )
             await cluster.wait_for(lambda: produced.count() >= 150, 20, "150 acks")
             started = trio.current_time()
             await cluster.stop(victim)

@@ -3,9 +3,12 @@ min.insync.replicas with two brokers down."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,42 +35,55 @@ STRATEGIES = [
 ]
 
 
-@pytest.mark.parametrize("configs", STRATEGIES)
-def test_leader_sigkilled_under_acks_all_loses_no_acknowledged_record(
-    cluster3: Supervisor, configs: dict[str, str]
-) -> None:
-    topic = f"failover-{configs['replication.strategy']}-{time.monotonic_ns()}"
-    create_topic(cluster3.bootstrap, topic, 3, 3, configs)
-    view = wait_leaders(cluster3, topic, 3)
-    info = view.partition(topic, 0)
+@contextlib.contextmanager
+def _leader_under_load(
+    sup: Supervisor, prefix: str, configs: dict[str, str]
+) -> Iterator[tuple[str, Any, History]]:
+    """A fresh 3-partition RF 3 topic and a producer thread writing 1,500 acks=all records to
+    it over 6 s; yields (topic, partition 0's leader info, history) once 300 are acked, and
+    joins the producer on exit."""
+    topic = f"{prefix}-{configs['replication.strategy']}-{time.monotonic_ns()}"
+    create_topic(sup.bootstrap, topic, 3, 3, configs)
+    info = wait_leaders(sup, topic, 3).partition(topic, 0)
     assert info is not None
-    victim = info.leader_id
-    values = [b"v%05d" % i for i in range(1500)]
     history = History()
     producer = threading.Thread(
         target=produce_all,
-        args=(cluster3.bootstrap, topic, values),
+        args=(sup.bootstrap, topic, [b"v%05d" % i for i in range(1500)]),
         kwargs={"partitions": 3, "spread_s": 6.0, "out": history},
     )
     producer.start()
     try:
-        wait_for(lambda: history.acked() >= 300, 30, "300 acks before the kill")
+        wait_for(lambda: history.acked() >= 300, 30, "300 acks")
+        yield topic, info, history
+    finally:
+        producer.join(60)
+    assert not producer.is_alive()
+
+
+def _check_nothing_acked_lost(sup: Supervisor, topic: str, history: History, note: str) -> None:
+    records = read_all(sup.bootstrap, topic, 3)
+    report = check_history(history.attempts, records)
+    print(topic, note, report.summary(), history.errors)
+    assert report.acknowledged > 300
+    assert report.ok, report.summary()
+    assert not report.lost
+
+
+@pytest.mark.parametrize("configs", STRATEGIES)
+def test_leader_sigkilled_under_acks_all_loses_no_acknowledged_record(
+    cluster3: Supervisor, configs: dict[str, str]
+) -> None:
+    with _leader_under_load(cluster3, "failover", configs) as (topic, info, history):
+        victim = info.leader_id
         cluster3.kill(victim)
         survivors = [i for i in range(3) if i != victim]
         view = wait_leaders(cluster3, topic, 3, among=survivors)
         new = view.partition(topic, 0)
         assert new is not None and new.leader_id != victim
         assert new.leader_epoch > info.leader_epoch
-    finally:
-        producer.join(60)
-    assert not producer.is_alive()
     cluster3.restart(victim, timeout_s=60)
-    records = read_all(cluster3.bootstrap, topic, 3)
-    report = check_history(history.attempts, records)
-    print(topic, report.summary(), history.errors)
-    assert report.acknowledged > 300
-    assert report.ok, report.summary()
-    assert not report.lost
+    _check_nothing_acked_lost(cluster3, topic, history, "")
 
 
 def _partition_log(sup: Supervisor, node_id: int, topic: str, partition: int) -> bytes:
@@ -176,38 +192,17 @@ def test_leader_sigtermed_under_acks_all_hands_over_before_it_exits(
     leaderships while it still runs (over the wire, with the heartbeat MAC), then it exits.
     The survivors lead before a session of its silence could have passed, and nothing
     acknowledged is lost."""
-    topic = f"sigterm-{configs['replication.strategy']}-{time.monotonic_ns()}"
-    create_topic(cluster3.bootstrap, topic, 3, 3, configs)
-    view = wait_leaders(cluster3, topic, 3)
-    info = view.partition(topic, 0)
-    assert info is not None
-    victim = info.leader_id
-    values = [b"t%05d" % i for i in range(1500)]
-    history = History()
-    producer = threading.Thread(
-        target=produce_all,
-        args=(cluster3.bootstrap, topic, values),
-        kwargs={"partitions": 3, "spread_s": 6.0, "out": history},
-    )
-    producer.start()
-    try:
-        wait_for(lambda: history.acked() >= 300, 30, "300 acks before the stop")
+    with _leader_under_load(cluster3, "sigterm", configs) as (topic, info, history):
+        victim = info.leader_id
         started = time.monotonic()
         assert cluster3.stop(victim) == 0
         stopped_s = time.monotonic() - started
-        survivors = [i for i in range(3) if i != victim]
-        wait_leaders(cluster3, topic, 3, among=survivors)
+        wait_leaders(cluster3, topic, 3, among=[i for i in range(3) if i != victim])
         led_s = time.monotonic() - started
-    finally:
-        producer.join(60)
-    assert not producer.is_alive()
     # Fencing for silence takes the 3 s session (CLUSTER_BROKER_ARGS) after the last of the
     # heartbeats, which come every 0.5 s: never sooner than 2.5 s after the stop.
     assert led_s < 2.5, (stopped_s, led_s)
     cluster3.restart(victim, timeout_s=60)
-    records = read_all(cluster3.bootstrap, topic, 3)
-    report = check_history(history.attempts, records)
-    print(topic, f"stopped in {stopped_s:.2f} s, led in {led_s:.2f} s", report.summary())
-    assert report.acknowledged > 300
-    assert report.ok, report.summary()
-    assert not report.lost
+    _check_nothing_acked_lost(
+        cluster3, topic, history, f"stopped in {stopped_s:.2f} s, led in {led_s:.2f} s"
+    )
