@@ -617,21 +617,18 @@ def failover_bench(
             if partitions:
                 view = cluster_view(supervisor.address(survivors[0]), [load_topic], timeout_s=5)
                 moved = sum(p.leader_id == victim for p in view.partitions if p.topic == load_topic)
-            # Leadership is watched from its own thread, alongside the controller: a
-            # controlled shutdown moves it before the controller itself fails over.
-            led_at: list[float] = []
-
-            def watch_led(survivors: list[int], led_at: list[float]) -> None:
-                if _wait_all_led(supervisor, survivors, load_topic, partitions, trial_timeout_s):
-                    led_at.append(time.monotonic())
-
-            watcher = threading.Thread(target=watch_led, args=(survivors, led_at), daemon=True)
             start = time.monotonic()
             if stop == "kill":
                 supervisor.kill(victim)
             else:
                 supervisor.terminate(victim)
+            # Leadership is watched from its own thread, alongside the controller: a
+            # controlled shutdown moves it before the controller itself fails over.
+            led_at: list[float] = []
+            watcher = None
             if partitions:
+                args = (supervisor, survivors, load_topic, partitions, trial_timeout_s, led_at)
+                watcher = threading.Thread(target=_note_all_led, args=args, daemon=True)
                 watcher.start()
             elected_s = topic_s = float("nan")
             new_controller = -1
@@ -654,7 +651,7 @@ def failover_bench(
                     topic_s = time.monotonic() - start
                     break
                 time.sleep(0.02)
-            if partitions:
+            if watcher is not None:
                 watcher.join()
             led_s = led_at[0] - start if led_at else float("nan")
             out.append(FailoverTrial(victim, new_controller, elected_s, topic_s, led_s, moved))
@@ -728,6 +725,19 @@ def _wait_all_serving(bootstrap: str, topic: str, partitions: int, timeout_s: fl
         if left:
             time.sleep(0.2)
     return not left
+
+
+def _note_all_led(
+    supervisor: Supervisor,
+    live: list[int],
+    topic: str,
+    partitions: int,
+    timeout_s: float,
+    led_at: list[float],
+) -> None:
+    """:func:`_wait_all_led`, for a thread: appends the moment it succeeded to ``led_at``."""
+    if _wait_all_led(supervisor, live, topic, partitions, timeout_s):
+        led_at.append(time.monotonic())
 
 
 def _wait_all_led(
