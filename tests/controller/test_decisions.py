@@ -184,6 +184,28 @@ def test_tick_grace_after_controller_takeover() -> None:
     assert fenced == ["FenceBroker"] * 3
 
 
+def test_a_new_controller_unfences_only_brokers_it_heard_from() -> None:
+    """A broker the old controller fenced, registered shortly before the takeover, stays
+    fenced until it heartbeats to the new controller: the new controller's memory of
+    heartbeats starts empty, and a registration from before its tenure is no sign of life
+    (the broker may have died, or stopped under control, since). One that registers in the
+    new tenure is unfenced as usual."""
+    image = _with_topic(live_cluster())
+    image = apply_all([RegisterBroker(1, "inc-new", "127.0.0.1", 9093, 40_000)], image)
+    image, _ = _apply_tick(image, 40_001)  # the leaderships move off the new incarnation
+    assert image.brokers[1].fenced
+    image = apply_all([ControllerEpochBump(2, 2, 41_000)], image)
+    liveness = BrokerLiveness()
+    records = tick(image, 42_000, CONFIG, liveness)
+    assert not any(isinstance(r, UnfenceBroker) for r in records)
+    epoch = image.brokers[1].broker_epoch
+    liveness = _heard(image, [BrokerHeartbeat(1, epoch, 42_500)], liveness)
+    assert tick(image, 43_000, CONFIG, liveness) == [UnfenceBroker(1, epoch, 2)]
+    image = apply_all([RegisterBroker(1, "inc-newer", "127.0.0.1", 9093, 44_000)], image)
+    records = tick(image, 44_001, CONFIG, BrokerLiveness())
+    assert UnfenceBroker(1, image.brokers[1].broker_epoch, 2) in records
+
+
 def test_tick_leaves_partition_leaderless_then_reelects_returning_broker() -> None:
     image = _with_topic(live_cluster(), "solo", partitions=1, rf=1)
     (only,) = image.topics["solo"].partitions[0].replicas

@@ -23,7 +23,6 @@ from quorumq.controller import (
     open_controller_bridge,
     parse_voters,
 )
-from quorumq.controller._bridge import wall_clock_ms
 from quorumq.controller.image import (
     NO_LEADER,
     BrokerHeartbeat,
@@ -260,9 +259,11 @@ async def test_a_tick_that_moves_many_partitions_commits_them_together(tmp_path:
     another, took minutes at 2,000 partitions), and they apply in order."""
     ports = free_ports(1)
     voters = {0: Voter(0, "127.0.0.1", ports[0])}
-    now = [wall_clock_ms()]
     async with open_controller_bridge(0, voters, tmp_path, password=PASSWORD) as bridge:
         await bridge.wait_until(lambda b: b.is_active, 5)
+        # The fake clock starts at the takeover's: a tick only unfences brokers that registered
+        # in the active controller's tenure.
+        now = [bridge.image.controller_epoch_start_ms]
         controller = Controller(
             bridge, ControllerConfig(session_timeout_ms=1_000), clock_ms=lambda: now[0]
         )
@@ -293,9 +294,11 @@ async def test_a_heartbeat_with_reports_wakes_the_tick_loop(tmp_path: Path) -> N
     arrive, not at its next tick (30 s here). Without the wake-up this waits the interval."""
     ports = free_ports(1)
     voters = {0: Voter(0, "127.0.0.1", ports[0])}
-    now = [wall_clock_ms()]
     async with open_controller_bridge(0, voters, tmp_path, password=PASSWORD) as bridge:
         await bridge.wait_until(lambda b: b.is_active, 5)
+        # The fake clock starts at the takeover's: a tick only unfences brokers that registered
+        # in the active controller's tenure.
+        now = [bridge.image.controller_epoch_start_ms]
         config = ControllerConfig(session_timeout_ms=1_000, electors=electors_for(STRATEGIES))
         controller = Controller(bridge, config, tick_interval_s=30, clock_ms=lambda: now[0])
         epochs = await _register_three(bridge, now[0])

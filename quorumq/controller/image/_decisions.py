@@ -361,7 +361,8 @@ def tick(
        partition with a non-live ISR member, an ISR shrink. Electors with
        ``requires_fresh_reports`` first get a PartitionChange to NO_LEADER (ending the epoch) and
        an election on a later tick, from reports made under the new epoch.
-    3. UnfenceBroker for each fenced broker that heartbeated within the session, leads nothing
+    3. UnfenceBroker for each fenced broker that heartbeated within the session, and did so
+       (or registered) in this controller's tenure, leads nothing
        in ``image`` (leadership moves off a fenced broker in an earlier tick, so a re-registered
        broker always gets a new leader epoch before it leads again) and is not shutting down.
 
@@ -407,9 +408,13 @@ def tick(
     for broker_id in sorted(image.brokers):
         broker = image.brokers[broker_id]
         fresh = now_ms - liveness.last_seen_ms(broker) <= timeout
+        in_tenure = (
+            liveness.heard_from(broker) or broker.registered_ms >= image.controller_epoch_start_ms
+        )
         if (
             broker.fenced
             and fresh
+            and in_tenure
             and broker_id not in leaders
             and not liveness.wants_shut_down(broker)
         ):

@@ -9,8 +9,9 @@ moved more partitions: a metastable loop (measured in the ninth session: 11,000 
 
 What is lost when the active controller changes: nothing the image needs. The new controller
 starts with an empty :class:`BrokerLiveness` and gives every broker a full session from its
-takeover before fencing it (``tick`` counts from ``controller_epoch_start_ms``); brokers
-heartbeat to it as soon as they see the new controller epoch, with fresh replica reports. A
+takeover before fencing it (``tick`` counts from ``controller_epoch_start_ms``), and unfences
+only a broker it heard from in its own tenure; brokers heartbeat to it as soon as they see
+the new controller epoch, with fresh replica reports. A
 broker in controlled shutdown says so again in each of those heartbeats, so its request
 survives the change too.
 """
@@ -117,6 +118,11 @@ class BrokerLiveness:
         if seen is None:
             return broker.registered_ms
         return max(seen.last_heartbeat_ms, broker.registered_ms)
+
+    def heard_from(self, broker: BrokerState) -> bool:
+        """Whether this table holds a heartbeat of this incarnation (this tenure's, since
+        :meth:`for_epoch` clears the table when the controller epoch changes)."""
+        return self._current(broker) is not None
 
     def wants_shut_down(self, broker: BrokerState) -> bool:
         """Whether this incarnation's last heartbeat asked for a controlled shutdown."""
