@@ -1,5 +1,6 @@
 """Chaos: a history checker (pure), a produce workload that records its history, the read-back,
-and nemeses (kill the leader, pause a follower) acting on a local cluster's processes."""
+nemeses (kill the leader, pause a follower) acting on a local cluster's processes, and a
+network lab whose namespaces let a test partition brokers from each other."""
 
 from quorumq.chaos._history import HistoryReport, ProduceAttempt, ReadRecord, check_history
 from quorumq.chaos._nemesis import (
@@ -9,6 +10,7 @@ from quorumq.chaos._nemesis import (
     leader_of,
     pause_follower,
 )
+from quorumq.chaos._netlab import NetLabError, NetworkLab, netlab_unavailable
 from quorumq.chaos._workload import (
     Delivery,
     WorkloadError,
@@ -23,6 +25,8 @@ __all__ = [
     "Delivery",
     "HistoryReport",
     "LeaderWatch",
+    "NetLabError",
+    "NetworkLab",
     "ProduceAttempt",
     "ReadRecord",
     "WorkloadError",
@@ -31,6 +35,7 @@ __all__ = [
     "followers_of",
     "kill_leader",
     "leader_of",
+    "netlab_unavailable",
     "pause_follower",
     "percentile",
     "produce_workload",

@@ -2,7 +2,7 @@
 
 Each nemesis is a small function that does one thing and says what it did (a string for the
 run's event log). Leaders and followers are learned from Metadata at the moment of the fault.
-Network partitions are not implemented (they need a proxy between brokers; see docs/compare.md).
+Network partitions are :class:`~quorumq.chaos.NetworkLab`'s (brokers in network namespaces).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from quorumq.cluster._metadata import (
 from quorumq.cluster._supervisor import (
     RAFT_PORT_OFFSET,
     BrokerHandle,
+    BrokerNetwork,
     BrokerSpec,
     ClusterError,
     Supervisor,
@@ -25,6 +26,7 @@ __all__ = [
     "RAFT_PORT_OFFSET",
     "BrokerHandle",
     "BrokerInfo",
+    "BrokerNetwork",
     "BrokerSpec",
     "ClusterError",
     "ClusterView",

@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import attrs
 
@@ -144,6 +145,19 @@ def free_port_block(count: int, *, with_raft: bool = True, attempts: int = 200) 
     raise ClusterError(f"no block of {count} free loopback ports found")
 
 
+class BrokerNetwork(Protocol):
+    """Where each broker runs when not all on 127.0.0.1: a host of its own per broker (e.g.
+    :class:`quorumq.chaos.NetworkLab`'s network namespaces, which can partition them)."""
+
+    def address(self, host: int) -> str:
+        """The address broker ``host`` listens on."""
+        ...
+
+    def exec_prefix(self, host: int) -> list[str]:
+        """The argv prefix that runs a command on that host."""
+        ...
+
+
 @attrs.frozen
 class BrokerSpec:
     """Where broker ``node_id`` listens and keeps its data."""
@@ -192,6 +206,10 @@ class Supervisor:
         log_level: the brokers' ``--log-level``.
         launcher: the argv that runs one broker, before its options (default
             ``python -m quorumq broker``); e.g. another interpreter or a wrapper script.
+        network: run broker *i* on host *i* of this network (its address, under its exec
+            prefix) instead of on ``host``. Every broker then keeps ``base_port``: each host
+            has its own ports. The caller must reach those hosts (e.g. from inside
+            ``NetworkLab.entered()``) for anything but starting and signalling.
     """
 
     def __init__(
@@ -206,6 +224,7 @@ class Supervisor:
         log_level: str = "warning",
         host: str = "127.0.0.1",
         launcher: Sequence[str] | None = None,
+        network: BrokerNetwork | None = None,
     ) -> None:
         if brokers < 1:
             raise ClusterError(f"a cluster needs at least one broker, got {brokers}")
@@ -219,14 +238,15 @@ class Supervisor:
         self._own_launcher = not launcher
         self.launcher = tuple(launcher) if launcher else (*default_launcher(), "broker")
         raft_base = base_port + RAFT_PORT_OFFSET if raft_base_port is None else raft_base_port
+        self.network = network
         self.controller_password = self._controller_secret() if self.cluster_mode else None
         self.brokers: list[BrokerHandle] = [
             BrokerHandle(
                 BrokerSpec(
                     node_id=i,
-                    host=host,
-                    port=base_port + i,
-                    raft_port=raft_base + i,
+                    host=host if network is None else network.address(i),
+                    port=base_port + (i if network is None else 0),
+                    raft_port=raft_base + (i if network is None else 0),
                     data_dir=self.data_dir / f"broker-{i}",
                     log_path=self.data_dir / f"broker-{i}.log",
                 )
@@ -267,8 +287,9 @@ class Supervisor:
     def command(self, node_id: int) -> list[str]:
         """The argv that starts broker ``node_id``."""
         spec = self._handle(node_id).spec
+        prefix = [] if self.network is None else self.network.exec_prefix(node_id)
         cmd = [
-            *self.launcher, "--node-id", str(spec.node_id),
+            *prefix, *self.launcher, "--node-id", str(spec.node_id),
             "--listen", spec.address, "--data-dir", str(spec.data_dir),
             "--log-level", self.log_level,
         ]  # fmt: skip
@@ -451,7 +472,12 @@ class Supervisor:
         self.stop(node_id)
         deadline = time.monotonic() + min(timeout_s, 15.0)
         # The listening port of the old process is released with it; wait for that.
-        while not port_is_free(self._handle(node_id).spec.port) and time.monotonic() < deadline:
+        spec = self._handle(node_id).spec
+        while (
+            self.network is None
+            and not port_is_free(spec.port, spec.host)
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         pid = self.launch(node_id)
         if wait:
@@ -534,6 +560,8 @@ class Supervisor:
         return self.brokers[node_id]
 
     def _check_ports_free(self, spec: BrokerSpec) -> None:
+        if self.network is not None:
+            return  # a host of its own: its ports are not this namespace's
         if not port_is_free(spec.port, spec.host):
             raise ClusterError(f"port {spec.address} is in use (broker {spec.node_id})")
         if self.cluster_mode and not port_is_free(spec.raft_port, spec.host):

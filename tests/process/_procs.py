@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from quorumq.bench import CLUSTER_BROKER_ARGS
-from quorumq.chaos._history import ProduceAttempt, ReadRecord
+from quorumq.chaos._history import ProduceAttempt, ReadRecord, check_history
 from quorumq.cluster import ClusterError, ClusterView, Supervisor, cluster_view, free_port_block
 
 
@@ -214,3 +214,45 @@ def read_all(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.
         return out
     finally:
         consumer.close()
+
+
+@contextmanager
+def leader_under_load(
+    sup: Supervisor, prefix: str, configs: dict[str, str]
+) -> Iterator[tuple[str, Any, History]]:
+    """A fresh 3-partition RF 3 topic and a producer thread writing 1,500 acks=all records to
+    it over 6 s; yields (topic, partition 0's leader info, history) once 300 are acked, and
+    joins the producer on exit."""
+    topic = f"{prefix}-{configs['replication.strategy']}-{time.monotonic_ns()}"
+    create_topic(sup.bootstrap, topic, 3, 3, configs)
+    info = wait_leaders(sup, topic, 3).partition(topic, 0)
+    assert info is not None
+    history = History()
+    producer = threading.Thread(
+        target=produce_all,
+        args=(sup.bootstrap, topic, [b"v%05d" % i for i in range(1500)]),
+        kwargs={"partitions": 3, "spread_s": 6.0, "out": history},
+    )
+    producer.start()
+    try:
+        wait_for(lambda: history.acked() >= 300, 30, "300 acks")
+        yield topic, info, history
+    finally:
+        producer.join(60)
+    assert not producer.is_alive()
+
+
+def check_nothing_acked_lost(sup: Supervisor, topic: str, history: History, note: str) -> None:
+    records = read_all(sup.bootstrap, topic, 3)
+    report = check_history(history.attempts, records)
+    print(topic, note, report.summary(), history.errors)
+    assert report.acknowledged > 300
+    assert report.ok, report.summary()
+    assert not report.lost
+
+
+def replica_log_bytes(sup: Supervisor, node_id: int, topic: str, partition: int) -> bytes:
+    """The bytes of every segment of one replica, in offset order (a follower appends the
+    leader's batches unchanged, so equal logs are equal bytes)."""
+    directory = sup.brokers[node_id].spec.data_dir / f"{topic}-{partition}"
+    return b"".join(p.read_bytes() for p in sorted(Path(directory).glob("*.log")))

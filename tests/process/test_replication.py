@@ -3,23 +3,21 @@ min.insync.replicas with two brokers down."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from quorumq.chaos._history import check_history
 from quorumq.cluster import Supervisor
 from tests.process._procs import (
     History,
+    check_nothing_acked_lost,
     create_topic,
+    leader_under_load,
     open_cluster,
     produce_all,
     read_all,
+    replica_log_bytes,
     view_from,
     wait_for,
     wait_leaders,
@@ -35,46 +33,11 @@ STRATEGIES = [
 ]
 
 
-@contextlib.contextmanager
-def _leader_under_load(
-    sup: Supervisor, prefix: str, configs: dict[str, str]
-) -> Iterator[tuple[str, Any, History]]:
-    """A fresh 3-partition RF 3 topic and a producer thread writing 1,500 acks=all records to
-    it over 6 s; yields (topic, partition 0's leader info, history) once 300 are acked, and
-    joins the producer on exit."""
-    topic = f"{prefix}-{configs['replication.strategy']}-{time.monotonic_ns()}"
-    create_topic(sup.bootstrap, topic, 3, 3, configs)
-    info = wait_leaders(sup, topic, 3).partition(topic, 0)
-    assert info is not None
-    history = History()
-    producer = threading.Thread(
-        target=produce_all,
-        args=(sup.bootstrap, topic, [b"v%05d" % i for i in range(1500)]),
-        kwargs={"partitions": 3, "spread_s": 6.0, "out": history},
-    )
-    producer.start()
-    try:
-        wait_for(lambda: history.acked() >= 300, 30, "300 acks")
-        yield topic, info, history
-    finally:
-        producer.join(60)
-    assert not producer.is_alive()
-
-
-def _check_nothing_acked_lost(sup: Supervisor, topic: str, history: History, note: str) -> None:
-    records = read_all(sup.bootstrap, topic, 3)
-    report = check_history(history.attempts, records)
-    print(topic, note, report.summary(), history.errors)
-    assert report.acknowledged > 300
-    assert report.ok, report.summary()
-    assert not report.lost
-
-
 @pytest.mark.parametrize("configs", STRATEGIES)
 def test_leader_sigkilled_under_acks_all_loses_no_acknowledged_record(
     cluster3: Supervisor, configs: dict[str, str]
 ) -> None:
-    with _leader_under_load(cluster3, "failover", configs) as (topic, info, history):
+    with leader_under_load(cluster3, "failover", configs) as (topic, info, history):
         victim = info.leader_id
         cluster3.kill(victim)
         survivors = [i for i in range(3) if i != victim]
@@ -83,14 +46,7 @@ def test_leader_sigkilled_under_acks_all_loses_no_acknowledged_record(
         assert new is not None and new.leader_id != victim
         assert new.leader_epoch > info.leader_epoch
     cluster3.restart(victim, timeout_s=60)
-    _check_nothing_acked_lost(cluster3, topic, history, "")
-
-
-def _partition_log(sup: Supervisor, node_id: int, topic: str, partition: int) -> bytes:
-    """The bytes of every segment of one replica, in offset order (a follower appends the
-    leader's batches unchanged, so equal logs are equal bytes)."""
-    directory = sup.brokers[node_id].spec.data_dir / f"{topic}-{partition}"
-    return b"".join(p.read_bytes() for p in sorted(Path(directory).glob("*.log")))
+    check_nothing_acked_lost(cluster3, topic, history, "")
 
 
 def test_paused_old_leader_is_fenced_and_truncated(cluster3: Supervisor) -> None:
@@ -137,7 +93,8 @@ def test_paused_old_leader_is_fenced_and_truncated(cluster3: Supervisor) -> None
     leader = new.leader_id
     wait_for(
         lambda: (
-            _partition_log(cluster3, old, topic, 0) == _partition_log(cluster3, leader, topic, 0)
+            replica_log_bytes(cluster3, old, topic, 0)
+            == replica_log_bytes(cluster3, leader, topic, 0)
             or None
         ),
         30,
@@ -192,7 +149,7 @@ def test_leader_sigtermed_under_acks_all_hands_over_before_it_exits(
     leaderships while it still runs (over the wire, with the heartbeat MAC), then it exits.
     The survivors lead before a session of its silence could have passed, and nothing
     acknowledged is lost."""
-    with _leader_under_load(cluster3, "sigterm", configs) as (topic, info, history):
+    with leader_under_load(cluster3, "sigterm", configs) as (topic, info, history):
         victim = info.leader_id
         started = time.monotonic()
         assert cluster3.stop(victim) == 0
@@ -203,6 +160,6 @@ def test_leader_sigtermed_under_acks_all_hands_over_before_it_exits(
     # heartbeats, which come every 0.5 s: never sooner than 2.5 s after the stop.
     assert led_s < 2.5, (stopped_s, led_s)
     cluster3.restart(victim, timeout_s=60)
-    _check_nothing_acked_lost(
+    check_nothing_acked_lost(
         cluster3, topic, history, f"stopped in {stopped_s:.2f} s, led in {led_s:.2f} s"
     )
