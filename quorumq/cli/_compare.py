@@ -60,6 +60,10 @@ def report_table(report: CompareReport) -> Table:
             ("duplicates", "duplicates", 0), ("offsets reused", "offsets_reused", 0),
             ("s no leader", "seconds_without_leader", 2), ("longest ack gap s",
                                                             "longest_ack_gap_s", 2)]),
+        "partition": ("leader partitioned away", [
+            ("cut s", "cut_s", 1), ("acked", "acknowledged", 0), ("[bold]lost[/bold]", "lost", 0),
+            ("duplicates", "duplicates", 0), ("new leader s", "new_leader_s", 2),
+            ("longest ack gap s", "longest_ack_gap_s", 2)]),
         "unclean": ("isr unclean election", [
             ("ISR shrink s", "isr_shrink_s", 1), ("acked alone", "acked_alone", 0),
             ("refused", "refused_or_failed", 0), ("[bold]lost[/bold]", "lost", 0),
@@ -106,7 +110,7 @@ def compare(
     strategy: list[str] = typer.Option(list(STRATEGIES), "--strategy", help="quorum, isr"),
     acks: list[str] = typer.Option(list(ACKS), "--acks", help="0, 1, all"),
     scenario: list[str] = typer.Option(
-        list(SCENARIOS), "--scenario", help="steady, stall, kill, unclean"
+        list(SCENARIOS), "--scenario", help="steady, stall, kill, partition, unclean"
     ),
     rate: float = typer.Option(2_000.0, "--rate", min=10, help="Paced records/s under faults."),
     stall_s: float = typer.Option(5.0, "--stall", min=0.5, max=120, help="Seconds paused."),

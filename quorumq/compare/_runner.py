@@ -11,6 +11,13 @@ scenario gets a fresh one-partition topic, so no scenario inherits another's dam
 - **kill**: a paced workload; the leader is SIGKILLed mid-stream and restarted after the
   workload; every partition is read to its end; the history checker counts acknowledged-and-lost
   records, duplicates, offsets reused; a Metadata watch measures seconds without a live leader.
+- **partition**: a paced workload on a second cluster whose brokers each run in a network
+  namespace of their own (:class:`~quorumq.chaos.NetworkLab`; needs root, else "n/a"); the
+  leader is cut off from the other brokers for ``partition_s`` while the producer still
+  reaches it, then the cut heals. The old leader keeps taking writes it cannot commit; the
+  history checker counts what the producer was told and the log does not hold. A watcher on
+  the majority side times the new leader. A cluster of its own, because the namespaces' veth
+  links and routing cost more than loopback: the other scenarios keep loopback's figures.
 - **unclean** (isr rows only): a replication-factor-2 topic with
   ``unclean.leader.election.enable=true``; its follower is killed, the ISR shrinks to the leader
   alone, records are written, the leader is killed and the stale follower restarted, so the
@@ -31,6 +38,7 @@ import json
 import os
 import platform
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,20 +48,22 @@ import attrs
 
 from quorumq.chaos import (
     LeaderWatch,
+    NetworkLab,
     WorkloadResult,
     check_history,
     followers_of,
     leader_of,
+    netlab_unavailable,
     percentile,
     produce_workload,
     read_back,
 )
-from quorumq.cluster import ClusterError, Supervisor, free_port_block
+from quorumq.cluster import ClusterError, Supervisor, cluster_view, free_port_block
 from quorumq.errors import QuorumqError
 
 STRATEGIES = ("quorum", "isr")
 ACKS = ("0", "1", "all")
-SCENARIOS = ("steady", "stall", "kill", "unclean")
+SCENARIOS = ("steady", "stall", "kill", "partition", "unclean")
 
 Progress = Callable[[str], None]
 
@@ -89,6 +99,9 @@ class CompareOptions:
     """records/s during the stall and kill scenarios (latency under a fault, not queueing)."""
     stall_s: float = 5.0
     kill_run_s: float = 6.0
+    partition_s: float = 6.0
+    """Seconds the leader is cut off: more than the session timeout (3 s), so the majority
+    side elects a new leader while the old one still takes writes."""
     min_insync_replicas: int = 2
     data_dir: Path | None = None
     broker_args: tuple[str, ...] = ()
@@ -152,6 +165,9 @@ class _Env:
     progress: Progress
     strategy_config_ok: bool | None = None
     created: int = 0
+    stack: contextlib.ExitStack | None = None
+    """Closes what the run opened lazily (the partition scenario's lab cluster)."""
+    lab: tuple[NetworkLab, _Env] | None = None
     run_token: str = attrs.Factory(lambda: f"{time.time_ns() // 1_000_000 % 10**8:08d}")
     """Makes topic names unique per run: a reused ``data_dir`` must not hand us old topics."""
 
@@ -182,6 +198,35 @@ class _Env:
         if self.supervisor is not None:
             leader_of(self.supervisor, name, 0, timeout_s=20)
         return name
+
+    def lab_cluster(self, options: CompareOptions) -> tuple[NetworkLab, _Env]:
+        """The partition scenario's cluster: as many brokers, each on a host of a network lab,
+        started on first use and kept for the run.
+
+        Raises:
+            CompareError: it does not start.
+        """
+        if self.lab is not None:
+            return self.lab
+        assert self.stack is not None and self.supervisor is not None
+        brokers = len(self.supervisor.brokers)
+        lab = self.stack.enter_context(NetworkLab(brokers))
+        supervisor = self.stack.enter_context(
+            Supervisor(
+                brokers, cluster_mode=True, launcher=options.launcher, network=lab,
+                broker_args=(*CLUSTER_BROKER_ARGS, *options.broker_args),
+            )
+        )  # fmt: skip
+        self.progress(f"starting {brokers} broker(s) in network namespaces ({lab.prefix}*)")
+        try:
+            with lab.entered():
+                supervisor.start(timeout_s=60)
+        except ClusterError as exc:
+            raise CompareError(f"the partition scenario's cluster did not start: {exc}") from None
+        env = _Env(supervisor, supervisor.bootstrap, self.replication_factor, True, self.progress,
+                   strategy_config_ok=self.strategy_config_ok, run_token=self.run_token)  # fmt: skip
+        self.lab = (lab, env)
+        return self.lab
 
     def _create(self, name: str, rf: int, config: dict[str, str]) -> None:
         """CreateTopics, retried (bounded) while a restarted broker is not yet unfenced."""
@@ -286,14 +331,14 @@ def _cluster(options: CompareOptions, say: Progress) -> Iterator[_Env]:
         cluster_mode=cluster_mode, launcher=options.launcher,
         broker_args=(*(CLUSTER_BROKER_ARGS if cluster_mode else ()), *options.broker_args),
     )  # fmt: skip
-    with supervisor:
+    with supervisor, contextlib.ExitStack() as stack:
         say(f"starting {brokers} broker(s) in {supervisor.data_dir}")
         try:
             supervisor.start(timeout_s=60)
         except ClusterError as exc:
             raise CompareError(f"the cluster did not start: {exc}") from None
         yield _Env(supervisor, supervisor.bootstrap, replication_factor=min(3, brokers),
-                   cluster_mode=cluster_mode, progress=say)  # fmt: skip
+                   cluster_mode=cluster_mode, progress=say, stack=stack)  # fmt: skip
 
 
 def _run_guarded(env: _Env, options: CompareOptions, scenario: str, row: Row) -> dict[str, Any]:
@@ -328,6 +373,8 @@ def _run_scenario(env: _Env, options: CompareOptions, scenario: str, row: Row) -
         return _stall(env, options, row)
     if scenario == "kill":
         return _kill(env, options, row)
+    if scenario == "partition":
+        return _partition(env, options, row)
     if scenario == "unclean":
         return _unclean(env, options, row)
     raise CompareError(f"unknown scenario {scenario!r}")
@@ -454,6 +501,80 @@ def _kill(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
     }
 
 
+def _partition(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
+    if not env.cluster_mode or env.supervisor is None or len(env.supervisor.brokers) < 3:
+        return {"skipped": "needs 3 brokers in cluster mode (a majority without the leader)"}
+    why = netlab_unavailable()
+    if why is not None:
+        return {"skipped": why}
+    lab, lab_env = env.lab_cluster(options)
+    sup = lab_env.supervisor
+    assert sup is not None
+    with lab.entered():
+        sup.wait_ready(timeout_s=60)
+        topic = lab_env.create_topic(row.strategy, f"a{row.acks}-partition")
+        before_s, after_s = 1.5, 1.5
+        cut: dict[str, Any] = {}
+        elected = threading.Event()
+
+        def watch_majority() -> None:
+            """Times the first leader the majority side names (the cut-off leader's own
+            Metadata still names itself)."""
+            others = [i for i in range(len(sup.brokers)) if i != cut["id"]]
+            deadline = time.perf_counter() + options.partition_s + 10
+            while not elected.is_set() and time.perf_counter() < deadline:
+                for node_id in others:
+                    with contextlib.suppress(ConnectionError, ClusterError):
+                        view = cluster_view(sup.address(node_id), [topic], timeout_s=1.0)
+                        info = view.partition(topic, 0)
+                        if info is not None and info.leader_id in others:
+                            cut["new_leader_s"] = time.perf_counter() - cut["at"]
+                            elected.set()
+                            return
+                time.sleep(0.05)
+
+        def isolate() -> str:
+            cut["id"] = leader_of(sup, topic, 0)
+            lab.isolate(cut["id"])
+            cut["at"] = time.perf_counter()
+            watcher = threading.Thread(target=watch_majority, name="partition-watch", daemon=True)
+            watcher.start()
+            cut["watcher"] = watcher
+            return f"cut broker {cut['id']} off from the other brokers"
+
+        def heal() -> str:
+            lab.heal()
+            cut["healed"] = time.perf_counter()
+            return "healed"
+
+        duration = before_s + options.partition_s + after_s
+        try:
+            result = produce_workload(
+                lab_env.bootstrap, topic, records=int(options.paced_rate * duration) + 1,
+                record_size=options.record_size, acks=row.acks, rate=options.paced_rate,
+                duration_s=duration, timeout_s=duration + 30, run_id=topic,
+                at=[(before_s, isolate), (before_s + options.partition_s, heal)],
+            )  # fmt: skip
+        finally:
+            lab.heal()
+            elected.set()
+            if "watcher" in cut:
+                cut["watcher"].join(timeout=15)
+        sup.wait_ready(timeout_s=60)
+        history = check_history(
+            result.attempts(), read_back(lab_env.bootstrap, topic, [0], timeout_s=30)
+        )
+    new_leader_s = cut.get("new_leader_s")
+    return {
+        "isolated": cut.get("id"),
+        "cut_s": round(cut.get("healed", cut.get("at", 0.0)) - cut.get("at", 0.0), 2),
+        "new_leader_s": round(new_leader_s, 2) if new_leader_s is not None else None,
+        "longest_ack_gap_s": round(result.longest_ack_gap_s(cut.get("at")), 2),
+        **history.summary(),
+        **{k: v for k, v in _latency(result.latencies_ms()).items() if k == "max_ms"},
+    }
+
+
 def _unclean(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
     sup = env.supervisor
     assert sup is not None
@@ -551,6 +672,14 @@ def explain(row: Row) -> str:
             f"Leader killed: {kill['lost']} acknowledged records lost, {kill['duplicates']} "
             f"duplicates, {kill['seconds_without_leader']} s without a leader."
         )
+    partition = row.scenarios.get("partition", {})
+    if "lost" in partition:
+        elected = partition["new_leader_s"]
+        parts.append(
+            f"Leader cut off from the other brokers for {partition['cut_s']} s, the producer "
+            f"still reaching it: {partition['lost']} acknowledged records lost, "
+            + (f"a new leader after {elected} s." if elected is not None else "no new leader.")
+        )
     unclean = row.scenarios.get("unclean", {})
     if "lost" in unclean:
         parts.append(
@@ -602,9 +731,11 @@ def plot(report: CompareReport, path: Path) -> None:
         ("follower paused: max latency (ms)", "stall", "max_ms_during"),
         ("leader killed: acknowledged records lost", "kill", "lost"),
         ("leader killed: seconds without a leader", "kill", "seconds_without_leader"),
+        ("leader partitioned away: acknowledged records lost", "partition", "lost"),
+        ("leader partitioned away: seconds to a new leader", "partition", "new_leader_s"),
         ("unclean election: acknowledged records lost", "unclean", "lost"),
     ]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    fig, axes = plt.subplots(2, 4, figsize=(20, 8))
     for ax, (title, scenario, key) in zip(axes.flat, panels, strict=True):
         values = series(scenario, key)
         ax.bar(range(len(labels)), [v or 0.0 for v in values], color=colors)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from quorumq.chaos import netlab_unavailable
 from quorumq.compare import CompareOptions, run_compare
 
 
@@ -56,11 +57,33 @@ def test_compare_full_matrix(tmp_path: Path) -> None:
         if data["environment"]["cluster_mode"] and row.strategy == "quorum":
             # One paused follower of three does not stop a majority from committing.
             assert stall["longest_ack_gap_s"] < stall["stall_s"] / 2, stall
+        partition = row.scenarios["partition"]
+        if row.acks == "all" and "lost" in partition:
+            assert partition["lost"] == 0, partition
         if row.strategy == "isr" and "lost" in row.scenarios.get("unclean", {}):
             unclean = row.scenarios["unclean"]
             if row.acks == "all":
                 # min.insync.replicas=2 with the ISR down to the leader: acks=all is refused.
                 assert unclean["acked_alone"] == 0 and unclean["lost"] == 0
+
+
+@pytest.mark.skipif(netlab_unavailable() is not None, reason=netlab_unavailable() or "")
+def test_compare_partition_scenario_cuts_the_leader_off_and_keeps_acks_all_promise(
+    tmp_path: Path,
+) -> None:
+    """The leader cut off from the other brokers (network namespaces), the producer still
+    reaching it: the majority side elects a new leader during the cut, and no acks=all
+    record the old leader took is acknowledged and then lost. (The full matrix, -m slow,
+    runs every row; acks=1 loses what the old leader took meanwhile.)"""
+    options = CompareOptions(strategies=("quorum",), acks=("all",), scenarios=("partition",),
+                             paced_rate=500.0, partition_s=4.0)  # fmt: skip
+    report = run_compare(options, out=tmp_path)
+    (row,) = report.rows
+    cell = row.scenarios["partition"]
+    assert "skipped" not in cell, cell
+    assert cell["cut_s"] >= 3.5 and cell["new_leader_s"] is not None, cell
+    assert cell["acknowledged"] > 0 and cell["lost"] == 0 and cell["offsets_reused"] == 0, cell
+    assert "Leader cut off from the other brokers" in row.explanation
 
 
 def test_compare_refuses_an_out_it_cannot_write_before_running(tmp_path: Path) -> None:
