@@ -401,6 +401,27 @@ def _last_ack(result: WorkloadResult) -> float:
     return max(times) if times else result.finished_at
 
 
+def _paced_fault(
+    bootstrap: str,
+    topic: str,
+    options: CompareOptions,
+    row: Row,
+    window: tuple[float, float, float],
+    start: Callable[[], str],
+    end: Callable[[], str],
+) -> WorkloadResult:
+    """The row's acks at ``paced_rate`` for (before, fault, after) seconds, with the fault
+    started and ended from the produce loop."""
+    before_s, fault_s, after_s = window
+    duration = before_s + fault_s + after_s
+    return produce_workload(
+        bootstrap, topic, records=int(options.paced_rate * duration) + 1,
+        record_size=options.record_size, acks=row.acks, rate=options.paced_rate,
+        duration_s=duration, timeout_s=duration + 30, run_id=topic,
+        at=[(before_s, start), (before_s + fault_s, end)],
+    )  # fmt: skip
+
+
 def _stall(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
     sup = env.supervisor
     assert sup is not None
@@ -421,14 +442,9 @@ def _stall(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
         marks["resumed"] = time.perf_counter()
         return f"SIGCONT broker {follower}"
 
-    duration = before_s + options.stall_s + after_s
     try:
-        result = produce_workload(
-            env.bootstrap, topic, records=int(options.paced_rate * duration) + 1,
-            record_size=options.record_size, acks=row.acks, rate=options.paced_rate,
-            duration_s=duration, timeout_s=duration + 30, run_id=topic,
-            at=[(before_s, pause), (before_s + options.stall_s, resume)],
-        )  # fmt: skip
+        result = _paced_fault(env.bootstrap, topic, options, row, (before_s, options.stall_s,
+                                                                   after_s), pause, resume)  # fmt: skip
     finally:
         sup.resume(follower)
     p0, p1 = marks.get("paused", result.started_at), marks.get("resumed", result.finished_at)
@@ -547,14 +563,9 @@ def _partition(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
             cut["healed"] = time.perf_counter()
             return "healed"
 
-        duration = before_s + options.partition_s + after_s
         try:
-            result = produce_workload(
-                lab_env.bootstrap, topic, records=int(options.paced_rate * duration) + 1,
-                record_size=options.record_size, acks=row.acks, rate=options.paced_rate,
-                duration_s=duration, timeout_s=duration + 30, run_id=topic,
-                at=[(before_s, isolate), (before_s + options.partition_s, heal)],
-            )  # fmt: skip
+            result = _paced_fault(lab_env.bootstrap, topic, options, row,
+                                  (before_s, options.partition_s, after_s), isolate, heal)  # fmt: skip
         finally:
             lab.heal()
             elected.set()

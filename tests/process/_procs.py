@@ -10,10 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 
 from quorumq.bench import CLUSTER_BROKER_ARGS
 from quorumq.chaos._history import ProduceAttempt, ReadRecord, check_history
 from quorumq.cluster import ClusterError, ClusterView, Supervisor, cluster_view, free_port_block
+
+STRATEGIES = [
+    pytest.param({"replication.strategy": "quorum"}, id="quorum"),
+    pytest.param(
+        {"replication.strategy": "isr", "min.insync.replicas": "2"},
+        id="isr-min2",
+        marks=pytest.mark.slow,
+    ),
+]
+"""The topic configs the process tests run under: ``quorum`` by default, ``isr`` (with
+``min.insync.replicas=2``) under ``-m slow``."""
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from quorumq.bench import CLUSTER_BROKER_ARGS, agreed_controller
 from quorumq.chaos import NetworkLab, netlab_unavailable
 from quorumq.cluster import Supervisor
 from tests.process._procs import (
+    STRATEGIES,
     check_nothing_acked_lost,
     leader_under_load,
     replica_log_bytes,
@@ -30,15 +31,6 @@ from tests.process._procs import (
 
 _WHY_NOT = netlab_unavailable()
 pytestmark = pytest.mark.skipif(_WHY_NOT is not None, reason=_WHY_NOT or "")
-
-STRATEGIES = [
-    pytest.param({"replication.strategy": "quorum"}, id="quorum"),
-    pytest.param(
-        {"replication.strategy": "isr", "min.insync.replicas": "2"},
-        id="isr-min2",
-        marks=pytest.mark.slow,
-    ),
-]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 
 from quorumq.cluster import Supervisor
 from tests.process._procs import (
+    STRATEGIES,
     History,
     check_nothing_acked_lost,
     create_topic,
@@ -22,15 +23,6 @@ from tests.process._procs import (
     wait_for,
     wait_leaders,
 )
-
-STRATEGIES = [
-    pytest.param({"replication.strategy": "quorum"}, id="quorum"),
-    pytest.param(
-        {"replication.strategy": "isr", "min.insync.replicas": "2"},
-        id="isr-min2",
-        marks=pytest.mark.slow,
-    ),
-]
 
 
 @pytest.mark.parametrize("configs", STRATEGIES)
