@@ -21,6 +21,14 @@ fmt:
 bench *ARGS:
     uv run quorumq bench log {{ARGS}}
 
+# a chaos soak: kills, pauses and partitions (as root) under load, then the verdict
+chaos *ARGS:
+    uv run quorumq chaos {{ARGS}}
+
+# the long chaos and comparison runs (opt-in, ~25 min)
+soak:
+    uv run pytest -m slow
+
 # the demo
 demo:
     uv run quorumq demo

@@ -26,6 +26,7 @@ def _register() -> None:
         _bench,
         _bench_kafka,
         _broker,
+        _chaos,
         _cluster,
         _compare,
         _demo,

@@ -1,0 +1,335 @@
+"""A randomized chaos run: faults one after another under a steady workload, then the verdict.
+
+Theory of operation: the single-fault tests and ``quorumq compare`` show what one fault does
+to a healthy cluster. Real failures come in sequences: a broker killed while another is still
+catching up from a pause, the controller cut off right after a leader moved. A soak draws a
+schedule of faults from a seed (:func:`plan_faults`, pure), one at a time with calm gaps, and
+runs it from the produce loop of one long paced workload over several partitions:
+
+- ``kill``: SIGKILL, then a restart (not waited for) when the fault ends;
+- ``pause``: SIGSTOP, then SIGCONT;
+- ``partition``: the broker cut off from every other broker, clients still reaching it
+  (:class:`~quorumq.chaos.NetworkLab`; the whole run then happens in network namespaces).
+
+Each fault picks its victim when it starts, by a role drawn from the seed: the leader of a
+partition, the active controller, or any broker. One fault at a time keeps a majority of three
+brokers alive, so the promises hold throughout: with ``acks=all`` no acknowledged record may be
+lost or overwritten, under ``quorum`` and under ``isr`` with ``min.insync.replicas=2`` alike.
+After the schedule every broker is healed, resumed and restarted, every partition is read to
+its end, and the history checker gives the verdict. acks 0 and 1 promise nothing under these
+faults: their losses are reported, not judged.
+
+The schedule replays exactly from the seed; the victims (who leads at that moment) and the
+timing of the cluster's reactions do not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+
+from quorumq.chaos._history import HistoryReport, check_history
+from quorumq.chaos._nemesis import leader_of
+from quorumq.chaos._netlab import NetworkLab, netlab_unavailable
+from quorumq.chaos._workload import WorkloadResult, produce_workload, read_back
+from quorumq.cluster import ClusterError, Supervisor, cluster_view, free_port_block
+from quorumq.errors import QuorumqError
+
+NEMESES = ("kill", "pause", "partition")
+ROLES = ("leader", "controller", "any")
+
+Progress = Callable[[str], None]
+
+
+class SoakError(QuorumqError):
+    """The soak could not run (a cluster that does not start, namespaces that cannot be made)."""
+
+
+@attrs.frozen
+class Fault:
+    """One scheduled fault: what, to whom (a role, resolved when it starts), when, how long."""
+
+    kind: str
+    role: str
+    start_s: float
+    length_s: float
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.length_s
+
+
+def plan_faults(
+    seed: int,
+    duration_s: float,
+    nemeses: tuple[str, ...] = NEMESES,
+    *,
+    fault_s: tuple[float, float] = (2.0, 6.0),
+    calm_s: tuple[float, float] = (1.0, 4.0),
+    warmup_s: float = 2.0,
+) -> list[Fault]:
+    """The seed's schedule: faults one at a time, each ``fault_s`` long (uniform), separated
+    by ``calm_s``, the first after ``warmup_s``, the last ending by ``duration_s``.
+
+    Raises:
+        ValueError: an unknown nemesis, none at all, or a range that is not (low <= high, > 0).
+    """
+    unknown = [n for n in nemeses if n not in NEMESES]
+    if unknown or not nemeses:
+        raise ValueError(f"nemeses must be some of {list(NEMESES)}, not {list(nemeses)}")
+    for name, (low, high) in (("fault_s", fault_s), ("calm_s", calm_s)):
+        if not 0 < low <= high:
+            raise ValueError(f"{name} must be 0 < low <= high, not {(low, high)}")
+    rng = random.Random(seed)
+    faults: list[Fault] = []
+    at = warmup_s
+    while True:
+        length = rng.uniform(*fault_s)
+        if at + length > duration_s:
+            return faults
+        faults.append(Fault(rng.choice(nemeses), rng.choice(ROLES), round(at, 3), round(length, 3)))
+        at += length + rng.uniform(*calm_s)
+
+
+@attrs.frozen
+class SoakOptions:
+    """What to run. The defaults are the CLI's: a minute of acks=all on three brokers."""
+
+    strategy: str = "quorum"
+    acks: str = "all"
+    duration_s: float = 60.0
+    seed: int = 1
+    nemeses: tuple[str, ...] = NEMESES
+    brokers: int = 3
+    partitions: int = 3
+    rate: float = 1_000.0
+    record_size: int = 100
+    min_insync_replicas: int = 2
+    fault_s: tuple[float, float] = (2.0, 6.0)
+    calm_s: tuple[float, float] = (1.0, 4.0)
+    data_dir: Path | None = None
+    broker_args: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class SoakEvent:
+    at_s: float
+    what: str
+
+
+@attrs.frozen
+class SoakResult:
+    options: SoakOptions
+    faults: tuple[Fault, ...]
+    events: tuple[SoakEvent, ...]
+    history: HistoryReport
+    acked: int
+    attempted: int
+    seconds: float
+
+    @property
+    def promised(self) -> bool:
+        """Whether the run's settings promise that nothing acknowledged is lost."""
+        return self.options.acks == "all" and (
+            self.options.strategy == "quorum" or self.options.min_insync_replicas >= 2
+        )
+
+    @property
+    def promise_kept(self) -> bool:
+        """False only when a promise was made and broken (acknowledged records lost or an
+        acknowledged offset overwritten)."""
+        return not self.promised or self.history.ok
+
+
+def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResult:
+    """Starts a cluster (in a network lab when ``partition`` is a nemesis), runs the seed's
+    schedule under the workload, restores the cluster, reads everything back and checks.
+
+    Raises:
+        SoakError: the cluster does not start, or partitions were asked for where network
+            namespaces cannot be made (with the reason).
+        ValueError: bad options (see :func:`plan_faults`).
+    """
+    say = progress or (lambda _msg: None)
+    if options.brokers < 3:
+        raise SoakError("a soak needs at least 3 brokers (a majority must survive each fault)")
+    if options.strategy not in ("quorum", "isr"):
+        raise SoakError(f"unknown strategy {options.strategy!r} (quorum or isr)")
+    faults = plan_faults(options.seed, options.duration_s, options.nemeses,
+                         fault_s=options.fault_s, calm_s=options.calm_s)  # fmt: skip
+    with _cluster(options, say) as (sup, lab):
+        topic = f"soak-{options.strategy}-{options.seed}-{time.time_ns() // 1_000_000}"
+        configs = {"replication.strategy": options.strategy}
+        if options.strategy == "isr":
+            configs["min.insync.replicas"] = str(options.min_insync_replicas)
+        _create_topic(sup, topic, options.partitions, configs)
+        rng = random.Random(options.seed)
+        events: list[SoakEvent] = []
+        started = [0.0]
+        actions = []
+        for fault in faults:
+            start, end = _fault_actions(fault, sup, lab, topic, options.partitions, rng)
+            actions += [(fault.start_s, start), (fault.end_s, end)]
+        say(f"{len(faults)} faults over {options.duration_s:.0f} s (seed {options.seed}): "
+            + ", ".join(f"{f.kind} {f.role}" for f in faults))  # fmt: skip
+
+        def logged(action: Callable[[], str]) -> Callable[[], str]:
+            def run() -> str:
+                what = action()
+                at = time.perf_counter() - started[0]
+                events.append(SoakEvent(round(at, 2), what))
+                say(f"{at:6.1f} s  {what}")
+                return what
+
+            return run
+
+        started[0] = time.perf_counter()
+        try:
+            result: WorkloadResult = produce_workload(
+                sup.bootstrap, topic, records=int(options.rate * options.duration_s) + 1,
+                record_size=options.record_size, acks=options.acks,
+                partitions=range(options.partitions), rate=options.rate,
+                duration_s=options.duration_s, timeout_s=options.duration_s + 60,
+                at=[(when, logged(action)) for when, action in actions], run_id=topic,
+            )  # fmt: skip
+        finally:
+            _restore(sup, lab, say)
+        say("reading every partition back")
+        records = read_back(sup.bootstrap, topic, list(range(options.partitions)), timeout_s=60)
+        history = check_history(result.attempts(), records)
+    return SoakResult(
+        options=options,
+        faults=tuple(faults),
+        events=tuple(events),
+        history=history,
+        acked=result.acked,
+        attempted=len(result.deliveries),
+        seconds=round(result.finished_at - result.started_at, 2),
+    )
+
+
+@contextlib.contextmanager
+def _cluster(options: SoakOptions, say: Progress) -> Iterator[tuple[Supervisor, NetworkLab | None]]:
+    from quorumq.compare import CLUSTER_BROKER_ARGS
+
+    args = (*CLUSTER_BROKER_ARGS, *options.broker_args)
+    if "partition" not in options.nemeses:
+        sup = Supervisor(options.brokers, base_port=free_port_block(options.brokers),
+                         data_dir=options.data_dir, cluster_mode=True, broker_args=args)  # fmt: skip
+        with sup:
+            say(f"starting {options.brokers} brokers in {sup.data_dir}")
+            _start(sup)
+            yield sup, None
+        return
+    why = netlab_unavailable()
+    if why is not None:
+        raise SoakError(
+            f"the partition nemesis needs network namespaces ({why}); "
+            "without it: --nemesis kill --nemesis pause"
+        )
+    with NetworkLab(options.brokers) as lab:
+        sup = Supervisor(options.brokers, data_dir=options.data_dir, cluster_mode=True,
+                         broker_args=args, network=lab)  # fmt: skip
+        with sup, lab.entered():
+            say(f"starting {options.brokers} brokers in network namespaces ({lab.prefix}*), "
+                f"data in {sup.data_dir}")  # fmt: skip
+            _start(sup)
+            yield sup, lab
+
+
+def _start(sup: Supervisor) -> None:
+    try:
+        sup.start(timeout_s=90)
+    except ClusterError as exc:
+        raise SoakError(f"the cluster did not start: {exc}") from None
+
+
+def _create_topic(sup: Supervisor, topic: str, partitions: int, configs: dict[str, str]) -> None:
+    from quorumq.bench._kafka import create_topic
+
+    create_topic(sup.bootstrap, topic, partitions, 3, configs)
+    for partition in range(partitions):
+        leader_of(sup, topic, partition, timeout_s=30)
+
+
+def _controller(sup: Supervisor) -> int | None:
+    """The controller id the first answering, unpaused broker names (None if none does)."""
+    for node_id in sup.running():
+        if sup.brokers[node_id].paused:
+            continue
+        with contextlib.suppress(ConnectionError):
+            controller = cluster_view(sup.address(node_id), [], timeout_s=1.0).controller_id
+            if controller in sup.running():
+                return controller
+    return None
+
+
+def _fault_actions(
+    fault: Fault,
+    sup: Supervisor,
+    lab: NetworkLab | None,
+    topic: str,
+    partitions: int,
+    rng: random.Random,
+) -> tuple[Callable[[], str], Callable[[], str]]:
+    """The (start, end) actions of one fault; the victim is chosen when it starts."""
+    victim: list[int] = []
+    partition = rng.randrange(partitions)
+    fallback = rng.randrange(len(sup.brokers))
+
+    def choose() -> tuple[int, str]:
+        if fault.role == "leader":
+            with contextlib.suppress(ClusterError):
+                return leader_of(sup, topic, partition, timeout_s=2.0), f"leader of {partition}"
+        if fault.role == "controller":
+            controller = _controller(sup)
+            if controller is not None:
+                return controller, "active controller"
+        return fallback, "broker"
+
+    def start() -> str:
+        node_id, role = choose()
+        victim.append(node_id)
+        if fault.kind == "kill":
+            sup.kill(node_id)
+        elif fault.kind == "pause":
+            sup.pause(node_id)
+        else:
+            assert lab is not None
+            lab.isolate(node_id)
+        return f"{fault.kind} broker {node_id} ({role}) for {fault.length_s:.1f} s"
+
+    def end() -> str:
+        node_id = victim[-1]
+        if fault.kind == "kill":
+            sup.restart(node_id, wait=False)
+            return f"restart broker {node_id}"
+        if fault.kind == "pause":
+            sup.resume(node_id)
+            return f"resume broker {node_id}"
+        assert lab is not None
+        lab.heal()
+        return f"heal broker {node_id}"
+
+    return start, end
+
+
+def _restore(sup: Supervisor, lab: NetworkLab | None, say: Progress) -> None:
+    """Every cut healed, every broker resumed and running, all registered again."""
+    if lab is not None:
+        lab.heal()
+    for handle in sup.brokers:
+        if handle.paused:
+            sup.resume(handle.spec.node_id)
+        if not handle.alive():
+            sup.restart(handle.spec.node_id, wait=False)
+    say("waiting for every broker to be back")
+    try:
+        sup.wait_ready(timeout_s=90)
+    except ClusterError as exc:
+        raise SoakError(f"the cluster did not come back after the faults: {exc}") from None

@@ -1,0 +1,86 @@
+"""The chaos soak: its schedule (pure), a short run by default, longer ones under ``-m slow``,
+and the CLI's refusals."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from quorumq.chaos import netlab_unavailable
+from quorumq.chaos._soak import NEMESES, ROLES, SoakOptions, plan_faults, run_soak
+
+_NETLAB = netlab_unavailable() is None
+# Partitions need network namespaces; without them the soak runs the other two nemeses.
+_NEMESES = NEMESES if _NETLAB else ("kill", "pause")
+
+
+@given(
+    seed=st.integers(0, 2**32),
+    duration=st.floats(5, 600),
+    nemeses=st.lists(st.sampled_from(NEMESES), min_size=1, unique=True).map(tuple),
+)
+def test_a_schedule_is_one_fault_at_a_time_inside_the_run_and_replays(
+    seed: int, duration: float, nemeses: tuple[str, ...]
+) -> None:
+    faults = plan_faults(seed, duration, nemeses)
+    assert faults == plan_faults(seed, duration, nemeses)
+    for fault in faults:
+        assert fault.kind in nemeses and fault.role in ROLES
+        assert 2.0 <= fault.length_s <= 6.0 and fault.end_s <= duration
+    for earlier, later in itertools.pairwise(faults):
+        assert later.start_s - earlier.end_s >= 1.0 - 1e-3  # a calm gap between faults
+    assert faults or duration < 2.0 + 6.0  # a run long enough always gets a fault
+
+
+def test_a_schedule_refuses_what_it_cannot_draw() -> None:
+    with pytest.raises(ValueError, match="nemeses"):
+        plan_faults(1, 60, ("flood",))
+    with pytest.raises(ValueError, match="nemeses"):
+        plan_faults(1, 60, ())
+    with pytest.raises(ValueError, match="fault_s"):
+        plan_faults(1, 60, fault_s=(3.0, 1.0))
+    assert len({tuple(plan_faults(s, 60)) for s in range(5)}) == 5  # seeds differ
+
+
+def _run_and_check(options: SoakOptions) -> None:
+    result = run_soak(options, progress=print)
+    print(result.history.summary())
+    assert result.faults, "the schedule drew no fault"
+    assert len(result.events) == 2 * len(result.faults)  # each fault started and ended
+    assert result.acked > 0 and result.history.read_back >= result.acked
+    assert result.promised and result.promise_kept, result.history.summary()
+
+
+def test_a_short_soak_keeps_the_acks_all_promise() -> None:
+    """20 s of acks=all over three partitions through a seeded schedule of faults: the
+    leader of a partition cut off, the active controller killed, the controller paused
+    (seed 20; without namespaces the schedule has no partition)."""
+    _run_and_check(SoakOptions(duration_s=20.0, seed=20, rate=400.0, nemeses=_NEMESES))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["quorum", "isr"])
+@pytest.mark.parametrize("seed", [12, 29])
+def test_a_minute_of_chaos_keeps_the_acks_all_promise(strategy: str, seed: int) -> None:
+    _run_and_check(SoakOptions(strategy=strategy, duration_s=60.0, seed=seed, nemeses=_NEMESES))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--nemesis", "flood"], "--nemesis"),
+        (["--strategy", "raft"], "--strategy"),
+        (["--acks", "2"], "--acks"),
+        (["--duration", "1"], "--duration"),
+    ],
+)
+def test_the_cli_refuses_bad_arguments_in_one_line(args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "quorumq", "chaos", *args],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
