@@ -40,7 +40,7 @@ from quorumq.broker._broker import Broker, error_code_for
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import progress_refresh_s
 from quorumq.broker._fetcher import FollowerFetcher
-from quorumq.broker._replica import FOLLOWER, IDLE, ReplicaPartition, now_ms
+from quorumq.broker._replica import FOLLOWER, IDLE, ReplicaPartition, leader_lease_lost, now_ms
 from quorumq.broker._server import Delayed, Held, open_listeners
 from quorumq.broker._topics import TopicSpec
 from quorumq.client._connection import open_connection
@@ -183,6 +183,11 @@ class ClusterBroker(Broker):
         self._should_shut_down = False
         """The last heartbeat answer said this broker, in controlled shutdown, may stop."""
         self._heartbeat_answered_at = float("-inf")
+        self._presumed_fenced = False
+        """Set once the controller has been lost for a session (it has fenced this broker by
+        then, if there is one); cleared when a heartbeat answer says unfenced, or when the
+        image has caught up with a fencing. Meanwhile the image may be stale, still naming
+        this broker a leader (``lease_lost``)."""
         self.fetchers: dict[int, FollowerFetcher] = {}
         self._followed_lists: dict[int, list[ReplicaPartition]] = {}
         self._followed_version = -1
@@ -616,6 +621,7 @@ class ClusterBroker(Broker):
         self.logs.adopt(key[0], key[1], replica.log)
         replica.on_isr_proposal = self._on_isr_proposal
         replica.request_flush = self._request_flush
+        replica.lease_lost = self.lease_lost
         self.partitions[key] = replica
 
     def _on_leadership(self, topic: str, index: int, leads: bool) -> None:
@@ -761,8 +767,11 @@ class ClusterBroker(Broker):
     def _tick_round(self, now: int, *, save: bool) -> None:
         """ISR checks on the replicas this broker leads (only a leader has any), and with
         ``save`` the HW files of all replicas (each writes only if its HW moved)."""
+        check = self.controller_lost() or self._presumed_fenced
         for replica in self._led():
             replica.tick(now)
+            if check and self.lease_lost(replica):
+                replica.notify_high_watermark()  # parked acks=all requests fail, clients move
         if save:
             for partition in list(self.partitions.values()):
                 if isinstance(partition, ReplicaPartition):
@@ -853,6 +862,15 @@ class ClusterBroker(Broker):
         # Before the voter is up (the listener starts first) the image is empty.
         image = self.bridge.image if self.bridge is not None else MetadataImage()
         live = {b.broker_id for b in image.brokers.values() if not b.fenced}
+        controller_lost = self.controller_lost()
+        lease_check = controller_lost or self._presumed_fenced
+        if (controller_lost and not self._heard_from_any_broker()) or self._still_presumed_fenced():
+            # Cut off from the controller and every other broker, or back from such a cut
+            # with an image that has not caught up yet: it has been fenced, if there is a
+            # controller. Listing itself would keep clients that know only this broker
+            # (librdkafka asks the brokers it is connected to) asking it; unlisted, they
+            # connect to the others and find the new leaders.
+            live.discard(self.config.node_id)
         if request.topics is None:
             names = list(image.topics)
         else:
@@ -882,6 +900,13 @@ class ClusterBroker(Broker):
                 leader = state.leader if state.leader in live else NO_LEADER
                 isr = state.isr
                 local = self.partitions.get((name, index))
+                if (
+                    leader == self.config.node_id
+                    and lease_check
+                    and isinstance(local, ReplicaPartition)
+                    and self.lease_lost(local)
+                ):
+                    leader = NO_LEADER  # it may have been replaced: clients ask elsewhere
                 if isinstance(local, ReplicaPartition) and local.leader is not None:
                     isr = local.isr
                 partitions.append(
@@ -1208,7 +1233,7 @@ class ClusterBroker(Broker):
                 (t.topic, t.partition, t.leader_epoch, t.target) for t in transfers
             )
             self._heartbeat_answered(
-                want_shut_down and controller.shutdown_ready(self.config.node_id)
+                want_shut_down and controller.shutdown_ready(self.config.node_id), fenced=fenced
             )
             return fenced
         target = image.brokers.get(controller_id)
@@ -1268,12 +1293,59 @@ class ClusterBroker(Broker):
             (t.topic, t.partition_index, t.leader_epoch, t.target_id)
             for t in response.quorumq_transfers
         )
-        self._heartbeat_answered(want_shut_down and bool(response.should_shut_down))
+        self._heartbeat_answered(
+            want_shut_down and bool(response.should_shut_down), fenced=bool(response.is_fenced)
+        )
         return bool(response.is_fenced)
 
-    def _heartbeat_answered(self, should_shut_down: bool) -> None:
+    def controller_lost(self) -> bool:
+        """Whether no heartbeat has been answered for a session: the controller, if one is
+        active anywhere, has fenced this broker by now."""
+        silent_s = trio.current_time() - self._heartbeat_answered_at
+        lost = silent_s > self.cluster.session_timeout_ms / 1000
+        if lost:
+            self._presumed_fenced = True
+        return lost
+
+    def _still_presumed_fenced(self) -> bool:
+        """After the controller was lost: whether this broker's image has yet to show the
+        fencing the controller did meanwhile. Heartbeats travel on connections of their own
+        and resume at once after a cut heals; the Raft log that carries the image catches up
+        seconds later (TCP's retransmission back-off), and until then the image still names
+        this broker leader of the epochs it led before the cut."""
+        if not self._presumed_fenced:
+            return False
+        image = self.bridge.image if self.bridge is not None else None
+        me = None if image is None else image.brokers.get(self.config.node_id)
+        if me is not None and me.fenced:
+            self._presumed_fenced = False  # caught up: the image rules again
+        return self._presumed_fenced
+
+    def _heard_from_any_broker(self) -> bool:
+        """Whether any broker fetched from this one within a session."""
+        since = trio.current_time() - self.cluster.session_timeout_ms / 1000
+        return any(at >= since for at in self.replica_contact.values())
+
+    def lease_lost(self, replica: ReplicaPartition) -> bool:
+        """Whether this broker's leadership of ``replica`` has lost its lease
+        (:func:`~quorumq.broker._replica.leader_lease_lost`): no heartbeat answered for a
+        session, and too few followers heard from to make a majority."""
+        if not self.controller_lost():
+            return self._still_presumed_fenced()
+        return leader_lease_lost(
+            replica.replicas,
+            self.config.node_id,
+            self.replica_contact,
+            now=trio.current_time(),
+            session_s=self.cluster.session_timeout_ms / 1000,
+            controller_lost=True,
+        )
+
+    def _heartbeat_answered(self, should_shut_down: bool, *, fenced: bool) -> None:
         self._heartbeat_answered_at = trio.current_time()
         self._should_shut_down = should_shut_down
+        if not fenced:
+            self._presumed_fenced = False
 
     async def controlled_shutdown(self) -> bool:
         """Asks the active controller to move this broker's leaderships away, and returns once

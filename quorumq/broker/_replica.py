@@ -27,7 +27,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -93,6 +93,37 @@ the controller proposes the election within a tick of hearing "drained", so this
 what a lost controller or a target that cannot catch up costs the producers."""
 
 
+def leader_lease_lost(
+    replicas: Sequence[int],
+    me: int,
+    contact: Mapping[int, float],
+    *,
+    now: float,
+    session_s: float,
+    controller_lost: bool,
+) -> bool:
+    """Whether leader ``me`` of a partition with ``replicas`` may have been replaced without
+    hearing of it: the controller lost (no heartbeat answered for a session), and fewer
+    followers heard from within the session (``contact``: broker id → time of its last
+    replica Fetch) than make a majority of the replicas with ``me``.
+
+    Why: a leader cut off from the other brokers keeps an image that names it leader, and
+    took writes for as long as the cut lasted while the controller on the other side elected
+    a new leader after a session: every acks=1 record of the cut was lost at the heal, and
+    acks=all requests waited for it. With the lease it refuses writes once the session is
+    over, so clients look for the new leader. Both conditions: a lost controller alone (its
+    Raft majority gone) must not stop leaders whose followers still fetch, and followers
+    gone alone (dead) are the controller's to handle. One replica never loses its lease:
+    nobody else could lead it. Kafka has no such lease; Raft's CheckQuorum is the same idea.
+    """
+    if not controller_lost:
+        return False
+    heard = 1 + sum(
+        1 for r in replicas if r != me and now - contact.get(r, float("-inf")) <= session_s
+    )
+    return 2 * heard <= len(replicas)
+
+
 @attrs.define
 class Transfer:
     """A leadership transfer this replica's leader is draining for."""
@@ -133,6 +164,11 @@ class ReplicaPartition(Partition):
     """An ISR change the leader wants the controller to commit (``isr`` strategy), not yet sent."""
     on_isr_proposal: Callable[[ReplicaPartition], None] | None = None
     request_flush: Callable[[ReplicaPartition, int], None] | None = None
+    lease_lost: Callable[[ReplicaPartition], bool] | None = None
+    """Set by the cluster: True while this leader has heard neither the controller nor a
+    majority of its replicas for a session (``ClusterBroker.lease_lost``). It then refuses
+    writes and fails parked acks=all requests instead of taking what a new leader elsewhere
+    never gets."""
     """Set by the cluster: fsync up to the offset, then call :meth:`notify_append` again."""
     _saved_high_watermark: int = -1
     flush_requested: set[int] = attrs.Factory(set)
@@ -231,12 +267,26 @@ class ReplicaPartition(Partition):
         super().notify_append()
 
     def check_acks_all(self) -> None:
-        """Raises NotEnoughReplicas (or NotLeaderOrFollower) before an acks=all append."""
+        """Raises NotEnoughReplicas (or NotLeaderOrFollower) before an acks=all append.
+
+        The lease first: a cut-off leader also lacks caught-up followers, and clients retry
+        NOT_ENOUGH_REPLICAS on the same leader, where NOT_LEADER_OR_FOLLOWER sends them to
+        look for the new one."""
+        self._check_lease()
         self.require_leader().acks_all_check()
+
+    def _check_lease(self) -> None:
+        if self.leader is not None and self.lease_lost is not None and self.lease_lost(self):
+            raise NotLeaderOrFollower(
+                f"broker {self.broker_id} has heard neither the controller nor a majority of "
+                f"the replicas of {self.topic}-{self.index} for a session"
+            )
 
     def check_writable(self) -> None:
         """Raises NotLeaderOrFollower while a leadership transfer holds writes, so the target
-        can catch up; clients retry, and find the new leader once the election is over."""
+        can catch up, and while this leader's lease is lost (:attr:`lease_lost`); clients
+        retry, and find the new leader once the election is over."""
+        self._check_lease()
         transfer = self.transfer
         if transfer is None:
             return
@@ -323,7 +373,13 @@ class ReplicaPartition(Partition):
                 f"{self.topic}-{self.index}: leadership of epoch {leader_epoch} ended before "
                 f"offset {offset} was committed"
             )
-        return leader.acks_all_completed(offset)
+        done = leader.acks_all_completed(offset)
+        if not done and self.lease_lost is not None and self.lease_lost(self):
+            raise NotLeaderOrFollower(
+                f"{self.topic}-{self.index}: offset {offset} not committed, and this leader "
+                "has heard neither the controller nor a majority of the replicas for a session"
+            )
+        return done
 
     # --- roles ---------------------------------------------------------------------------------
 
