@@ -260,7 +260,7 @@ def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor
     ck = _confluent()
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})  # errors only
     futures = admin.create_topics(
         [NewTopic(topic, partitions, replication_factor, config=config or {})],
         operation_timeout=10,
