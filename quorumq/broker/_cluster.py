@@ -767,7 +767,8 @@ class ClusterBroker(Broker):
     def _tick_round(self, now: int, *, save: bool) -> None:
         """ISR checks on the replicas this broker leads (only a leader has any), and with
         ``save`` the HW files of all replicas (each writes only if its HW moved)."""
-        check = self.controller_lost() or self._presumed_fenced
+        # Also clears the presumption as soon as the image shows a fencing (startup included).
+        check = self.controller_lost() or self._still_presumed_fenced()
         for replica in self._led():
             replica.tick(now)
             if check and self.lease_lost(replica):
@@ -864,12 +865,17 @@ class ClusterBroker(Broker):
         live = {b.broker_id for b in image.brokers.values() if not b.fenced}
         controller_lost = self.controller_lost()
         lease_check = controller_lost or self._presumed_fenced
-        if (controller_lost and not self._heard_from_any_broker()) or self._still_presumed_fenced():
-            # Cut off from the controller and every other broker, or back from such a cut
-            # with an image that has not caught up yet: it has been fenced, if there is a
-            # controller. Listing itself would keep clients that know only this broker
-            # (librdkafka asks the brokers it is connected to) asking it; unlisted, they
-            # connect to the others and find the new leaders.
+        # Cut off from the controller and every other broker, or back from such a cut with an
+        # image that has not caught up yet: it has been fenced, if there is a controller.
+        # Listing itself would keep clients that know only this broker (librdkafka asks the
+        # brokers it is connected to) asking it; unlisted, they connect to the others and find
+        # the new leaders. (A broker that lost only the controller, its followers still
+        # fetching, stays listed: nobody can have replaced it.)
+        if controller_lost:
+            unlisted = not self._heard_from_any_broker()
+        else:
+            unlisted = self._still_presumed_fenced()
+        if unlisted:
             live.discard(self.config.node_id)
         if request.topics is None:
             names = list(image.topics)
@@ -1303,7 +1309,10 @@ class ClusterBroker(Broker):
         active anywhere, has fenced this broker by now."""
         silent_s = trio.current_time() - self._heartbeat_answered_at
         lost = silent_s > self.cluster.session_timeout_ms / 1000
-        if lost:
+        if lost and self._heartbeat_answered_at > float("-inf"):
+            # Lost after contact. (Before the first answer there is nothing to presume: a
+            # starting broker leads nothing until the image shows its new incarnation
+            # unfenced, whatever a replayed image says of the one before.)
             self._presumed_fenced = True
         return lost
 
