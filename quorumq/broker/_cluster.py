@@ -1171,7 +1171,8 @@ class ClusterBroker(Broker):
             [(d.topic, d.partition_index, d.leader_epoch) for d in request.quorumq_drained],
         )
         return p.BrokerHeartbeatResponse(
-            is_caught_up=True,
+            # KIP-631's meaning: the broker's metadata has every record this controller has.
+            is_caught_up=request.current_metadata_offset >= controller.bridge.image.record_count,
             is_fenced=broker.fenced,
             should_shut_down=request.want_shut_down
             and controller.shutdown_ready(request.broker_id),
@@ -1300,7 +1301,8 @@ class ClusterBroker(Broker):
             for t in response.quorumq_transfers
         )
         self._heartbeat_answered(
-            want_shut_down and bool(response.should_shut_down), fenced=bool(response.is_fenced)
+            want_shut_down and bool(response.should_shut_down),
+            fenced=bool(response.is_fenced) or not response.is_caught_up,
         )
         return bool(response.is_fenced)
 
@@ -1351,6 +1353,8 @@ class ClusterBroker(Broker):
         )
 
     def _heartbeat_answered(self, should_shut_down: bool, *, fenced: bool) -> None:
+        """``fenced``: the answer does not vouch for this broker's image (it is fenced, or its
+        metadata was behind the controller's when it asked), so a presumption stays."""
         self._heartbeat_answered_at = trio.current_time()
         self._should_shut_down = should_shut_down
         if not fenced:
