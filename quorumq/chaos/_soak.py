@@ -89,11 +89,13 @@ def plan_faults(
     faults: list[Fault] = []
     at = warmup_s
     while True:
-        length = rng.uniform(*fault_s)
-        if at + length > duration_s:
+        # Rounded first, and the next start counted from the rounded end, so that the gaps
+        # and the bound hold for the values the faults carry.
+        start, length = round(at, 3), round(rng.uniform(*fault_s), 3)
+        if start + length > duration_s:
             return faults
-        faults.append(Fault(rng.choice(nemeses), rng.choice(ROLES), round(at, 3), round(length, 3)))
-        at += length + rng.uniform(*calm_s)
+        faults.append(Fault(rng.choice(nemeses), rng.choice(ROLES), start, length))
+        at = start + length + rng.uniform(*calm_s)
 
 
 @attrs.frozen
