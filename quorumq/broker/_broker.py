@@ -127,9 +127,6 @@ class Broker:
         self.producer_ids: ProducerIdStore | None = None
         self.logs: LogManager | None = None
         self.partitions: dict[tuple[str, int], Partition] = {}
-        self.replica_contact: dict[int, float] = {}
-        """Broker id → trio time of its last replica Fetch here (a follower's sign of life,
-        read by a cluster broker's leader lease)."""
         self._cancel_scope: trio.CancelScope | None = None
         self._accept_scope: trio.CancelScope | None = None
         self.connections = ConnectionSet()
@@ -706,8 +703,6 @@ class Broker:
 
     def _fetch(self, header: p.RequestHeader, request: p.FetchRequest) -> Any:
         now = trio.current_time()
-        if request.replica_id >= 0:
-            self.replica_contact[request.replica_id] = now
         context = self.fetch_sessions.context(request, now)
         if context.forgotten or context.dropped:
             self._release_sessions(context)

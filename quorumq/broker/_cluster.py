@@ -40,7 +40,8 @@ from quorumq.broker._broker import Broker, error_code_for
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import progress_refresh_s
 from quorumq.broker._fetcher import FollowerFetcher
-from quorumq.broker._replica import FOLLOWER, IDLE, ReplicaPartition, leader_lease_lost, now_ms
+from quorumq.broker._lease import LeaderLease
+from quorumq.broker._replica import FOLLOWER, IDLE, ReplicaPartition, now_ms
 from quorumq.broker._server import Delayed, Held, open_listeners
 from quorumq.broker._topics import TopicSpec
 from quorumq.client._connection import open_connection
@@ -182,12 +183,9 @@ class ClusterBroker(Broker):
         """Replicas draining for a leadership transfer (``ReplicaPartition.begin_transfer``)."""
         self._should_shut_down = False
         """The last heartbeat answer said this broker, in controlled shutdown, may stop."""
-        self._heartbeat_answered_at = float("-inf")
-        self._presumed_fenced = False
-        """Set once the controller has been lost for a session (it has fenced this broker by
-        then, if there is one); cleared when a heartbeat answer says unfenced, or when the
-        image has caught up with a fencing. Meanwhile the image may be stale, still naming
-        this broker a leader (``lease_lost``)."""
+        self.lease = LeaderLease(session_s=cluster.session_timeout_ms / 1000)
+        """The leader lease (``lease_lost``): fed by heartbeat answers, replica fetches and
+        the replica tick."""
         self.fetchers: dict[int, FollowerFetcher] = {}
         self._followed_lists: dict[int, list[ReplicaPartition]] = {}
         self._followed_version = -1
@@ -767,8 +765,9 @@ class ClusterBroker(Broker):
     def _tick_round(self, now: int, *, save: bool) -> None:
         """ISR checks on the replicas this broker leads (only a leader has any), and with
         ``save`` the HW files of all replicas (each writes only if its HW moved)."""
-        # Also clears the presumption as soon as the image shows a fencing (startup included).
-        check = self.controller_lost() or self._still_presumed_fenced()
+        lease = self.lease
+        lease.refresh(trio.current_time(), image_shows_fenced=self._image_shows_fenced())
+        check = lease.in_doubt
         for replica in self._led():
             replica.tick(now)
             if check and self.lease_lost(replica):
@@ -863,19 +862,9 @@ class ClusterBroker(Broker):
         # Before the voter is up (the listener starts first) the image is empty.
         image = self.bridge.image if self.bridge is not None else MetadataImage()
         live = {b.broker_id for b in image.brokers.values() if not b.fenced}
-        controller_lost = self.controller_lost()
-        lease_check = controller_lost or self._presumed_fenced
-        # Cut off from the controller and every other broker, or back from such a cut with an
-        # image that has not caught up yet: it has been fenced, if there is a controller.
-        # Listing itself would keep clients that know only this broker (librdkafka asks the
-        # brokers it is connected to) asking it; unlisted, they connect to the others and find
-        # the new leaders. (A broker that lost only the controller, its followers still
-        # fetching, stays listed: nobody can have replaced it.)
-        if controller_lost:
-            unlisted = not self._heard_from_any_broker()
-        else:
-            unlisted = self._still_presumed_fenced()
-        if unlisted:
+        # A lost lease: clients that know only this broker must look elsewhere.
+        lease_check = self.lease.in_doubt
+        if lease_check and self.lease.unlisted(trio.current_time()):
             live.discard(self.config.node_id)
         if request.topics is None:
             names = list(image.topics)
@@ -1306,59 +1295,29 @@ class ClusterBroker(Broker):
         )
         return bool(response.is_fenced)
 
-    def controller_lost(self) -> bool:
-        """Whether no heartbeat has been answered for a session: the controller, if one is
-        active anywhere, has fenced this broker by now."""
-        silent_s = trio.current_time() - self._heartbeat_answered_at
-        lost = silent_s > self.cluster.session_timeout_ms / 1000
-        if lost and self._heartbeat_answered_at > float("-inf"):
-            # Lost after contact. (Before the first answer there is nothing to presume: a
-            # starting broker leads nothing until the image shows its new incarnation
-            # unfenced, whatever a replayed image says of the one before.)
-            self._presumed_fenced = True
-        return lost
-
-    def _still_presumed_fenced(self) -> bool:
-        """After the controller was lost: whether this broker's image has yet to show the
-        fencing the controller did meanwhile. Heartbeats travel on connections of their own
-        and resume at once after a cut heals; the Raft log that carries the image catches up
-        seconds later (TCP's retransmission back-off), and until then the image still names
-        this broker leader of the epochs it led before the cut."""
-        if not self._presumed_fenced:
-            return False
+    def _image_shows_fenced(self) -> bool:
         image = self.bridge.image if self.bridge is not None else None
         me = None if image is None else image.brokers.get(self.config.node_id)
-        if me is not None and me.fenced:
-            self._presumed_fenced = False  # caught up: the image rules again
-        return self._presumed_fenced
-
-    def _heard_from_any_broker(self) -> bool:
-        """Whether any broker fetched from this one within a session."""
-        since = trio.current_time() - self.cluster.session_timeout_ms / 1000
-        return any(at >= since for at in self.replica_contact.values())
+        return me is not None and me.fenced
 
     def lease_lost(self, replica: ReplicaPartition) -> bool:
         """Whether this broker's leadership of ``replica`` has lost its lease
-        (:func:`~quorumq.broker._replica.leader_lease_lost`): no heartbeat answered for a
-        session, and too few followers heard from to make a majority."""
-        if not self.controller_lost():
-            return self._still_presumed_fenced()
-        return leader_lease_lost(
-            replica.replicas,
-            self.config.node_id,
-            self.replica_contact,
-            now=trio.current_time(),
-            session_s=self.cluster.session_timeout_ms / 1000,
-            controller_lost=True,
-        )
+        (:meth:`LeaderLease.lost`); two field reads while the controller answers."""
+        lease = self.lease
+        if not lease.in_doubt:
+            return False
+        return lease.lost(replica.replicas, self.config.node_id, trio.current_time())
+
+    def _fetch(self, header: p.RequestHeader, request: p.FetchRequest) -> Any:
+        if request.replica_id >= 0:
+            self.lease.fetched_by(request.replica_id, trio.current_time())
+        return super()._fetch(header, request)
 
     def _heartbeat_answered(self, should_shut_down: bool, *, fenced: bool) -> None:
         """``fenced``: the answer does not vouch for this broker's image (it is fenced, or its
         metadata was behind the controller's when it asked), so a presumption stays."""
-        self._heartbeat_answered_at = trio.current_time()
         self._should_shut_down = should_shut_down
-        if not fenced:
-            self._presumed_fenced = False
+        self.lease.answered(trio.current_time(), vouches=not fenced)
 
     async def controlled_shutdown(self) -> bool:
         """Asks the active controller to move this broker's leaderships away, and returns once
@@ -1387,7 +1346,7 @@ class ClusterBroker(Broker):
         log.info("broker %d: controlled shutdown: asking the controller", self.config.node_id)
         with trio.move_on_after(timeout_s):
             while not self._should_shut_down:
-                answered = max(started, self._heartbeat_answered_at)
+                answered = max(started, self.lease.answered_at)
                 if trio.current_time() - answered > CONTROLLED_SHUTDOWN_UNANSWERED_S:
                     break
                 membership.request_heartbeat()

@@ -27,7 +27,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -91,37 +91,6 @@ TRANSFER_HOLD_S = 2.0
 """How long a leader refuses writes for a leadership transfer at most (``LeaderTransfers``):
 the controller proposes the election within a tick of hearing "drained", so this only bounds
 what a lost controller or a target that cannot catch up costs the producers."""
-
-
-def leader_lease_lost(
-    replicas: Sequence[int],
-    me: int,
-    contact: Mapping[int, float],
-    *,
-    now: float,
-    session_s: float,
-    controller_lost: bool,
-) -> bool:
-    """Whether leader ``me`` of a partition with ``replicas`` may have been replaced without
-    hearing of it: the controller lost (no heartbeat answered for a session), and fewer
-    followers heard from within the session (``contact``: broker id → time of its last
-    replica Fetch) than make a majority of the replicas with ``me``.
-
-    Why: a leader cut off from the other brokers keeps an image that names it leader, and
-    took writes for as long as the cut lasted while the controller on the other side elected
-    a new leader after a session: every acks=1 record of the cut was lost at the heal, and
-    acks=all requests waited for it. With the lease it refuses writes once the session is
-    over, so clients look for the new leader. Both conditions: a lost controller alone (its
-    Raft majority gone) must not stop leaders whose followers still fetch, and followers
-    gone alone (dead) are the controller's to handle. One replica never loses its lease:
-    nobody else could lead it. Kafka has no such lease; Raft's CheckQuorum is the same idea.
-    """
-    if not controller_lost:
-        return False
-    heard = 1 + sum(
-        1 for r in replicas if r != me and now - contact.get(r, float("-inf")) <= session_s
-    )
-    return 2 * heard <= len(replicas)
 
 
 @attrs.define
