@@ -349,6 +349,14 @@ class ControllerBridge:
         )
 
     @property
+    def hears_a_majority(self) -> bool:
+        """Whether this voter, leading, heard from a majority of voters within an election
+        timeout (``MetadataRaft.hears_a_majority``). An active controller cut off from the
+        rest keeps believing it leads for ``leader_fallback_timeout`` longer; answers it gives
+        meanwhile must not vouch for anything."""
+        return not self._closed and self._raft.hears_a_majority()
+
+    @property
     def leader_id(self) -> int | None:
         """The node id of the last known Raft leader, or None during an election."""
         address = None if self._closed else self._raft.leader_address()

@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import struct
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from pysyncobj.journal import FileJournal
 from pysyncobj.transport import TCPTransport
 
 from quorumq.errors import CorruptRecord, ErrorCode, InvalidConfig
+from quorumq.replication import majority
 
 from .image import (
     ImageChange,
@@ -483,6 +485,7 @@ class MetadataRaft:
     ) -> None:
         config = config or RaftConfig()
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._contact_s = config.raft_max_timeout
         self.address = self_address
         self.data_dir = data_dir
         self._listener = listener
@@ -555,6 +558,20 @@ class MetadataRaft:
     def is_leader(self) -> bool:
         """Whether pysyncobj believes this voter leads (it may be wrong for a moment)."""
         return bool(self._syncobj._isLeader())
+
+    def hears_a_majority(self) -> bool:
+        """Whether this voter, leading, has had an answer from a majority of the voters (itself
+        counted) within the longest election timeout: Raft's CheckQuorum. After that long
+        without one, the others may have elected a new leader, yet pysyncobj steps down only
+        after ``leader_fallback_timeout``. Reads the tick thread's per-peer answer times
+        (private state of the pinned pysyncobj, as ``_isLeader`` is): one dict copy, which the
+        GIL makes atomic; pysyncobj stamps them with ``time.monotonic``."""
+        syncobj = self._syncobj
+        answered = dict(syncobj._SyncObj__lastResponseTime)
+        others = list(syncobj._SyncObj__otherNodes)
+        since = time.monotonic() - self._contact_s
+        heard = 1 + sum(1 for node in others if answered.get(node, since) > since)
+        return heard >= majority(len(others) + 1)
 
     def leader_address(self) -> str | None:
         """The ``host:port`` of the last known Raft leader, or None during an election."""

@@ -122,6 +122,11 @@ class Controller:
         """
         if not self.bridge.is_active:
             raise NotController(f"broker {self.bridge.node_id} is not the active controller")
+        if not self.bridge.hears_a_majority:
+            # Cut off from the other voters: a heartbeat it answered would keep its own
+            # broker's leader lease (docs/cluster.md) alive for as long as pysyncobj keeps
+            # believing it leads.
+            raise NotController(f"controller {self.bridge.node_id} has lost its Raft majority")
         image = self.bridge.image
         liveness = self.liveness.for_epoch(image.controller_epoch)
         broker = liveness.record(image, heartbeat, self._clock_ms(), want_shut_down=want_shut_down)

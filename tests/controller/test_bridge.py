@@ -71,6 +71,9 @@ class FakeRaft:
     def is_leader(self) -> bool:
         return self.leader
 
+    def hears_a_majority(self) -> bool:
+        return self.leader  # one voter: itself is the majority
+
     def leader_address(self) -> str | None:
         return "127.0.0.1:1" if self.leader else None
 

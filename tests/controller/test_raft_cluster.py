@@ -8,6 +8,7 @@ Durations are printed (run with -s), never asserted.
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import attrs
@@ -33,7 +34,12 @@ from quorumq.controller.image import (
     TopicCreated,
     electors_for,
 )
-from quorumq.errors import InvalidConfig, InvalidReplicationFactor, TopicAlreadyExists
+from quorumq.errors import (
+    InvalidConfig,
+    InvalidReplicationFactor,
+    NotController,
+    TopicAlreadyExists,
+)
 from quorumq.replication import STRATEGIES
 from quorumq.testing import free_ports
 
@@ -324,3 +330,43 @@ async def test_a_heartbeat_with_reports_wakes_the_tick_loop(tmp_path: Path) -> N
                 lambda b: b.image.topics["q"].partitions[0].leader in alive, timeout_s=5
             )
             nursery.cancel_scope.cancel()
+
+
+async def test_a_controller_cut_off_from_its_voters_answers_no_heartbeat(tmp_path: Path) -> None:
+    """Raft's CheckQuorum for heartbeat answers. pysyncobj lets a leader that hears no
+    majority believe it leads for ``leader_fallback_timeout`` (1.5 s); a heartbeat it answered
+    meanwhile kept its own broker's leader lease alive that much longer (docs/cluster.md). It
+    now refuses once an election timeout (0.6 s) has passed without a majority's answer,
+    while pysyncobj still calls it leader."""
+    ports = free_ports(3)
+    voters = {i: Voter(i, "127.0.0.1", ports[i]) for i in range(3)}
+    nodes: dict[int, Node] = {}
+    async with trio.open_nursery() as nursery:
+        for i in range(3):
+            nodes[i] = await nursery.start(_run_node, i, voters, tmp_path)
+        active = await _active(nodes)
+        await active.bridge.wait_until(lambda b: b.image.live_brokers() == {0, 1, 2}, 10)
+        me = active.bridge.node_id
+        epoch = active.bridge.image.brokers[me].broker_epoch
+
+        def beat() -> bool:
+            heartbeat = BrokerHeartbeat(me, epoch, int(time.time() * 1000))
+            return active.controller.record_heartbeat(heartbeat).fenced
+
+        assert active.bridge.hears_a_majority
+        assert not beat()
+        for node in list(nodes.values()):
+            if node is not active:
+                await node.stop()
+        stopped = trio.current_time()
+        with trio.fail_after(5):
+            while True:
+                try:
+                    beat()
+                except NotController:
+                    break
+                await trio.sleep(0.01)
+        print(f"\nrefused {trio.current_time() - stopped:.2f} s after the other voters stopped")
+        assert active.bridge.is_leader  # not refused because pysyncobj stepped down
+        assert not active.bridge.hears_a_majority
+        nursery.cancel_scope.cancel()
