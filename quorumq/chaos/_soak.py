@@ -9,7 +9,14 @@ runs it from the produce loop of one long paced workload over several partitions
 - ``kill``: SIGKILL, then a restart (not waited for) when the fault ends;
 - ``pause``: SIGSTOP, then SIGCONT;
 - ``partition``: the broker cut off from every other broker, clients still reaching it
-  (:class:`~quorumq.chaos.NetworkLab`; the whole run then happens in network namespaces).
+  (:class:`~quorumq.chaos.NetworkLab`; the whole run then happens in network namespaces);
+- ``one-way``: only one direction cut, drawn per fault: the broker's packets to every other
+  broker dropped (it hears them, they do not hear it), or theirs to it. A TCP connection
+  needs both ways, but a request that arrives still counts as a sign of life for the
+  receiver, and Raft's votes and heartbeats each go one way;
+- ``bridge``: the broker cut off from one other broker only; the third reaches both. The
+  classic trap for Raft: the two that cannot hear each other each have a majority with the
+  bridge, and without pre-vote they can take the leadership from each other in turn.
 
 Each fault picks its victim when it starts, by a role drawn from the seed: the leader of a
 partition, the active controller, or any broker. One fault at a time keeps a majority of three
@@ -26,6 +33,7 @@ timing of the cluster's reactions do not.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +48,9 @@ from quorumq.chaos._workload import WorkloadResult, produce_workload, read_back
 from quorumq.cluster import ClusterError, Supervisor, cluster_view, free_port_block
 from quorumq.errors import QuorumqError
 
-NEMESES = ("kill", "pause", "partition")
+NEMESES = ("kill", "pause", "partition", "one-way", "bridge")
+NETWORK_NEMESES = ("partition", "one-way", "bridge")
+"""The nemeses that need a :class:`~quorumq.chaos.NetworkLab` (root)."""
 ROLES = ("leader", "controller", "any")
 
 Progress = Callable[[str], None]
@@ -133,6 +143,9 @@ class SoakResult:
     acked: int
     attempted: int
     seconds: float
+    gaps_s: tuple[float, ...] = ()
+    """Per fault that ran: the longest time without any acknowledgement from its start until
+    the next fault starts (or the load ends): what the fault cost in availability."""
 
     @property
     def promised(self) -> bool:
@@ -173,15 +186,15 @@ def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResu
         rng = random.Random(options.seed)
         events: list[SoakEvent] = []
         started = [0.0]
-        actions = []
-        for fault in faults:
-            start, end = _fault_actions(fault, sup, lab, topic, options.partitions, rng)
-            actions += [(fault.start_s, start), (fault.end_s, end)]
         say(f"{len(faults)} faults over {options.duration_s:.0f} s (seed {options.seed}): "
             + ", ".join(f"{f.kind} {f.role}" for f in faults))  # fmt: skip
 
-        def logged(action: Callable[[], str]) -> Callable[[], str]:
+        fault_started: list[float] = []
+
+        def logged(action: Callable[[], str], *, begins: bool = False) -> Callable[[], str]:
             def run() -> str:
+                if begins:
+                    fault_started.append(time.perf_counter())
                 what = action()
                 at = time.perf_counter() - started[0]
                 events.append(SoakEvent(round(at, 2), what))
@@ -190,6 +203,11 @@ def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResu
 
             return run
 
+        actions: list[tuple[float, Callable[[], str]]] = []
+        for fault in faults:
+            start, end = _fault_actions(fault, sup, lab, topic, options.partitions, rng)
+            actions += [(fault.start_s, logged(start, begins=True)), (fault.end_s, logged(end))]
+
         started[0] = time.perf_counter()
         try:
             result: WorkloadResult = produce_workload(
@@ -197,7 +215,7 @@ def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResu
                 record_size=options.record_size, acks=options.acks,
                 partitions=range(options.partitions), rate=options.rate,
                 duration_s=options.duration_s, timeout_s=options.duration_s + 60,
-                at=[(when, logged(action)) for when, action in actions], run_id=topic,
+                at=actions, run_id=topic,
             )  # fmt: skip
         finally:
             _restore(sup, lab, say)
@@ -212,7 +230,29 @@ def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResu
         acked=result.acked,
         attempted=len(result.deliveries),
         seconds=round(result.finished_at - result.started_at, 2),
+        gaps_s=fault_gaps(result, fault_started),
     )
+
+
+def fault_gaps(result: WorkloadResult, starts: list[float]) -> tuple[float, ...]:
+    """For each fault start (``perf_counter`` times, in order): the longest time one partition
+    went without an acknowledgement, until the next start or the end of the load. Per
+    partition, because a fault usually stops one partition while the others go on."""
+    acked: dict[int, list[float]] = {}
+    for d in result.deliveries:
+        if d.acked and d.done_at is not None:
+            acked.setdefault(d.partition, []).append(d.done_at)
+    for times in acked.values():
+        times.sort()
+    gaps = []
+    for start, end in zip(starts, [*starts[1:], result.finished_at], strict=True):
+        until = max(start, end)
+        longest = 0.0
+        for times in acked.values():
+            window = [start, *(t for t in times if start <= t <= until), until]
+            longest = max(longest, *(b - a for a, b in itertools.pairwise(window)))
+        gaps.append(round(longest, 2))
+    return tuple(gaps)
 
 
 @contextlib.contextmanager
@@ -220,7 +260,7 @@ def _cluster(options: SoakOptions, say: Progress) -> Iterator[tuple[Supervisor, 
     from quorumq.compare import CLUSTER_BROKER_ARGS
 
     args = (*CLUSTER_BROKER_ARGS, *options.broker_args)
-    if "partition" not in options.nemeses:
+    if not set(NETWORK_NEMESES) & set(options.nemeses):
         sup = Supervisor(options.brokers, base_port=free_port_block(options.brokers),
                          data_dir=options.data_dir, cluster_mode=True, broker_args=args)  # fmt: skip
         with sup:
@@ -231,8 +271,8 @@ def _cluster(options: SoakOptions, say: Progress) -> Iterator[tuple[Supervisor, 
     why = netlab_unavailable()
     if why is not None:
         raise SoakError(
-            f"the partition nemesis needs network namespaces ({why}); "
-            "without it: --nemesis kill --nemesis pause"
+            f"the {'/'.join(n for n in options.nemeses if n in NETWORK_NEMESES)} nemesis "
+            f"needs network namespaces ({why}); without it: --nemesis kill --nemesis pause"
         )
     with NetworkLab(options.brokers) as lab:
         sup = Supervisor(options.brokers, data_dir=options.data_dir, cluster_mode=True,
@@ -283,6 +323,9 @@ def _fault_actions(
     victim: list[int] = []
     partition = rng.randrange(partitions)
     fallback = rng.randrange(len(sup.brokers))
+    # Drawn only for the kinds that use them, so older seeds keep their victims.
+    outbound = fault.kind == "one-way" and rng.random() < 0.5
+    far = rng.randrange(1, len(sup.brokers)) if fault.kind == "bridge" else 0
 
     def choose() -> tuple[int, str]:
         if fault.role == "leader":
@@ -297,14 +340,27 @@ def _fault_actions(
     def start() -> str:
         node_id, role = choose()
         victim.append(node_id)
+        what = f"{fault.kind} broker {node_id} ({role})"
         if fault.kind == "kill":
             sup.kill(node_id)
         elif fault.kind == "pause":
             sup.pause(node_id)
-        else:
+        elif fault.kind == "partition":
             assert lab is not None
             lab.isolate(node_id)
-        return f"{fault.kind} broker {node_id} ({role}) for {fault.length_s:.1f} s"
+        elif fault.kind == "one-way":
+            assert lab is not None
+            for other in range(len(sup.brokers)):
+                if other != node_id:
+                    pair = (node_id, other) if outbound else (other, node_id)
+                    lab.cut(*pair, both_ways=False)
+            what += ": its packets to the others dropped" if outbound else ": deaf to the others"
+        else:
+            assert lab is not None
+            other = (node_id + far) % len(sup.brokers)
+            lab.cut(node_id, other)
+            what += f": cut from broker {other} only, the others bridge"
+        return f"{what} for {fault.length_s:.1f} s"
 
     def end() -> str:
         node_id = victim[-1]

@@ -43,6 +43,19 @@ def result_table(result: SoakResult) -> Table:
     return table
 
 
+def faults_table(result: SoakResult) -> Table:
+    """Each fault as it ran (its victim was chosen when it started) and what it cost in
+    availability: the longest time one partition went without an acknowledgement, until the
+    next fault."""
+    table = Table(title="faults", title_justify="left")
+    for column, justify in (("at s", "right"), ("fault", "left"), ("longest ack gap s", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    starts = result.events[::2]  # one fault at a time: start, end, start, end...
+    for event, gap in zip(starts, result.gaps_s, strict=False):
+        table.add_row(f"{event.at_s:.1f}", event.what, f"{gap:.2f}")
+    return table
+
+
 @app.command("chaos")
 def chaos(
     strategy: str = typer.Option("quorum", "--strategy", help="quorum or isr."),
@@ -50,7 +63,9 @@ def chaos(
     duration: float = typer.Option(60.0, "--duration", min=5, max=3600, help="Seconds of load."),
     seed: int = typer.Option(1, "--seed", help="Draws the fault schedule (replays exactly)."),
     nemesis: list[str] = typer.Option(
-        list(NEMESES), "--nemesis", help="kill, pause, partition (repeatable; partition: root)."
+        list(NEMESES),
+        "--nemesis",
+        help="kill, pause, partition, one-way, bridge (repeatable; the last three: root).",
     ),
     rate: float = typer.Option(1_000.0, "--rate", min=10, max=100_000, help="Records/s."),
     partitions: int = typer.Option(3, "--partitions", min=1, max=64),
@@ -78,6 +93,7 @@ def chaos(
         console.print(f"[dim]{time.monotonic() - started:6.1f} s[/dim] {message}")
 
     result = run_soak(options, progress)
+    console.print(faults_table(result))
     console.print(result_table(result))
     if not result.promise_kept:
         console.print(
