@@ -2,7 +2,14 @@
 nemeses (kill the leader, pause a follower) acting on a local cluster's processes, and a
 network lab whose namespaces let a test partition brokers from each other."""
 
-from quorumq.chaos._history import HistoryReport, ProduceAttempt, ReadRecord, check_history
+from quorumq.chaos._history import (
+    HistoryReport,
+    ProduceAttempt,
+    ReadRecord,
+    ReadReport,
+    check_history,
+    check_reads,
+)
 from quorumq.chaos._nemesis import (
     LeaderWatch,
     followers_of,
@@ -18,6 +25,7 @@ from quorumq.chaos._workload import (
     percentile,
     produce_workload,
     read_back,
+    tailing,
     wait_leaders_serving,
 )
 
@@ -29,9 +37,11 @@ __all__ = [
     "NetworkLab",
     "ProduceAttempt",
     "ReadRecord",
+    "ReadReport",
     "WorkloadError",
     "WorkloadResult",
     "check_history",
+    "check_reads",
     "followers_of",
     "kill_leader",
     "leader_of",
@@ -40,5 +50,6 @@ __all__ = [
     "percentile",
     "produce_workload",
     "read_back",
+    "tailing",
     "wait_leaders_serving",
 ]

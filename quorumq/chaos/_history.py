@@ -16,6 +16,11 @@ compares the two, and never needs to know what faults happened:
   without an offset (acks=0 answers nothing) are only checked for presence.
 - **moved**: acknowledged, present, but at another (partition, offset) than acknowledged.
 
+A second check (:func:`check_reads`) judges what a consumer saw *during* the faults: a record
+consumed live must be in the final log at the offset it was read at. Consumers see only
+records below the high watermark, and a committed record survives every clean failover, so a
+**dirty read** (seen, then gone or replaced) breaks a promise at every acks setting.
+
 Pure: no I/O, no clock; the caller collects attempts and the read-back.
 """
 
@@ -147,3 +152,25 @@ def check_history(
         moved=tuple(moved),
         unknown=tuple(r for r in records if r.value not in sent_values),
     )
+
+
+@attrs.frozen
+class ReadReport:
+    """What :func:`check_reads` found."""
+
+    seen: int
+    """Records the live consumer received (re-reads included)."""
+    dirty: tuple[ReadRecord, ...]
+    """Seen, but the final log holds nothing, or another value, at that (partition, offset)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.dirty
+
+
+def check_reads(seen: Iterable[ReadRecord], final: Iterable[ReadRecord]) -> ReadReport:
+    """Checks records consumed while faults happened against the log read afterwards."""
+    at = {(r.partition, r.offset): r.value for r in final}
+    seen = list(seen)
+    dirty = tuple(r for r in seen if at.get((r.partition, r.offset)) != r.value)
+    return ReadReport(seen=len(seen), dirty=dirty)

@@ -24,7 +24,9 @@ brokers alive, so the promises hold throughout: with ``acks=all`` no acknowledge
 lost or overwritten, under ``quorum`` and under ``isr`` with ``min.insync.replicas=2`` alike.
 After the schedule every broker is healed, resumed and restarted, every partition is read to
 its end, and the history checker gives the verdict. acks 0 and 1 promise nothing under these
-faults: their losses are reported, not judged.
+faults: their losses are reported, not judged. A consumer tails every partition throughout,
+and what it read is judged at every acks setting: a record a consumer has seen is committed,
+and must be in the final log at the offset it was read at (no dirty reads).
 
 The schedule replays exactly from the seed; the victims (who leads at that moment) and the
 timing of the cluster's reactions do not.
@@ -41,10 +43,10 @@ from pathlib import Path
 
 import attrs
 
-from quorumq.chaos._history import HistoryReport, check_history
+from quorumq.chaos._history import HistoryReport, ReadReport, check_history, check_reads
 from quorumq.chaos._nemesis import leader_of
 from quorumq.chaos._netlab import NetworkLab, netlab_unavailable
-from quorumq.chaos._workload import WorkloadResult, produce_workload, read_back
+from quorumq.chaos._workload import WorkloadResult, produce_workload, read_back, tailing
 from quorumq.cluster import ClusterError, Supervisor, cluster_view, free_port_block
 from quorumq.errors import QuorumqError
 
@@ -146,6 +148,11 @@ class SoakResult:
     gaps_s: tuple[float, ...] = ()
     """Per fault that ran: the longest time without any acknowledgement from its start until
     the next fault starts (or the load ends): what the fault cost in availability."""
+    reads: ReadReport = attrs.field(factory=lambda: ReadReport(seen=0, dirty=()))
+    """What a consumer tailing every partition during the run read, checked against the final
+    log (``check_reads``)."""
+    """Per fault that ran: the longest time without any acknowledgement from its start until
+    the next fault starts (or the load ends): what the fault cost in availability."""
 
     @property
     def promised(self) -> bool:
@@ -156,9 +163,9 @@ class SoakResult:
 
     @property
     def promise_kept(self) -> bool:
-        """False only when a promise was made and broken (acknowledged records lost or an
-        acknowledged offset overwritten)."""
-        return not self.promised or self.history.ok
+        """False only when a promise was made and broken: with acks=all, acknowledged records
+        lost or an acknowledged offset overwritten; at any acks, a dirty read."""
+        return (not self.promised or self.history.ok) and self.reads.ok
 
 
 def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResult:
@@ -208,20 +215,22 @@ def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResu
             start, end = _fault_actions(fault, sup, lab, topic, options.partitions, rng)
             actions += [(fault.start_s, logged(start, begins=True)), (fault.end_s, logged(end))]
 
-        started[0] = time.perf_counter()
-        try:
-            result: WorkloadResult = produce_workload(
-                sup.bootstrap, topic, records=int(options.rate * options.duration_s) + 1,
-                record_size=options.record_size, acks=options.acks,
-                partitions=range(options.partitions), rate=options.rate,
-                duration_s=options.duration_s, timeout_s=options.duration_s + 60,
-                at=actions, run_id=topic,
-            )  # fmt: skip
-        finally:
-            _restore(sup, lab, say)
+        with tailing(sup.bootstrap, topic, range(options.partitions)) as seen:
+            started[0] = time.perf_counter()
+            try:
+                result: WorkloadResult = produce_workload(
+                    sup.bootstrap, topic, records=int(options.rate * options.duration_s) + 1,
+                    record_size=options.record_size, acks=options.acks,
+                    partitions=range(options.partitions), rate=options.rate,
+                    duration_s=options.duration_s, timeout_s=options.duration_s + 60,
+                    at=actions, run_id=topic,
+                )  # fmt: skip
+            finally:
+                _restore(sup, lab, say)
         say("reading every partition back")
         records = read_back(sup.bootstrap, topic, list(range(options.partitions)), timeout_s=60)
         history = check_history(result.attempts(), records)
+        reads = check_reads(seen, records)
     return SoakResult(
         options=options,
         faults=tuple(faults),
@@ -231,6 +240,7 @@ def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResu
         attempted=len(result.deliveries),
         seconds=round(result.finished_at - result.started_at, 2),
         gaps_s=fault_gaps(result, fault_started),
+        reads=reads,
     )
 
 

@@ -11,9 +11,11 @@ Every loop is bounded by a record count and a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -344,3 +346,47 @@ def read_back(
         return out
     finally:
         consumer.close()
+
+
+@contextlib.contextmanager
+def tailing(
+    bootstrap: str, topic: str, partitions: Sequence[int], *, stop_timeout_s: float = 15.0
+) -> Iterator[list[ReadRecord]]:
+    """A consumer that follows ``partitions`` from their start in a thread of its own while
+    the block runs (faults included); yields the list it fills with what it received. It
+    stops when the block ends (joined within ``stop_timeout_s``). Run it inside a network
+    lab's ``entered()``: its thread, and librdkafka's, inherit the namespace.
+
+    Why: the read-back after a run shows what survived; only a consumer reading during the
+    faults shows whether a record was visible before it was safe (:func:`check_reads`).
+    """
+    ck = _confluent()
+    seen: list[ReadRecord] = []
+    stop = threading.Event()
+    consumer = ck.Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"quorumq-tail-{time.monotonic_ns()}",
+        "enable.auto.commit": False,
+        "fetch.wait.max.ms": 100,
+        "topic.metadata.refresh.interval.ms": 1_000,
+        "log_level": 2,
+    })  # fmt: skip
+    consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in partitions])
+
+    def run() -> None:
+        while not stop.is_set():
+            for msg in consumer.consume(num_messages=1_000, timeout=0.2):
+                if msg.error() is None:
+                    seen.append(
+                        ReadRecord(msg.partition(), msg.offset(), msg.key(), msg.value() or b"")
+                    )
+
+    thread = threading.Thread(target=run, name=f"tail-{topic}", daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(stop_timeout_s)
+        if not thread.is_alive():
+            consumer.close()

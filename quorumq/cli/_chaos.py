@@ -1,5 +1,5 @@
-"""``quorumq chaos``: a seeded sequence of kills, pauses and partitions under load, then the
-verdict of the history checker."""
+"""``quorumq chaos``: a seeded sequence of kills, pauses and network cuts under load while a
+consumer tails, then the verdicts of the history and read checkers."""
 
 from __future__ import annotations
 
@@ -26,19 +26,20 @@ def result_table(result: SoakResult) -> Table:
         title_justify="left",
     )
     for column in ("attempted", "acknowledged", "read back", "lost", "offsets reused",
-                   "duplicates", "unacked present", "verdict"):  # fmt: skip
+                   "duplicates", "unacked present", "read live", "dirty reads",
+                   "verdict"):  # fmt: skip
         table.add_column(column, justify="right")
-    if not result.promised:
-        verdict = "[yellow]no promise[/yellow] (acks=all needed)"
-    elif result.promise_kept:
-        verdict = "[green]kept[/green]"
-    else:
+    if not result.promise_kept:
         verdict = "[bold red]BROKEN[/bold red]"
+    elif not result.promised:
+        verdict = "reads [green]kept[/green]; acks: [yellow]no promise[/yellow] (acks=all needed)"
+    else:
+        verdict = "[green]kept[/green]"
     table.add_row(
         f"{result.attempted:,}", f"{result.acked:,}", f"{h.read_back:,}", f"{len(h.lost):,}",
         f"{len(h.offsets_reused):,}", f"{h.duplicate_count:,}",
-        f"{len(h.unacknowledged_present):,}",
-        verdict,
+        f"{len(h.unacknowledged_present):,}", f"{result.reads.seen:,}",
+        f"{len(result.reads.dirty):,}", verdict,
     )  # fmt: skip
     return table
 
@@ -59,7 +60,7 @@ def faults_table(result: SoakResult) -> Table:
 @app.command("chaos")
 def chaos(
     strategy: str = typer.Option("quorum", "--strategy", help="quorum or isr."),
-    acks: str = typer.Option("all", "--acks", help="0, 1 or all (only all carries a promise)."),
+    acks: str = typer.Option("all", "--acks", help="0, 1 or all (only all promises its acks)."),
     duration: float = typer.Option(60.0, "--duration", min=5, max=3600, help="Seconds of load."),
     seed: int = typer.Option(1, "--seed", help="Draws the fault schedule (replays exactly)."),
     nemesis: list[str] = typer.Option(
@@ -73,8 +74,9 @@ def chaos(
         None, "--data-dir", help="Keep the cluster's data and broker logs here (default: temp)."
     ),
 ) -> None:
-    """Kill, pause and partition brokers one after another under load, then check every
-    acknowledged record. Exits 1 if acks=all lost or overwrote one."""
+    """Kill, pause and cut off brokers one after another under load while a consumer tails,
+    then check every acknowledged and every consumed record. Exits 1 if acks=all lost or
+    overwrote one, or if the consumer saw a record the log no longer holds."""
     if strategy not in ("quorum", "isr"):
         raise typer.BadParameter(f"--strategy: {strategy!r} not in ['quorum', 'isr']")
     if acks not in ("0", "1", "all"):
@@ -96,8 +98,11 @@ def chaos(
     console.print(faults_table(result))
     console.print(result_table(result))
     if not result.promise_kept:
+        lost = len(result.history.lost) if result.promised else 0
+        reused = len(result.history.offsets_reused) if result.promised else 0
         console.print(
-            f"[bold red]acks=all promise broken:[/bold red] {len(result.history.lost)} "
-            f"acknowledged records lost, {len(result.history.offsets_reused)} offsets reused"
+            f"[bold red]promise broken:[/bold red] {lost} acknowledged records lost, "
+            f"{reused} offsets reused, {len(result.reads.dirty)} dirty reads (records a "
+            "consumer saw that the log no longer holds)"
         )
         raise typer.Exit(1)

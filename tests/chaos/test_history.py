@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quorumq.chaos import ProduceAttempt, ReadRecord, check_history
+from quorumq.chaos import ProduceAttempt, ReadRecord, check_history, check_reads
 
 
 def _v(i: int) -> bytes:
@@ -117,3 +117,22 @@ def test_check_history_finds_exactly_the_injected_faults(
     assert not report.offsets_reused
     assert report.ok == (not (vanished & acked))
     assert report.acknowledged == len(acked)
+
+
+def test_check_reads_finds_records_seen_then_gone_or_replaced() -> None:
+    final = [
+        ReadRecord(0, 0, None, b"a"),
+        ReadRecord(0, 1, None, b"b"),
+        ReadRecord(1, 0, None, b"c"),
+    ]
+    seen = [
+        ReadRecord(0, 0, None, b"a"),
+        ReadRecord(0, 0, None, b"a"),  # read again after a leader change: fine
+        ReadRecord(0, 1, None, b"x"),  # the offset now holds another record
+        ReadRecord(1, 1, None, b"d"),  # truncated away
+    ]
+    report = check_reads(seen, final)
+    assert report.seen == 4 and not report.ok
+    assert report.dirty == (seen[2], seen[3])
+    assert check_reads(seen[:2], final).ok
+    assert check_reads([], final).ok
