@@ -26,7 +26,10 @@ After the schedule every broker is healed, resumed and restarted, every partitio
 its end, and the history checker gives the verdict. acks 0 and 1 promise nothing under these
 faults: their losses are reported, not judged. A consumer tails every partition throughout,
 and what it read is judged at every acks setting: a record a consumer has seen is committed,
-and must be in the final log at the offset it was read at (no dirty reads).
+and must be in the final log at the offset it was read at (no dirty reads). A consumer group
+(``group_members`` librdkafka members, committing after each batch) reads the topic too, and
+must end up with every record of the final log (at least once) while the coordinator dies,
+pauses and moves with the faults.
 
 The schedule replays exactly from the seed; the victims (who leads at that moment) and the
 timing of the cluster's reactions do not.
@@ -46,7 +49,14 @@ import attrs
 from quorumq.chaos._history import HistoryReport, ReadReport, check_history, check_reads
 from quorumq.chaos._nemesis import leader_of
 from quorumq.chaos._netlab import NetworkLab, netlab_unavailable
-from quorumq.chaos._workload import WorkloadResult, produce_workload, read_back, tailing
+from quorumq.chaos._workload import (
+    GroupRun,
+    WorkloadResult,
+    consuming_group,
+    produce_workload,
+    read_back,
+    tailing,
+)
 from quorumq.cluster import ClusterError, Supervisor, cluster_view, free_port_block
 from quorumq.errors import QuorumqError
 
@@ -128,12 +138,34 @@ class SoakOptions:
     calm_s: tuple[float, float] = (1.0, 4.0)
     data_dir: Path | None = None
     broker_args: tuple[str, ...] = ()
+    group_members: int = 2
+    """Members of the consumer group that reads the topic throughout (0: no group)."""
 
 
 @attrs.frozen
 class SoakEvent:
     at_s: float
     what: str
+
+
+@attrs.frozen
+class GroupReport:
+    """What the consumer group received, against the final log."""
+
+    members: int
+    consumed: int
+    """Records the members received (redeliveries included)."""
+    missing: int
+    """Records of the final log that no member received (at-least-once broken)."""
+    dirty: int
+    """Records a member received that the final log does not hold at that offset."""
+    commit_failures: int
+    rejoins: int
+    """Times a member left and joined again (each a rebalance through committed offsets)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.dirty
 
 
 @attrs.frozen
@@ -151,6 +183,7 @@ class SoakResult:
     reads: ReadReport = attrs.field(factory=lambda: ReadReport(seen=0, dirty=()))
     """What a consumer tailing every partition during the run read, checked against the final
     log (``check_reads``)."""
+    group: GroupReport | None = None
     """Per fault that ran: the longest time without any acknowledgement from its start until
     the next fault starts (or the load ends): what the fault cost in availability."""
 
@@ -165,7 +198,8 @@ class SoakResult:
     def promise_kept(self) -> bool:
         """False only when a promise was made and broken: with acks=all, acknowledged records
         lost or an acknowledged offset overwritten; at any acks, a dirty read."""
-        return (not self.promised or self.history.ok) and self.reads.ok
+        group_ok = self.group is None or self.group.ok
+        return (not self.promised or self.history.ok) and self.reads.ok and group_ok
 
 
 def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResult:
@@ -215,20 +249,42 @@ def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResu
             start, end = _fault_actions(fault, sup, lab, topic, options.partitions, rng)
             actions += [(fault.start_s, logged(start, begins=True)), (fault.end_s, logged(end))]
 
-        with tailing(sup.bootstrap, topic, range(options.partitions)) as seen:
-            started[0] = time.perf_counter()
-            try:
-                result: WorkloadResult = produce_workload(
-                    sup.bootstrap, topic, records=int(options.rate * options.duration_s) + 1,
-                    record_size=options.record_size, acks=options.acks,
-                    partitions=range(options.partitions), rate=options.rate,
-                    duration_s=options.duration_s, timeout_s=options.duration_s + 60,
-                    at=actions, run_id=topic,
-                )  # fmt: skip
-            finally:
-                _restore(sup, lab, say)
-        say("reading every partition back")
-        records = read_back(sup.bootstrap, topic, list(range(options.partitions)), timeout_s=60)
+        members = options.group_members
+        with contextlib.ExitStack() as stack:
+            group_run: GroupRun | None = None
+            if members > 0:
+                group_run = stack.enter_context(
+                    consuming_group(sup.bootstrap, topic, range(options.partitions), members)
+                )
+            with tailing(sup.bootstrap, topic, range(options.partitions)) as seen:
+                started[0] = time.perf_counter()
+                try:
+                    result: WorkloadResult = produce_workload(
+                        sup.bootstrap, topic, records=int(options.rate * options.duration_s) + 1,
+                        record_size=options.record_size, acks=options.acks,
+                        partitions=range(options.partitions), rate=options.rate,
+                        duration_s=options.duration_s, timeout_s=options.duration_s + 60,
+                        at=actions, run_id=topic,
+                    )  # fmt: skip
+                finally:
+                    _restore(sup, lab, say)
+            say("reading every partition back")
+            partitions = list(range(options.partitions))
+            records = read_back(sup.bootstrap, topic, partitions, timeout_s=60)
+            missing: set[bytes] = set()
+            if group_run is not None:
+                say(f"waiting for the consumer group ({members} members) to read it all")
+                missing = group_run.wait_for({r.value for r in records}, timeout_s=60)
+        group = None
+        if group_run is not None:  # its members have stopped
+            group = GroupReport(
+                members=members,
+                consumed=len(group_run.consumed),
+                missing=len(missing),
+                dirty=len(check_reads(group_run.consumed, records).dirty),
+                commit_failures=group_run.commit_failures,
+                rejoins=group_run.rejoins,
+            )
         history = check_history(result.attempts(), records)
         reads = check_reads(seen, records)
     return SoakResult(
@@ -241,6 +297,7 @@ def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResu
         seconds=round(result.finished_at - result.started_at, 2),
         gaps_s=fault_gaps(result, fault_started),
         reads=reads,
+        group=group,
     )
 
 

@@ -390,3 +390,137 @@ def tailing(
         thread.join(stop_timeout_s)
         if not thread.is_alive():
             consumer.close()
+
+
+@attrs.define
+class GroupRun:
+    """What the members of a consumer group received (``consuming_group``), shared with
+    their threads."""
+
+    consumed: list[ReadRecord] = attrs.field(factory=list)
+    commit_failures: int = 0
+    rejoins: int = 0
+    """Times a member left the group and joined again (each one a rebalance)."""
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def add(self, records: list[ReadRecord]) -> None:
+        with self._lock:
+            self.consumed.extend(records)
+
+    def failed_commit(self) -> None:
+        with self._lock:
+            self.commit_failures += 1
+
+    def rejoined(self) -> None:
+        with self._lock:
+            self.rejoins += 1
+
+    def wait_for(self, values: set[bytes], timeout_s: float) -> set[bytes]:
+        """Waits until the members have received every one of ``values``, or ``timeout_s``;
+        returns those still missing."""
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            with self._lock:
+                missing = values - {r.value for r in self.consumed}
+            if not missing or time.perf_counter() >= deadline:
+                return missing
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def consuming_group(
+    bootstrap: str, topic: str, partitions: Sequence[int], members: int, *,
+    group: str | None = None, rejoin_every_s: float | None = 8.0, stop_timeout_s: float = 15.0,
+) -> Iterator[GroupRun]:  # fmt: skip
+    """``members`` librdkafka consumers of one group subscribed to ``topic``, each in a thread
+    of its own, committing synchronously after every batch it receives (at-least-once) while
+    the block runs. Each member closes its consumer (leaving the group) and joins again every
+    ``rejoin_every_s``, the members staggered, so the group rebalances throughout. Run it
+    inside a network lab's ``entered()``, as :func:`tailing`.
+
+    Why: a group must hand every record to some member even while brokers die, pause or are
+    cut off and the coordinator moves: a member that takes over a partition resumes from the
+    last committed offset, so nothing may be skipped (duplicates are allowed). Broker faults
+    alone rarely make a group read its committed offsets (a new coordinator loads the group
+    as it was, and heartbeats go on); the rejoins make every takeover go through them.
+
+    The group starts with offset 0 committed for every partition, and its members reset to
+    the *latest* offset when a committed offset is out of range. A correct cluster never
+    needs that reset (a consumer commits only what it read, which is committed, which
+    survives), and where one happens it skips records, which the check then finds. With
+    ``earliest`` it would re-read from the start instead and hide any skip made before it.
+    """
+    ck = _confluent()
+    run = GroupRun()
+    stop = threading.Event()
+    group = group or f"quorumq-soak-{time.monotonic_ns()}"
+    starter = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 2})
+    deadline = time.perf_counter() + 30
+    try:
+        while True:
+            try:
+                starter.commit(
+                    offsets=[ck.TopicPartition(topic, p, 0) for p in partitions],
+                    asynchronous=False,
+                )
+                break
+            except ck.KafkaException as exc:  # the coordinator still loading, or moving
+                if time.perf_counter() > deadline:
+                    raise WorkloadError(f"group {group}: first commit failed: {exc}") from None
+                time.sleep(0.2)
+    finally:
+        starter.close()
+
+    def member(index: int) -> None:
+        # Staggered: the first session of member i lasts (i + 1) / members of the period.
+        length = None if rejoin_every_s is None else rejoin_every_s * (index + 1) / members
+        session(index, length)
+        while not stop.is_set():
+            run.rejoined()
+            session(index, rejoin_every_s)
+
+    def session(index: int, length_s: float | None) -> None:
+        until = None if length_s is None else time.perf_counter() + length_s
+        consumer = ck.Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "client.id": f"{group}-{index}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "latest",
+            "session.timeout.ms": 6_000,
+            "heartbeat.interval.ms": 500,
+            "fetch.wait.max.ms": 100,
+            "topic.metadata.refresh.interval.ms": 1_000,
+            "log_level": 2,
+        })  # fmt: skip
+        try:
+            consumer.subscribe([topic])
+            while not stop.is_set() and (until is None or time.perf_counter() < until):
+                msgs = consumer.consume(num_messages=500, timeout=0.2)
+                batch = [
+                    ReadRecord(m.partition(), m.offset(), m.key(), m.value() or b"")
+                    for m in msgs
+                    if m.error() is None
+                ]
+                if not batch:
+                    continue
+                run.add(batch)
+                try:
+                    consumer.commit(asynchronous=False)
+                except ck.KafkaException:
+                    run.failed_commit()  # not saved: a later owner re-reads these (duplicates)
+        finally:
+            consumer.close()
+
+    threads = [
+        threading.Thread(target=member, args=(i,), name=f"{group}-{i}", daemon=True)
+        for i in range(members)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield run
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(stop_timeout_s)

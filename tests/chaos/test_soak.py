@@ -75,6 +75,8 @@ def _run_and_check(options: SoakOptions) -> None:
     assert len(result.gaps_s) == len(result.faults)
     print(f"read live: {result.reads.seen}, dirty: {len(result.reads.dirty)}")
     assert result.reads.seen > 0, "the tailing consumer read nothing"
+    print("consumer group:", result.group)
+    assert result.group is not None and result.group.rejoins > 0  # takeovers happened
     assert result.acked > 0
     if options.acks == "all":
         assert result.history.read_back >= result.acked
