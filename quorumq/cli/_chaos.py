@@ -3,6 +3,7 @@ consumer tails, then the verdicts of the history and read checkers."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
@@ -59,6 +60,44 @@ def result_table(result: SoakResult) -> Table:
     return table
 
 
+def side_by_side(results: list[SoakResult]) -> Table:
+    """The strategies through the same schedule: per kind of fault, what it cost in
+    availability (the longest ack gap of one partition: median and worst over the faults of
+    that kind), then what each lost. The victims were resolved per run, so they may differ."""
+    table = Table(
+        title=f"side by side: seed {results[0].options.seed}, acks={results[0].options.acks}",
+        title_justify="left",
+    )
+    table.add_column("")
+    for result in results:
+        table.add_column(result.options.strategy, justify="right")
+    kinds = list(dict.fromkeys(f.kind for f in results[0].faults))
+    for kind in kinds:
+        cells = []
+        for result in results:
+            gaps = sorted(g for f, g in zip(result.faults, result.gaps_s, strict=False)
+                          if f.kind == kind)  # fmt: skip
+            cells.append("n/a" if not gaps else f"{statistics.median(gaps):.2f} / {gaps[-1]:.2f}")
+        count = sum(f.kind == kind for f in results[0].faults)
+        table.add_row(f"{kind} ({count}×): ack gap s, median / max", *cells)
+    table.add_row("acknowledged", *(f"{r.acked:,}" for r in results))
+    table.add_row("acknowledged, then lost", *(f"{len(r.history.lost):,}" for r in results))
+    table.add_row(
+        "dirty reads", *(f"{len(r.reads.dirty) + (r.group.dirty if r.group else 0):,}"
+                         for r in results),
+    )  # fmt: skip
+    table.add_row(
+        "never received by the group",
+        *("n/a" if r.group is None else f"{r.group.missing:,}" for r in results),
+    )
+    table.add_row(
+        "verdict",
+        *("[green]kept[/green]" if r.promise_kept else "[bold red]BROKEN[/bold red]"
+          for r in results),
+    )  # fmt: skip
+    return table
+
+
 def faults_table(result: SoakResult) -> Table:
     """Each fault as it ran (its victim was chosen when it started) and what it cost in
     availability: the longest time one partition went without an acknowledgement, until the
@@ -74,7 +113,11 @@ def faults_table(result: SoakResult) -> Table:
 
 @app.command("chaos")
 def chaos(
-    strategy: str = typer.Option("quorum", "--strategy", help="quorum or isr."),
+    strategy: list[str] = typer.Option(
+        ["quorum"],
+        "--strategy",
+        help="quorum, isr (repeatable: each runs the same schedule, then a side-by-side table).",
+    ),
     acks: str = typer.Option("all", "--acks", help="0, 1 or all (only all promises its acks)."),
     duration: float = typer.Option(60.0, "--duration", min=5, max=3600, help="Seconds of load."),
     seed: int = typer.Option(1, "--seed", help="Draws the fault schedule (replays exactly)."),
@@ -99,34 +142,49 @@ def chaos(
     """Kill, pause and cut off brokers one after another under load while a consumer tails,
     then check every acknowledged and every consumed record. Exits 1 if acks=all lost or
     overwrote one, or if the consumer saw a record the log no longer holds."""
-    if strategy not in ("quorum", "isr"):
-        raise typer.BadParameter(f"--strategy: {strategy!r} not in ['quorum', 'isr']")
+    bad_strategies = [s for s in strategy if s not in ("quorum", "isr")]
+    if bad_strategies or not strategy:
+        raise typer.BadParameter(
+            f"--strategy: {bad_strategies or strategy} not in ['quorum', 'isr']"
+        )
+    strategies = list(dict.fromkeys(strategy))
     if acks not in ("0", "1", "all"):
         raise typer.BadParameter(f"--acks: {acks!r} not in ['0', '1', 'all']")
     bad = [n for n in nemesis if n not in NEMESES]
     if bad or not nemesis:
         raise typer.BadParameter(f"--nemesis: {bad or nemesis} not in {list(NEMESES)}")
-    options = SoakOptions(
-        strategy=strategy, acks=acks, duration_s=duration, seed=seed,
-        nemeses=tuple(n for n in NEMESES if n in nemesis), rate=rate, partitions=partitions,
-        data_dir=data_dir, group_members=group_members,
-    )  # fmt: skip
     started = time.monotonic()
 
     def progress(message: str) -> None:
         console.print(f"[dim]{time.monotonic() - started:6.1f} s[/dim] {message}")
 
-    result = run_soak(options, progress)
-    console.print(faults_table(result))
-    console.print(result_table(result))
-    if not result.promise_kept:
+    results = []
+    for name in strategies:
+        options = SoakOptions(
+            strategy=name, acks=acks, duration_s=duration, seed=seed,
+            nemeses=tuple(n for n in NEMESES if n in nemesis), rate=rate,
+            partitions=partitions, group_members=group_members,
+            data_dir=None if data_dir is None or len(strategies) == 1 else data_dir / name,
+        )  # fmt: skip
+        if len(strategies) > 1:
+            progress(f"[bold]{name}[/bold]")
+        result = run_soak(options, progress)
+        console.print(faults_table(result))
+        console.print(result_table(result))
+        results.append(result)
+    if len(results) > 1:
+        console.print(side_by_side(results))
+    broken = [r for r in results if not r.promise_kept]
+    for result in broken:
         lost = len(result.history.lost) if result.promised else 0
         reused = len(result.history.offsets_reused) if result.promised else 0
         dirty = len(result.reads.dirty) + (result.group.dirty if result.group else 0)
         missed = result.group.missing if result.group else 0
         console.print(
-            f"[bold red]promise broken:[/bold red] {lost} acknowledged records lost, "
-            f"{reused} offsets reused, {dirty} dirty reads (records a consumer saw that the "
-            f"log no longer holds), {missed} records the consumer group never received"
+            f"[bold red]{result.options.strategy}: promise broken:[/bold red] {lost} "
+            f"acknowledged records lost, {reused} offsets reused, {dirty} dirty reads (records "
+            f"a consumer saw that the log no longer holds), {missed} records the consumer "
+            "group never received"
         )
+    if broken:
         raise typer.Exit(1)

@@ -136,3 +136,28 @@ def test_the_cli_refuses_bad_arguments_in_one_line(args: list[str], message: str
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_side_by_side_shows_each_kinds_gaps_per_strategy() -> None:
+    from rich.console import Console
+
+    from quorumq.chaos._history import ReadReport, check_history
+    from quorumq.chaos._soak import Fault, SoakResult
+    from quorumq.cli._chaos import side_by_side
+
+    faults = (Fault("bridge", "leader", 2.0, 3.0), Fault("kill", "any", 7.0, 3.0),
+              Fault("bridge", "any", 12.0, 3.0))  # fmt: skip
+
+    def result(strategy: str, gaps: tuple[float, ...]) -> SoakResult:
+        return SoakResult(
+            options=SoakOptions(strategy=strategy, seed=7), faults=faults, events=(),
+            history=check_history([], []), acked=10, attempted=10, seconds=20.0,
+            gaps_s=gaps, reads=ReadReport(seen=10, dirty=()),
+        )  # fmt: skip
+
+    console = Console(record=True, width=120)
+    console.print(side_by_side([result("quorum", (0.1, 3.0, 0.3)), result("isr", (2.5, 3.1, 4.5))]))
+    text = console.export_text()
+    assert "bridge (2×)" in text and "kill (1×)" in text
+    assert "0.20 / 0.30" in text and "3.50 / 4.50" in text  # median / max of the two bridges
+    assert "3.00 / 3.00" in text and "3.10 / 3.10" in text
