@@ -169,16 +169,18 @@ class NetworkLab:
         self._cuts.clear()
 
     @contextlib.contextmanager
-    def entered(self) -> Iterator[None]:
-        """Runs the calling thread in the router namespace (where every host is reachable)
-        until the block ends; threads started meanwhile stay there for their lifetime.
+    def entered(self, host: int | None = None) -> Iterator[None]:
+        """Runs the calling thread in the router namespace (where every host is reachable and
+        no cut applies), or with ``host`` in that host's namespace (a client there is cut off
+        with the host), until the block ends; threads started meanwhile stay there for their
+        lifetime.
 
         Why per thread: sockets belong to the namespace of the thread that made them, so the
         test's clients made here reach the hosts while the rest of the process is untouched.
         """
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
-            _setns(f"/run/netns/{self.router}")
+            _setns(f"/run/netns/{self.router if host is None else self.namespace(host)}")
             try:
                 yield
             finally:

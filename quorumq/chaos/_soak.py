@@ -16,7 +16,10 @@ runs it from the produce loop of one long paced workload over several partitions
   receiver, and Raft's votes and heartbeats each go one way;
 - ``bridge``: the broker cut off from one other broker only; the third reaches both. The
   classic trap for Raft: the two that cannot hear each other each have a majority with the
-  bridge, and without pre-vote they can take the leadership from each other in turn.
+  bridge, and without pre-vote they can take the leadership from each other in turn;
+- ``client``: a member of the consumer group cut off from every broker (each member runs in
+  a network namespace of its own). The coordinator drops it after its session and hands its
+  partitions to the others; it comes back as a zombie that still thinks it owns them.
 
 Each fault picks its victim when it starts, by a role drawn from the seed: the leader of a
 partition, the active controller, or any broker. One fault at a time keeps a majority of three
@@ -60,8 +63,8 @@ from quorumq.chaos._workload import (
 from quorumq.cluster import ClusterError, Supervisor, cluster_view, free_port_block
 from quorumq.errors import QuorumqError
 
-NEMESES = ("kill", "pause", "partition", "one-way", "bridge")
-NETWORK_NEMESES = ("partition", "one-way", "bridge")
+NEMESES = ("kill", "pause", "partition", "one-way", "bridge", "client")
+NETWORK_NEMESES = ("partition", "one-way", "bridge", "client")
 """The nemeses that need a :class:`~quorumq.chaos.NetworkLab` (root)."""
 ROLES = ("leader", "controller", "any")
 
@@ -216,6 +219,8 @@ def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResu
         raise SoakError("a soak needs at least 3 brokers (a majority must survive each fault)")
     if options.strategy not in ("quorum", "isr"):
         raise SoakError(f"unknown strategy {options.strategy!r} (quorum or isr)")
+    if "client" in options.nemeses and options.group_members < 1:
+        raise SoakError("the client nemesis cuts off group members: --group-members 1 or more")
     faults = plan_faults(options.seed, options.duration_s, options.nemeses,
                          fault_s=options.fault_s, calm_s=options.calm_s)  # fmt: skip
     with _cluster(options, say) as (sup, lab):
@@ -246,16 +251,19 @@ def run_soak(options: SoakOptions, progress: Progress | None = None) -> SoakResu
 
         actions: list[tuple[float, Callable[[], str]]] = []
         for fault in faults:
-            start, end = _fault_actions(fault, sup, lab, topic, options.partitions, rng)
+            start, end = _fault_actions(fault, sup, lab, topic, options, rng)
             actions += [(fault.start_s, logged(start, begins=True)), (fault.end_s, logged(end))]
 
         members = options.group_members
         with contextlib.ExitStack() as stack:
             group_run: GroupRun | None = None
             if members > 0:
+                # With a lab, member i runs on host brokers + i, to be cut off alone.
+                enter = None if lab is None else (lambda i: lab.entered(options.brokers + i))
                 group_run = stack.enter_context(
-                    consuming_group(sup.bootstrap, topic, range(options.partitions), members)
-                )
+                    consuming_group(sup.bootstrap, topic, range(options.partitions), members,
+                                    enter=enter)
+                )  # fmt: skip
             with tailing(sup.bootstrap, topic, range(options.partitions)) as seen:
                 started[0] = time.perf_counter()
                 try:
@@ -341,7 +349,7 @@ def _cluster(options: SoakOptions, say: Progress) -> Iterator[tuple[Supervisor, 
             f"the {'/'.join(n for n in options.nemeses if n in NETWORK_NEMESES)} nemesis "
             f"needs network namespaces ({why}); without it: --nemesis kill --nemesis pause"
         )
-    with NetworkLab(options.brokers) as lab:
+    with NetworkLab(options.brokers + options.group_members) as lab:
         sup = Supervisor(options.brokers, data_dir=options.data_dir, cluster_mode=True,
                          broker_args=args, network=lab)  # fmt: skip
         with sup, lab.entered():
@@ -383,16 +391,34 @@ def _fault_actions(
     sup: Supervisor,
     lab: NetworkLab | None,
     topic: str,
-    partitions: int,
+    options: SoakOptions,
     rng: random.Random,
 ) -> tuple[Callable[[], str], Callable[[], str]]:
     """The (start, end) actions of one fault; the victim is chosen when it starts."""
     victim: list[int] = []
-    partition = rng.randrange(partitions)
-    fallback = rng.randrange(len(sup.brokers))
+    brokers = len(sup.brokers)
+    partition = rng.randrange(options.partitions)
+    fallback = rng.randrange(brokers)
     # Drawn only for the kinds that use them, so older seeds keep their victims.
     outbound = fault.kind == "one-way" and rng.random() < 0.5
-    far = rng.randrange(1, len(sup.brokers)) if fault.kind == "bridge" else 0
+    far = rng.randrange(1, brokers) if fault.kind == "bridge" else 0
+    member = rng.randrange(options.group_members) if fault.kind == "client" else 0
+
+    if fault.kind == "client":  # the role does not apply: the victim is a group member
+        assert lab is not None
+
+        def cut_member() -> str:
+            lab.isolate(brokers + member, others=range(brokers))
+            return (
+                f"client: group member {member} cut off from every broker for "
+                f"{fault.length_s:.1f} s"
+            )
+
+        def heal_member() -> str:
+            lab.heal()
+            return f"heal group member {member}"
+
+        return cut_member, heal_member
 
     def choose() -> tuple[int, str]:
         if fault.role == "leader":

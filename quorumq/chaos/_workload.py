@@ -431,12 +431,14 @@ class GroupRun:
 def consuming_group(
     bootstrap: str, topic: str, partitions: Sequence[int], members: int, *,
     group: str | None = None, rejoin_every_s: float | None = 8.0, stop_timeout_s: float = 15.0,
+    enter: Callable[[int], contextlib.AbstractContextManager[None]] | None = None,
 ) -> Iterator[GroupRun]:  # fmt: skip
     """``members`` librdkafka consumers of one group subscribed to ``topic``, each in a thread
     of its own, committing synchronously after every batch it receives (at-least-once) while
     the block runs. Each member closes its consumer (leaving the group) and joins again every
     ``rejoin_every_s``, the members staggered, so the group rebalances throughout. Run it
-    inside a network lab's ``entered()``, as :func:`tailing`.
+    inside a network lab's ``entered()``, as :func:`tailing`; with ``enter``, member *i*
+    runs inside ``enter(i)`` (its own host of the lab, so that it can be cut off alone).
 
     Why: a group must hand every record to some member even while brokers die, pause or are
     cut off and the coordinator moves: a member that takes over a partition resumes from the
@@ -472,12 +474,13 @@ def consuming_group(
         starter.close()
 
     def member(index: int) -> None:
-        # Staggered: the first session of member i lasts (i + 1) / members of the period.
-        length = None if rejoin_every_s is None else rejoin_every_s * (index + 1) / members
-        session(index, length)
-        while not stop.is_set():
-            run.rejoined()
-            session(index, rejoin_every_s)
+        with contextlib.nullcontext() if enter is None else enter(index):
+            # Staggered: the first session of member i lasts (i + 1) / members of the period.
+            length = None if rejoin_every_s is None else rejoin_every_s * (index + 1) / members
+            session(index, length)
+            while not stop.is_set():
+                run.rejoined()
+                session(index, rejoin_every_s)
 
     def session(index: int, length_s: float | None) -> None:
         until = None if length_s is None else time.perf_counter() + length_s

@@ -124,7 +124,7 @@ def chaos(
     nemesis: list[str] = typer.Option(
         list(NEMESES),
         "--nemesis",
-        help="kill, pause, partition, one-way, bridge (repeatable; the last three: root).",
+        help="kill, pause, partition, one-way, bridge, client (repeatable; the last four: root).",
     ),
     rate: float = typer.Option(1_000.0, "--rate", min=10, max=100_000, help="Records/s."),
     partitions: int = typer.Option(3, "--partitions", min=1, max=64),
@@ -153,6 +153,8 @@ def chaos(
     bad = [n for n in nemesis if n not in NEMESES]
     if bad or not nemesis:
         raise typer.BadParameter(f"--nemesis: {bad or nemesis} not in {list(NEMESES)}")
+    if "client" in nemesis and group_members < 1:
+        raise typer.BadParameter("--group-members: the client nemesis cuts members off, 1 or more")
     started = time.monotonic()
 
     def progress(message: str) -> None:

@@ -106,6 +106,22 @@ def test_a_one_way_cut_blocks_only_that_direction(lab: NetworkLab) -> None:
         lab.heal()
 
 
+def test_a_thread_entered_into_a_host_is_cut_off_with_it(lab: NetworkLab) -> None:
+    """How the soak cuts one consumer off alone: its thread runs in a host of its own."""
+    lab.heal()
+    lab.isolate(2, others=[0])
+    try:
+        with lab.entered(host=2):
+            with socket.create_connection((lab.address(1), PORT), timeout=2) as conn:
+                assert conn.recv(64).decode() == lab.address(2)  # seen as host 2
+            with pytest.raises(OSError):
+                socket.create_connection((lab.address(0), PORT), timeout=0.5)
+        with lab.entered(), socket.create_connection((lab.address(0), PORT), timeout=2):
+            pass  # the router is not cut
+    finally:
+        lab.heal()
+
+
 def test_partition_cuts_between_sides_only(lab: NetworkLab) -> None:
     lab.heal()
     lab.partition([0], [1, 2])

@@ -109,6 +109,18 @@ def test_one_way_cuts_and_bridges_keep_the_promises(acks: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not _NETLAB, reason=_WHY_NOT or "")
+def test_group_members_cut_off_from_the_cluster_lose_nothing_to_the_group() -> None:
+    """Seed 2 with 4.5-8 s faults: a group member cut off from every broker for longer than
+    its session (the coordinator hands its partitions to the other member, and it comes back
+    as a zombie), the active controller killed, the other member cut off."""
+    _run_and_check(
+        SoakOptions(duration_s=30.0, seed=2, rate=400.0, nemeses=("client", "kill"),
+                    fault_s=(4.5, 8.0))
+    )  # fmt: skip
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["quorum", "isr"])
 @pytest.mark.parametrize("seed", [12, 29])
 def test_a_minute_of_chaos_keeps_the_acks_all_promise(strategy: str, seed: int) -> None:
@@ -129,6 +141,7 @@ def test_a_minute_of_every_nemesis_keeps_the_acks_all_promise(strategy: str) -> 
         (["--strategy", "raft"], "--strategy"),
         (["--acks", "2"], "--acks"),
         (["--duration", "1"], "--duration"),
+        (["--nemesis", "client", "--group-members", "0", "--duration", "5"], "group-members"),
     ],
 )
 def test_the_cli_refuses_bad_arguments_in_one_line(args: list[str], message: str) -> None:
