@@ -21,8 +21,8 @@ runs it from the produce loop of one long paced workload over several partitions
   a network namespace of its own). The coordinator drops it after its session and hands its
   partitions to the others; it comes back as a zombie that still thinks it owns them.
 
-Each fault picks its victim when it starts, by a role drawn from the seed: the leader of a
-partition, the active controller, or any broker. One fault at a time keeps a majority of three
+Each broker fault picks its victim when it starts, by a role drawn from the seed: the leader
+of a partition, the active controller, or any broker (a ``client`` fault draws a member). One fault at a time keeps a majority of three
 brokers alive, so the promises hold throughout: with ``acks=all`` no acknowledged record may be
 lost or overwritten, under ``quorum`` and under ``isr`` with ``min.insync.replicas=2`` alike.
 After the schedule every broker is healed, resumed and restarted, every partition is read to
@@ -187,8 +187,7 @@ class SoakResult:
     """What a consumer tailing every partition during the run read, checked against the final
     log (``check_reads``)."""
     group: GroupReport | None = None
-    """Per fault that ran: the longest time without any acknowledgement from its start until
-    the next fault starts (or the load ends): what the fault cost in availability."""
+    """What the consumer group received (None when the run had no group)."""
 
     @property
     def promised(self) -> bool:
@@ -200,7 +199,8 @@ class SoakResult:
     @property
     def promise_kept(self) -> bool:
         """False only when a promise was made and broken: with acks=all, acknowledged records
-        lost or an acknowledged offset overwritten; at any acks, a dirty read."""
+        lost or an acknowledged offset overwritten; at any acks, a dirty read, or a record of
+        the final log that the consumer group never received."""
         group_ok = self.group is None or self.group.ok
         return (not self.promised or self.history.ok) and self.reads.ok and group_ok
 
