@@ -64,6 +64,10 @@ def report_table(report: CompareReport) -> Table:
             ("cut s", "cut_s", 1), ("acked", "acknowledged", 0), ("[bold]lost[/bold]", "lost", 0),
             ("duplicates", "duplicates", 0), ("new leader s", "new_leader_s", 2),
             ("longest ack gap s", "longest_ack_gap_s", 2)]),
+        "bridge": ("leader cut from one follower", [
+            ("cut s", "cut_s", 1), ("acks/s during", "acks_per_s_during", 0),
+            ("max ms during", "max_ms_during", 0), ("longest ack gap s", "longest_ack_gap_s", 2),
+            ("[bold]lost[/bold]", "lost", 0)]),
         "unclean": ("isr unclean election", [
             ("ISR shrink s", "isr_shrink_s", 1), ("acked alone", "acked_alone", 0),
             ("refused", "refused_or_failed", 0), ("[bold]lost[/bold]", "lost", 0),
@@ -110,7 +114,7 @@ def compare(
     strategy: list[str] = typer.Option(list(STRATEGIES), "--strategy", help="quorum, isr"),
     acks: list[str] = typer.Option(list(ACKS), "--acks", help="0, 1, all"),
     scenario: list[str] = typer.Option(
-        list(SCENARIOS), "--scenario", help="steady, stall, kill, partition, unclean"
+        list(SCENARIOS), "--scenario", help="steady, stall, kill, partition, bridge, unclean"
     ),
     rate: float = typer.Option(2_000.0, "--rate", min=10, help="Paced records/s under faults."),
     stall_s: float = typer.Option(5.0, "--stall", min=0.5, max=120, help="Seconds paused."),

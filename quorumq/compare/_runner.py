@@ -18,6 +18,11 @@ scenario gets a fresh one-partition topic, so no scenario inherits another's dam
   history checker counts what the producer was told and the log does not hold. A watcher on
   the majority side times the new leader. A cluster of its own, because the namespaces' veth
   links and routing cost more than loopback: the other scenarios keep loopback's figures.
+- **bridge**: on the partition scenario's cluster, the leader is cut off from one follower
+  only (one that is not the active controller, so the leader still reaches the controller);
+  the third broker reaches both. The fault where the two rules differ most: a quorum leader
+  still has a majority with the other follower, while an isr leader waits for every ISR
+  member until the one it cannot reach drops out of the ISR (``replica.lag.time.max.ms``).
 - **unclean** (isr rows only): a replication-factor-2 topic with
   ``unclean.leader.election.enable=true``; its follower is killed, the ISR shrinks to the leader
   alone, records are written, the leader is killed and the stale follower restarted, so the
@@ -63,7 +68,7 @@ from quorumq.errors import QuorumqError
 
 STRATEGIES = ("quorum", "isr")
 ACKS = ("0", "1", "all")
-SCENARIOS = ("steady", "stall", "kill", "partition", "unclean")
+SCENARIOS = ("steady", "stall", "kill", "partition", "bridge", "unclean")
 
 Progress = Callable[[str], None]
 
@@ -375,6 +380,8 @@ def _run_scenario(env: _Env, options: CompareOptions, scenario: str, row: Row) -
         return _kill(env, options, row)
     if scenario == "partition":
         return _partition(env, options, row)
+    if scenario == "bridge":
+        return _bridge(env, options, row)
     if scenario == "unclean":
         return _unclean(env, options, row)
     raise CompareError(f"unknown scenario {scenario!r}")
@@ -586,6 +593,60 @@ def _partition(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
     }
 
 
+def _bridge(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
+    if not env.cluster_mode or env.supervisor is None or len(env.supervisor.brokers) < 3:
+        return {"skipped": "needs 3 brokers in cluster mode (a follower on each side)"}
+    why = netlab_unavailable()
+    if why is not None:
+        return {"skipped": why}
+    lab, lab_env = env.lab_cluster(options)
+    sup = lab_env.supervisor
+    assert sup is not None
+    with lab.entered():
+        sup.wait_ready(timeout_s=60)
+        topic = lab_env.create_topic(row.strategy, f"a{row.acks}-bridge")
+        cut: dict[str, Any] = {}
+
+        def bridge() -> str:
+            leader = leader_of(sup, topic, 0)
+            controller = -1
+            with contextlib.suppress(ConnectionError, ClusterError):
+                controller = cluster_view(sup.address(leader), [], timeout_s=1.0).controller_id
+            followers = [i for i in range(len(sup.brokers)) if i != leader]
+            # Not the controller: the leader keeps reaching it, so this measures the
+            # commit rule, not a controller failover.
+            follower = next((f for f in followers if f != controller), followers[-1])
+            lab.cut(leader, follower)
+            cut.update(leader=leader, follower=follower, at=time.perf_counter())
+            return f"cut broker {leader} (leader) from broker {follower} only"
+
+        def heal() -> str:
+            lab.heal()
+            cut["healed"] = time.perf_counter()
+            return "healed"
+
+        try:
+            result = _paced_fault(lab_env.bootstrap, topic, options, row,
+                                  (1.5, options.partition_s, 1.5), bridge, heal)  # fmt: skip
+        finally:
+            lab.heal()
+        sup.wait_ready(timeout_s=60)
+        history = check_history(
+            result.attempts(), read_back(lab_env.bootstrap, topic, [0], timeout_s=30)
+        )
+    at = cut.get("at", result.started_at)
+    healed = cut.get("healed", result.finished_at)
+    return {
+        "leader": cut.get("leader"),
+        "cut_from": cut.get("follower"),
+        "cut_s": round(healed - at, 2),
+        "acks_per_s_during": round(result.acks_per_s(at, healed), 1),
+        **{f"{k}_during": v for k, v in _latency(result.latencies_ms(at, healed)).items()},
+        "longest_ack_gap_s": round(result.longest_ack_gap_s(at), 2),
+        **history.summary(),
+    }
+
+
 def _unclean(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
     sup = env.supervisor
     assert sup is not None
@@ -691,6 +752,13 @@ def explain(row: Row) -> str:
             f"still reaching it: {partition['lost']} acknowledged records lost, "
             + (f"a new leader after {elected} s." if elected is not None else "no new leader.")
         )
+    bridge = row.scenarios.get("bridge", {})
+    if "lost" in bridge:
+        parts.append(
+            f"Leader cut from one follower for {bridge['cut_s']} s: "
+            f"{bridge['acks_per_s_during']:,.0f} acks/s during it, no ack for up to "
+            f"{bridge['longest_ack_gap_s']} s, {bridge['lost']} acknowledged records lost."
+        )
     unclean = row.scenarios.get("unclean", {})
     if "lost" in unclean:
         parts.append(
@@ -711,7 +779,7 @@ def _check_writable(out: Path) -> None:
 
 
 def write_outputs(report: CompareReport, out: Path) -> tuple[Path, Path]:
-    """``compare.json`` (everything measured) and ``compare.png`` (four panels) in ``out``."""
+    """``compare.json`` (everything measured) and ``compare.png`` (nine panels) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "compare.json"
     json_path.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
@@ -744,9 +812,10 @@ def plot(report: CompareReport, path: Path) -> None:
         ("leader killed: seconds without a leader", "kill", "seconds_without_leader"),
         ("leader partitioned away: acknowledged records lost", "partition", "lost"),
         ("leader partitioned away: seconds to a new leader", "partition", "new_leader_s"),
+        ("leader cut from one follower: longest ack gap (s)", "bridge", "longest_ack_gap_s"),
         ("unclean election: acknowledged records lost", "unclean", "lost"),
     ]
-    fig, axes = plt.subplots(2, 4, figsize=(20, 8))
+    fig, axes = plt.subplots(3, 3, figsize=(18, 12))
     for ax, (title, scenario, key) in zip(axes.flat, panels, strict=True):
         values = series(scenario, key)
         ax.bar(range(len(labels)), [v or 0.0 for v in values], color=colors)

@@ -60,6 +60,9 @@ def test_compare_full_matrix(tmp_path: Path) -> None:
         partition = row.scenarios["partition"]
         if row.acks == "all" and "lost" in partition:
             assert partition["lost"] == 0, partition
+        bridge = row.scenarios["bridge"]
+        if row.acks == "all" and "lost" in bridge:
+            assert bridge["lost"] == 0, bridge
         if row.strategy == "isr" and "lost" in row.scenarios.get("unclean", {}):
             unclean = row.scenarios["unclean"]
             if row.acks == "all":
@@ -74,9 +77,11 @@ def test_compare_partition_scenario_cuts_the_leader_off_and_keeps_acks_all_promi
     """The leader cut off from the other brokers (network namespaces), the producer still
     reaching it: the majority side elects a new leader during the cut, and no acks=all
     record the old leader took is acknowledged and then lost. (The full matrix, -m slow,
-    runs every row; acks=1 loses what the old leader took meanwhile.)"""
-    options = CompareOptions(strategies=("quorum",), acks=("all",), scenarios=("partition",),
-                             paced_rate=500.0, partition_s=4.0)  # fmt: skip
+    runs every row; acks=1 loses what the old leader took meanwhile.) Then the leader cut
+    from one follower only: a quorum leader still commits with the other one."""
+    options = CompareOptions(strategies=("quorum",), acks=("all",),
+                             scenarios=("partition", "bridge"), paced_rate=500.0,
+                             partition_s=4.0)  # fmt: skip
     report = run_compare(options, out=tmp_path)
     (row,) = report.rows
     cell = row.scenarios["partition"]
@@ -84,6 +89,11 @@ def test_compare_partition_scenario_cuts_the_leader_off_and_keeps_acks_all_promi
     assert cell["cut_s"] >= 3.5 and cell["new_leader_s"] is not None, cell
     assert cell["acknowledged"] > 0 and cell["lost"] == 0 and cell["offsets_reused"] == 0, cell
     assert "Leader cut off from the other brokers" in row.explanation
+    bridge = row.scenarios["bridge"]
+    assert bridge["cut_s"] >= 3.5 and bridge["lost"] == 0, bridge
+    # The other follower is a majority with the leader: acks go on through the cut.
+    assert bridge["longest_ack_gap_s"] < bridge["cut_s"] / 2, bridge
+    assert "Leader cut from one follower" in row.explanation
 
 
 def test_compare_refuses_an_out_it_cannot_write_before_running(tmp_path: Path) -> None:
