@@ -617,7 +617,8 @@ def _bridge(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
             # commit rule, not a controller failover.
             follower = next((f for f in followers if f != controller), followers[-1])
             lab.cut(leader, follower)
-            cut.update(leader=leader, follower=follower, at=time.perf_counter())
+            cut.update(leader=leader, follower=follower, controller=controller,
+                       at=time.perf_counter())  # fmt: skip
             return f"cut broker {leader} (leader) from broker {follower} only"
 
         def heal() -> str:
@@ -634,17 +635,28 @@ def _bridge(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
         history = check_history(
             result.attempts(), read_back(lab_env.bootstrap, topic, [0], timeout_s=30)
         )
+        leader_after = _leader_or_none(sup, topic)
     at = cut.get("at", result.started_at)
     healed = cut.get("healed", result.finished_at)
     return {
         "leader": cut.get("leader"),
         "cut_from": cut.get("follower"),
+        "controller": cut.get("controller"),
+        "leader_after": leader_after,
         "cut_s": round(healed - at, 2),
         "acks_per_s_during": round(result.acks_per_s(at, healed), 1),
         **{f"{k}_during": v for k, v in _latency(result.latencies_ms(at, healed)).items()},
         "longest_ack_gap_s": round(result.longest_ack_gap_s(at), 2),
         **history.summary(),
     }
+
+
+def _leader_or_none(sup: Supervisor, topic: str) -> int | None:
+    """The partition's leader now, or None when no broker names one in time."""
+    try:
+        return leader_of(sup, topic, 0, timeout_s=5.0)
+    except ClusterError:
+        return None
 
 
 def _unclean(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
