@@ -99,6 +99,9 @@ class RaftConfig:
     connection_retry_time: float = 0.5
     log_compaction_min_entries: int = 5000
     log_compaction_min_time: float = 300.0
+    pre_vote: bool = True
+    """Raft's pre-vote (:class:`PreVote`): a voter raises its term only if a majority would
+    vote for it. Off only to measure what it prevents."""
     fsync: bool = True
     """fsync the journal before acknowledging or sending entries, and the term/vote before votes
     (Raft's persistence rule). Off only for throwaway clusters: a power loss can then lose
@@ -334,6 +337,100 @@ class _Durability:
             self._journal_fd = None
 
 
+PRE_VOTE = "quorumq_pre_vote"
+PRE_VOTE_RETRY_S = 0.05
+PRE_VOTE_REPLY = "quorumq_pre_vote_reply"
+
+
+class PreVote:
+    """Raft's pre-vote (Ongaro's thesis, section 9.6), which pysyncobj lacks: a voter whose
+    election timeout passed first asks the others whether they would vote for it, and starts
+    the election (raising its term) only once a majority, itself included, says yes. A voter
+    says yes only if it has not heard from a leader within the minimum election timeout, is
+    not the leader itself, and the asker's log is at least as complete as its own.
+
+    Why: without it, a voter cut off from the leader alone (a bridge, a one-way cut) raises
+    its term on every timeout; the term reaches the voters that still hear the leader, the
+    leader steps down, and the controller role churns between voters for as long as the cut
+    lasts. A controller that lasts a session then fences brokers it cannot hear, while their
+    leases hold (the bridge broker still fetches from them): acks=1 records were lost. And a
+    voter whose term did not grow can rejoin the moment the cut heals.
+
+    Runs on pysyncobj's tick thread only (the election check and the transport's messages).
+    """
+
+    def __init__(self, min_timeout_s: float) -> None:
+        self.min_timeout_s = min_timeout_s
+        self.leader_heard_at = float("-inf")
+        self._asked_at = float("-inf")
+        self._granted: dict[Any, float] = {}
+        """Voter → when it last said yes (a yes holds for a minimum timeout)."""
+        self.elections_held_back = 0
+
+    def heard_leader(self) -> None:
+        self.leader_heard_at = time.monotonic()
+
+    def may_start_election(self, syncobj: Any) -> bool:
+        """Called when the election timeout has passed: True once a majority granted the
+        current round; otherwise asks (again every :data:`PRE_VOTE_RETRY_S`: a voter whose
+        last append came a moment later than ours says no for that moment)."""
+        others = list(syncobj._SyncObj__otherNodes)
+        if not others:
+            return True
+        now = time.monotonic()
+        yes = sum(1 for at in self._granted.values() if now - at < self.min_timeout_s)
+        if 1 + yes >= majority(len(others) + 1):
+            self._granted.clear()
+            return True
+        if now - self._asked_at >= PRE_VOTE_RETRY_S:
+            self._asked_at = now
+            ask = {
+                "type": PRE_VOTE,
+                "last_log_index": syncobj._SyncObj__getCurrentLogIndex(),
+                "last_log_term": syncobj._SyncObj__getCurrentLogTerm(),
+            }
+            transport = syncobj._SyncObj__transport
+            for node in others:
+                transport.send(node, dict(ask))
+        self.elections_held_back += 1
+        return False
+
+    def on_message(self, syncobj: Any, node: Any, message: dict[str, Any]) -> None:
+        if message["type"] == PRE_VOTE_REPLY:
+            if message.get("granted"):
+                self._granted[node] = time.monotonic()
+            else:
+                self._granted.pop(node, None)
+            return
+        log_term = syncobj._SyncObj__getCurrentLogTerm()
+        complete = message["last_log_term"] > log_term or (
+            message["last_log_term"] == log_term
+            and message["last_log_index"] >= syncobj._SyncObj__getCurrentLogIndex()
+        )
+        granted = (
+            complete
+            and not syncobj._isLeader()
+            and time.monotonic() - self.leader_heard_at >= self.min_timeout_s
+        )
+        syncobj._SyncObj__transport.send(node, {"type": PRE_VOTE_REPLY, "granted": granted})
+
+
+class _PreVoteSyncObj(SyncObj):  # type: ignore[misc]
+    """pysyncobj with :class:`PreVote`: its election check (``__connectedToAnyone``, consulted
+    only once the election timeout has passed, and only to decide whether to start an
+    election) also asks the pre-vote."""
+
+    def __init__(self, *args: Any, pre_vote: PreVote, **kwargs: Any) -> None:
+        self._pre_vote = pre_vote
+        super().__init__(*args, **kwargs)
+
+    def _SyncObj__connectedToAnyone(self) -> bool:  # overrides SyncObj.__connectedToAnyone
+        connected = bool(
+            len(self._SyncObj__connectedNodes) > 0 or len(self._SyncObj__otherNodes) == 0
+        )
+        return connected and self._pre_vote.may_start_election(self)
+
+
 class _RaftTransport(TCPTransport):  # type: ignore[misc]
     """pysyncobj's TCP transport plus the two guards above, applied where messages cross.
 
@@ -352,9 +449,11 @@ class _RaftTransport(TCPTransport):  # type: ignore[misc]
         *,
         durability: _Durability | None,
         dedup: AppendDeduplicator,
+        pre_vote: PreVote | None = None,
     ) -> None:
         self._durability = durability
         self._dedup = dedup
+        self._pre_vote = pre_vote
         self._answering_append = False
         self._append_may_rewrite = True
         super().__init__(syncObj, selfNode, otherNodes)
@@ -362,7 +461,16 @@ class _RaftTransport(TCPTransport):  # type: ignore[misc]
             syncObj.addOnTickCallback(durability.on_tick)
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:
-        if isinstance(message, dict) and message.get("type") == "append_entries":
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind in (PRE_VOTE, PRE_VOTE_REPLY):
+            if self._pre_vote is not None:
+                self._pre_vote.on_message(self._syncObj, node, message)
+            return
+        if kind == "append_entries":
+            # From a leader of our term or a newer one (a deposed leader that has not heard
+            # yet sends older terms, which pysyncobj ignores: so do we).
+            if self._pre_vote is not None and message.get("term", -1) >= self._syncObj._getTerm():
+                self._pre_vote.heard_leader()
             message = self._dedup.before_append(node, message)
             self._answering_append = True
             # A heartbeat (no entries, no snapshot chunk) can only truncate the journal, which
@@ -496,9 +604,11 @@ class MetadataRaft:
             _Durability(data_dir / JOURNAL_FILE, data_dir / SNAPSHOT_FILE) if config.fsync else None
         )
         self._dedup = AppendDeduplicator()
+        self._pre_vote = PreVote(config.raft_min_timeout) if config.pre_vote else None
         transport = functools.partial(
-            _RaftTransport, durability=self._durability, dedup=self._dedup
-        )
+            _RaftTransport, durability=self._durability, dedup=self._dedup,
+            pre_vote=self._pre_vote,
+        )  # fmt: skip
         conf = SyncObjConf(
             password=password,
             journalFile=str(data_dir / JOURNAL_FILE),
@@ -520,12 +630,14 @@ class MetadataRaft:
             dynamicMembershipChange=False,
         )
         try:
-            self._syncobj = SyncObj(
+            extra = {} if self._pre_vote is None else {"pre_vote": self._pre_vote}
+            self._syncobj = (SyncObj if self._pre_vote is None else _PreVoteSyncObj)(
                 self_address,
                 list(partner_addresses),
                 conf=conf,
                 consumers=[self._consumer],
                 transportClass=transport,
+                **extra,
             )
         except ImportError as exc:  # pysyncobj's "Please install 'cryptography' module"
             raise InvalidConfig(
@@ -596,6 +708,12 @@ class MetadataRaft:
         self._syncobj.destroy_synchronous()
         if self._durability is not None:
             self._durability.close()
+
+    @property
+    def elections_held_back(self) -> int:
+        """Election timeouts after which the pre-vote kept this voter from raising its term
+        (0 with ``pre_vote`` off)."""
+        return 0 if self._pre_vote is None else self._pre_vote.elections_held_back
 
     @property
     def appends_deduplicated(self) -> int:
