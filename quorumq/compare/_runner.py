@@ -524,15 +524,36 @@ def _kill(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
     }
 
 
-def _partition(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
+def _lab_or_skip(
+    env: _Env, options: CompareOptions, need: str
+) -> tuple[NetworkLab, _Env, Supervisor] | dict[str, Any]:
+    """The network scenarios' lab cluster (started on first use), or why there is none."""
     if not env.cluster_mode or env.supervisor is None or len(env.supervisor.brokers) < 3:
-        return {"skipped": "needs 3 brokers in cluster mode (a majority without the leader)"}
+        return {"skipped": f"needs 3 brokers in cluster mode ({need})"}
     why = netlab_unavailable()
     if why is not None:
         return {"skipped": why}
     lab, lab_env = env.lab_cluster(options)
-    sup = lab_env.supervisor
-    assert sup is not None
+    assert lab_env.supervisor is not None
+    return lab, lab_env, lab_env.supervisor
+
+
+def _healer(lab: NetworkLab, cut: dict[str, Any]) -> Callable[[], str]:
+    """The end of a network fault: every cut healed, and when (``cut["healed"]``)."""
+
+    def heal() -> str:
+        lab.heal()
+        cut["healed"] = time.perf_counter()
+        return "healed"
+
+    return heal
+
+
+def _partition(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
+    found = _lab_or_skip(env, options, "a majority without the leader")
+    if isinstance(found, dict):
+        return found
+    lab, lab_env, sup = found
     with lab.entered():
         sup.wait_ready(timeout_s=60)
         topic = lab_env.create_topic(row.strategy, f"a{row.acks}-partition")
@@ -565,10 +586,7 @@ def _partition(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
             cut["watcher"] = watcher
             return f"cut broker {cut['id']} off from the other brokers"
 
-        def heal() -> str:
-            lab.heal()
-            cut["healed"] = time.perf_counter()
-            return "healed"
+        heal = _healer(lab, cut)
 
         try:
             result = _paced_fault(lab_env.bootstrap, topic, options, row,
@@ -594,14 +612,10 @@ def _partition(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
 
 
 def _bridge(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
-    if not env.cluster_mode or env.supervisor is None or len(env.supervisor.brokers) < 3:
-        return {"skipped": "needs 3 brokers in cluster mode (a follower on each side)"}
-    why = netlab_unavailable()
-    if why is not None:
-        return {"skipped": why}
-    lab, lab_env = env.lab_cluster(options)
-    sup = lab_env.supervisor
-    assert sup is not None
+    found = _lab_or_skip(env, options, "a follower on each side")
+    if isinstance(found, dict):
+        return found
+    lab, lab_env, sup = found
     with lab.entered():
         sup.wait_ready(timeout_s=60)
         topic = lab_env.create_topic(row.strategy, f"a{row.acks}-bridge")
@@ -621,10 +635,7 @@ def _bridge(env: _Env, options: CompareOptions, row: Row) -> dict[str, Any]:
                        at=time.perf_counter())  # fmt: skip
             return f"cut broker {leader} (leader) from broker {follower} only"
 
-        def heal() -> str:
-            lab.heal()
-            cut["healed"] = time.perf_counter()
-            return "healed"
+        heal = _healer(lab, cut)
 
         try:
             result = _paced_fault(lab_env.bootstrap, topic, options, row,
