@@ -425,9 +425,7 @@ class _PreVoteSyncObj(SyncObj):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
 
     def _SyncObj__connectedToAnyone(self) -> bool:  # overrides SyncObj.__connectedToAnyone
-        connected = bool(
-            len(self._SyncObj__connectedNodes) > 0 or len(self._SyncObj__otherNodes) == 0
-        )
+        connected = bool(SyncObj._SyncObj__connectedToAnyone(self))
         return connected and self._pre_vote.may_start_election(self)
 
 
