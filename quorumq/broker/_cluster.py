@@ -542,7 +542,10 @@ class ClusterBroker(Broker):
                 await trio.to_thread.run_sync(open_files)
             else:
                 open_files()
-                await trio.lowlevel.checkpoint()
+            # A cancellation that came while the thread ran is delivered here, before the
+            # logs are adopted: a broker stopped all at once (not by :meth:`shutdown`) has
+            # closed its data dir meanwhile, and ``self.logs`` is gone.
+            await trio.lowlevel.checkpoint()
         except BaseException:
             # Cancelled (a shutdown) once the thread was done: these logs were never adopted,
             # so nothing else would close them.

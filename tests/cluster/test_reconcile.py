@@ -122,6 +122,23 @@ async def test_the_broker_serves_while_new_replicas_open(
         assert isinstance(broker.partitions[("slow", 0)], ReplicaPartition)
 
 
+async def test_a_broker_stopped_while_a_replica_opens_stops_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker stopped all at once (a cancelled scope, as the harness's stop does) while a
+    replica opens in its worker thread closes its data dir meanwhile; the opened log must be
+    closed, not adopted into the closed broker (that failed on an assertion and took the run
+    down with it), and the broker must start again on the same data dir."""
+    began = _slow_opens(monkeypatch, 1.0)
+    async with open_cluster(tmp_path) as cluster:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cluster.create_topic, "slow", 1, 3)
+            await cluster.wait_for(lambda: 1 in began, 10, "broker 1 opening")
+            await cluster.stop(1)
+        restarted = await cluster.start(1)
+        await cluster.wait_for(lambda: ("slow", 0) in restarted.partitions, 20, "the replica")
+
+
 async def test_a_new_topics_first_acks_all_produce_does_not_wait_out_a_long_poll(
     tmp_path: Path,
 ) -> None:
