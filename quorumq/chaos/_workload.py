@@ -248,6 +248,21 @@ def produce_workload(
     return WorkloadResult(out, start, finished, tuple(events))
 
 
+def _consumer(bootstrap: str, group: str, **extra: Any) -> Any:
+    """A librdkafka consumer with the settings every consumer here shares: quiet, and quick to
+    see a leader move (metadata every second, fetches that wait at most 100 ms). ``extra``:
+    more settings, with ``_`` for ``.`` in their names (``enable_auto_commit=False``)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "fetch.wait.max.ms": 100,
+        "topic.metadata.refresh.interval.ms": 1_000,
+        "log_level": 2,
+    }
+    config.update({name.replace("_", "."): value for name, value in extra.items()})
+    return _confluent().Consumer(config)
+
+
 def wait_leaders_serving(
     bootstrap: str, topic: str, partitions: Sequence[int], *, timeout_s: float = 30.0
 ) -> None:
@@ -261,14 +276,9 @@ def wait_leaders_serving(
     Raises:
         WorkloadError: a partition has no serving leader within ``timeout_s``.
     """
-    ck = _confluent()
-    consumer = ck.Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"quorumq-ready-{time.monotonic_ns()}",
-        "enable.auto.commit": False,
-        "topic.metadata.refresh.interval.ms": 1_000,
-        "log_level": 2,
-    })  # fmt: skip
+    consumer = _consumer(
+        bootstrap, f"quorumq-ready-{time.monotonic_ns()}", enable_auto_commit=False
+    )
     try:
         _end_offsets(consumer, topic, partitions, time.perf_counter() + timeout_s, retry_s=0.1)
     finally:
@@ -310,16 +320,13 @@ def read_back(
         WorkloadError: a partition's end cannot be learned within ``timeout_s``.
     """
     ck = _confluent()
-    consumer = ck.Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"quorumq-readback-{time.monotonic_ns()}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 100,
-        "topic.metadata.refresh.interval.ms": 1_000,
-        "enable.partition.eof": True,
-        "log_level": 2,
-    })  # fmt: skip
+    consumer = _consumer(
+        bootstrap,
+        f"quorumq-readback-{time.monotonic_ns()}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        enable_partition_eof=True,
+    )
     deadline = time.perf_counter() + timeout_s
     try:
         ends = _end_offsets(consumer, topic, partitions, deadline, retry_s=0.2)
@@ -363,14 +370,7 @@ def tailing(
     ck = _confluent()
     seen: list[ReadRecord] = []
     stop = threading.Event()
-    consumer = ck.Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"quorumq-tail-{time.monotonic_ns()}",
-        "enable.auto.commit": False,
-        "fetch.wait.max.ms": 100,
-        "topic.metadata.refresh.interval.ms": 1_000,
-        "log_level": 2,
-    })  # fmt: skip
+    consumer = _consumer(bootstrap, f"quorumq-tail-{time.monotonic_ns()}", enable_auto_commit=False)
     consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in partitions])
 
     def run() -> None:
@@ -398,6 +398,8 @@ class GroupRun:
     their threads."""
 
     consumed: list[ReadRecord] = attrs.field(factory=list)
+    received: set[bytes] = attrs.field(factory=set)
+    """The distinct values in ``consumed`` (what :meth:`wait_for` asks about)."""
     commit_failures: int = 0
     rejoins: int = 0
     """Times a member left the group and joined again (each one a rebalance)."""
@@ -406,6 +408,7 @@ class GroupRun:
     def add(self, records: list[ReadRecord]) -> None:
         with self._lock:
             self.consumed.extend(records)
+            self.received.update(r.value for r in records)
 
     def failed_commit(self) -> None:
         with self._lock:
@@ -421,7 +424,7 @@ class GroupRun:
         deadline = time.perf_counter() + timeout_s
         while True:
             with self._lock:
-                missing = values - {r.value for r in self.consumed}
+                missing = values - self.received
             if not missing or time.perf_counter() >= deadline:
                 return missing
             time.sleep(0.2)
@@ -456,7 +459,7 @@ def consuming_group(
     run = GroupRun()
     stop = threading.Event()
     group = group or f"quorumq-soak-{time.monotonic_ns()}"
-    starter = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 2})
+    starter = _consumer(bootstrap, group)
     deadline = time.perf_counter() + 30
     try:
         while True:
@@ -484,18 +487,15 @@ def consuming_group(
 
     def session(index: int, length_s: float | None) -> None:
         until = None if length_s is None else time.perf_counter() + length_s
-        consumer = ck.Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "client.id": f"{group}-{index}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "latest",
-            "session.timeout.ms": 6_000,
-            "heartbeat.interval.ms": 500,
-            "fetch.wait.max.ms": 100,
-            "topic.metadata.refresh.interval.ms": 1_000,
-            "log_level": 2,
-        })  # fmt: skip
+        consumer = _consumer(
+            bootstrap,
+            group,
+            client_id=f"{group}-{index}",
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            session_timeout_ms=6_000,
+            heartbeat_interval_ms=500,
+        )
         try:
             consumer.subscribe([topic])
             while not stop.is_set() and (until is None or time.perf_counter() < until):
