@@ -137,6 +137,9 @@ CONTROLLED_SHUTDOWN_UNANSWERED_S = 2.0
 """A controlled shutdown gives up after this long without a heartbeat answered: there is no
 controller to move the leaderships (a cluster losing its Raft majority), so waiting longer
 would only delay the stop."""
+CONTROLLER_RESIGN_TIMEOUT_S = 1.0
+"""How long a stopping broker that is the active controller waits for another voter to take
+the role over (an election round trip, usually a few milliseconds) before it stops anyway."""
 
 OPENS_PER_PASS = 400
 """New replicas opened per batch. A batch is opened in a worker thread (file creation and
@@ -1361,6 +1364,7 @@ class ClusterBroker(Broker):
                 self.config.node_id,
                 elapsed_ms,
             )
+            await self._resign_controller()
         else:
             log.warning(
                 "broker %d: controlled shutdown: no answer in %.0f ms; stopping anyway",
@@ -1368,6 +1372,27 @@ class ClusterBroker(Broker):
                 elapsed_ms,
             )
         return self._should_shut_down
+
+    async def _resign_controller(self) -> None:
+        """Hands the active controller role to another voter before this one stops, once the
+        image says this broker leads nothing (:meth:`ControllerBridge.resign`).
+
+        Why: a controller that simply stops leaves the cluster without one for an election
+        timeout and a pre-vote round, about 0.4 s, during which no leader moves and no ISR
+        changes; after a hand-over, for an election round trip.
+        """
+        bridge = self.bridge
+        if bridge is None or not bridge.is_leader:
+            return
+        started = trio.current_time()
+        resigned = await bridge.resign(CONTROLLER_RESIGN_TIMEOUT_S)
+        log.log(
+            logging.INFO if resigned else logging.WARNING,
+            "broker %d: controlled shutdown: controller role %s after %.0f ms",
+            self.config.node_id,
+            f"handed to voter {bridge.leader_id}" if resigned else "not handed over",
+            (trio.current_time() - started) * 1000,
+        )
 
     def _controller_or_raise(self) -> Controller:
         if self.controller is None:

@@ -67,6 +67,9 @@ _FAIL_REASONS = {
 _NOT_CONTROLLER_REASONS = {2, 3, 4, 5, 6}  # no leader, or the leader changed under the write
 
 DEFAULT_PROPOSE_TIMEOUT_S = 5.0
+RESIGN_POLL_S = 0.005
+"""How often :meth:`ControllerBridge.resign` looks whether another voter leads yet (pysyncobj
+state, which changes without an image change)."""
 
 
 # --- voters -------------------------------------------------------------------------------------
@@ -474,6 +477,25 @@ class ControllerBridge:
                     await self.changed.wait()
             return
         raise RequestTimedOut(f"controller {self.node_id}: condition not met in {timeout_s} s")
+
+    async def resign(self, timeout_s: float) -> bool:
+        """Hands the Raft leadership, and with it the active controller role, to another voter
+        (:meth:`MetadataRaft.resign`), and returns True once another voter leads; False at
+        once if this voter does not lead, or after ``timeout_s`` (the request is withdrawn).
+        A stopping controller calls it last, once the image holds everything it must say.
+        """
+        if not self.is_leader:
+            return False
+        self._raft.resign()
+        try:
+            with trio.move_on_after(timeout_s):
+                # pysyncobj state, with no event to wait on.
+                while self.is_leader or self.leader_id in (None, self.node_id):  # noqa: ASYNC110
+                    await trio.sleep(RESIGN_POLL_S)
+                return True
+            return False
+        finally:
+            self._raft.resign(wanted=False)
 
     async def aclose(self) -> None:
         """Stops this voter: the tick thread is joined and the Raft port freed (idempotent)."""

@@ -49,7 +49,14 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, SyncObjException, replicated
+from pysyncobj import (
+    FAIL_REASON,
+    SyncObj,
+    SyncObjConf,
+    SyncObjConsumer,
+    SyncObjException,
+    replicated,
+)
 from pysyncobj.journal import FileJournal
 from pysyncobj.transport import TCPTransport
 
@@ -340,6 +347,9 @@ class _Durability:
 PRE_VOTE = "quorumq_pre_vote"
 PRE_VOTE_RETRY_S = 0.05
 PRE_VOTE_REPLY = "quorumq_pre_vote_reply"
+RESIGN_RETRY_S = 0.2
+"""How long a resigning leader waits for the voter it sent TimeoutNow to take over before it
+asks again (perhaps another one): an election round on a LAN takes milliseconds."""
 
 
 class PreVote:
@@ -426,6 +436,11 @@ class _PreVoteSyncObj(SyncObj):  # type: ignore[misc]
 
     def _SyncObj__connectedToAnyone(self) -> bool:  # overrides SyncObj.__connectedToAnyone
         connected = bool(SyncObj._SyncObj__connectedToAnyone(self))
+        if self._SyncObj__transferInProgress:
+            # The leader asked for this election (TimeoutNow, :meth:`MetadataRaft.resign`):
+            # the others still hear it, so a pre-vote would be refused until it is gone.
+            # etcd's raft skips the pre-vote of a transfer's election too (campaignTransfer).
+            return connected
         return connected and self._pre_vote.may_start_election(self)
 
 
@@ -641,6 +656,9 @@ class MetadataRaft:
             raise InvalidConfig(
                 f"controller password needs the cryptography package: {exc}"
             ) from exc
+        self._resign_asked_at: float | None = None
+        """When :meth:`resign` last asked pysyncobj for a transfer (None: no resign wanted)."""
+        self._syncobj.addOnTickCallback(self._resign_on_tick)
         try:
             self._syncobj.waitBinded()
         except SyncObjException:
@@ -701,6 +719,21 @@ class MetadataRaft:
         """Asks for log compaction (a snapshot) at the next tick."""
         self._syncobj.forceLogCompaction()
 
+    def resign(self, wanted: bool = True) -> None:
+        """Asks this voter, while it leads, to hand the leadership to the most caught-up voter
+        it hears (Raft's TimeoutNow, pysyncobj's ``transferLeadership``); ``wanted=False``
+        withdraws the request. The transfer runs on the tick thread, where pysyncobj's state
+        lives. pysyncobj refuses it while no voter has the whole log (the leader is still
+        appending): it is asked again on the next tick. Once a TimeoutNow went out, it is asked
+        again only after :data:`RESIGN_RETRY_S`, if this voter still leads.
+
+        Why: a leader that simply stops leaves the voters without one for an election
+        timeout and a pre-vote round (0.3–0.6 s and more); one that hands over first leaves
+        them without one for an election round trip. KRaft's controllers resign on shutdown
+        too (EndQuorumEpoch).
+        """
+        self._resign_asked_at = float("-inf") if wanted else None
+
     def destroy_synchronous(self) -> None:
         """Stops the tick thread, closes the port and the journal; blocks until done."""
         self._syncobj.destroy_synchronous()
@@ -724,6 +757,25 @@ class MetadataRaft:
         return 0 if self._durability is None else self._durability.fsyncs
 
     # --- called on the tick thread --------------------------------------------------------------
+
+    def _resign_on_tick(self) -> None:
+        asked_at = self._resign_asked_at
+        if asked_at is None:
+            return
+        syncobj = self._syncobj
+        if not syncobj._isLeader():
+            return
+        now = time.monotonic()
+        if now - asked_at >= RESIGN_RETRY_S:
+            syncobj.transferLeadership(callback=self._on_transfer_asked)
+
+    def _on_transfer_asked(self, _result: Any, error: int) -> None:
+        # Called at once, on the tick thread. Refused (no voter has the whole log: the leader
+        # is still appending) is asked again on the next tick; once a TimeoutNow went out, its
+        # target gets RESIGN_RETRY_S to win before another one is asked (two at once would
+        # split the vote).
+        if error == FAIL_REASON.SUCCESS and self._resign_asked_at is not None:
+            self._resign_asked_at = time.monotonic()
 
     def _on_state_changed(self, old_state: int, new_state: int) -> None:
         syncobj = getattr(self, "_syncobj", None)

@@ -41,6 +41,13 @@ async def test_a_leader_in_controlled_shutdown_hands_over_without_losing_acked_r
             moved_s = trio.current_time() - started
             # Still running, and every partition is led by another replica already (under
             # quorum too: the victim waits for the election that follows the epoch's end).
+            # A victim that was the active controller has handed the role over: its successor
+            # may still be claiming it.
+            await cluster.wait_for(
+                lambda: any(b.bridge and b.bridge.is_active for b in cluster.running()),
+                5,
+                "an active controller",
+            )
             (active,) = [b for b in cluster.running() if b.bridge and b.bridge.is_active]
             image = active.bridge.image  # type: ignore[union-attr]
             assert image.brokers[victim].fenced
@@ -127,6 +134,37 @@ async def test_brokers_shutting_down_together_all_finish_and_a_restarted_one_is_
         await cluster.wait_for(lambda: not _fenced(cluster, 1), 10, "broker 1 unfenced")
         await trio.sleep(0.5)  # a few controller ticks
         assert _fenced(cluster, 0) and _fenced(cluster, 2)
+
+
+async def test_the_active_controller_hands_its_role_over_before_it_stops(tmp_path: Path) -> None:
+    """A stopping broker that is the active controller hands the role to another voter
+    (Raft's TimeoutNow) while it still runs: without it, the others elect a new controller only
+    after its silence outlasts an election timeout and a pre-vote round. The pre-vote must not
+    block the transfer's election (the third voter still hears the old leader)."""
+    async with open_cluster(tmp_path, session_timeout_ms=SESSION_MS) as cluster:
+        await cluster.create_topic("events", 1, 3)
+        await cluster.wait_for(
+            lambda: any(b.bridge and b.bridge.is_active for b in cluster.running()),
+            10,
+            "an active controller",
+        )
+        (active,) = [b for b in cluster.running() if b.bridge and b.bridge.is_active]
+        assert active.bridge is not None
+        with trio.fail_after(5):
+            assert await active.controlled_shutdown()
+        # Still running, and no longer the Raft leader: another voter is, by its own account.
+        assert not active.bridge.is_leader
+        others = [b for b in cluster.running() if b is not active]
+        assert [b.bridge.is_leader for b in others].count(True) == 1  # type: ignore[union-attr]
+        await cluster.wait_for(
+            lambda: any(b.bridge.is_active for b in others),  # type: ignore[union-attr]
+            5,
+            "the new controller active",
+        )
+        await cluster.stop(active.config.node_id)
+        # The new controller runs the cluster: the stopped broker's session is not waited out
+        # for anything, and a new topic gets its leaders.
+        await cluster.create_topic("after", 1, 2)
 
 
 def _fenced(cluster: Cluster, node_id: int) -> bool:

@@ -370,3 +370,31 @@ async def test_a_controller_cut_off_from_its_voters_answers_no_heartbeat(tmp_pat
         assert active.bridge.is_leader  # not refused because pysyncobj stepped down
         assert not active.bridge.hears_a_majority
         nursery.cancel_scope.cancel()
+
+
+async def test_a_resigning_controller_hands_the_role_over_in_one_election(tmp_path: Path) -> None:
+    """``resign`` (Raft's TimeoutNow) moves the leadership while the leader still runs: one
+    election (the term goes up by one), won by a voter that still hears the old leader's
+    heartbeats, through the pre-vote the others would refuse. Three hand-overs in a row; a
+    voter that does not lead refuses at once."""
+    ports = free_ports(3)
+    voters = {i: Voter(i, "127.0.0.1", ports[i]) for i in range(3)}
+    nodes: dict[int, Node] = {}
+    async with trio.open_nursery() as nursery:
+        for i in range(3):
+            nodes[i] = await nursery.start(_run_node, i, voters, tmp_path)
+        active = await _active(nodes)
+        follower = next(n for n in nodes.values() if n is not active)
+        assert not await follower.bridge.resign(1.0)
+        for _ in range(3):
+            term = active.bridge.raft.term
+            with trio.fail_after(2):
+                assert await active.bridge.resign(1.0)
+            assert not active.bridge.is_leader
+            successor = nodes[active.bridge.leader_id]  # type: ignore[index]
+            assert successor is not active and successor.bridge.raft.term == term + 1
+            with trio.fail_after(5):
+                while not successor.bridge.is_active:  # noqa: ASYNC110 - pysyncobj state
+                    await trio.sleep(0.01)
+            active = successor
+        nursery.cancel_scope.cancel()
