@@ -129,6 +129,11 @@ class ClusterConfig:
     """How long a stopping broker waits for the controller to move its leaderships away
     (:meth:`ClusterBroker.controlled_shutdown`, Kafka's ``controlled.shutdown.enable``);
     0: stop at once, leaving them to the session timeout."""
+    crash_probe: bool = True
+    """The active controller probes the listener of a broker silent for 1.5 heartbeat
+    intervals, and fences it at once if the connection is refused (its process is gone),
+    instead of after a whole session (``BrokerLiveness.mark_gone``). A paused or cut-off
+    broker still accepts, or does not answer at all, and waits out its session as before."""
 
 
 CONTROLLED_SHUTDOWN_POLL_S = 0.05
@@ -320,6 +325,11 @@ class ClusterBroker(Broker):
                         int(2000 * self.cluster.heartbeat_interval_s) + 1000
                         if self.cluster.leader_transfer_timeout_ms is None
                         else self.cluster.leader_transfer_timeout_ms
+                    ),
+                    crash_probe_after_ms=(
+                        int(1500 * self.cluster.heartbeat_interval_s)
+                        if self.cluster.crash_probe
+                        else 0
                     ),
                 ),
                 tick_interval_s=self.cluster.controller_tick_s,

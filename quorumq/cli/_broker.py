@@ -81,6 +81,12 @@ def broker_command(
         "leaderships away before stopping; 0: stop at once (controlled.shutdown.enable=false; "
         "cluster mode)",
     ),
+    crash_probe: bool = typer.Option(
+        True,
+        "--crash-probe/--no-crash-probe",
+        help="the active controller fences a silent broker whose port refuses connections "
+        "(its process is gone) at once, instead of after its session (cluster mode)",
+    ),
 ) -> None:
     """Run one broker in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
     logging.basicConfig(
@@ -122,6 +128,7 @@ def broker_command(
             leader_imbalance_check_interval_ms=leader_imbalance_check_interval_ms,
             leader_transfer_timeout_ms=leader_transfer_timeout_ms,
             controlled_shutdown_timeout_ms=controlled_shutdown_timeout_ms,
+            crash_probe=crash_probe,
         )
     run_trio(_serve_until_signal, config, cluster)
 

@@ -49,6 +49,7 @@ from .image import (
     PartitionScan,
     RegisterBroker,
     ReplicaReport,
+    brokers_to_probe,
     controlled_shutdown_done,
     plan_create_topic,
     plan_election,
@@ -58,6 +59,24 @@ from .image import (
 )
 
 logger = logging.getLogger(__name__)
+
+CRASH_PROBE_TIMEOUT_S = 1.0
+"""How long a crash probe's connection attempt may take. Only a refusal fences early; a
+connect that times out (packets lost, a cut-off broker) leaves the broker to its session."""
+
+
+async def listener_refuses(host: str, port: int, timeout_s: float) -> bool:
+    """Whether every address of ``host:port`` refuses a TCP connection (nothing listens
+    there); False when one accepts, or the attempt times out or fails otherwise."""
+    with trio.move_on_after(timeout_s):
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            causes = getattr(exc.__cause__, "exceptions", None) or [exc]
+            return all(isinstance(cause, ConnectionRefusedError) for cause in causes)
+        await stream.aclose()
+    return False
+
 
 MIN_TICK_GAP_S = 0.02
 """The least time between two ticks: heartbeats with reports wake the tick loop early, and a
@@ -102,6 +121,12 @@ class Controller:
         self.transfers = LeaderTransfers()
         """Quorum preferred elections waiting for their leader to drain (``image._transfers``)."""
         self._heard = trio.Event()
+        self._probes: trio.Nursery | None = None
+        self._probed: dict[int, tuple[int, int]] = {}
+        """Broker id → (broker epoch, when it was last probed, controller clock ms)."""
+        self._probing: set[int] = set()
+        self.brokers_found_gone = 0
+        """Brokers fenced early because their listener refused a probe (tests and stats)."""
 
     def record_heartbeat(
         self, heartbeat: BrokerHeartbeat, *, want_shut_down: bool = False
@@ -204,11 +229,21 @@ class Controller:
         """Ticks while this voter is the active controller, idles otherwise; runs until
         cancelled. The leader-imbalance check runs every ``leader_imbalance_check_interval_ms``
         of being active (the first one that long after taking over, as Kafka schedules it)."""
+        async with trio.open_nursery() as probes:
+            self._probes = probes
+            try:
+                await self._run_ticks(task_status)
+            finally:
+                self._probes = None
+                probes.cancel_scope.cancel()
+
+    async def _run_ticks(self, task_status: trio.TaskStatus[None]) -> None:
         task_status.started()
         rebalance_at: int | None = None
         while True:
             if self.bridge.is_active:
                 await self.tick_once()
+                self._start_crash_probes()
                 if self.config.auto_leader_rebalance_enable:
                     now = self._clock_ms()
                     if rebalance_at is None:
@@ -224,6 +259,44 @@ class Controller:
                 rebalance_at = None
                 with trio.move_on_after(self.tick_interval_s):
                     await self.bridge.changed.wait()
+
+    def _start_crash_probes(self) -> None:
+        """Probes the listener of each broker silent for ``crash_probe_after_ms``, at most
+        once per that interval per broker incarnation (``BrokerLiveness.mark_gone``)."""
+        after_ms = self.config.crash_probe_after_ms
+        if after_ms <= 0 or self._probes is None:
+            return
+        now = self._clock_ms()
+        for broker in brokers_to_probe(self.bridge.image, now, self.liveness, after_ms):
+            if broker.broker_id == self.bridge.node_id or broker.broker_id in self._probing:
+                continue
+            last = self._probed.get(broker.broker_id)
+            if last is not None and last[0] == broker.broker_epoch and now - last[1] < after_ms:
+                continue
+            self._probed[broker.broker_id] = (broker.broker_epoch, now)
+            self._probing.add(broker.broker_id)
+            self._probes.start_soon(self._crash_probe, broker, now)
+
+    async def _crash_probe(self, broker: BrokerState, started_ms: int) -> None:
+        try:
+            refused = await listener_refuses(broker.host, broker.port, CRASH_PROBE_TIMEOUT_S)
+        finally:
+            self._probing.discard(broker.broker_id)
+        image = self.bridge.image
+        current = image.brokers.get(broker.broker_id)
+        if not refused or current is None or current.broker_epoch != broker.broker_epoch:
+            return
+        self.liveness.for_epoch(image.controller_epoch).mark_gone(current, started_ms)
+        self.brokers_found_gone += 1
+        logger.warning(
+            "controller %d: broker %d refuses connections at %s:%d: fencing it now, "
+            "without waiting out its session",
+            self.bridge.node_id,
+            broker.broker_id,
+            broker.host,
+            broker.port,
+        )
+        self._heard.set()
 
     async def rebalance_once(self) -> list[PartitionChange]:
         """Proposes the preferred-leader elections the imbalance check finds

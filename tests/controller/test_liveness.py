@@ -13,6 +13,7 @@ from quorumq.controller.image import (
     RegisterBroker,
     ReplicaReport,
     UnfenceBroker,
+    brokers_to_probe,
     check_heartbeat_mac,
     heartbeat_mac,
     tick,
@@ -89,6 +90,52 @@ def test_only_fencing_decisions_leave_the_controller_s_memory() -> None:
     image = apply_all(records, image)
     liveness.record(image, BrokerHeartbeat(2, 3, 0), 10_500)
     assert tick(image, 10_500, CONFIG, liveness) == [UnfenceBroker(2, 3, 1)]
+
+
+def test_a_broker_whose_listener_refused_a_probe_is_fenced_at_once_and_stays_fenced() -> None:
+    """A refused probe (``mark_gone``) fences without waiting out the session, and keeps the
+    broker fenced although its last heartbeat is recent; a heartbeat that came after the
+    probe began outweighs the mark, one from before does not, and another incarnation is
+    not touched."""
+    image = live_cluster()
+    liveness = BrokerLiveness().for_epoch(1)
+    for b in (0, 1, 2):
+        liveness.record(image, BrokerHeartbeat(b, b + 1, 0), 2_000)
+    broker = image.brokers[2]
+    liveness.mark_gone(broker, 2_500)
+    assert liveness.gone(broker)
+    records = tick(image, 3_000, CONFIG, liveness)  # 1 s of silence, of a 9 s session
+    assert records == [FenceBroker(2, 3, 1)]
+    image = apply_all(records, image)
+    assert tick(image, 3_100, CONFIG, liveness) == []  # fresh, but gone: not unfenced
+    liveness.record(image, BrokerHeartbeat(2, 3, 0), 2_400)  # from before the probe
+    assert liveness.gone(image.brokers[2])
+    liveness.record(image, BrokerHeartbeat(2, 3, 0), 3_200)  # it answers after all
+    assert not liveness.gone(image.brokers[2])
+    assert tick(image, 3_200, CONFIG, liveness) == [UnfenceBroker(2, 3, 1)]
+    # A mark names an incarnation: the broker registered again is not gone.
+    liveness.mark_gone(image.brokers[1], 3_300)
+    image = apply_all([RegisterBroker(1, "inc-1-again", "127.0.0.1", 9093, 3_400)], image)
+    assert not liveness.gone(image.brokers[1])
+    # A new tenure forgets the marks, as it forgets heartbeats.
+    liveness.mark_gone(image.brokers[0], 3_500)
+    assert not liveness.for_epoch(2).gone(image.brokers[0])
+
+
+def test_brokers_to_probe_are_the_silent_unfenced_ones_not_yet_known_gone() -> None:
+    image = live_cluster()  # registered at 1,000; controller epoch started at 1,000
+    liveness = BrokerLiveness().for_epoch(1)
+    liveness.record(image, BrokerHeartbeat(0, 1, 0), 3_000)
+    liveness.record(image, BrokerHeartbeat(1, 2, 0), 1_500)
+    assert brokers_to_probe(image, 3_000, liveness, 1_000) == [image.brokers[1], image.brokers[2]]
+    liveness.mark_gone(image.brokers[2], 2_900)
+    assert brokers_to_probe(image, 3_000, liveness, 1_000) == [image.brokers[1]]
+    image = apply_all([FenceBroker(1, 2, 1)], image)
+    assert brokers_to_probe(image, 3_000, liveness, 1_000) == []
+    # A new controller counts silence from its takeover, as it counts sessions.
+    image = apply_all([ControllerEpochBump(1, 2, 2_500)], live_cluster())
+    assert brokers_to_probe(image, 3_000, BrokerLiveness(), 1_000) == []
+    assert len(brokers_to_probe(image, 3_600, BrokerLiveness(), 1_000)) == 3
 
 
 def test_a_heartbeat_s_mac_covers_what_it_asserts_and_ages_out() -> None:

@@ -33,7 +33,7 @@ from quorumq.errors import (
 )
 from quorumq.protocol import ELECTION_PREFERRED, ELECTION_UNCLEAN
 
-from ._image import MetadataImage, PartitionState
+from ._image import BrokerState, MetadataImage, PartitionState
 from ._liveness import BrokerLiveness
 from ._records import (
     NO_LEADER,
@@ -189,6 +189,10 @@ class ControllerConfig:
     leader_rebalance_max_elections: int = 250
     """The most preferred elections one imbalance check proposes (quorumq's own limit; the
     rest wait for the next check). See :func:`plan_leader_rebalance`."""
+    crash_probe_after_ms: int = 0
+    """Silence after which the active controller probes a broker's listener for a crash
+    (``brokers_to_probe``; a refused connection fences it without waiting out its session);
+    0 turns probing off. The cluster sets it to 1.5 heartbeat intervals."""
     leader_transfer_timeout_ms: int = 5_000
     """How long a quorum preferred election waits for its leader to drain (``LeaderTransfers``)
     before it is proposed anyway. The leader hears of the transfer in its next heartbeat
@@ -354,7 +358,9 @@ def tick(
        a new controller gives every broker a full session before fencing it), and for each one
        whose last heartbeat asked for a controlled shutdown (KIP-631 ``WantShutDown``): fencing
        is what moves its leaderships and ISR places away, in this same tick, through the rules
-       of step 2 (see :func:`controlled_shutdown_done`).
+       of step 2 (see :func:`controlled_shutdown_done`); and for each one whose listener
+       refused the controller's probe since its last heartbeat (``BrokerLiveness.gone``: its
+       process is gone, so its session need not be waited out).
     2. PartitionChange for each partition whose leader is not live (fenced now or before): a new
        leader from the topic's elector, the ISR without the non-live members (as Kafka, the last
        ISR member stays when no one may lead, so a clean election can wait for it); and for each
@@ -364,7 +370,8 @@ def tick(
     3. UnfenceBroker for each fenced broker that heartbeated within the session, and did so
        (or registered) in this controller's tenure, leads nothing
        in ``image`` (leadership moves off a fenced broker in an earlier tick, so a re-registered
-       broker always gets a new leader epoch before it leads again) and is not shutting down.
+       broker always gets a new leader epoch before it leads again), is not shutting down, and
+       is not gone.
 
     Every record is stamped with ``image.controller_epoch`` and compares-and-sets the epochs it
     read, so the caller may propose them all and ignore rejections. With ``scan``, step 2 is
@@ -379,7 +386,8 @@ def tick(
         broker = image.brokers[broker_id]
         last_seen = max(liveness.last_seen_ms(broker), image.controller_epoch_start_ms)
         silent = now_ms - last_seen > timeout
-        if not broker.fenced and (silent or liveness.wants_shut_down(broker)):
+        gone = liveness.gone(broker)
+        if not broker.fenced and (silent or gone or liveness.wants_shut_down(broker)):
             fenced_now.add(broker_id)
             records.append(FenceBroker(broker_id, broker.broker_epoch, epoch))
     live = image.live_brokers() - fenced_now
@@ -417,9 +425,27 @@ def tick(
             and in_tenure
             and broker_id not in leaders
             and not liveness.wants_shut_down(broker)
+            and not liveness.gone(broker)
         ):
             records.append(UnfenceBroker(broker_id, broker.broker_epoch, epoch))
     return records
+
+
+def brokers_to_probe(
+    image: MetadataImage, now_ms: int, liveness: BrokerLiveness, silent_after_ms: int
+) -> list[BrokerState]:
+    """The unfenced brokers the active controller should probe for a crash: silent for more
+    than ``silent_after_ms`` (counting from the latest of their registration, their last
+    heartbeat and the controller's takeover, as :func:`tick` counts a session), and not
+    already known gone. See ``BrokerLiveness.mark_gone``."""
+    liveness = liveness.for_epoch(image.controller_epoch)
+    out = []
+    for broker_id in sorted(image.brokers):
+        broker = image.brokers[broker_id]
+        last_seen = max(liveness.last_seen_ms(broker), image.controller_epoch_start_ms)
+        if not broker.fenced and now_ms - last_seen > silent_after_ms and not liveness.gone(broker):
+            out.append(broker)
+    return out
 
 
 def controlled_shutdown_done(

@@ -39,6 +39,12 @@ class _Seen:
     want_shut_down: bool = False
 
 
+@attrs.frozen
+class _Gone:
+    broker_epoch: int
+    probed_at_ms: int
+
+
 @attrs.define(eq=False)
 class BrokerLiveness:
     """Heartbeats the active controller received, per broker incarnation.
@@ -50,6 +56,7 @@ class BrokerLiveness:
 
     controller_epoch: int = 0
     _seen: dict[int, _Seen] = attrs.field(factory=dict)
+    _gone: dict[int, _Gone] = attrs.field(factory=dict)
     heartbeats: int = 0
     """Heartbeats recorded in all (tests and stats)."""
 
@@ -57,8 +64,30 @@ class BrokerLiveness:
         """This table, emptied first if it was built under another controller epoch."""
         if controller_epoch != self.controller_epoch:
             self._seen.clear()
+            self._gone.clear()
             self.controller_epoch = controller_epoch
         return self
+
+    def mark_gone(self, broker: BrokerState, probed_at_ms: int) -> None:
+        """Records that this incarnation's listener refused a connection the controller began
+        at ``probed_at_ms`` (its clock): nothing listens where the broker said it would, so
+        its process is gone. A heartbeat received after ``probed_at_ms`` outweighs the mark.
+
+        Why: a crashed broker is otherwise fenced only after a whole session of silence
+        (``broker.session.timeout.ms``, 9 s by default), and the partitions it led stay
+        leaderless all that time. A refused connection is evidence a silence is not: a paused
+        or cut-off broker's kernel still accepts (or its packets are lost, and the connect
+        times out), so only a process that no longer listens is fenced early.
+        """
+        self._gone[broker.broker_id] = _Gone(broker.broker_epoch, probed_at_ms)
+
+    def gone(self, broker: BrokerState) -> bool:
+        """Whether this incarnation's listener refused a probe, with no heartbeat since."""
+        mark = self._gone.get(broker.broker_id)
+        if mark is None or mark.broker_epoch != broker.broker_epoch:
+            return False
+        seen = self._current(broker)
+        return seen is None or seen.last_heartbeat_ms < mark.probed_at_ms
 
     def record(
         self,
