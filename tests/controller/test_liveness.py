@@ -136,6 +136,10 @@ def test_brokers_to_probe_are_the_silent_unfenced_ones_not_yet_known_gone() -> N
     image = apply_all([ControllerEpochBump(1, 2, 2_500)], live_cluster())
     assert brokers_to_probe(image, 3_000, BrokerLiveness(), 1_000) == []
     assert len(brokers_to_probe(image, 3_600, BrokerLiveness(), 1_000)) == 3
+    # A wildcard address would probe the controller's own host: never probed.
+    image = apply_all([RegisterBroker(2, "inc-2-any", "0.0.0.0", 9094, 2_500)], image)
+    image = apply_all([RegisterBroker(1, "inc-1-any", "[::]", 9093, 2_500)], image)
+    assert brokers_to_probe(image, 3_600, BrokerLiveness(), 1_000) == [image.brokers[0]]
 
 
 def test_a_heartbeat_s_mac_covers_what_it_asserts_and_ages_out() -> None:

@@ -13,6 +13,7 @@ election (first live replica) only with ``unclean.leader.election.enable=true``.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Collection, Mapping, Sequence, Set
 from typing import Protocol
@@ -437,15 +438,31 @@ def brokers_to_probe(
     """The unfenced brokers the active controller should probe for a crash: silent for more
     than ``silent_after_ms`` (counting from the latest of their registration, their last
     heartbeat and the controller's takeover, as :func:`tick` counts a session), and not
-    already known gone. See ``BrokerLiveness.mark_gone``."""
+    already known gone. See ``BrokerLiveness.mark_gone``.
+
+    A broker that advertises an unspecified address (``0.0.0.0``, ``::``) is never probed: a
+    connection to it reaches the controller's own host, whose refusal says nothing about the
+    broker."""
     liveness = liveness.for_epoch(image.controller_epoch)
     out = []
     for broker_id in sorted(image.brokers):
         broker = image.brokers[broker_id]
         last_seen = max(liveness.last_seen_ms(broker), image.controller_epoch_start_ms)
-        if not broker.fenced and now_ms - last_seen > silent_after_ms and not liveness.gone(broker):
+        if (
+            not broker.fenced
+            and now_ms - last_seen > silent_after_ms
+            and not liveness.gone(broker)
+            and not _unspecified(broker.host)
+        ):
             out.append(broker)
     return out
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return not host  # a name: probed
 
 
 def controlled_shutdown_done(
