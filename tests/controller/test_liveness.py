@@ -127,15 +127,21 @@ def test_brokers_to_probe_are_the_silent_unfenced_ones_not_yet_known_gone() -> N
     liveness = BrokerLiveness().for_epoch(1)
     liveness.record(image, BrokerHeartbeat(0, 1, 0), 3_000)
     liveness.record(image, BrokerHeartbeat(1, 2, 0), 1_500)
-    assert brokers_to_probe(image, 3_000, liveness, 1_000) == [image.brokers[1], image.brokers[2]]
-    liveness.mark_gone(image.brokers[2], 2_900)
+    liveness.record(image, BrokerHeartbeat(2, 3, 0), 2_500)
     assert brokers_to_probe(image, 3_000, liveness, 1_000) == [image.brokers[1]]
+    assert brokers_to_probe(image, 3_600, liveness, 1_000) == [image.brokers[1], image.brokers[2]]
+    liveness.mark_gone(image.brokers[2], 2_900)
+    assert brokers_to_probe(image, 3_600, liveness, 1_000) == [image.brokers[1]]
     image = apply_all([FenceBroker(1, 2, 1)], image)
-    assert brokers_to_probe(image, 3_000, liveness, 1_000) == []
-    # A new controller counts silence from its takeover, as it counts sessions.
+    assert brokers_to_probe(image, 3_600, liveness, 1_000) == []
+    # A new controller has heard nobody yet: it probes every broker at once, and stops
+    # probing one as soon as it hears from it.
     image = apply_all([ControllerEpochBump(1, 2, 2_500)], live_cluster())
-    assert brokers_to_probe(image, 3_000, BrokerLiveness(), 1_000) == []
-    assert len(brokers_to_probe(image, 3_600, BrokerLiveness(), 1_000)) == 3
+    liveness = BrokerLiveness().for_epoch(2)
+    assert len(brokers_to_probe(image, 2_500, liveness, 1_000)) == 3
+    liveness.record(image, BrokerHeartbeat(0, 1, 0), 2_600)
+    liveness.record(image, BrokerHeartbeat(1, 2, 0), 2_600)
+    assert brokers_to_probe(image, 2_700, liveness, 1_000) == [image.brokers[2]]
     # A wildcard address would probe the controller's own host: never probed.
     image = apply_all([RegisterBroker(2, "inc-2-any", "0.0.0.0", 9094, 2_500)], image)
     image = apply_all([RegisterBroker(1, "inc-1-any", "[::]", 9093, 2_500)], image)

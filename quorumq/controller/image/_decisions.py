@@ -436,9 +436,13 @@ def brokers_to_probe(
     image: MetadataImage, now_ms: int, liveness: BrokerLiveness, silent_after_ms: int
 ) -> list[BrokerState]:
     """The unfenced brokers the active controller should probe for a crash: silent for more
-    than ``silent_after_ms`` (counting from the latest of their registration, their last
-    heartbeat and the controller's takeover, as :func:`tick` counts a session), and not
-    already known gone. See ``BrokerLiveness.mark_gone``.
+    than ``silent_after_ms`` (counting from their registration or their last heartbeat), or
+    not heard from at all in this controller's tenure; and not already known gone. See
+    ``BrokerLiveness.mark_gone``.
+
+    Why probe at once those not heard from: after the active controller crashed, its broker
+    is the one most likely dead, and the new controller hears nobody at first. A live broker
+    answers the probe (it costs one connection); a dead one is fenced without waiting.
 
     A broker that advertises an unspecified address (``0.0.0.0``, ``::``) is never probed: a
     connection to it reaches the controller's own host, whose refusal says nothing about the
@@ -447,10 +451,11 @@ def brokers_to_probe(
     out = []
     for broker_id in sorted(image.brokers):
         broker = image.brokers[broker_id]
-        last_seen = max(liveness.last_seen_ms(broker), image.controller_epoch_start_ms)
+        silent = now_ms - liveness.last_seen_ms(broker) > silent_after_ms
+        unheard = not liveness.heard_from(broker)
         if (
             not broker.fenced
-            and now_ms - last_seen > silent_after_ms
+            and (silent or unheard)
             and not liveness.gone(broker)
             and not _unspecified(broker.host)
         ):
