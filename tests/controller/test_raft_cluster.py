@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
@@ -104,6 +106,17 @@ async def _wait_for_file(path: Path) -> None:
     with trio.fail_after(5):
         while not await trio.Path(path).exists():  # noqa: ASYNC110 - written by the raft thread
             await trio.sleep(0.02)
+
+
+@asynccontextmanager
+async def _three_voters(root: Path) -> AsyncIterator[dict[int, Node]]:
+    """Three voters on free ports, each with its controller and broker membership, stopped
+    when the block ends."""
+    ports = free_ports(3)
+    voters = {i: Voter(i, "127.0.0.1", ports[i]) for i in range(3)}
+    async with trio.open_nursery() as nursery:
+        yield {i: await nursery.start(_run_node, i, voters, root) for i in range(3)}
+        nursery.cancel_scope.cancel()
 
 
 async def _active(nodes: dict[int, Node], timeout_s: float = 10.0) -> Node:
@@ -338,12 +351,7 @@ async def test_a_controller_cut_off_from_its_voters_answers_no_heartbeat(tmp_pat
     meanwhile kept its own broker's leader lease alive that much longer (docs/cluster.md). It
     now refuses once an election timeout (0.6 s) has passed without a majority's answer,
     while pysyncobj still calls it leader."""
-    ports = free_ports(3)
-    voters = {i: Voter(i, "127.0.0.1", ports[i]) for i in range(3)}
-    nodes: dict[int, Node] = {}
-    async with trio.open_nursery() as nursery:
-        for i in range(3):
-            nodes[i] = await nursery.start(_run_node, i, voters, tmp_path)
+    async with _three_voters(tmp_path) as nodes:
         active = await _active(nodes)
         await active.bridge.wait_until(lambda b: b.image.live_brokers() == {0, 1, 2}, 10)
         me = active.bridge.node_id
@@ -369,7 +377,6 @@ async def test_a_controller_cut_off_from_its_voters_answers_no_heartbeat(tmp_pat
         print(f"\nrefused {trio.current_time() - stopped:.2f} s after the other voters stopped")
         assert active.bridge.is_leader  # not refused because pysyncobj stepped down
         assert not active.bridge.hears_a_majority
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_resigning_controller_hands_the_role_over_in_one_election(tmp_path: Path) -> None:
@@ -377,12 +384,7 @@ async def test_a_resigning_controller_hands_the_role_over_in_one_election(tmp_pa
     election (the term goes up by one), won by a voter that still hears the old leader's
     heartbeats, through the pre-vote the others would refuse. Three hand-overs in a row; a
     voter that does not lead refuses at once."""
-    ports = free_ports(3)
-    voters = {i: Voter(i, "127.0.0.1", ports[i]) for i in range(3)}
-    nodes: dict[int, Node] = {}
-    async with trio.open_nursery() as nursery:
-        for i in range(3):
-            nodes[i] = await nursery.start(_run_node, i, voters, tmp_path)
+    async with _three_voters(tmp_path) as nodes:
         active = await _active(nodes)
         follower = next(n for n in nodes.values() if n is not active)
         assert not await follower.bridge.resign(1.0)
@@ -397,4 +399,3 @@ async def test_a_resigning_controller_hands_the_role_over_in_one_election(tmp_pa
                 while not successor.bridge.is_active:  # noqa: ASYNC110 - pysyncobj state
                     await trio.sleep(0.01)
             active = successor
-        nursery.cancel_scope.cancel()
