@@ -79,7 +79,8 @@ CLUSTER_BROKER_ARGS: tuple[str, ...] = (
 """Timeouts of the embedded cluster (before any ``broker_args``, which can override them).
 
 Kafka's defaults (session 9 s here, ``replica.lag.time.max.ms`` 30 s) would make every failover
-scenario last tens of seconds; with these, a dead broker is fenced within ~3 s and a silent isr
+scenario last tens of seconds; with these, a paused or cut-off broker is fenced within ~3 s
+(a crashed one sooner, once the controller's probe finds its port closed) and a silent isr
 follower leaves the ISR after 2 s, so a 5 s stall shows both the isr stall and its end.
 """
 
