@@ -288,7 +288,9 @@ class Controller:
             return
         self.liveness.for_epoch(image.controller_epoch).mark_gone(current, started_ms)
         self.brokers_found_gone += 1
-        logger.warning(
+        # INFO, as the tick's own fencing is: a crash is what the probe is for, not a fault of
+        # the cluster (quorumq.testing's kill_broker printed it on every kill).
+        logger.info(
             "controller %d: broker %d refuses connections at %s:%d: fencing it now, "
             "without waiting out its session",
             self.bridge.node_id,
