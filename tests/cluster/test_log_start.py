@@ -7,6 +7,8 @@ from pathlib import Path
 import trio
 
 from quorumq.broker._replica import ReplicaPartition
+from quorumq.log import PartitionLog
+from quorumq.protocol.records import iter_batch_headers
 from tests.cluster._clients import ProduceLog, produce_confluent
 from tests.cluster._harness import open_cluster
 
@@ -46,7 +48,19 @@ async def test_follower_behind_the_leaders_log_start_restarts_there(tmp_path: Pa
             )
 
         await cluster.wait_for(caught_up, 20, "the lagging follower to catch up")
-        assert bytes(follower.log.read(start, 1 << 20).records) == bytes(
-            leader.log.read(start, 1 << 20).records
-        )
+        # Every batch from the log start on, across segments: the two logs roll their segments
+        # at different offsets (the follower's first segment starts at the batch holding
+        # ``start``, the leader's earlier), and one read returns one segment only.
+        assert _batches_from(follower.log, start) == _batches_from(leader.log, start)
         assert follower.epoch_cache.latest_epoch == leader.epoch_cache.latest_epoch
+
+
+def _batches_from(log: PartitionLog, offset: int) -> bytes:
+    out = bytearray()
+    while offset < log.log_end_offset:
+        records = bytes(log.read(offset, 1 << 20).records)
+        assert records, f"nothing read at {offset}"
+        out += records
+        last = list(iter_batch_headers(records))[-1]
+        offset = last.base_offset + last.last_offset_delta + 1
+    return bytes(out)
