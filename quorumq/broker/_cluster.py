@@ -131,9 +131,10 @@ class ClusterConfig:
     0: stop at once, leaving them to the session timeout."""
     crash_probe: bool = True
     """The active controller probes the listener of a broker silent for 1.5 heartbeat
-    intervals, and fences it at once if the connection is refused (its process is gone),
-    instead of after a whole session (``BrokerLiveness.mark_gone``). A paused or cut-off
-    broker still accepts, or does not answer at all, and waits out its session as before."""
+    intervals (and, at its takeover, of every broker it has not heard from), and fences it at
+    once if the connection is refused (its process is gone), instead of after a whole session
+    (``BrokerLiveness.mark_gone``). A paused or cut-off broker still accepts, or does not
+    answer at all, and waits out its session as before."""
 
 
 CONTROLLED_SHUTDOWN_POLL_S = 0.05

@@ -261,8 +261,9 @@ class Controller:
                     await self.bridge.changed.wait()
 
     def _start_crash_probes(self) -> None:
-        """Probes the listener of each broker silent for ``crash_probe_after_ms``, at most
-        once per that interval per broker incarnation (``BrokerLiveness.mark_gone``)."""
+        """Probes the listener of each broker :func:`brokers_to_probe` names (silent for
+        ``crash_probe_after_ms``, or not heard from since the takeover), at most once per that
+        interval per broker incarnation (``BrokerLiveness.mark_gone``)."""
         after_ms = self.config.crash_probe_after_ms
         if after_ms <= 0 or self._probes is None:
             return

@@ -191,9 +191,11 @@ class ControllerConfig:
     """The most preferred elections one imbalance check proposes (quorumq's own limit; the
     rest wait for the next check). See :func:`plan_leader_rebalance`."""
     crash_probe_after_ms: int = 0
-    """Silence after which the active controller probes a broker's listener for a crash
-    (``brokers_to_probe``; a refused connection fences it without waiting out its session);
-    0 turns probing off. The cluster sets it to 1.5 heartbeat intervals."""
+    """Silence after which the active controller probes a broker's listener for a crash,
+    and the least time between two probes of one broker (``brokers_to_probe``, which also
+    names the brokers not heard from since the takeover; a refused connection fences a
+    broker without waiting out its session); 0 turns probing off. The cluster sets it to 1.5
+    heartbeat intervals."""
     leader_transfer_timeout_ms: int = 5_000
     """How long a quorum preferred election waits for its leader to drain (``LeaderTransfers``)
     before it is proposed anyway. The leader hears of the transfer in its next heartbeat
