@@ -60,6 +60,8 @@ class ApiKey(enum.IntEnum):
     DESCRIBE_CONFIGS = 32
     SASL_AUTHENTICATE = 36
     ELECT_LEADERS = 43
+    DESCRIBE_CLIENT_QUOTAS = 48
+    ALTER_CLIENT_QUOTAS = 49
     BROKER_HEARTBEAT = 63
 
 
@@ -132,6 +134,20 @@ register(
     3,
 )
 register(ApiKey.ELECT_LEADERS, admin.ElectLeadersRequest, admin.ElectLeadersResponse, 0, 2)
+register(
+    ApiKey.DESCRIBE_CLIENT_QUOTAS,
+    admin.DescribeClientQuotasRequest,
+    admin.DescribeClientQuotasResponse,
+    0,
+    1,
+)
+register(
+    ApiKey.ALTER_CLIENT_QUOTAS,
+    admin.AlterClientQuotasRequest,
+    admin.AlterClientQuotasResponse,
+    0,
+    1,
+)
 register(ApiKey.BROKER_HEARTBEAT, admin.BrokerHeartbeatRequest, admin.BrokerHeartbeatResponse, 0, 1)
 register(ApiKey.FIND_COORDINATOR, admin.FindCoordinatorRequest, admin.FindCoordinatorResponse, 0, 2)
 register(ApiKey.JOIN_GROUP, groups.JoinGroupRequest, groups.JoinGroupResponse, 0, 5)

@@ -1,5 +1,6 @@
 """Message schemas: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs, InitProducerId,
-OffsetForLeaderEpoch, FindCoordinator, ElectLeaders and BrokerHeartbeat.
+OffsetForLeaderEpoch, FindCoordinator, ElectLeaders, DescribeClientQuotas, AlterClientQuotas
+and BrokerHeartbeat.
 
 Same conventions as ``_messages_core``: one class per Kafka struct for every version we speak,
 field order is wire order, a topic is ``name`` and a partition ``partition_index`` throughout.
@@ -12,7 +13,19 @@ from collections.abc import Sequence
 
 import attrs
 
-from quorumq.protocol._codec import BOOL, BYTES, INT8, INT16, INT32, INT64, STRING, UUID, Array, f
+from quorumq.protocol._codec import (
+    BOOL,
+    BYTES,
+    FLOAT64,
+    INT8,
+    INT16,
+    INT32,
+    INT64,
+    STRING,
+    UUID,
+    Array,
+    f,
+)
 
 # --- ListOffsets (key 2) ----------------------------------------------------------------------
 
@@ -339,6 +352,93 @@ class ElectLeadersResponse:
     replica_election_results: Sequence[ElectLeadersTopicResult] = f(
         Array(ElectLeadersTopicResult), default=()
     )
+
+
+# --- DescribeClientQuotas (key 48) and AlterClientQuotas (key 49) ----------------------------
+
+QUOTA_MATCH_EXACT = 0
+"""DescribeClientQuotas ``match_type``: the entity named ``match`` (null: the default entity)."""
+QUOTA_MATCH_DEFAULT = 1
+"""DescribeClientQuotas ``match_type``: the default entity of this type."""
+QUOTA_MATCH_SPECIFIED = 2
+"""DescribeClientQuotas ``match_type``: any entity of this type that has a name."""
+
+
+@attrs.frozen(kw_only=True)
+class DescribeClientQuotasComponent:
+    entity_type: str = f(STRING)
+    match_type: int = f(INT8, default=QUOTA_MATCH_EXACT)
+    match: str | None = f(STRING, null=(0, None), default=None)
+
+
+@attrs.frozen(kw_only=True)
+class DescribeClientQuotasRequest:
+    components: Sequence[DescribeClientQuotasComponent] = f(
+        Array(DescribeClientQuotasComponent), default=()
+    )
+    strict: bool = f(BOOL, default=False)
+    """Only entities with exactly these component types (else: at least these)."""
+
+
+@attrs.frozen(kw_only=True)
+class QuotaEntityData:
+    entity_type: str = f(STRING)
+    entity_name: str | None = f(STRING, null=(0, None), default=None)
+    """None: the entity type's default."""
+
+
+@attrs.frozen(kw_only=True)
+class QuotaValueData:
+    key: str = f(STRING)
+    value: float = f(FLOAT64)
+
+
+@attrs.frozen(kw_only=True)
+class DescribeClientQuotasEntry:
+    entity: Sequence[QuotaEntityData] = f(Array(QuotaEntityData), default=())
+    values: Sequence[QuotaValueData] = f(Array(QuotaValueData), default=())
+
+
+@attrs.frozen(kw_only=True)
+class DescribeClientQuotasResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+    entries: Sequence[DescribeClientQuotasEntry] | None = f(
+        Array(DescribeClientQuotasEntry), null=(0, None), default=()
+    )
+
+
+@attrs.frozen(kw_only=True)
+class AlterClientQuotasOp:
+    key: str = f(STRING)
+    value: float = f(FLOAT64, default=0.0)
+    remove: bool = f(BOOL, default=False)
+
+
+@attrs.frozen(kw_only=True)
+class AlterClientQuotasEntry:
+    entity: Sequence[QuotaEntityData] = f(Array(QuotaEntityData), default=())
+    ops: Sequence[AlterClientQuotasOp] = f(Array(AlterClientQuotasOp), default=())
+
+
+@attrs.frozen(kw_only=True)
+class AlterClientQuotasRequest:
+    entries: Sequence[AlterClientQuotasEntry] = f(Array(AlterClientQuotasEntry), default=())
+    validate_only: bool = f(BOOL, default=False)
+
+
+@attrs.frozen(kw_only=True)
+class AlterClientQuotasResult:
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+    entity: Sequence[QuotaEntityData] = f(Array(QuotaEntityData), default=())
+
+
+@attrs.frozen(kw_only=True)
+class AlterClientQuotasResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    entries: Sequence[AlterClientQuotasResult] = f(Array(AlterClientQuotasResult), default=())
 
 
 # --- BrokerHeartbeat (key 63) -----------------------------------------------------------------

@@ -54,6 +54,14 @@ KAFKA_PYTHON: dict[ApiKey, tuple[Any, Any]] = {
         kp_consumer.OffsetForLeaderEpochResponse,
     ),
     ApiKey.ELECT_LEADERS: (kp_admin.ElectLeadersRequest, kp_admin.ElectLeadersResponse),
+    ApiKey.DESCRIBE_CLIENT_QUOTAS: (
+        kp_admin.DescribeClientQuotasRequest,
+        kp_admin.DescribeClientQuotasResponse,
+    ),
+    ApiKey.ALTER_CLIENT_QUOTAS: (
+        kp_admin.AlterClientQuotasRequest,
+        kp_admin.AlterClientQuotasResponse,
+    ),
     ApiKey.FIND_COORDINATOR: (
         kp_metadata.FindCoordinatorRequest,
         kp_metadata.FindCoordinatorResponse,
