@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "quorumq"
-CORES = ["protocol", "log", "replication", "controller/image", "groups"]
+CORES = ["protocol", "log", "replication", "controller/image", "groups", "security"]
 FORBIDDEN = {"trio", "socket", "time", "asyncio", "threading"}
 
 

@@ -37,6 +37,7 @@ from .image import (
     BrokerHeartbeat,
     BrokerLiveness,
     BrokerState,
+    ClientQuotaChange,
     ConfigChange,
     ControllerConfig,
     CreateTopic,
@@ -488,6 +489,25 @@ class Controller:
             raise InvalidConfig(f"unknown topic configs {unknown}")
         if not validate_only:
             record = ConfigChange(name, dict(set_configs), tuple(delete_keys))
+            await self.bridge.propose(record, timeout_s=timeout_s)
+
+    async def alter_client_quotas(
+        self,
+        changes: Sequence[
+            tuple[tuple[tuple[str, str | None], ...], Mapping[str, float], Sequence[str]]
+        ],
+        *,
+        timeout_s: float = 5.0,
+    ) -> None:
+        """AlterClientQuotas: one ClientQuotaChange record per entity, checked by the caller
+        (``quorumq.security.quota_entity`` and ``check_quota_value``). Setting the same values
+        twice is harmless, so a retry after a timeout is safe.
+
+        Raises:
+            NotController, RequestTimedOut: retriable.
+        """
+        for entity, set_values, remove_keys in changes:
+            record = ClientQuotaChange(entity, dict(set_values), tuple(remove_keys))
             await self.bridge.propose(record, timeout_s=timeout_s)
 
 

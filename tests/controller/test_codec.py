@@ -12,6 +12,7 @@ from quorumq.controller.image import (
     RECORD_VERSIONS,
     AlterPartition,
     BrokerHeartbeat,
+    ClientQuotaChange,
     ConfigChange,
     ControllerEpochBump,
     CreateTopic,
@@ -49,6 +50,8 @@ RECORDS = [
     PartitionChange("orders", "2f6c", 0, 4, 9, 2, new_leader=-1),
     PartitionChange("orders", "2f6c", 0, 4, 9, 2, 0, (0,), (0, 1)),
     ControllerEpochBump(2, 7, 99),
+    ClientQuotaChange((("client-id", None),), {"producer_byte_rate": 1024.0}),
+    ClientQuotaChange((("client-id", "app"), ("user", "alice")), {}, ("consumer_byte_rate",)),
 ]
 
 
@@ -127,6 +130,26 @@ def test_codec_image_snapshot_round_trip() -> None:
     assert decode_image(encode_image(MetadataImage())) == MetadataImage()
 
 
+def test_codec_snapshot_keeps_client_quotas_and_reads_a_v2_snapshot_as_having_none() -> None:
+    image = apply_all(
+        [
+            ClientQuotaChange((("client-id", None),), {"producer_byte_rate": 1024.0}),
+            ClientQuotaChange((("user", "alice"),), {"consumer_byte_rate": 5.5}),
+        ],
+        live_cluster(),
+    )
+    assert len(image.client_quotas.entries) == 2
+    assert decode_image(encode_image(image)) == image
+    old = image_to_dict(image)
+    old["v"] = 2
+    del old["client_quotas"]
+    assert not image_from_dict(old).client_quotas
+    bad = image_to_dict(image)
+    bad["client_quotas"][0]["values"] = [["producer_byte_rate", "fast"]]
+    with pytest.raises(CorruptRecord):
+        image_from_dict(bad)
+
+
 def test_codec_reads_a_v1_snapshot_with_heartbeats_and_reports() -> None:
     """Snapshots written while heartbeats were Raft records carry each broker's last heartbeat
     and reports: the heartbeat becomes the registration time, the reports are dropped (the
@@ -147,7 +170,7 @@ def test_codec_reads_a_v1_snapshot_with_heartbeats_and_reports() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"nope", b"{}", b'{"type": "MetadataImage", "v": 3}', encode_record(FenceBroker(1, 1, 1))],
+    [b"nope", b"{}", b'{"type": "MetadataImage", "v": 4}', encode_record(FenceBroker(1, 1, 1))],
 )
 def test_codec_refuses_corrupt_snapshots(data: bytes) -> None:
     with pytest.raises(CorruptRecord):

@@ -18,6 +18,7 @@ History:
         active controller's memory); v1 is read with its last heartbeat as the registration time
         and its reports dropped (the controller waits for fresh ones).
     BrokerHeartbeat records are still read (old journals) but no longer written.
+    MetadataImage v3: + client_quotas (entity pairs and values); v1 and v2 are read with none.
     Every other record: v1.
 
 Decoding failures raise :class:`CorruptRecord`: bytes that are not JSON, an unknown type, a
@@ -33,11 +34,13 @@ from typing import Any
 import attrs
 
 from quorumq.errors import CorruptRecord
+from quorumq.security import QuotaTable
 
 from ._image import BrokerState, MetadataImage, PartitionState, TopicState
 from ._records import (
     AlterPartition,
     BrokerHeartbeat,
+    ClientQuotaChange,
     ConfigChange,
     ControllerEpochBump,
     CreateTopic,
@@ -95,6 +98,30 @@ def _configs(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise _bad(f"expected an object of configs, got {value!r}")
     return {_str(k): _str(v) for k, v in value.items()}
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _entity(value: Any) -> tuple[tuple[str, str | None], ...]:
+    pairs = []
+    for pair in _list(value):
+        if len(_list(pair)) != 2:
+            raise _bad(f"expected an [entity type, name] pair, got {pair!r}")
+        pairs.append((_str(pair[0]), _optional(_str)(pair[1])))
+    return tuple(pairs)
+
+
+def _quota_values(value: Any) -> tuple[tuple[str, float], ...]:
+    pairs = []
+    for pair in _list(value):
+        if len(_list(pair)) != 2:
+            raise _bad(f"expected a [key, value] pair, got {pair!r}")
+        pairs.append((_str(pair[0]), _float(pair[1])))
+    return tuple(pairs)
 
 
 def _report(value: Any) -> ReplicaReport:
@@ -180,6 +207,7 @@ _SCHEMAS: dict[type, dict[int, _Schema]] = {
         }
     },
     ControllerEpochBump: {1: {"controller_id": _int, "controller_epoch": _int, "now_ms": _int}},
+    ClientQuotaChange: {1: {"entity": _entity, "set_values": _quota_values, "remove_keys": _strs}},
 }
 
 RECORD_VERSIONS: Mapping[str, int] = {cls.__name__: max(v) for cls, v in _SCHEMAS.items()}
@@ -318,8 +346,8 @@ def decode_entry(data: bytes) -> tuple[MetadataRecord, ...]:
 
 # --- image snapshots -----------------------------------------------------------------------------
 
-IMAGE_VERSION = 2
-READABLE_IMAGE_VERSIONS = (1, 2)
+IMAGE_VERSION = 3
+READABLE_IMAGE_VERSIONS = (1, 2, 3)
 
 
 def image_to_dict(image: MetadataImage) -> dict[str, Any]:
@@ -373,6 +401,12 @@ def image_to_dict(image: MetadataImage) -> dict[str, Any]:
         "controller_epoch_start_ms": image.controller_epoch_start_ms,
         "last_broker_epoch": image.last_broker_epoch,
         "record_count": image.record_count,
+        "client_quotas": [
+            {"entity": _plain(entity), "values": sorted([k, v] for k, v in values.items())}
+            for entity, values in sorted(
+                image.client_quotas.entries.items(), key=lambda kv: json.dumps(kv[0])
+            )
+        ],
     }
 
 
@@ -459,7 +493,16 @@ def image_from_dict(obj: Any) -> MetadataImage:
         controller_epoch_start_ms=_int(top["controller_epoch_start_ms"]),
         last_broker_epoch=_int(top["last_broker_epoch"]),
         record_count=_int(top["record_count"]),
+        client_quotas=_client_quotas(top.get("client_quotas", []) if version >= 3 else []),
     )
+
+
+def _client_quotas(value: Any) -> QuotaTable:
+    entries = {}
+    for raw in _list(value):
+        q = _object(raw, ("entity", "values"))
+        entries[_entity(q["entity"])] = dict(_quota_values(q["values"]))
+    return QuotaTable(entries)
 
 
 def encode_image(image: MetadataImage) -> bytes:

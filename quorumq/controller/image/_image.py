@@ -19,12 +19,15 @@ from typing import Any
 import attrs
 
 from quorumq.errors import ErrorCode
+from quorumq.security import QuotaTable
 
 from ._records import (
     NO_LEADER,
     AlterPartition,
     BrokerChanged,
     BrokerHeartbeat,
+    ClientQuotaChange,
+    ClientQuotasChanged,
     ConfigChange,
     ControllerChanged,
     ControllerEpochBump,
@@ -100,8 +103,9 @@ class MetadataImage:
 
     ``controller_id``/``controller_epoch`` name the active controller (-1/0 before the first
     ControllerEpochBump); ``controller_epoch_start_ms`` is when it took over (fencing grace).
-    ``last_broker_epoch`` is the counter broker epochs are drawn from. ACLs and quotas will be
-    further fields with their own records.
+    ``last_broker_epoch`` is the counter broker epochs are drawn from. ``client_quotas`` are the
+    byte-rate quotas every broker enforces (``quorumq.security``). ACLs will be a further field
+    with its own records.
     """
 
     brokers: Mapping[int, BrokerState] = attrs.field(factory=dict)
@@ -111,6 +115,7 @@ class MetadataImage:
     controller_epoch_start_ms: int = 0
     last_broker_epoch: int = 0
     record_count: int = 0
+    client_quotas: QuotaTable = attrs.field(factory=QuotaTable)
 
     def live_brokers(self) -> frozenset[int]:
         """Ids of registered, unfenced brokers: the ones that may lead and be in an ISR."""
@@ -417,6 +422,11 @@ def _controller_epoch(image: MetadataImage, r: ControllerEpochBump) -> _Result:
     return image, [ControllerChanged(r.controller_id, r.controller_epoch)]
 
 
+def _client_quota_change(image: MetadataImage, r: ClientQuotaChange) -> _Result:
+    quotas = image.client_quotas.altered(r.entity, dict(r.set_values), r.remove_keys)
+    return attrs.evolve(image, client_quotas=quotas), [ClientQuotasChanged(r.entity)]
+
+
 _HANDLERS: dict[type, Callable[[MetadataImage, Any], _Result]] = {
     RegisterBroker: _register,
     BrokerHeartbeat: _heartbeat,
@@ -428,6 +438,7 @@ _HANDLERS: dict[type, Callable[[MetadataImage, Any], _Result]] = {
     AlterPartition: _alter_partition,
     PartitionChange: _partition_change,
     ControllerEpochBump: _controller_epoch,
+    ClientQuotaChange: _client_quota_change,
 }
 
 

@@ -127,6 +127,26 @@ class ConfigChange:
     )
 
 
+def _quota_values(values: object) -> tuple[tuple[str, float], ...]:
+    items = values.items() if isinstance(values, Mapping) else values  # type: ignore[attr-defined]
+    return tuple(sorted((str(k), float(v)) for k, v in items))
+
+
+@attrs.frozen
+class ClientQuotaChange:
+    """Sets and removes byte-rate quotas of one entity (Kafka's AlterClientQuotas entry, and
+    KRaft's ClientQuotaRecord). ``entity`` is a normalised
+    :data:`quorumq.security.QuotaEntity`; checked by the proposer, applied as given."""
+
+    entity: tuple[tuple[str, str | None], ...] = attrs.field(
+        converter=lambda e: tuple(sorted((str(k), None if n is None else str(n)) for k, n in e))
+    )
+    set_values: tuple[tuple[str, float], ...] = attrs.field(default=(), converter=_quota_values)
+    remove_keys: tuple[str, ...] = attrs.field(
+        default=(), converter=lambda keys: tuple(sorted(str(k) for k in keys))
+    )
+
+
 @attrs.frozen
 class AlterPartition:
     """The partition leader changes its ISR (Kafka's AlterPartition, KIP-497): shrink or expand.
@@ -213,8 +233,9 @@ MetadataRecord = (
     | AlterPartition
     | PartitionChange
     | ControllerEpochBump
+    | ClientQuotaChange
 )
-"""Every record type the metadata log carries (ACL and quota records come later)."""
+"""Every record type the metadata log carries (ACL records come later)."""
 
 DECISIONS = (FenceBroker, UnfenceBroker, PartitionChange)
 """Record types stamped with a controller epoch."""
@@ -249,6 +270,13 @@ class TopicDeleted:
 @attrs.frozen
 class TopicConfigChanged:
     name: str
+
+
+@attrs.frozen
+class ClientQuotasChanged:
+    """An entity's quotas were set or removed."""
+
+    entity: tuple[tuple[str, str | None], ...]
 
 
 @attrs.frozen
@@ -302,6 +330,7 @@ ImageChange = (
     | PartitionChanged
     | ControllerChanged
     | HeartbeatApplied
+    | ClientQuotasChanged
     | Rejected
     | ImageReset
 )
