@@ -32,6 +32,13 @@ from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import FetchContext, FetchSessionCache
 from quorumq.broker._flusher import LogFlusher, run_log_maintenance
 from quorumq.broker._partition import Partition, rebuild_producer_state
+from quorumq.broker._quotas import (
+    Throttler,
+    load_quotas,
+    mute_deadline,
+    produce_throttle_ms,
+    throttled_encoder,
+)
 from quorumq.broker._server import (
     NO_RESPONSE,
     PENDING,
@@ -74,6 +81,7 @@ from quorumq.log import (
     validate_records,
 )
 from quorumq.protocol.records import ATTR_TIMESTAMP_TYPE, BatchHeader, compute_crc
+from quorumq.security import QuotaTracker
 
 log = logging.getLogger("quorumq.broker")
 
@@ -138,6 +146,13 @@ class Broker:
         self.flusher: LogFlusher | None = None
         self.groups: Any = None  # the group coordinator shell (_groups.GroupCoordinatorShell)
         self._advertised: tuple[int, dict[p.ApiKey, tuple[int, int]]] | None = None
+        self.throttler = Throttler(
+            tracker=QuotaTracker(
+                window_ms=max(1, round(config.quota_window_size_seconds * 1000)),
+                samples=max(1, config.quota_window_num),
+            )
+        )
+        """Client quotas: the single broker's from its quota file, a cluster's from the image."""
         self._handlers: dict[int, Handler] = {
             p.ApiKey.API_VERSIONS: self._api_versions,
             p.ApiKey.METADATA: self._metadata,
@@ -169,6 +184,7 @@ class Broker:
         self._lock_file = lock_data_dir(data_dir)
         self.cluster_id = load_cluster_id(data_dir)
         self.topics = TopicStore.open(data_dir)
+        self.throttler.table = load_quotas(data_dir)
         self.producer_ids = ProducerIdStore.open(data_dir, node_id=self.config.node_id)
         self.logs = LogManager(data_dir)
         for spec in list(self.topics.topics.values()):
@@ -386,7 +402,31 @@ class Broker:
             request = p.decode_request(header, frame, body_offset)
         except (InvalidRequest, UnsupportedVersion) as exc:
             raise ConnectionClosed(f"bad request body: {exc}") from None
-        return _encoded(header, handler(header, request))
+        result = handler(header, request)
+        if self.throttler.table and (
+            header.api_key == p.ApiKey.PRODUCE
+            or (header.api_key == p.ApiKey.FETCH and request.replica_id < 0)
+        ):
+            return self._throttled(header, len(frame), info, result)
+        return _encoded(header, result)
+
+    def _throttled(
+        self, header: p.RequestHeader, frame_size: int, info: ConnectionInfo, result: Any
+    ) -> Any:
+        """A client produce's or consumer fetch's answer under a quota (``_quotas.py``):
+        encoded with the throttle it earned, which also mutes the connection that long."""
+
+        def mute(throttle_ms: int) -> None:
+            until = mute_deadline(trio.current_time(), throttle_ms)
+            info.muted_until = max(info.muted_until, until)
+
+        throttle = None
+        if header.api_key == p.ApiKey.PRODUCE:
+            throttle = produce_throttle_ms(self.throttler, header, frame_size, now_ms())
+            if throttle and result is NO_RESPONSE:
+                mute(throttle)  # acks=0: no answer to carry it, the muting alone holds it back
+        encode = throttled_encoder(self.throttler, header, throttle, now_ms, mute)
+        return _encoded(header, result, encode)
 
     def _register_optional_handlers(self) -> None:
         """APIs whose codecs land separately from the core four (ListOffsets, topics, ...)."""
@@ -793,42 +833,51 @@ def _with_produce_error(response: p.ProduceResponse, code: int) -> p.ProduceResp
     )
 
 
-def _encoded(header: p.RequestHeader, result: Any) -> Any:
-    """A handler's answer, with what it will send encoded for ``header``'s version."""
+Encoder = Callable[[Any], Any]
+"""A response value → the buffers to send (``p.encode_response`` for the request's header)."""
+
+
+def _encoded(header: p.RequestHeader, result: Any, encode: Encoder | None = None) -> Any:
+    """A handler's answer, with what it will send encoded for ``header``'s version (by
+    ``encode`` when given: a throttled answer)."""
     if result is NO_RESPONSE:
         return NO_RESPONSE
+    if encode is None:
+        if not isinstance(result, (Parked, Delayed, Held)):
+            return p.encode_response(header, result)
+        encode = partial(p.encode_response, header)
     if isinstance(result, Parked):
         answer_now = result.answer_now
         return Parked(
-            _encode_poll(header, result.poll),
+            _encode_poll(encode, result.poll),
             result.watchers,
             result.deadline,
-            None if answer_now is None else _encode_poll(header, answer_now),
+            None if answer_now is None else _encode_poll(encode, answer_now),
         )
     if isinstance(result, Delayed):
-        return Delayed(_encode_later(header, result))
+        return Delayed(_encode_later(encode, result))
     if isinstance(result, Held):
         again = result.again
-        return Held(result.wait, lambda: _encoded(header, again()))
-    return p.encode_response(header, result)
+        return Held(result.wait, lambda: _encoded(header, again(), encode))
+    return encode(result)
 
 
-def _encode_poll(header: p.RequestHeader, poll: Callable[[], Any]) -> Callable[[], Any]:
+def _encode_poll(encode: Encoder, poll: Callable[[], Any]) -> Callable[[], Any]:
     def encoded() -> Any:
         result = poll()
         if result is PENDING or result is NO_RESPONSE:
             return result
-        return p.encode_response(header, result)
+        return encode(result)
 
     return encoded
 
 
-def _encode_later(header: p.RequestHeader, delayed: Delayed) -> Any:
+def _encode_later(encode: Encoder, delayed: Delayed) -> Any:
     async def run() -> Any:
         result = await delayed.wait()
         if result is NO_RESPONSE:
             return NO_RESPONSE
-        return p.encode_response(header, result)
+        return encode(result)
 
     return run
 
@@ -845,4 +894,6 @@ _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
     p.ApiKey.FIND_COORDINATOR: (0, 2),
     p.ApiKey.ELECT_LEADERS: (0, 2),  # cluster brokers only (a handler is needed)
     p.ApiKey.BROKER_HEARTBEAT: (0, 1),  # cluster brokers only; answered by the active controller
+    p.ApiKey.DESCRIBE_CLIENT_QUOTAS: (0, 1),
+    p.ApiKey.ALTER_CLIENT_QUOTAS: (0, 1),
 }

@@ -41,6 +41,7 @@ from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import progress_refresh_s
 from quorumq.broker._fetcher import FollowerFetcher
 from quorumq.broker._lease import LeaderLease
+from quorumq.broker._quotas import alter_result, check_alter_entries
 from quorumq.broker._replica import FOLLOWER, IDLE, ReplicaPartition, now_ms
 from quorumq.broker._server import Delayed, Held, open_listeners
 from quorumq.broker._topics import TopicSpec
@@ -226,6 +227,7 @@ class ClusterBroker(Broker):
         self._handlers[p.ApiKey.DELETE_TOPICS] = self._delete_topics
         self._handlers[p.ApiKey.ELECT_LEADERS] = self._elect_leaders
         self._handlers[p.ApiKey.BROKER_HEARTBEAT] = self._broker_heartbeat
+        self._handlers[p.ApiKey.ALTER_CLIENT_QUOTAS] = self._alter_client_quotas
         for api_key, bound_ms in (
             (p.ApiKey.PRODUCE, _produce_hold_ms),
             (p.ApiKey.FETCH, _fetch_hold_ms),
@@ -386,6 +388,7 @@ class ClusterBroker(Broker):
                 controller_epoch = self.bridge.image.controller_epoch
                 if self.membership is not None and self.membership.broker_epoch:
                     self.membership.request_heartbeat()
+            self.throttler.table = self.bridge.image.client_quotas
             self._reconcile()
             self._opened.set()
             self._opened = trio.Event()
@@ -1093,6 +1096,32 @@ class ClusterBroker(Broker):
             return p.DeleteTopicsResponse(responses=results)
 
         return Delayed(delete_all)
+
+    def _alter_client_quotas(self, header: p.RequestHeader, request: Any) -> Any:
+        """AlterClientQuotas through the controller: every broker enforces the image's quotas
+        (DescribeClientQuotas answers from this broker's copy of it)."""
+        checked = check_alter_entries(request)
+        changes = [change for _, change, _ in checked if change is not None]
+        deadline = trio.current_time() + 10.0
+
+        async def alter() -> Any:
+            failure: Exception | None = None
+            if changes and not request.validate_only:
+                try:
+                    await self._through_controller(
+                        lambda: self._controller_or_raise().alter_client_quotas(changes), deadline
+                    )
+                except Exception as exc:
+                    failure = exc
+            code = 0 if failure is None else error_code_for(failure, "alter client quotas")
+            return p.AlterClientQuotasResponse(
+                entries=[
+                    alter_result(entry, error) if error else alter_result(entry, failure, code)
+                    for entry, _, error in checked
+                ]
+            )
+
+        return Delayed(alter)
 
     def _elect_leaders(self, header: p.RequestHeader, request: p.ElectLeadersRequest) -> Any:
         """ElectLeaders (``kafka-leader-election.sh``, AdminClient ``elect_leaders``): planned

@@ -37,6 +37,10 @@ class BrokerConfig:
     """``group.initial.rebalance.delay.ms``: a new group waits this long for more members."""
     group_min_session_timeout_ms: int = 6_000
     """``group.min.session.timeout.ms``: shorter session timeouts are refused."""
+    quota_window_num: int = 11
+    """``quota.window.num``: samples a client's byte rate is measured over."""
+    quota_window_size_seconds: float = 1.0
+    """``quota.window.size.seconds``: one sample's length (tests shorten both)."""
 
     @property
     def advertised(self) -> str:

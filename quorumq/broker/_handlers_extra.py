@@ -1,5 +1,6 @@
 """Handlers beyond the core four: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs,
-InitProducerId, OffsetForLeaderEpoch and FindCoordinator.
+InitProducerId, OffsetForLeaderEpoch, FindCoordinator, DescribeClientQuotas and
+AlterClientQuotas.
 
 All are synchronous: topic changes and producer-id blocks are written (and fsynced) before the
 answer, so an acknowledged CreateTopics or InitProducerId survives a crash. Each registers only
@@ -9,13 +10,22 @@ serves.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quorumq import protocol as p
+from quorumq.broker._quotas import (
+    alter_result,
+    apply_changes,
+    check_alter_entries,
+    describe_client_quotas,
+    save_quotas,
+)
 from quorumq.errors import (
     ErrorCode,
     InvalidReplicationFactor,
     InvalidRequest,
+    KafkaStorageError,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +77,16 @@ def register(broker: Broker, handlers: dict[int, Handler]) -> None:
             "FindCoordinatorResponse",
             lambda h, r: _find_coordinator(broker, h, r),
         ),
+        (
+            p.ApiKey.DESCRIBE_CLIENT_QUOTAS,
+            "DescribeClientQuotasResponse",
+            lambda h, r: describe_client_quotas(broker.throttler.table, r),
+        ),
+        (
+            p.ApiKey.ALTER_CLIENT_QUOTAS,
+            "AlterClientQuotasResponse",
+            lambda h, r: _alter_client_quotas(broker, h, r),
+        ),
     ]
     for api_key, response_class, handler in table:
         if hasattr(p, response_class):
@@ -77,6 +97,25 @@ def _code(exc: Exception, what: str) -> int:
     from quorumq.broker._broker import error_code_for
 
     return error_code_for(exc, what)
+
+
+# --- AlterClientQuotas (a single broker: its quota file) -------------------------------------
+
+
+def _alter_client_quotas(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    checked = check_alter_entries(request)
+    changes = [change for _, change, _ in checked if change is not None]
+    failure: Exception | None = None
+    if changes and not request.validate_only:
+        table = apply_changes(broker.throttler.table, changes)
+        try:
+            save_quotas(Path(broker.config.data_dir), table)
+            broker.throttler.table = table
+        except OSError as exc:
+            failure = KafkaStorageError(f"cannot save the quotas: {exc}")
+    return p.AlterClientQuotasResponse(
+        entries=[alter_result(entry, error or failure) for entry, _, error in checked]
+    )
 
 
 # --- ListOffsets ------------------------------------------------------------------------------

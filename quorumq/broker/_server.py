@@ -201,11 +201,14 @@ RequestHandler = Callable[[bytes, "ConnectionInfo"], Any]
 It raises ConnectionClosed for a frame that ends the connection."""
 
 
-@attrs.frozen
+@attrs.define
 class ConnectionInfo:
-    """Who is on the other end (for log lines)."""
+    """Who is on the other end (for log lines), and until when the connection is muted."""
 
     peer: str
+    muted_until: float = 0.0
+    """Trio time before which the connection reads no request: a client over its quota
+    (KIP-219; ``_quotas.py``). 0: not muted."""
 
 
 @attrs.define(eq=False)
@@ -300,6 +303,12 @@ class _Connection:
     async def read(self, reader: FrameReader, handle: RequestHandler, info: ConnectionInfo) -> None:
         slots = self.slots
         while True:
+            while info.muted_until:
+                # A throttle earned while muted (a delayed fetch's) pushes the deadline out.
+                until = info.muted_until
+                await trio.sleep_until(until)
+                if info.muted_until == until:
+                    info.muted_until = 0.0
             frame = await reader.next_frame()
             if frame is None:
                 # The client closed its side: like Kafka, drop what is still pending (appends

@@ -31,6 +31,7 @@ def _register() -> None:
         _compare,
         _demo,
         _group,
+        _quota,
         _shell,
         _topic,
     )

@@ -10,6 +10,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -20,8 +21,10 @@ from quorumq.broker import Broker, BrokerConfig
 class BrokerThread:
     """Runs one Broker in a thread; ``restart()`` stops and starts it on the same data dir."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **config: Any) -> None:
         self.data_dir = data_dir
+        self.config = config
+        """Further :class:`BrokerConfig` fields."""
         self.port = 0
         self.broker: Broker | None = None
         self._thread: threading.Thread | None = None
@@ -34,7 +37,7 @@ class BrokerThread:
 
     def start(self) -> None:
         ready: queue.Queue[object] = queue.Queue()
-        broker = Broker(BrokerConfig(data_dir=self.data_dir, port=self.port))
+        broker = Broker(BrokerConfig(data_dir=self.data_dir, port=self.port, **self.config))
         self.broker = broker
 
         async def main() -> None:

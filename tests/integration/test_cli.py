@@ -107,6 +107,31 @@ def test_cli_create_existing_topic(
     assert code == 1 and "TOPIC_ALREADY_EXISTS" in err
 
 
+def test_cli_quota_set_describe_remove(
+    broker: BrokerThread, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    b = ["--bootstrap", broker.bootstrap]
+    code, out, _ = run_cli(
+        ["quota", "set", "--client-id", "app", "--producer-byte-rate", "1500", *b],
+        monkeypatch,
+        capfd,
+    )
+    assert code == 0 and "client-id=app" in out
+    args = ["quota", "set", "--client-id", "<default>", "--consumer-byte-rate", "2e6", *b]
+    assert run_cli(args, monkeypatch, capfd)[0] == 0
+    code, out, _ = run_cli(["quota", "describe", *b], monkeypatch, capfd)
+    assert code == 0 and "client-id=app" in out and "1,500" in out and "2,000,000" in out
+    assert run_cli(["quota", "remove", "--client-id", "app", *b], monkeypatch, capfd)[0] == 0
+    code, out, _ = run_cli(["quota", "describe", *b], monkeypatch, capfd)
+    assert code == 0 and "client-id=app" not in out and "client-id=<default>" in out
+    # Bad input: one line, no traceback.
+    code, _, err = run_cli(["quota", "set", "--client-id", "x", *b], monkeypatch, capfd)
+    assert code == 2 and "--producer-byte-rate" in err
+    args = ["quota", "set", "--client-id", "", "--producer-byte-rate", "5", *b]
+    code, _, err = run_cli(args, monkeypatch, capfd)
+    assert code == 1 and err.count("\n") == 1 and "INVALID_REQUEST" in err
+
+
 def test_cli_refused_connection_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
