@@ -62,6 +62,8 @@ class ApiKey(enum.IntEnum):
     ELECT_LEADERS = 43
     DESCRIBE_CLIENT_QUOTAS = 48
     ALTER_CLIENT_QUOTAS = 49
+    DESCRIBE_USER_SCRAM_CREDENTIALS = 50
+    ALTER_USER_SCRAM_CREDENTIALS = 51
     BROKER_HEARTBEAT = 63
 
 
@@ -147,6 +149,20 @@ register(
     admin.AlterClientQuotasResponse,
     0,
     1,
+)
+register(
+    ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS,
+    admin.DescribeUserScramCredentialsRequest,
+    admin.DescribeUserScramCredentialsResponse,
+    0,
+    0,
+)
+register(
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS,
+    admin.AlterUserScramCredentialsRequest,
+    admin.AlterUserScramCredentialsResponse,
+    0,
+    0,
 )
 register(ApiKey.BROKER_HEARTBEAT, admin.BrokerHeartbeatRequest, admin.BrokerHeartbeatResponse, 0, 1)
 register(ApiKey.FIND_COORDINATOR, admin.FindCoordinatorRequest, admin.FindCoordinatorResponse, 0, 2)

@@ -1,6 +1,6 @@
 """Message schemas: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs, InitProducerId,
-OffsetForLeaderEpoch, FindCoordinator, ElectLeaders, DescribeClientQuotas, AlterClientQuotas
-and BrokerHeartbeat.
+OffsetForLeaderEpoch, FindCoordinator, ElectLeaders, DescribeClientQuotas, AlterClientQuotas,
+DescribeUserScramCredentials, AlterUserScramCredentials and BrokerHeartbeat.
 
 Same conventions as ``_messages_core``: one class per Kafka struct for every version we speak,
 field order is wire order, a topic is ``name`` and a partition ``partition_index`` throughout.
@@ -439,6 +439,85 @@ class AlterClientQuotasResult:
 class AlterClientQuotasResponse:
     throttle_time_ms: int = f(INT32, default=0)
     entries: Sequence[AlterClientQuotasResult] = f(Array(AlterClientQuotasResult), default=())
+
+
+# --- DescribeUserScramCredentials (key 50) and AlterUserScramCredentials (key 51) ------------
+
+SCRAM_SHA_256 = 1
+"""Kafka's ``ScramMechanism`` number of SCRAM-SHA-256."""
+SCRAM_SHA_512 = 2
+"""Kafka's ``ScramMechanism`` number of SCRAM-SHA-512."""
+
+
+@attrs.frozen(kw_only=True)
+class ScramUserName:
+    name: str = f(STRING)
+
+
+@attrs.frozen(kw_only=True)
+class DescribeUserScramCredentialsRequest:
+    users: Sequence[ScramUserName] | None = f(Array(ScramUserName), null=(0, None), default=None)
+    """None (or empty): every user with a credential."""
+
+
+@attrs.frozen(kw_only=True)
+class ScramCredentialInfo:
+    mechanism: int = f(INT8)
+    iterations: int = f(INT32)
+
+
+@attrs.frozen(kw_only=True)
+class DescribeUserScramCredentialsResult:
+    user: str = f(STRING)
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+    credential_infos: Sequence[ScramCredentialInfo] = f(Array(ScramCredentialInfo), default=())
+
+
+@attrs.frozen(kw_only=True)
+class DescribeUserScramCredentialsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+    results: Sequence[DescribeUserScramCredentialsResult] = f(
+        Array(DescribeUserScramCredentialsResult), default=()
+    )
+
+
+@attrs.frozen(kw_only=True)
+class ScramCredentialDeletion:
+    name: str = f(STRING)
+    mechanism: int = f(INT8)
+
+
+@attrs.frozen(kw_only=True)
+class ScramCredentialUpsertion:
+    name: str = f(STRING)
+    mechanism: int = f(INT8)
+    iterations: int = f(INT32)
+    salt: bytes = f(BYTES)
+    salted_password: bytes = f(BYTES)
+
+
+@attrs.frozen(kw_only=True)
+class AlterUserScramCredentialsRequest:
+    deletions: Sequence[ScramCredentialDeletion] = f(Array(ScramCredentialDeletion), default=())
+    upsertions: Sequence[ScramCredentialUpsertion] = f(Array(ScramCredentialUpsertion), default=())
+
+
+@attrs.frozen(kw_only=True)
+class AlterUserScramCredentialsResult:
+    user: str = f(STRING)
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+
+
+@attrs.frozen(kw_only=True)
+class AlterUserScramCredentialsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    results: Sequence[AlterUserScramCredentialsResult] = f(
+        Array(AlterUserScramCredentialsResult), default=()
+    )
 
 
 # --- BrokerHeartbeat (key 63) -----------------------------------------------------------------

@@ -58,6 +58,14 @@ KAFKA_PYTHON: dict[ApiKey, tuple[Any, Any]] = {
         kp_admin.DescribeClientQuotasRequest,
         kp_admin.DescribeClientQuotasResponse,
     ),
+    ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: (
+        kp_admin.DescribeUserScramCredentialsRequest,
+        kp_admin.DescribeUserScramCredentialsResponse,
+    ),
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: (
+        kp_admin.AlterUserScramCredentialsRequest,
+        kp_admin.AlterUserScramCredentialsResponse,
+    ),
     ApiKey.ALTER_CLIENT_QUOTAS: (
         kp_admin.AlterClientQuotasRequest,
         kp_admin.AlterClientQuotasResponse,
