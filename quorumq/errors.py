@@ -490,6 +490,36 @@ class SaslAuthenticationFailed(QuorumqError):
     code = ErrorCode.SASL_AUTHENTICATION_FAILED
 
 
+class UnsupportedSaslMechanism(QuorumqError):
+    """The broker does not offer the SASL mechanism the client asked for."""
+
+    code = ErrorCode.UNSUPPORTED_SASL_MECHANISM
+
+
+class IllegalSaslState(QuorumqError):
+    """A SASL request out of order (authenticate before a handshake, or after a failure)."""
+
+    code = ErrorCode.ILLEGAL_SASL_STATE
+
+
+class UnacceptableCredential(QuorumqError):
+    """A SCRAM credential Kafka would refuse (iterations out of range, an empty salt or name)."""
+
+    code = ErrorCode.UNACCEPTABLE_CREDENTIAL
+
+
+class ResourceNotFound(QuorumqError):
+    """The named resource (a user's credential, for example) does not exist."""
+
+    code = ErrorCode.RESOURCE_NOT_FOUND
+
+
+class DuplicateResource(QuorumqError):
+    """A request names the same resource twice."""
+
+    code = ErrorCode.DUPLICATE_RESOURCE
+
+
 def error_for_code(code: int) -> type[QuorumqError]:
     """Returns the exception class that answers with ``code`` (for clients decoding responses).
 

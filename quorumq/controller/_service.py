@@ -28,6 +28,7 @@ from quorumq.errors import (
     UnknownTopicOrPartition,
 )
 from quorumq.protocol import ELECTION_PREFERRED
+from quorumq.security import ScramCredential
 
 from ._bridge import ControllerBridge, outcome_error, wall_clock_ms
 from .image import (
@@ -49,7 +50,9 @@ from .image import (
     PartitionChange,
     PartitionScan,
     RegisterBroker,
+    RemoveUserScramCredential,
     ReplicaReport,
+    UserScramCredential,
     brokers_to_probe,
     controlled_shutdown_done,
     plan_create_topic,
@@ -509,6 +512,36 @@ class Controller:
         for entity, set_values, remove_keys in changes:
             record = ClientQuotaChange(entity, dict(set_values), tuple(remove_keys))
             await self.bridge.propose(record, timeout_s=timeout_s)
+
+    async def alter_user_scram_credentials(
+        self,
+        alterations: Sequence[tuple[str, str, ScramCredential | None]],
+        *,
+        timeout_s: float = 5.0,
+    ) -> None:
+        """AlterUserScramCredentials for one user: a UserScramCredential record per upsertion
+        (the stored form, never the password) and a RemoveUserScramCredential per deletion.
+
+        Raises:
+            NotController, RequestTimedOut: retriable (setting a credential twice is harmless).
+        """
+        for user, mechanism, credential in alterations:
+            if credential is None:
+                await self.bridge.propose(
+                    RemoveUserScramCredential(user, mechanism),
+                    timeout_s=timeout_s,
+                    raise_rejected=False,  # already gone: what the caller wanted
+                )
+            else:
+                record = UserScramCredential(
+                    user,
+                    mechanism,
+                    credential.salt,
+                    credential.iterations,
+                    credential.stored_key,
+                    credential.server_key,
+                )
+                await self.bridge.propose(record, timeout_s=timeout_s)
 
 
 HeartbeatSender = Callable[[BrokerHeartbeat], Awaitable[bool]]

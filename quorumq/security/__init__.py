@@ -1,4 +1,5 @@
-"""Security: client byte-rate quotas (SASL and ACLs are not built yet; ``docs/security.md``)."""
+"""Security: SASL authentication (PLAIN, SCRAM) and client byte-rate quotas; ACLs are not
+built yet (``docs/security.md``)."""
 
 from quorumq.security._quotas import (
     ANONYMOUS,
@@ -15,19 +16,53 @@ from quorumq.security._quotas import (
     describe_entity,
     quota_entity,
 )
+from quorumq.security._sasl import (
+    MAX_ITERATIONS,
+    MIN_ITERATIONS,
+    PLAIN,
+    SASL_MECHANISMS,
+    SCRAM_MECHANISMS,
+    SCRAM_SHA_256,
+    SCRAM_SHA_512,
+    CredentialLookup,
+    ScramClient,
+    ScramCredential,
+    ScramServer,
+    check_plain,
+    credential_for_password,
+    credential_from_salted,
+    mechanism_by_number,
+    salted_password,
+)
 
 __all__ = [
     "ANONYMOUS",
     "CLIENT_ID",
     "CONSUMER_BYTE_RATE",
     "ENTITY_TYPES",
+    "MAX_ITERATIONS",
+    "MIN_ITERATIONS",
+    "PLAIN",
     "PRODUCER_BYTE_RATE",
     "QUOTA_KEYS",
+    "SASL_MECHANISMS",
+    "SCRAM_MECHANISMS",
+    "SCRAM_SHA_256",
+    "SCRAM_SHA_512",
     "USER",
+    "CredentialLookup",
     "QuotaEntity",
     "QuotaTable",
     "QuotaTracker",
+    "ScramClient",
+    "ScramCredential",
+    "ScramServer",
+    "check_plain",
     "check_quota_value",
+    "credential_for_password",
+    "credential_from_salted",
     "describe_entity",
+    "mechanism_by_number",
     "quota_entity",
+    "salted_password",
 ]

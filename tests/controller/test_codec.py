@@ -21,8 +21,10 @@ from quorumq.controller.image import (
     MetadataImage,
     PartitionChange,
     RegisterBroker,
+    RemoveUserScramCredential,
     ReplicaReport,
     UnfenceBroker,
+    UserScramCredential,
     decode_image,
     decode_record,
     encode_image,
@@ -52,6 +54,8 @@ RECORDS = [
     ControllerEpochBump(2, 7, 99),
     ClientQuotaChange((("client-id", None),), {"producer_byte_rate": 1024.0}),
     ClientQuotaChange((("client-id", "app"), ("user", "alice")), {}, ("consumer_byte_rate",)),
+    UserScramCredential("alice", "SCRAM-SHA-256", b"\x00salt", 4096, b"s" * 32, b"k" * 32),
+    RemoveUserScramCredential("alice", "SCRAM-SHA-512"),
 ]
 
 
@@ -130,22 +134,27 @@ def test_codec_image_snapshot_round_trip() -> None:
     assert decode_image(encode_image(MetadataImage())) == MetadataImage()
 
 
-def test_codec_snapshot_keeps_client_quotas_and_reads_a_v2_snapshot_as_having_none() -> None:
+def test_codec_snapshot_keeps_quotas_and_credentials_and_reads_v2_as_having_none() -> None:
     image = apply_all(
         [
             ClientQuotaChange((("client-id", None),), {"producer_byte_rate": 1024.0}),
             ClientQuotaChange((("user", "alice"),), {"consumer_byte_rate": 5.5}),
+            UserScramCredential("alice", "SCRAM-SHA-512", b"salt", 8192, b"s" * 64, b"k" * 64),
         ],
         live_cluster(),
     )
-    assert len(image.client_quotas.entries) == 2
+    assert len(image.client_quotas.entries) == 2 and len(image.scram_credentials) == 1
     assert decode_image(encode_image(image)) == image
     old = image_to_dict(image)
     old["v"] = 2
-    del old["client_quotas"]
-    assert not image_from_dict(old).client_quotas
+    del old["client_quotas"], old["scram_credentials"]
+    assert not image_from_dict(old).client_quotas and not image_from_dict(old).scram_credentials
     bad = image_to_dict(image)
     bad["client_quotas"][0]["values"] = [["producer_byte_rate", "fast"]]
+    with pytest.raises(CorruptRecord):
+        image_from_dict(bad)
+    bad = image_to_dict(image)
+    bad["scram_credentials"][0]["salt"] = "not base64!"
     with pytest.raises(CorruptRecord):
         image_from_dict(bad)
 

@@ -69,11 +69,14 @@ from ._records import (
     PartitionChanged,
     RegisterBroker,
     Rejected,
+    RemoveUserScramCredential,
     ReplicaReport,
     TopicConfigChanged,
     TopicCreated,
     TopicDeleted,
     UnfenceBroker,
+    UserCredentialsChanged,
+    UserScramCredential,
 )
 from ._transfers import LeaderTransfer, LeaderTransfers
 from ._validation import (
@@ -123,6 +126,7 @@ __all__ = [
     "PartitionState",
     "RegisterBroker",
     "Rejected",
+    "RemoveUserScramCredential",
     "ReplicaReport",
     "ReplicationChooser",
     "StrategyElector",
@@ -131,6 +135,8 @@ __all__ = [
     "TopicDeleted",
     "TopicState",
     "UnfenceBroker",
+    "UserCredentialsChanged",
+    "UserScramCredential",
     "apply_record",
     "assign_replicas",
     "brokers_to_probe",

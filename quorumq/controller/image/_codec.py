@@ -18,7 +18,8 @@ History:
         active controller's memory); v1 is read with its last heartbeat as the registration time
         and its reports dropped (the controller waits for fresh ones).
     BrokerHeartbeat records are still read (old journals) but no longer written.
-    MetadataImage v3: + client_quotas (entity pairs and values); v1 and v2 are read with none.
+    MetadataImage v3: + client_quotas (entity pairs and values) and scram_credentials (bytes
+        in base64); v1 and v2 are read with neither.
     Every other record: v1.
 
 Decoding failures raise :class:`CorruptRecord`: bytes that are not JSON, an unknown type, a
@@ -27,6 +28,8 @@ missing field, a value of the wrong type.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,7 +37,7 @@ from typing import Any
 import attrs
 
 from quorumq.errors import CorruptRecord
-from quorumq.security import QuotaTable
+from quorumq.security import QuotaTable, ScramCredential
 
 from ._image import BrokerState, MetadataImage, PartitionState, TopicState
 from ._records import (
@@ -49,8 +52,10 @@ from ._records import (
     MetadataRecord,
     PartitionChange,
     RegisterBroker,
+    RemoveUserScramCredential,
     ReplicaReport,
     UnfenceBroker,
+    UserScramCredential,
 )
 
 # --- field kinds ---------------------------------------------------------------------------------
@@ -104,6 +109,13 @@ def _float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _bad(f"expected a number, got {value!r}")
     return float(value)
+
+
+def _b64(value: Any) -> bytes:
+    try:
+        return base64.b64decode(_str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad(f"expected base64 bytes, got {value!r}") from None
 
 
 def _entity(value: Any) -> tuple[tuple[str, str | None], ...]:
@@ -207,6 +219,17 @@ _SCHEMAS: dict[type, dict[int, _Schema]] = {
         }
     },
     ControllerEpochBump: {1: {"controller_id": _int, "controller_epoch": _int, "now_ms": _int}},
+    UserScramCredential: {
+        1: {
+            "user": _str,
+            "mechanism": _str,
+            "salt": _b64,
+            "iterations": _int,
+            "stored_key": _b64,
+            "server_key": _b64,
+        }
+    },
+    RemoveUserScramCredential: {1: {"user": _str, "mechanism": _str}},
     ClientQuotaChange: {1: {"entity": _entity, "set_values": _quota_values, "remove_keys": _strs}},
 }
 
@@ -227,6 +250,8 @@ def _plain(value: Any) -> Any:
         return {f.name: _plain(getattr(value, f.name)) for f in attrs.fields(type(value))}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
     return value
 
 
@@ -401,6 +426,7 @@ def image_to_dict(image: MetadataImage) -> dict[str, Any]:
         "controller_epoch_start_ms": image.controller_epoch_start_ms,
         "last_broker_epoch": image.last_broker_epoch,
         "record_count": image.record_count,
+        "scram_credentials": credentials_to_json(image.scram_credentials),
         "client_quotas": [
             {"entity": _plain(entity), "values": sorted([k, v] for k, v in values.items())}
             for entity, values in sorted(
@@ -494,7 +520,29 @@ def image_from_dict(obj: Any) -> MetadataImage:
         last_broker_epoch=_int(top["last_broker_epoch"]),
         record_count=_int(top["record_count"]),
         client_quotas=_client_quotas(top.get("client_quotas", []) if version >= 3 else []),
+        scram_credentials=credentials_from_json(
+            top.get("scram_credentials", []) if version >= 3 else []
+        ),
     )
+
+
+def credentials_to_json(credentials: Mapping[tuple[str, str], ScramCredential]) -> list[Any]:
+    """SCRAM credentials as JSON (bytes in base64): in snapshots and a single broker's file."""
+    return [
+        {"user": user, "mechanism": mechanism, **_plain(credential)}
+        for (user, mechanism), credential in sorted(credentials.items())
+    ]
+
+
+def credentials_from_json(value: Any) -> dict[tuple[str, str], ScramCredential]:
+    """Raises CorruptRecord for anything but :func:`credentials_to_json` output."""
+    out = {}
+    for raw in _list(value):
+        c = _object(raw, ("user", "mechanism", "salt", "iterations", "stored_key", "server_key"))
+        out[(_str(c["user"]), _str(c["mechanism"]))] = ScramCredential(
+            _b64(c["salt"]), _int(c["iterations"]), _b64(c["stored_key"]), _b64(c["server_key"])
+        )
+    return out
 
 
 def _client_quotas(value: Any) -> QuotaTable:

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from quorumq.errors import ErrorCode
-from quorumq.security import QuotaTable
+from quorumq.security import QuotaTable, ScramCredential
 
 from ._records import (
     NO_LEADER,
@@ -42,10 +42,13 @@ from ._records import (
     PartitionChanged,
     RegisterBroker,
     Rejected,
+    RemoveUserScramCredential,
     TopicConfigChanged,
     TopicCreated,
     TopicDeleted,
     UnfenceBroker,
+    UserCredentialsChanged,
+    UserScramCredential,
 )
 from ._validation import topic_name_error
 
@@ -104,7 +107,8 @@ class MetadataImage:
     ``controller_id``/``controller_epoch`` name the active controller (-1/0 before the first
     ControllerEpochBump); ``controller_epoch_start_ms`` is when it took over (fencing grace).
     ``last_broker_epoch`` is the counter broker epochs are drawn from. ``client_quotas`` are the
-    byte-rate quotas every broker enforces (``quorumq.security``). ACLs will be a further field
+    byte-rate quotas every broker enforces, ``scram_credentials`` the users SASL logins are
+    checked against (``quorumq.security``). ACLs will be a further field
     with its own records.
     """
 
@@ -116,6 +120,9 @@ class MetadataImage:
     last_broker_epoch: int = 0
     record_count: int = 0
     client_quotas: QuotaTable = attrs.field(factory=QuotaTable)
+    scram_credentials: Mapping[tuple[str, str], ScramCredential] = attrs.field(factory=dict)
+    """(user, SCRAM mechanism) → the stored credential: the users SASL logins are checked
+    against."""
 
     def live_brokers(self) -> frozenset[int]:
         """Ids of registered, unfenced brokers: the ones that may lead and be in an ISR."""
@@ -427,6 +434,22 @@ def _client_quota_change(image: MetadataImage, r: ClientQuotaChange) -> _Result:
     return attrs.evolve(image, client_quotas=quotas), [ClientQuotasChanged(r.entity)]
 
 
+def _user_scram_credential(image: MetadataImage, r: UserScramCredential) -> _Result:
+    credential = ScramCredential(r.salt, r.iterations, r.stored_key, r.server_key)
+    credentials = {**image.scram_credentials, (r.user, r.mechanism): credential}
+    image = attrs.evolve(image, scram_credentials=credentials)
+    return image, [UserCredentialsChanged(r.user, r.mechanism)]
+
+
+def _remove_user_scram_credential(image: MetadataImage, r: RemoveUserScramCredential) -> _Result:
+    key = (r.user, r.mechanism)
+    if key not in image.scram_credentials:
+        return image, _reject(r, ErrorCode.RESOURCE_NOT_FOUND, f"no {r.mechanism} credential")
+    credentials = {k: v for k, v in image.scram_credentials.items() if k != key}
+    image = attrs.evolve(image, scram_credentials=credentials)
+    return image, [UserCredentialsChanged(r.user, r.mechanism)]
+
+
 _HANDLERS: dict[type, Callable[[MetadataImage, Any], _Result]] = {
     RegisterBroker: _register,
     BrokerHeartbeat: _heartbeat,
@@ -439,6 +462,8 @@ _HANDLERS: dict[type, Callable[[MetadataImage, Any], _Result]] = {
     PartitionChange: _partition_change,
     ControllerEpochBump: _controller_epoch,
     ClientQuotaChange: _client_quota_change,
+    UserScramCredential: _user_scram_credential,
+    RemoveUserScramCredential: _remove_user_scram_credential,
 }
 
 

@@ -148,6 +148,27 @@ class ClientQuotaChange:
 
 
 @attrs.frozen
+class UserScramCredential:
+    """Sets a user's SCRAM credential for one mechanism (Kafka's UserScramCredentialRecord):
+    the stored form only (``quorumq.security.ScramCredential``), never a password."""
+
+    user: str
+    mechanism: str
+    salt: bytes
+    iterations: int
+    stored_key: bytes
+    server_key: bytes
+
+
+@attrs.frozen
+class RemoveUserScramCredential:
+    """Removes a user's credential for one mechanism (a no-op, Rejected, if there is none)."""
+
+    user: str
+    mechanism: str
+
+
+@attrs.frozen
 class AlterPartition:
     """The partition leader changes its ISR (Kafka's AlterPartition, KIP-497): shrink or expand.
 
@@ -234,6 +255,8 @@ MetadataRecord = (
     | PartitionChange
     | ControllerEpochBump
     | ClientQuotaChange
+    | UserScramCredential
+    | RemoveUserScramCredential
 )
 """Every record type the metadata log carries (ACL records come later)."""
 
@@ -277,6 +300,14 @@ class ClientQuotasChanged:
     """An entity's quotas were set or removed."""
 
     entity: tuple[tuple[str, str | None], ...]
+
+
+@attrs.frozen
+class UserCredentialsChanged:
+    """A user's SCRAM credential for ``mechanism`` was set or removed."""
+
+    user: str
+    mechanism: str
 
 
 @attrs.frozen
@@ -331,6 +362,7 @@ ImageChange = (
     | ControllerChanged
     | HeartbeatApplied
     | ClientQuotasChanged
+    | UserCredentialsChanged
     | Rejected
     | ImageReset
 )
