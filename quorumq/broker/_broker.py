@@ -39,6 +39,14 @@ from quorumq.broker._quotas import (
     produce_throttle_ms,
     throttled_encoder,
 )
+from quorumq.broker._sasl import (
+    SASL_KEYS,
+    Credentials,
+    SaslLogin,
+    check_mechanisms,
+    load_credentials,
+    static_credentials,
+)
 from quorumq.broker._server import (
     NO_RESPONSE,
     PENDING,
@@ -62,6 +70,7 @@ from quorumq.broker._topics import (
 from quorumq.errors import (
     CorruptRecord,
     ErrorCode,
+    IllegalSaslState,
     InvalidRecord,
     InvalidRequest,
     InvalidRequiredAcks,
@@ -159,6 +168,20 @@ class Broker:
             p.ApiKey.PRODUCE: self._produce,
             p.ApiKey.FETCH: self._fetch,
         }
+        self.user_credentials: Credentials = {}
+        """Users that log in with SASL and can be altered over the wire: the single broker's
+        file, or a cluster's image (``_sasl.py``)."""
+        self.sasl: SaslLogin | None = None
+        if config.sasl_mechanisms:
+            self.sasl = SaslLogin(
+                check_mechanisms(config.sasl_mechanisms),
+                static_credentials(config.sasl_users),
+                lambda: self.user_credentials,
+            )
+            # Routed with the connection's state by handle_frame; listed here so that
+            # ApiVersions advertises them.
+            self._handlers[p.ApiKey.SASL_HANDSHAKE] = _routed_by_handle_frame
+            self._handlers[p.ApiKey.SASL_AUTHENTICATE] = _routed_by_handle_frame
         self._register_optional_handlers()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -185,6 +208,7 @@ class Broker:
         self.cluster_id = load_cluster_id(data_dir)
         self.topics = TopicStore.open(data_dir)
         self.throttler.table = load_quotas(data_dir)
+        self.user_credentials = load_credentials(data_dir)
         self.producer_ids = ProducerIdStore.open(data_dir, node_id=self.config.node_id)
         self.logs = LogManager(data_dir)
         for spec in list(self.topics.topics.values()):
@@ -365,6 +389,9 @@ class Broker:
         wanted = dict(p.API_VERSIONS)
         wanted.update(_EXTRA_VERSIONS)
         wanted.update(p.GROUP_API_VERSIONS)
+        if self.sasl is not None:
+            # v1 only: v0 would send the tokens outside Kafka's framing.
+            wanted.update({p.ApiKey.SASL_HANDSHAKE: (1, 1), p.ApiKey.SASL_AUTHENTICATE: (0, 1)})
         for key, (lo, hi) in wanted.items():
             if key in self._handlers and key in codec:
                 clo, chi = codec[key]
@@ -388,6 +415,11 @@ class Broker:
         handler = self._handlers.get(header.api_key)
         if handler is None:
             raise ConnectionClosed(f"unknown api key {header.api_key}")
+        if self.sasl is not None:
+            if header.api_key in SASL_KEYS:
+                handler = partial(self._sasl_request, info)
+            elif info.principal is None and header.api_key != p.ApiKey.API_VERSIONS:
+                raise ConnectionClosed(f"api key {header.api_key} before SASL authentication")
         if header.api_key == p.ApiKey.API_VERSIONS and header.api_version > 3:
             response = p.api_versions_response(
                 self.advertised_versions(), error_code=ErrorCode.UNSUPPORTED_VERSION
@@ -410,6 +442,26 @@ class Broker:
             return self._throttled(header, len(frame), info, result)
         return _encoded(header, result)
 
+    def _sasl_request(self, info: ConnectionInfo, header: p.RequestHeader, request: Any) -> Any:
+        """SaslHandshake or SaslAuthenticate of a connection that has not logged in yet."""
+        assert self.sasl is not None
+        try:
+            if header.api_key == p.ApiKey.SASL_HANDSHAKE:
+                return self.sasl.handshake(request, info)
+            answer = self.sasl.authenticate(request, info)
+        except IllegalSaslState as exc:
+            raise ConnectionClosed(str(exc)) from None
+        if not answer.error_code:
+            return answer
+
+        async def after_a_pause() -> Any:
+            # Kafka's connection.failed.authentication.delay.ms: a password guesser gets one
+            # answer per pause per connection, not as many as the CPU allows.
+            await trio.sleep(FAILED_LOGIN_DELAY_S)
+            return answer
+
+        return Delayed(after_a_pause)
+
     def _throttled(
         self, header: p.RequestHeader, frame_size: int, info: ConnectionInfo, result: Any
     ) -> Any:
@@ -422,10 +474,12 @@ class Broker:
 
         throttle = None
         if header.api_key == p.ApiKey.PRODUCE:
-            throttle = produce_throttle_ms(self.throttler, header, frame_size, now_ms())
+            throttle = produce_throttle_ms(
+                self.throttler, header, info.principal, frame_size, now_ms()
+            )
             if throttle and result is NO_RESPONSE:
                 mute(throttle)  # acks=0: no answer to carry it, the muting alone holds it back
-        encode = throttled_encoder(self.throttler, header, throttle, now_ms, mute)
+        encode = throttled_encoder(self.throttler, header, info.principal, throttle, now_ms, mute)
         return _encoded(header, result, encode)
 
     def _register_optional_handlers(self) -> None:
@@ -833,6 +887,14 @@ def _with_produce_error(response: p.ProduceResponse, code: int) -> p.ProduceResp
     )
 
 
+FAILED_LOGIN_DELAY_S = 0.1
+"""Kafka's ``connection.failed.authentication.delay.ms`` default."""
+
+
+def _routed_by_handle_frame(header: p.RequestHeader, request: Any) -> Any:
+    raise AssertionError("SASL requests are handled with their connection (handle_frame)")
+
+
 Encoder = Callable[[Any], Any]
 """A response value → the buffers to send (``p.encode_response`` for the request's header)."""
 
@@ -896,4 +958,6 @@ _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
     p.ApiKey.BROKER_HEARTBEAT: (0, 1),  # cluster brokers only; answered by the active controller
     p.ApiKey.DESCRIBE_CLIENT_QUOTAS: (0, 1),
     p.ApiKey.ALTER_CLIENT_QUOTAS: (0, 1),
+    p.ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: (0, 0),
+    p.ApiKey.ALTER_USER_SCRAM_CREDENTIALS: (0, 0),
 }

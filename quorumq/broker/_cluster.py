@@ -43,9 +43,15 @@ from quorumq.broker._fetcher import FollowerFetcher
 from quorumq.broker._lease import LeaderLease
 from quorumq.broker._quotas import alter_result, check_alter_entries
 from quorumq.broker._replica import FOLLOWER, IDLE, ReplicaPartition, now_ms
+from quorumq.broker._sasl import (
+    INTER_BROKER_USER,
+    alter_response,
+    check_alterations,
+    static_credentials,
+)
 from quorumq.broker._server import Delayed, Held, open_listeners
 from quorumq.broker._topics import TopicSpec
-from quorumq.client._connection import open_connection
+from quorumq.client._connection import SaslConfig, open_connection
 from quorumq.controller import (
     BrokerMembership,
     Controller,
@@ -83,6 +89,7 @@ from quorumq.errors import (
 from quorumq.log import LogConfig, LogManager
 from quorumq.log._manager import partition_dir_name
 from quorumq.replication import DEFAULT_REPLICA_LAG_TIME_MAX_MS, DEFAULT_STRATEGY, STRATEGIES
+from quorumq.security import PLAIN, SCRAM_SHA_256, SCRAM_SHA_512
 
 log = logging.getLogger("quorumq.broker.cluster")
 
@@ -185,6 +192,8 @@ class ClusterBroker(Broker):
         # Seams for the deterministic simulation (quorumq.testing._sim): its in-memory network's
         # listeners and connect, and a single-threaded controller instead of the Raft voter.
         self._connect = connect
+        if self.sasl is not None:
+            self._connect = self._inter_broker_login(connect)
         self._open_bridge = open_bridge
         self.bridge: ControllerBridge | None = None
         self.controller: Controller | None = None
@@ -228,6 +237,7 @@ class ClusterBroker(Broker):
         self._handlers[p.ApiKey.ELECT_LEADERS] = self._elect_leaders
         self._handlers[p.ApiKey.BROKER_HEARTBEAT] = self._broker_heartbeat
         self._handlers[p.ApiKey.ALTER_CLIENT_QUOTAS] = self._alter_client_quotas
+        self._handlers[p.ApiKey.ALTER_USER_SCRAM_CREDENTIALS] = self._alter_user_scram_credentials
         for api_key, bound_ms in (
             (p.ApiKey.PRODUCE, _produce_hold_ms),
             (p.ApiKey.FETCH, _fetch_hold_ms),
@@ -389,6 +399,7 @@ class ClusterBroker(Broker):
                 if self.membership is not None and self.membership.broker_epoch:
                     self.membership.request_heartbeat()
             self.throttler.table = self.bridge.image.client_quotas
+            self.user_credentials = self.bridge.image.scram_credentials
             self._reconcile()
             self._opened.set()
             self._opened = trio.Event()
@@ -1096,6 +1107,57 @@ class ClusterBroker(Broker):
             return p.DeleteTopicsResponse(responses=results)
 
         return Delayed(delete_all)
+
+    def _inter_broker_login(
+        self, connect: Callable[..., AbstractAsyncContextManager[Any]]
+    ) -> Callable[..., AbstractAsyncContextManager[Any]]:
+        """On a SASL listener, brokers log in to each other (replica fetches, heartbeats) as
+        ``INTER_BROKER_USER`` with the cluster's shared secret, which every broker knows.
+
+        Raises:
+            InvalidRequest: SASL without ``--controller-password``, or with no mechanism that
+                carries a password (all of them do today).
+        """
+        assert self.sasl is not None
+        password = self.cluster.password
+        if not password:
+            raise InvalidRequest(
+                "a SASL cluster needs a controller password (--controller-password)"
+            )
+        self.sasl.static = {
+            **self.sasl.static,
+            **static_credentials({INTER_BROKER_USER: password}),
+        }
+        offered = self.sasl.mechanisms
+        mechanism = next(m for m in (SCRAM_SHA_512, SCRAM_SHA_256, PLAIN) if m in offered)
+        return functools.partial(connect, sasl=SaslConfig(mechanism, INTER_BROKER_USER, password))
+
+    def _alter_user_scram_credentials(self, header: p.RequestHeader, request: Any) -> Any:
+        """AlterUserScramCredentials through the controller: each user's changes are records of
+        the metadata log, so every broker checks logins against the same users."""
+        checked = check_alterations(request, self.user_credentials)
+        deadline = trio.current_time() + 10.0
+
+        async def alter() -> Any:
+            failures: dict[str, tuple[int, str | None]] = {}
+            for user, alterations, error in checked:
+                if error is not None:
+                    continue
+                try:
+                    await self._through_controller(
+                        lambda a=alterations: (
+                            self._controller_or_raise().alter_user_scram_credentials(a)
+                        ),
+                        deadline,
+                    )
+                except Exception as exc:
+                    failures[user] = (
+                        error_code_for(exc, "alter user credentials"),
+                        str(exc) or None,
+                    )
+            return alter_response(checked, lambda user: failures.get(user, (0, None)))
+
+        return Delayed(alter)
 
     def _alter_client_quotas(self, header: p.RequestHeader, request: Any) -> Any:
         """AlterClientQuotas through the controller: every broker enforces the image's quotas

@@ -37,6 +37,13 @@ class BrokerConfig:
     """``group.initial.rebalance.delay.ms``: a new group waits this long for more members."""
     group_min_session_timeout_ms: int = 6_000
     """``group.min.session.timeout.ms``: shorter session timeouts are refused."""
+    sasl_mechanisms: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """``sasl.enabled.mechanisms`` of the listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512). Empty:
+    a PLAINTEXT listener; otherwise SASL_PLAINTEXT, where every connection must log in first."""
+    sasl_users: dict[str, str] = attrs.field(factory=dict, converter=dict, repr=False)
+    """Users defined in the broker's own config, name → password (Kafka's PLAIN JAAS
+    ``user_<name>="<password>"``): the first admin of a SASL cluster, before any user exists
+    in the metadata log. Valid for every mechanism."""
     quota_window_num: int = 11
     """``quota.window.num``: samples a client's byte rate is measured over."""
     quota_window_size_seconds: float = 1.0

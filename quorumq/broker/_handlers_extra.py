@@ -1,6 +1,6 @@
 """Handlers beyond the core four: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs,
-InitProducerId, OffsetForLeaderEpoch, FindCoordinator, DescribeClientQuotas and
-AlterClientQuotas.
+InitProducerId, OffsetForLeaderEpoch, FindCoordinator, Describe/AlterClientQuotas and
+Describe/AlterUserScramCredentials.
 
 All are synchronous: topic changes and producer-id blocks are written (and fsynced) before the
 answer, so an acknowledged CreateTopics or InitProducerId survives a crash. Each registers only
@@ -20,6 +20,13 @@ from quorumq.broker._quotas import (
     check_alter_entries,
     describe_client_quotas,
     save_quotas,
+)
+from quorumq.broker._sasl import (
+    alter_response,
+    apply_alterations,
+    check_alterations,
+    describe_credentials,
+    save_credentials,
 )
 from quorumq.errors import (
     ErrorCode,
@@ -87,6 +94,16 @@ def register(broker: Broker, handlers: dict[int, Handler]) -> None:
             "AlterClientQuotasResponse",
             lambda h, r: _alter_client_quotas(broker, h, r),
         ),
+        (
+            p.ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS,
+            "DescribeUserScramCredentialsResponse",
+            lambda h, r: describe_credentials(r, broker.user_credentials),
+        ),
+        (
+            p.ApiKey.ALTER_USER_SCRAM_CREDENTIALS,
+            "AlterUserScramCredentialsResponse",
+            lambda h, r: _alter_user_scram_credentials(broker, h, r),
+        ),
     ]
     for api_key, response_class, handler in table:
         if hasattr(p, response_class):
@@ -116,6 +133,24 @@ def _alter_client_quotas(broker: Broker, header: p.RequestHeader, request: Any) 
     return p.AlterClientQuotasResponse(
         entries=[alter_result(entry, error or failure) for entry, _, error in checked]
     )
+
+
+# --- AlterUserScramCredentials (a single broker: its credentials file) ----------------------
+
+
+def _alter_user_scram_credentials(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    checked = check_alterations(request, broker.user_credentials)
+    alterations = [a for _, alts, error in checked if error is None for a in alts]
+    if not alterations:
+        return alter_response(checked)
+    credentials = apply_alterations(broker.user_credentials, alterations)
+    try:
+        save_credentials(Path(broker.config.data_dir), credentials)
+    except OSError as exc:
+        failure = KafkaStorageError(f"cannot save the credentials: {exc}")
+        return alter_response(checked, lambda user: (int(failure.code), str(failure)))
+    broker.user_credentials = credentials
+    return alter_response(checked)
 
 
 # --- ListOffsets ------------------------------------------------------------------------------

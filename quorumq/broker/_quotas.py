@@ -162,9 +162,12 @@ class Throttler:
     tracker: QuotaTracker = attrs.Factory(QuotaTracker)
     _recorded: int = 0
 
-    def throttle_ms(self, key: str, client_id: str | None, size: int, now_ms: int) -> int:
-        """Counts ``size`` bytes of ``key`` for this client; the throttle it earned (0: none)."""
-        found = self.table.quota_for(key, ANONYMOUS, client_id or "")
+    def throttle_ms(
+        self, key: str, user: str | None, client_id: str | None, size: int, now_ms: int
+    ) -> int:
+        """Counts ``size`` bytes of ``key`` for this client (``user`` None: not logged in);
+        the throttle it earned (0: none)."""
+        found = self.table.quota_for(key, user or ANONYMOUS, client_id or "")
         if found is None:
             return 0
         bound, group = found
@@ -177,6 +180,7 @@ class Throttler:
 def throttled_encoder(
     throttler: Throttler,
     header: p.RequestHeader,
+    user: str | None,
     produce_throttle_ms: int | None,
     now_ms: Callable[[], int],
     mute: Callable[[int], None],
@@ -193,7 +197,9 @@ def throttled_encoder(
         else:
             buffers = p.encode_response(header, response)
             size = sum(len(b) for b in buffers)
-            throttle = throttler.throttle_ms(CONSUMER_BYTE_RATE, header.client_id, size, now_ms())
+            throttle = throttler.throttle_ms(
+                CONSUMER_BYTE_RATE, user, header.client_id, size, now_ms()
+            )
             if not throttle:
                 return buffers
         if throttle:
@@ -205,10 +211,14 @@ def throttled_encoder(
 
 
 def produce_throttle_ms(
-    throttler: Throttler, header: p.RequestHeader, frame_size: int, now_ms: int
+    throttler: Throttler,
+    header: p.RequestHeader,
+    user: str | None,
+    frame_size: int,
+    now_ms: int,
 ) -> int:
     """The throttle a produce request of ``frame_size`` bytes earns."""
-    return throttler.throttle_ms(PRODUCER_BYTE_RATE, header.client_id, frame_size, now_ms)
+    return throttler.throttle_ms(PRODUCER_BYTE_RATE, user, header.client_id, frame_size, now_ms)
 
 
 def mute_deadline(now: float, throttle_ms: int) -> float:

@@ -203,12 +203,19 @@ It raises ConnectionClosed for a frame that ends the connection."""
 
 @attrs.define
 class ConnectionInfo:
-    """Who is on the other end (for log lines), and until when the connection is muted."""
+    """Who is on the other end (for log lines and, once logged in, for quotas), and until when
+    the connection is muted."""
 
     peer: str
     muted_until: float = 0.0
     """Trio time before which the connection reads no request: a client over its quota
     (KIP-219; ``_quotas.py``). 0: not muted."""
+    principal: str | None = None
+    """The user the connection logged in as (SASL; ``_sasl.py``); None before a login, and
+    always on a PLAINTEXT listener."""
+    sasl: Any = None
+    """The login in progress: the mechanism after SaslHandshake, a SCRAM exchange, or
+    ``_sasl.FAILED``."""
 
 
 @attrs.define(eq=False)

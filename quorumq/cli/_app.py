@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -34,6 +35,7 @@ def _register() -> None:
         _quota,
         _shell,
         _topic,
+        _user,
     )
 
 
@@ -46,5 +48,8 @@ def main() -> None:
         print(f"quorumq: error: {exc} ({exc.code.name})", file=sys.stderr)
         sys.exit(1)
     except OSError as exc:
-        print(f"quorumq: error: {exc}", file=sys.stderr)
+        hint = ""
+        if "closed by the broker" in str(exc) and not os.environ.get("QUORUMQ_SASL_USERNAME"):
+            hint = " (if the broker requires a SASL login, set QUORUMQ_SASL_USERNAME and QUORUMQ_SASL_PASSWORD)"
+        print(f"quorumq: error: {exc}{hint}", file=sys.stderr)
         sys.exit(1)

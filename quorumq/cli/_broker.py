@@ -13,11 +13,12 @@ import trio
 import typer
 
 from quorumq.broker import Broker, BrokerConfig, ClusterBroker, ClusterConfig
+from quorumq.broker._sasl import check_mechanisms
 from quorumq.cli._app import app
 from quorumq.client._connection import split_host_port
 from quorumq.cluster._supervisor import EXIT_WITH_PARENT_ENV, pid_exists
 from quorumq.controller import parse_voters
-from quorumq.errors import InvalidConfig
+from quorumq.errors import InvalidConfig, InvalidRequest
 
 
 @app.command("broker")
@@ -87,6 +88,19 @@ def broker_command(
         help="the active controller fences a silent broker whose port refuses connections "
         "(its process is gone) at once, instead of after its session (cluster mode)",
     ),
+    sasl_mechanism: list[str] = typer.Option(
+        [],
+        "--sasl-mechanism",
+        help="Require a SASL login on the listener with this mechanism (PLAIN, SCRAM-SHA-256, "
+        "SCRAM-SHA-512); repeat for several (sasl.enabled.mechanisms).",
+    ),
+    sasl_user: list[str] = typer.Option(
+        [],
+        "--sasl-user",
+        envvar="QUORUMQ_SASL_USERS",
+        help="NAME=PASSWORD of a user defined in the broker's config (the first admin); "
+        "repeat for several. Users in the metadata log come from `quorumq user set`.",
+    ),
 ) -> None:
     """Run one broker in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
     logging.basicConfig(
@@ -97,6 +111,21 @@ def broker_command(
         host, port = split_host_port(listen)
     except ValueError:
         raise typer.BadParameter(f"--listen wants HOST:PORT, got {listen!r}") from None
+    users: dict[str, str] = {}
+    for entry in sasl_user:
+        name, sep, password = entry.partition("=")
+        if not sep or not name or not password:
+            raise typer.BadParameter("--sasl-user wants NAME=PASSWORD")
+        users[name] = password
+    try:
+        mechanisms = check_mechanisms(tuple(sasl_mechanism))
+    except InvalidRequest as exc:
+        raise typer.BadParameter(f"--sasl-mechanism: {exc}") from None
+    if mechanisms and controller_voters and not controller_password:
+        raise typer.BadParameter(
+            "--sasl-mechanism in a cluster needs --controller-password: brokers log in to "
+            "each other with it"
+        )
     config = BrokerConfig(
         data_dir=data_dir,
         node_id=node_id,
@@ -104,6 +133,8 @@ def broker_command(
         port=port,
         num_partitions=num_partitions,
         auto_create_topics_enable=auto_create_topics,
+        sasl_mechanisms=mechanisms,
+        sasl_users=users,
     )
     cluster = None
     if controller_voters:

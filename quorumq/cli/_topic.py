@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 import typer
@@ -12,7 +13,7 @@ from rich.table import Table
 from quorumq import protocol as p
 from quorumq.cli._app import app
 from quorumq.cli._broker import run_trio
-from quorumq.client._connection import Connection, open_connection, split_host_port
+from quorumq.client._connection import Connection, SaslConfig, open_connection, split_host_port
 from quorumq.errors import ErrorCode, QuorumqError, error_for_code
 
 topic_app = typer.Typer(help="Create, list, describe and delete topics.", no_args_is_help=True)
@@ -43,8 +44,19 @@ async def connect(bootstrap: str) -> AsyncIterator[Connection]:
         host, port = split_host_port(bootstrap)
     except ValueError:
         raise typer.BadParameter(f"--bootstrap wants HOST:PORT, got {bootstrap!r}") from None
-    async with open_connection(host, port, client_id="quorumq-cli") as conn:
+    async with open_connection(host, port, client_id="quorumq-cli", sasl=sasl_from_env()) as conn:
         yield conn
+
+
+def sasl_from_env() -> SaslConfig | None:
+    """The CLI's SASL login, from ``QUORUMQ_SASL_USERNAME`` / ``QUORUMQ_SASL_PASSWORD`` (and
+    ``QUORUMQ_SASL_MECHANISM``, SCRAM-SHA-512 by default): kept out of argv, where other
+    users of the machine could read the password."""
+    username = os.environ.get("QUORUMQ_SASL_USERNAME")
+    if not username:
+        return None
+    mechanism = os.environ.get("QUORUMQ_SASL_MECHANISM", "SCRAM-SHA-512")
+    return SaslConfig(mechanism, username, os.environ.get("QUORUMQ_SASL_PASSWORD", ""))
 
 
 async def fetch_metadata(conn: Connection, topics: list[str] | None, auto_create: bool) -> object:

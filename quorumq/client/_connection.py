@@ -19,6 +19,7 @@ serves one request at a time, and saves a task switch per request on the replica
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,7 +28,14 @@ import trio
 
 from quorumq import protocol as p
 from quorumq._net import lean_stream
-from quorumq.errors import ErrorCode, RequestTimedOut, UnsupportedVersion
+from quorumq.errors import (
+    ErrorCode,
+    RequestTimedOut,
+    UnsupportedSaslMechanism,
+    UnsupportedVersion,
+    error_for_code,
+)
+from quorumq.security import PLAIN, SCRAM_MECHANISMS, ScramClient
 
 DEFAULT_TIMEOUT_S = 30.0
 _MAX_RESPONSE_BYTES = 1 << 30
@@ -219,6 +227,55 @@ def split_host_port(address: str, default_port: int = 9092) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+@attrs.frozen(repr=False)
+class SaslConfig:
+    """A SASL login (``sasl.mechanism``, ``sasl.username``, ``sasl.password``)."""
+
+    mechanism: str
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print the password
+        return f"SaslConfig({self.mechanism!r}, {self.username!r})"
+
+
+async def authenticate(conn: Connection, sasl: SaslConfig) -> None:
+    """SaslHandshake v1 and SaslAuthenticate (KIP-152) on a fresh connection.
+
+    Raises:
+        UnsupportedSaslMechanism: the broker does not offer the mechanism.
+        SaslAuthenticationFailed: wrong user or password, or a broker that could not prove it
+            knows the credential (SCRAM).
+    """
+    mechanism = sasl.mechanism.upper()
+    handshake = await conn.request(
+        p.ApiKey.SASL_HANDSHAKE, 1, p.SaslHandshakeRequest(mechanism=mechanism)
+    )
+    if handshake.error_code:
+        raise error_for_code(handshake.error_code)(
+            f"{conn.peer} offers SASL {list(handshake.mechanisms)}, not {mechanism}"
+        )
+    version = conn.version_for(p.ApiKey.SASL_AUTHENTICATE, (0, 1))
+
+    async def step(token: bytes) -> bytes:
+        answer = await conn.request(
+            p.ApiKey.SASL_AUTHENTICATE, version, p.SaslAuthenticateRequest(auth_bytes=token)
+        )
+        if answer.error_code:
+            raise error_for_code(answer.error_code)(
+                f"{conn.peer}: {answer.error_message or 'SASL authentication failed'}"
+            )
+        return bytes(answer.auth_bytes)
+
+    if mechanism == PLAIN:
+        await step(f"\0{sasl.username}\0{sasl.password}".encode())
+        return
+    if mechanism not in SCRAM_MECHANISMS:
+        raise UnsupportedSaslMechanism(f"quorumq's client does not speak SASL {mechanism}")
+    scram = ScramClient(mechanism, sasl.username, sasl.password, secrets.token_urlsafe(18))
+    scram.check(await step(scram.final(await step(scram.first()))))
+
+
 @contextlib.asynccontextmanager
 async def open_connection(
     host: str,
@@ -228,6 +285,7 @@ async def open_connection(
     negotiate: bool = True,
     connect_timeout_s: float = 10.0,
     inline: bool = False,
+    sasl: SaslConfig | None = None,
 ) -> AsyncIterator[Connection]:
     """Connects to a broker, runs the response reader (none when ``inline``: see the module
     docstring), and closes everything on exit.
@@ -241,8 +299,14 @@ async def open_connection(
     except (OSError, trio.TooSlowError) as exc:
         raise ConnectionError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
     async with connection_over(
-        stream, peer=f"{host}:{port}", client_id=client_id, negotiate=negotiate, inline=inline
+        stream,
+        peer=f"{host}:{port}",
+        client_id=client_id,
+        negotiate=negotiate or sasl is not None,
+        inline=inline,
     ) as conn:
+        if sasl is not None:
+            await authenticate(conn, sasl)
         yield conn
 
 

@@ -50,6 +50,8 @@ class Cluster:
     voters: str
     nursery: trio.Nursery
     cluster_config: ClusterConfig
+    broker_options: dict[str, Any] = attrs.Factory(dict)
+    """Further :class:`BrokerConfig` fields of every broker."""
 
     @property
     def bootstrap(self) -> str:
@@ -76,6 +78,8 @@ class Cluster:
             config = attrs.evolve(
                 config, offsets_topic_num_partitions=4, group_initial_rebalance_delay_ms=0
             )
+        if self.broker_options:
+            config = attrs.evolve(config, **self.broker_options)
         broker = ClusterBroker(config, self.cluster_config)
         member.done = trio.Event()
         done = member.done
@@ -164,9 +168,11 @@ async def open_cluster(
     session_timeout_ms: int = 1500,
     heartbeat_interval_s: float = 0.25,
     replica_lag_time_max_ms: int = 2000,
+    broker_options: dict[str, Any] | None = None,
     **cluster_options: Any,
 ) -> AsyncIterator[Cluster]:
-    """``cluster_options``: further :class:`ClusterConfig` fields."""
+    """``cluster_options``: further :class:`ClusterConfig` fields; ``broker_options``:
+    further :class:`BrokerConfig` fields."""
     ports = free_ports(brokers * 2)
     members = [
         Member(i, ports[2 * i], ports[2 * i + 1], root / f"broker-{i}") for i in range(brokers)
@@ -182,7 +188,7 @@ async def open_cluster(
         **cluster_options,
     )
     async with trio.open_nursery() as nursery:
-        cluster = Cluster(root, members, voters, nursery, cluster_config)
+        cluster = Cluster(root, members, voters, nursery, cluster_config, broker_options or {})
         for member in members:
             await cluster.start(member.node_id)
         for broker in cluster.running():

@@ -132,6 +132,65 @@ def test_cli_quota_set_describe_remove(
     assert code == 1 and err.count("\n") == 1 and "INVALID_REQUEST" in err
 
 
+def test_cli_users_and_a_sasl_login_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    broker = BrokerThread(
+        tmp_path / "data",
+        sasl_mechanisms=("PLAIN", "SCRAM-SHA-512"),
+        sasl_users={"admin": "admin-secret"},
+    )
+    broker.start()
+    try:
+        b = ["--bootstrap", broker.bootstrap]
+        code, _, err = run_cli(["topic", "list", *b], monkeypatch, capfd)
+        assert code == 1 and err.count("\n") == 1 and "QUORUMQ_SASL_USERNAME" in err
+        monkeypatch.setenv("QUORUMQ_SASL_USERNAME", "admin")
+        monkeypatch.setenv("QUORUMQ_SASL_PASSWORD", "admin-secret")
+        args = ["user", "set", "dave", "--password", "dave-secret", *b]
+        code, out, _ = run_cli(args, monkeypatch, capfd)
+        assert code == 0 and "SCRAM-SHA-512" in out
+        code, out, _ = run_cli(["user", "describe", *b], monkeypatch, capfd)
+        assert code == 0 and "dave" in out and "SCRAM-SHA-512 (8192)" in out
+        monkeypatch.setenv("QUORUMQ_SASL_USERNAME", "dave")
+        monkeypatch.setenv("QUORUMQ_SASL_PASSWORD", "dave-secret")
+        assert run_cli(["topic", "list", *b], monkeypatch, capfd)[0] == 0
+        monkeypatch.setenv("QUORUMQ_SASL_PASSWORD", "wrong")
+        code, _, err = run_cli(["topic", "list", *b], monkeypatch, capfd)
+        assert code == 1 and "SASL_AUTHENTICATION_FAILED" in err and err.count("\n") == 1
+        monkeypatch.setenv("QUORUMQ_SASL_PASSWORD", "dave-secret")
+        args = ["user", "set", "erin", "--password", "x", "--iterations", "10", *b]
+        assert run_cli(args, monkeypatch, capfd)[0] == 2
+        args = ["user", "set", "erin", "--password", "x", "--mechanism", "md5", *b]
+        assert run_cli(args, monkeypatch, capfd)[0] == 2
+        code, _, err = run_cli(["user", "delete", "nobody", *b], monkeypatch, capfd)
+        assert code == 1 and "RESOURCE_NOT_FOUND" in err and err.count("\n") == 1
+        assert run_cli(["user", "delete", "dave", *b], monkeypatch, capfd)[0] == 0
+        code, _, err = run_cli(["topic", "list", *b], monkeypatch, capfd)
+        assert code == 1 and "SASL_AUTHENTICATION_FAILED" in err
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--sasl-mechanism", "GSSAPI"],
+        ["--sasl-mechanism", "PLAIN", "--sasl-user", "nopassword"],
+        ["--sasl-mechanism", "PLAIN", "--controller-voters", "0@127.0.0.1:1"],
+    ],
+)
+def test_cli_broker_refuses_bad_sasl_settings_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    args: list[str],
+) -> None:
+    monkeypatch.delenv("QUORUMQ_CONTROLLER_PASSWORD", raising=False)
+    code, _, err = run_cli(["broker", "--data-dir", str(tmp_path / "d"), *args], monkeypatch, capfd)
+    assert code == 2 and "Traceback" not in err and "sasl" in err.lower()
+
+
 def test_cli_refused_connection_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,292 @@
+"""SASL in the broker: the login on a SASL listener, the users it checks against, and
+Describe/AlterUserScramCredentials (``quorumq.security`` has the mechanisms themselves).
+
+A connection on a SASL listener may send ApiVersions, SaslHandshake (v1) and SaslAuthenticate
+until it has logged in; any other request closes it, as Kafka's ``SaslServerAuthenticator``
+does. A failed login is answered with SASL_AUTHENTICATION_FAILED and leaves the connection
+unable to do anything but close.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from quorumq import protocol as p
+from quorumq.errors import (
+    DuplicateResource,
+    ErrorCode,
+    IllegalSaslState,
+    InvalidRequest,
+    KafkaStorageError,
+    QuorumqError,
+    ResourceNotFound,
+    SaslAuthenticationFailed,
+    UnacceptableCredential,
+)
+from quorumq.security import (
+    MAX_ITERATIONS,
+    MIN_ITERATIONS,
+    PLAIN,
+    SASL_MECHANISMS,
+    SCRAM_MECHANISMS,
+    ScramCredential,
+    ScramServer,
+    check_plain,
+    credential_for_password,
+    credential_from_salted,
+    mechanism_by_number,
+)
+
+CREDENTIALS_FILE = "scram_credentials.json"
+"""A single broker's users, under ``<data_dir>/meta`` (a cluster keeps them in its image)."""
+
+INTER_BROKER_USER = "__quorumq_broker"
+"""The user cluster brokers log in as to each other, with the cluster's shared secret
+(``--controller-password``); it cannot be altered over the wire."""
+
+FAILED = "failed"
+"""``ConnectionInfo.sasl`` after a failed login: nothing more may be tried on it."""
+
+SASL_KEYS = frozenset({int(p.ApiKey.SASL_HANDSHAKE), int(p.ApiKey.SASL_AUTHENTICATE)})
+"""With ApiVersions, what a connection may send before it has logged in (and, once logged in,
+no more: re-authentication, KIP-368, is not supported)."""
+
+Credentials = Mapping[tuple[str, str], ScramCredential]
+
+
+def check_mechanisms(mechanisms: tuple[str, ...]) -> tuple[str, ...]:
+    """Raises InvalidRequest for a mechanism quorumq does not speak (a broker config error)."""
+    upper = tuple(m.upper() for m in mechanisms)
+    unknown = [m for m in upper if m not in SASL_MECHANISMS]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown SASL mechanism {unknown[0]} (known: {', '.join(SASL_MECHANISMS)})"
+        )
+    return upper
+
+
+def static_credentials(users: Mapping[str, str]) -> dict[tuple[str, str], ScramCredential]:
+    """Credentials of the users in the broker's config, for every SCRAM mechanism (each broker
+    salts its own; SCRAM only needs the salt to stay the same within one login)."""
+    return {
+        (user, mechanism): credential_for_password(mechanism, password, secrets.token_bytes(16))
+        for user, password in users.items()
+        for mechanism in SCRAM_MECHANISMS
+    }
+
+
+@attrs.define(eq=False)
+class SaslLogin:
+    """The broker's half of SASL: which mechanisms it offers and whose credentials count."""
+
+    mechanisms: tuple[str, ...]
+    static: Credentials
+    stored: Callable[[], Credentials]
+    """The users that can be altered over the wire: the single broker's file, or the image."""
+
+    def lookup(self, user: str, mechanism: str) -> ScramCredential | None:
+        found = self.static.get((user, mechanism))
+        return found if found is not None else self.stored().get((user, mechanism))
+
+    def handshake(self, request: Any, info: Any) -> p.SaslHandshakeResponse:
+        """SaslHandshake: picks the mechanism for this connection's login."""
+        mechanism = request.mechanism.upper()
+        if info.principal is not None or info.sasl is not None:
+            raise IllegalSaslState("SaslHandshake after a login was begun")
+        if mechanism not in self.mechanisms:
+            return p.SaslHandshakeResponse(
+                error_code=int(ErrorCode.UNSUPPORTED_SASL_MECHANISM),
+                mechanisms=list(self.mechanisms),
+            )
+        info.sasl = mechanism
+        return p.SaslHandshakeResponse(mechanisms=list(self.mechanisms))
+
+    def authenticate(self, request: Any, info: Any) -> p.SaslAuthenticateResponse:
+        """One SaslAuthenticate round; sets ``info.principal`` once the login succeeds."""
+        state = info.sasl
+        if state is None or state == FAILED or info.principal is not None:
+            raise IllegalSaslState("SaslAuthenticate without a SaslHandshake, or after a login")
+        token = bytes(request.auth_bytes)
+        try:
+            if state == PLAIN:
+                info.principal = check_plain(token, self.lookup)
+                info.sasl = None
+                return p.SaslAuthenticateResponse()
+            if isinstance(state, str):
+                state = info.sasl = ScramServer(state, self.lookup, secrets.token_urlsafe(18))
+            answer = state.step(token)
+            if state.user is not None:
+                info.principal = state.user
+                info.sasl = None
+            return p.SaslAuthenticateResponse(auth_bytes=answer)
+        except SaslAuthenticationFailed as exc:
+            info.sasl = FAILED
+            return p.SaslAuthenticateResponse(
+                error_code=int(exc.code), error_message=str(exc), auth_bytes=b""
+            )
+
+
+# --- users: the single broker's file ---------------------------------------------------------
+
+
+def load_credentials(data_dir: Path) -> dict[tuple[str, str], ScramCredential]:
+    """Raises KafkaStorageError for a file that exists but does not parse."""
+    from quorumq.controller.image._codec import credentials_from_json
+
+    path = Path(data_dir) / "meta" / CREDENTIALS_FILE
+    if not path.exists():
+        return {}
+    try:
+        return credentials_from_json(json.loads(path.read_bytes()))
+    except (ValueError, QuorumqError) as exc:
+        raise KafkaStorageError(f"cannot read {path}: {exc}") from exc
+
+
+def save_credentials(data_dir: Path, credentials: Credentials) -> None:
+    from quorumq.broker._topics import _write_atomically
+    from quorumq.controller.image._codec import credentials_to_json
+
+    path = Path(data_dir) / "meta" / CREDENTIALS_FILE
+    _write_atomically(path, json.dumps(credentials_to_json(credentials), indent=1).encode())
+    os.chmod(path, 0o600)
+
+
+# --- Describe / AlterUserScramCredentials ----------------------------------------------------
+
+Alteration = tuple[str, str, ScramCredential | None]
+"""(user, mechanism, the new credential, or None to delete it)."""
+
+
+def check_alterations(
+    request: Any, credentials: Credentials
+) -> list[tuple[str, list[Alteration], QuorumqError | None]]:
+    """Checks AlterUserScramCredentials per user, as Kafka does: a user named twice for one
+    mechanism fails whole (DUPLICATE_RESOURCE); a bad upsertion or a deletion of a credential
+    that does not exist fails its user. Returns (user, its alterations, its error), users in
+    the order first named."""
+    by_user: dict[str, list[Alteration]] = {}
+    errors: dict[str, QuorumqError] = {}
+    seen: set[tuple[str, int]] = set()
+
+    def fail(user: str, error: QuorumqError) -> None:
+        by_user.setdefault(user, [])
+        errors.setdefault(user, error)
+
+    for deletion in request.deletions:
+        try:
+            key = (deletion.name, deletion.mechanism)
+            if key in seen:
+                raise DuplicateResource(f"user {deletion.name!r} is named twice for one mechanism")
+            seen.add(key)
+            _check_user(deletion.name)
+            mechanism = _mechanism(deletion.mechanism)
+            if (deletion.name, mechanism) not in credentials:
+                raise ResourceNotFound(f"user {deletion.name!r} has no {mechanism} credential")
+            by_user.setdefault(deletion.name, []).append((deletion.name, mechanism, None))
+        except QuorumqError as exc:
+            fail(deletion.name, exc)
+    for upsertion in request.upsertions:
+        try:
+            key = (upsertion.name, upsertion.mechanism)
+            if key in seen:
+                raise DuplicateResource(f"user {upsertion.name!r} is named twice for one mechanism")
+            seen.add(key)
+            _check_user(upsertion.name)
+            mechanism = _mechanism(upsertion.mechanism)
+            if not MIN_ITERATIONS <= upsertion.iterations <= MAX_ITERATIONS:
+                raise UnacceptableCredential(
+                    f"iterations must be {MIN_ITERATIONS}-{MAX_ITERATIONS}, not {upsertion.iterations}"
+                )
+            salt, salted = bytes(upsertion.salt), bytes(upsertion.salted_password)
+            if not salt or not salted:
+                raise UnacceptableCredential("an empty salt or salted password")
+            credential = credential_from_salted(mechanism, salted, salt, upsertion.iterations)
+            by_user.setdefault(upsertion.name, []).append((upsertion.name, mechanism, credential))
+        except QuorumqError as exc:
+            fail(upsertion.name, exc)
+    return [(user, alts, errors.get(user)) for user, alts in by_user.items()]
+
+
+def _check_user(name: str) -> None:
+    if not name:
+        raise UnacceptableCredential("a user name is not empty")
+    if name == INTER_BROKER_USER:
+        raise UnacceptableCredential(f"{INTER_BROKER_USER} is the brokers' own user")
+
+
+def _mechanism(number: int) -> str:
+    try:
+        return mechanism_by_number(number)
+    except InvalidRequest as exc:
+        raise UnacceptableCredential(str(exc)) from None
+
+
+def alter_response(
+    checked: list[tuple[str, list[Alteration], QuorumqError | None]],
+    failure: Callable[[str], tuple[int, str | None]] | None = None,
+) -> p.AlterUserScramCredentialsResponse:
+    """The answer: each user's own error, else ``failure(user)`` (a write that failed)."""
+    results = []
+    for user, _, error in checked:
+        if error is not None:
+            code, message = int(error.code), str(error) or None
+        elif failure is not None:
+            code, message = failure(user)
+        else:
+            code, message = 0, None
+        results.append(
+            p.AlterUserScramCredentialsResult(user=user, error_code=code, error_message=message)
+        )
+    return p.AlterUserScramCredentialsResponse(results=results)
+
+
+def apply_alterations(
+    credentials: Credentials, alterations: list[Alteration]
+) -> dict[tuple[str, str], ScramCredential]:
+    out = dict(credentials)
+    for user, mechanism, credential in alterations:
+        if credential is None:
+            out.pop((user, mechanism), None)
+        else:
+            out[(user, mechanism)] = credential
+    return out
+
+
+def describe_credentials(
+    request: Any, credentials: Credentials
+) -> p.DescribeUserScramCredentialsResponse:
+    """Each named user's mechanisms and iteration counts (never salts or keys); every user
+    with a credential when none is named. An unknown user is RESOURCE_NOT_FOUND, a user named
+    twice DUPLICATE_RESOURCE."""
+    by_user: dict[str, list[p.ScramCredentialInfo]] = {}
+    for (user, mechanism), credential in sorted(credentials.items()):
+        by_user.setdefault(user, []).append(
+            p.ScramCredentialInfo(
+                mechanism=SCRAM_MECHANISMS[mechanism][0], iterations=credential.iterations
+            )
+        )
+    names = [u.name for u in request.users] if request.users else sorted(by_user)
+    results = []
+    for name in dict.fromkeys(names):
+        if names.count(name) > 1:
+            error: QuorumqError | None = DuplicateResource(f"user {name!r} named twice")
+        elif name not in by_user:
+            error = ResourceNotFound(f"user {name!r} has no SCRAM credential")
+        else:
+            error = None
+        results.append(
+            p.DescribeUserScramCredentialsResult(
+                user=name,
+                error_code=0 if error is None else int(error.code),
+                error_message=None if error is None else str(error),
+                credential_infos=[] if error is not None else by_user[name],
+            )
+        )
+    return p.DescribeUserScramCredentialsResponse(results=results)

@@ -1,0 +1,86 @@
+"""SASL in a cluster: brokers log in to each other (replica fetches, heartbeats) with the
+cluster's secret, and users created through one broker log in at every broker."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import trio
+from confluent_kafka import Producer
+
+from quorumq import protocol as p
+from quorumq.client._connection import SaslConfig, open_connection
+from quorumq.security import SCRAM_MECHANISMS, salted_password
+from tests.cluster._harness import open_cluster
+
+SASL = {"sasl_mechanisms": ("SCRAM-SHA-512", "PLAIN"), "sasl_users": {"admin": "admin-secret"}}
+
+
+def _produce(bootstrap: str, user: str, password: str, count: int) -> tuple[int, list[str]]:
+    errors: list[str] = []
+    delivered: list[int] = []
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": user,
+            "sasl.password": password,
+            "acks": "all",
+            "error_cb": lambda e: errors.append(str(e)),
+        }
+    )
+    for i in range(count):
+        producer.produce(
+            "r",
+            value=b"%d" % i,
+            partition=0,
+            on_delivery=lambda err, msg: err is None and delivered.append(msg.offset()),
+        )
+    producer.flush(30)
+    return len(delivered), errors
+
+
+async def test_a_sasl_cluster_replicates_and_every_broker_knows_its_users(tmp_path: Path) -> None:
+    async with open_cluster(tmp_path, password="cluster-secret", broker_options=SASL) as cluster:
+        await cluster.create_topic("r", 1, 3, {"replication.strategy": "quorum"})
+        leader = cluster.broker(cluster.leader_of("r", 0))
+        # acks=all needs a follower's fetch: brokers logged in to each other.
+        delivered, errors = await trio.to_thread.run_sync(
+            _produce, f"127.0.0.1:{leader.port}", "admin", "admin-secret", 200
+        )
+        assert delivered == 200, errors
+        for broker in cluster.running():
+            replica = broker.partitions[("r", 0)]
+            await cluster.wait_for(lambda r=replica: r.log_end_offset == 200, 10, "replicated")
+        # A user created through one broker logs in at another.
+        first, second = cluster.running()[0], cluster.running()[1]
+        salt = secrets.token_bytes(16)
+        upsertion = p.ScramCredentialUpsertion(
+            name="carol",
+            mechanism=SCRAM_MECHANISMS["SCRAM-SHA-512"][0],
+            iterations=4096,
+            salt=salt,
+            salted_password=salted_password("SCRAM-SHA-512", "carol-secret", salt, 4096),
+        )
+        admin = SaslConfig("PLAIN", "admin", "admin-secret")
+        async with open_connection("127.0.0.1", first.port or 0, sasl=admin) as conn:
+            answer: Any = await conn.request(
+                p.ApiKey.ALTER_USER_SCRAM_CREDENTIALS,
+                0,
+                p.AlterUserScramCredentialsRequest(upsertions=[upsertion]),
+            )
+        assert [r.error_code for r in answer.results] == [0]
+        await cluster.wait_for(
+            lambda: ("carol", "SCRAM-SHA-512") in second.user_credentials, 10, "carol everywhere"
+        )
+        carol = SaslConfig("SCRAM-SHA-512", "carol", "carol-secret")
+        async with open_connection("127.0.0.1", second.port or 0, sasl=carol) as conn:
+            metadata = await conn.request(
+                p.ApiKey.METADATA,
+                8,
+                p.MetadataRequest(topics=None, allow_auto_topic_creation=False),
+            )
+        assert [t.name for t in metadata.topics] == ["r"]
