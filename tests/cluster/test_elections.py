@@ -143,7 +143,11 @@ async def test_a_quorum_preferred_election_under_load_is_won_by_the_preferred_re
         leader = cluster.leader_of("t", 0)
         assert leader != preferred
         # The preferred replica lags: each of its requests to the leader waits 150 ms first.
-        fetcher = cluster.broker(preferred).fetchers[leader]
+        # Its fetcher for the new leader starts when its image names that leader, which can
+        # come a moment after the test's own view of the failover.
+        follower = cluster.broker(preferred)
+        await cluster.wait_for(lambda: leader in follower.fetchers, 10, "a fetcher for the leader")
+        fetcher = follower.fetchers[leader]
         request = fetcher._request
 
         async def slow(*args: Any) -> Any:
