@@ -57,6 +57,9 @@ class ApiKey(enum.IntEnum):
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
     OFFSET_FOR_LEADER_EPOCH = 23
+    DESCRIBE_ACLS = 29
+    CREATE_ACLS = 30
+    DELETE_ACLS = 31
     DESCRIBE_CONFIGS = 32
     SASL_AUTHENTICATE = 36
     ELECT_LEADERS = 43
@@ -164,6 +167,9 @@ register(
     0,
     0,
 )
+register(ApiKey.DESCRIBE_ACLS, admin.DescribeAclsRequest, admin.DescribeAclsResponse, 1, 3)
+register(ApiKey.CREATE_ACLS, admin.CreateAclsRequest, admin.CreateAclsResponse, 1, 3)
+register(ApiKey.DELETE_ACLS, admin.DeleteAclsRequest, admin.DeleteAclsResponse, 1, 3)
 register(ApiKey.BROKER_HEARTBEAT, admin.BrokerHeartbeatRequest, admin.BrokerHeartbeatResponse, 0, 1)
 register(ApiKey.FIND_COORDINATOR, admin.FindCoordinatorRequest, admin.FindCoordinatorResponse, 0, 2)
 register(ApiKey.JOIN_GROUP, groups.JoinGroupRequest, groups.JoinGroupResponse, 0, 5)

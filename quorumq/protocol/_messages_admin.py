@@ -1,6 +1,7 @@
 """Message schemas: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs, InitProducerId,
 OffsetForLeaderEpoch, FindCoordinator, ElectLeaders, DescribeClientQuotas, AlterClientQuotas,
-DescribeUserScramCredentials, AlterUserScramCredentials and BrokerHeartbeat.
+DescribeUserScramCredentials, AlterUserScramCredentials, DescribeAcls, CreateAcls, DeleteAcls
+and BrokerHeartbeat.
 
 Same conventions as ``_messages_core``: one class per Kafka struct for every version we speak,
 field order is wire order, a topic is ``name`` and a partition ``partition_index`` throughout.
@@ -518,6 +519,114 @@ class AlterUserScramCredentialsResponse:
     results: Sequence[AlterUserScramCredentialsResult] = f(
         Array(AlterUserScramCredentialsResult), default=()
     )
+
+
+# --- DescribeAcls (key 29), CreateAcls (key 30), DeleteAcls (key 31) ------------------------
+
+
+@attrs.frozen(kw_only=True)
+class AclCreation:
+    resource_type: int = f(INT8)
+    resource_name: str = f(STRING)
+    resource_pattern_type: int = f(INT8, v=(1, None), default=3)
+    principal: str = f(STRING)
+    host: str = f(STRING)
+    operation: int = f(INT8)
+    permission_type: int = f(INT8)
+
+
+@attrs.frozen(kw_only=True)
+class CreateAclsRequest:
+    creations: Sequence[AclCreation] = f(Array(AclCreation), default=())
+
+
+@attrs.frozen(kw_only=True)
+class AclCreationResult:
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+
+
+@attrs.frozen(kw_only=True)
+class CreateAclsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    results: Sequence[AclCreationResult] = f(Array(AclCreationResult), default=())
+
+
+@attrs.frozen(kw_only=True)
+class DescribeAclsRequest:
+    resource_type_filter: int = f(INT8)
+    resource_name_filter: str | None = f(STRING, null=(0, None), default=None)
+    pattern_type_filter: int = f(INT8, v=(1, None), default=3)
+    principal_filter: str | None = f(STRING, null=(0, None), default=None)
+    host_filter: str | None = f(STRING, null=(0, None), default=None)
+    operation: int = f(INT8)
+    permission_type: int = f(INT8)
+
+
+@attrs.frozen(kw_only=True)
+class AclDescription:
+    principal: str = f(STRING)
+    host: str = f(STRING)
+    operation: int = f(INT8)
+    permission_type: int = f(INT8)
+
+
+@attrs.frozen(kw_only=True)
+class DescribeAclsResource:
+    resource_type: int = f(INT8)
+    resource_name: str = f(STRING)
+    pattern_type: int = f(INT8, v=(1, None), default=3)
+    acls: Sequence[AclDescription] = f(Array(AclDescription), default=())
+
+
+@attrs.frozen(kw_only=True)
+class DescribeAclsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+    resources: Sequence[DescribeAclsResource] = f(Array(DescribeAclsResource), default=())
+
+
+@attrs.frozen(kw_only=True)
+class DeleteAclsFilter:
+    resource_type_filter: int = f(INT8)
+    resource_name_filter: str | None = f(STRING, null=(0, None), default=None)
+    pattern_type_filter: int = f(INT8, v=(1, None), default=3)
+    principal_filter: str | None = f(STRING, null=(0, None), default=None)
+    host_filter: str | None = f(STRING, null=(0, None), default=None)
+    operation: int = f(INT8)
+    permission_type: int = f(INT8)
+
+
+@attrs.frozen(kw_only=True)
+class DeleteAclsRequest:
+    filters: Sequence[DeleteAclsFilter] = f(Array(DeleteAclsFilter), default=())
+
+
+@attrs.frozen(kw_only=True)
+class DeleteAclsMatchingAcl:
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+    resource_type: int = f(INT8)
+    resource_name: str = f(STRING)
+    pattern_type: int = f(INT8, v=(1, None), default=3)
+    principal: str = f(STRING)
+    host: str = f(STRING)
+    operation: int = f(INT8)
+    permission_type: int = f(INT8)
+
+
+@attrs.frozen(kw_only=True)
+class DeleteAclsFilterResult:
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+    matching_acls: Sequence[DeleteAclsMatchingAcl] = f(Array(DeleteAclsMatchingAcl), default=())
+
+
+@attrs.frozen(kw_only=True)
+class DeleteAclsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    filter_results: Sequence[DeleteAclsFilterResult] = f(Array(DeleteAclsFilterResult), default=())
 
 
 # --- BrokerHeartbeat (key 63) -----------------------------------------------------------------

@@ -58,6 +58,9 @@ KAFKA_PYTHON: dict[ApiKey, tuple[Any, Any]] = {
         kp_admin.DescribeClientQuotasRequest,
         kp_admin.DescribeClientQuotasResponse,
     ),
+    ApiKey.DESCRIBE_ACLS: (kp_admin.DescribeAclsRequest, kp_admin.DescribeAclsResponse),
+    ApiKey.CREATE_ACLS: (kp_admin.CreateAclsRequest, kp_admin.CreateAclsResponse),
+    ApiKey.DELETE_ACLS: (kp_admin.DeleteAclsRequest, kp_admin.DeleteAclsResponse),
     ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: (
         kp_admin.DescribeUserScramCredentialsRequest,
         kp_admin.DescribeUserScramCredentialsResponse,
