@@ -41,7 +41,9 @@ from .image import (
     ClientQuotaChange,
     ConfigChange,
     ControllerConfig,
+    CreateAcl,
     CreateTopic,
+    DeleteAcl,
     DeleteTopic,
     LeaderTransfer,
     LeaderTransfers,
@@ -542,6 +544,15 @@ class Controller:
                     credential.server_key,
                 )
                 await self.bridge.propose(record, timeout_s=timeout_s)
+
+    async def propose_acl(self, record: CreateAcl | DeleteAcl, *, timeout_s: float = 5.0) -> None:
+        """CreateAcls / DeleteAcls: one ACL added or removed. Adding one that exists, or
+        removing one already gone, changes nothing, so a retry is safe.
+
+        Raises:
+            NotController, RequestTimedOut: retriable.
+        """
+        await self.bridge.propose(record, timeout_s=timeout_s, raise_rejected=False)
 
 
 HeartbeatSender = Callable[[BrokerHeartbeat], Awaitable[bool]]

@@ -1,6 +1,17 @@
-"""Security: SASL authentication (PLAIN, SCRAM) and client byte-rate quotas; ACLs are not
-built yet (``docs/security.md``)."""
+"""Security: SASL authentication (PLAIN, SCRAM), ACLs and client byte-rate quotas
+(``docs/security.md``)."""
 
+from quorumq.security._acls import (
+    CLUSTER_NAME,
+    AclBinding,
+    AclFilter,
+    AclOperation,
+    AclPermission,
+    Authorizer,
+    PatternType,
+    ResourceType,
+    acl_binding,
+)
 from quorumq.security._quotas import (
     ANONYMOUS,
     CLIENT_ID,
@@ -38,6 +49,7 @@ from quorumq.security._sasl import (
 __all__ = [
     "ANONYMOUS",
     "CLIENT_ID",
+    "CLUSTER_NAME",
     "CONSUMER_BYTE_RATE",
     "ENTITY_TYPES",
     "MAX_ITERATIONS",
@@ -50,13 +62,21 @@ __all__ = [
     "SCRAM_SHA_256",
     "SCRAM_SHA_512",
     "USER",
+    "AclBinding",
+    "AclFilter",
+    "AclOperation",
+    "AclPermission",
+    "Authorizer",
     "CredentialLookup",
+    "PatternType",
     "QuotaEntity",
     "QuotaTable",
     "QuotaTracker",
+    "ResourceType",
     "ScramClient",
     "ScramCredential",
     "ScramServer",
+    "acl_binding",
     "check_plain",
     "check_quota_value",
     "credential_for_password",

@@ -15,7 +15,9 @@ from quorumq.controller.image import (
     ClientQuotaChange,
     ConfigChange,
     ControllerEpochBump,
+    CreateAcl,
     CreateTopic,
+    DeleteAcl,
     DeleteTopic,
     FenceBroker,
     MetadataImage,
@@ -56,6 +58,8 @@ RECORDS = [
     ClientQuotaChange((("client-id", "app"), ("user", "alice")), {}, ("consumer_byte_rate",)),
     UserScramCredential("alice", "SCRAM-SHA-256", b"\x00salt", 4096, b"s" * 32, b"k" * 32),
     RemoveUserScramCredential("alice", "SCRAM-SHA-512"),
+    CreateAcl(2, "orders", 3, "User:alice", "*", 4, 3),
+    DeleteAcl(3, "g-", 4, "User:*", "10.0.0.1", 3, 2),
 ]
 
 
@@ -134,21 +138,25 @@ def test_codec_image_snapshot_round_trip() -> None:
     assert decode_image(encode_image(MetadataImage())) == MetadataImage()
 
 
-def test_codec_snapshot_keeps_quotas_and_credentials_and_reads_v2_as_having_none() -> None:
+def test_codec_snapshot_keeps_quotas_credentials_and_acls_and_reads_v2_as_having_none() -> None:
     image = apply_all(
         [
             ClientQuotaChange((("client-id", None),), {"producer_byte_rate": 1024.0}),
             ClientQuotaChange((("user", "alice"),), {"consumer_byte_rate": 5.5}),
             UserScramCredential("alice", "SCRAM-SHA-512", b"salt", 8192, b"s" * 64, b"k" * 64),
+            CreateAcl(2, "orders", 3, "User:alice", "*", 4, 3),
+            CreateAcl(4, "kafka-cluster", 3, "User:ops", "*", 7, 3),
         ],
         live_cluster(),
     )
     assert len(image.client_quotas.entries) == 2 and len(image.scram_credentials) == 1
+    assert len(image.acls) == 2
     assert decode_image(encode_image(image)) == image
     old = image_to_dict(image)
     old["v"] = 2
-    del old["client_quotas"], old["scram_credentials"]
+    del old["client_quotas"], old["scram_credentials"], old["acls"]
     assert not image_from_dict(old).client_quotas and not image_from_dict(old).scram_credentials
+    assert not image_from_dict(old).acls
     bad = image_to_dict(image)
     bad["client_quotas"][0]["values"] = [["producer_byte_rate", "fast"]]
     with pytest.raises(CorruptRecord):
@@ -157,6 +165,11 @@ def test_codec_snapshot_keeps_quotas_and_credentials_and_reads_v2_as_having_none
     bad["scram_credentials"][0]["salt"] = "not base64!"
     with pytest.raises(CorruptRecord):
         image_from_dict(bad)
+    for broken in ([2, "t", 3, "User:a", "*", 4], [2, "t", 3, "User:a", "*", 4, 99]):
+        bad = image_to_dict(image)
+        bad["acls"][0] = broken
+        with pytest.raises(CorruptRecord):
+            image_from_dict(bad)
 
 
 def test_codec_reads_a_v1_snapshot_with_heartbeats_and_reports() -> None:

@@ -251,3 +251,19 @@ def test_image_same_record_sequence_gives_same_image_on_every_voter(events) -> N
         for p in topic.partitions.values():
             assert p.isr and set(p.isr) <= set(p.replicas)
             assert p.leader == NO_LEADER or p.leader in p.replicas
+
+
+def test_acl_records_add_and_remove_one_acl_each() -> None:
+    from quorumq.controller.image import CreateAcl, DeleteAcl, MetadataImage, Rejected, apply_record
+
+    create = CreateAcl(2, "orders", 3, "User:alice", "*", 4, 3)
+    image, changes = apply_record(MetadataImage(), create)
+    assert len(image.acls) == 1 and not isinstance(changes[0], Rejected)
+    again, changes = apply_record(image, create)
+    assert again.acls == image.acls and isinstance(changes[0], Rejected)
+    gone, changes = apply_record(image, DeleteAcl(2, "orders", 3, "User:alice", "*", 4, 3))
+    assert not gone.acls and not isinstance(changes[0], Rejected)
+    _, changes = apply_record(gone, DeleteAcl(2, "orders", 3, "User:alice", "*", 4, 3))
+    assert isinstance(changes[0], Rejected)
+    _, changes = apply_record(gone, CreateAcl(2, "orders", 3, "User:alice", "*", 99, 3))
+    assert isinstance(changes[0], Rejected)

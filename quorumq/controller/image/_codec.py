@@ -18,8 +18,8 @@ History:
         active controller's memory); v1 is read with its last heartbeat as the registration time
         and its reports dropped (the controller waits for fresh ones).
     BrokerHeartbeat records are still read (old journals) but no longer written.
-    MetadataImage v3: + client_quotas (entity pairs and values) and scram_credentials (bytes
-        in base64); v1 and v2 are read with neither.
+    MetadataImage v3: + client_quotas (entity pairs and values), scram_credentials (bytes in
+        base64) and acls (seven-value lists); v1 and v2 are read with none of them.
     Every other record: v1.
 
 Decoding failures raise :class:`CorruptRecord`: bytes that are not JSON, an unknown type, a
@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 
 from quorumq.errors import CorruptRecord
-from quorumq.security import QuotaTable, ScramCredential
+from quorumq.security import AclBinding, QuotaTable, ScramCredential
 
 from ._image import BrokerState, MetadataImage, PartitionState, TopicState
 from ._records import (
@@ -46,7 +46,9 @@ from ._records import (
     ClientQuotaChange,
     ConfigChange,
     ControllerEpochBump,
+    CreateAcl,
     CreateTopic,
+    DeleteAcl,
     DeleteTopic,
     FenceBroker,
     MetadataRecord,
@@ -219,6 +221,28 @@ _SCHEMAS: dict[type, dict[int, _Schema]] = {
         }
     },
     ControllerEpochBump: {1: {"controller_id": _int, "controller_epoch": _int, "now_ms": _int}},
+    CreateAcl: {
+        1: {
+            "resource_type": _int,
+            "resource_name": _str,
+            "pattern_type": _int,
+            "principal": _str,
+            "host": _str,
+            "operation": _int,
+            "permission": _int,
+        }
+    },
+    DeleteAcl: {
+        1: {
+            "resource_type": _int,
+            "resource_name": _str,
+            "pattern_type": _int,
+            "principal": _str,
+            "host": _str,
+            "operation": _int,
+            "permission": _int,
+        }
+    },
     UserScramCredential: {
         1: {
             "user": _str,
@@ -427,6 +451,18 @@ def image_to_dict(image: MetadataImage) -> dict[str, Any]:
         "last_broker_epoch": image.last_broker_epoch,
         "record_count": image.record_count,
         "scram_credentials": credentials_to_json(image.scram_credentials),
+        "acls": sorted(
+            [
+                int(a.resource_type),
+                a.resource_name,
+                int(a.pattern_type),
+                a.principal,
+                a.host,
+                int(a.operation),
+                int(a.permission),
+            ]
+            for a in image.acls
+        ),
         "client_quotas": [
             {"entity": _plain(entity), "values": sorted([k, v] for k, v in values.items())}
             for entity, values in sorted(
@@ -523,7 +559,32 @@ def image_from_dict(obj: Any) -> MetadataImage:
         scram_credentials=credentials_from_json(
             top.get("scram_credentials", []) if version >= 3 else []
         ),
+        acls=_acls(top.get("acls", []) if version >= 3 else []),
     )
+
+
+def _acls(value: Any) -> frozenset[AclBinding]:
+    out = set()
+    for raw in _list(value):
+        fields = _list(raw)
+        if len(fields) != 7:
+            raise _bad(f"expected an ACL of seven values, got {raw!r}")
+        rtype, name, ptype, principal, host, op, perm = fields
+        try:
+            out.add(
+                AclBinding(
+                    _int(rtype),
+                    _str(name),
+                    _int(ptype),
+                    _str(principal),
+                    _str(host),
+                    _int(op),
+                    _int(perm),
+                )
+            )
+        except ValueError as exc:
+            raise _bad(f"unknown ACL values {raw!r}: {exc}") from None
+    return frozenset(out)
 
 
 def credentials_to_json(credentials: Mapping[tuple[str, str], ScramCredential]) -> list[Any]:

@@ -19,10 +19,11 @@ from typing import Any
 import attrs
 
 from quorumq.errors import ErrorCode
-from quorumq.security import QuotaTable, ScramCredential
+from quorumq.security import AclBinding, QuotaTable, ScramCredential
 
 from ._records import (
     NO_LEADER,
+    AclsChanged,
     AlterPartition,
     BrokerChanged,
     BrokerHeartbeat,
@@ -31,7 +32,9 @@ from ._records import (
     ConfigChange,
     ControllerChanged,
     ControllerEpochBump,
+    CreateAcl,
     CreateTopic,
+    DeleteAcl,
     DeleteTopic,
     FenceBroker,
     HeartbeatApplied,
@@ -108,8 +111,7 @@ class MetadataImage:
     ControllerEpochBump); ``controller_epoch_start_ms`` is when it took over (fencing grace).
     ``last_broker_epoch`` is the counter broker epochs are drawn from. ``client_quotas`` are the
     byte-rate quotas every broker enforces, ``scram_credentials`` the users SASL logins are
-    checked against (``quorumq.security``). ACLs will be a further field
-    with its own records.
+    checked against, ``acls`` what each user may do (``quorumq.security``).
     """
 
     brokers: Mapping[int, BrokerState] = attrs.field(factory=dict)
@@ -120,6 +122,8 @@ class MetadataImage:
     last_broker_epoch: int = 0
     record_count: int = 0
     client_quotas: QuotaTable = attrs.field(factory=QuotaTable)
+    acls: frozenset[AclBinding] = frozenset()
+    """Every ACL; the brokers' authorizers decide from these."""
     scram_credentials: Mapping[tuple[str, str], ScramCredential] = attrs.field(factory=dict)
     """(user, SCRAM mechanism) → the stored credential: the users SASL logins are checked
     against."""
@@ -450,6 +454,38 @@ def _remove_user_scram_credential(image: MetadataImage, r: RemoveUserScramCreden
     return image, [UserCredentialsChanged(r.user, r.mechanism)]
 
 
+def _acl(r: CreateAcl | DeleteAcl) -> AclBinding:
+    return AclBinding(
+        r.resource_type,
+        r.resource_name,
+        r.pattern_type,
+        r.principal,
+        r.host,
+        r.operation,
+        r.permission,
+    )
+
+
+def _create_acl(image: MetadataImage, r: CreateAcl) -> _Result:
+    try:
+        binding = _acl(r)
+    except ValueError:  # numbers this code does not know: a newer writer
+        return image, _reject(r, ErrorCode.INVALID_REQUEST, "unknown ACL values")
+    if binding in image.acls:
+        return image, _reject(r, ErrorCode.NONE, "the ACL exists")
+    return attrs.evolve(image, acls=image.acls | {binding}), [AclsChanged()]
+
+
+def _delete_acl(image: MetadataImage, r: DeleteAcl) -> _Result:
+    try:
+        binding = _acl(r)
+    except ValueError:
+        return image, _reject(r, ErrorCode.INVALID_REQUEST, "unknown ACL values")
+    if binding not in image.acls:
+        return image, _reject(r, ErrorCode.RESOURCE_NOT_FOUND, "no such ACL")
+    return attrs.evolve(image, acls=image.acls - {binding}), [AclsChanged()]
+
+
 _HANDLERS: dict[type, Callable[[MetadataImage, Any], _Result]] = {
     RegisterBroker: _register,
     BrokerHeartbeat: _heartbeat,
@@ -464,6 +500,8 @@ _HANDLERS: dict[type, Callable[[MetadataImage, Any], _Result]] = {
     ClientQuotaChange: _client_quota_change,
     UserScramCredential: _user_scram_credential,
     RemoveUserScramCredential: _remove_user_scram_credential,
+    CreateAcl: _create_acl,
+    DeleteAcl: _delete_acl,
 }
 
 

@@ -169,6 +169,34 @@ class RemoveUserScramCredential:
 
 
 @attrs.frozen
+class CreateAcl:
+    """Adds one ACL (Kafka's AccessControlEntryRecord): Kafka's numbers for the resource
+    type, pattern type, operation and permission (``quorumq.security``); checked by the
+    proposer. Adding an ACL that exists is a no-op."""
+
+    resource_type: int
+    resource_name: str
+    pattern_type: int
+    principal: str
+    host: str
+    operation: int
+    permission: int
+
+
+@attrs.frozen
+class DeleteAcl:
+    """Removes one ACL (Kafka's RemoveAccessControlEntryRecord); Rejected if it is gone."""
+
+    resource_type: int
+    resource_name: str
+    pattern_type: int
+    principal: str
+    host: str
+    operation: int
+    permission: int
+
+
+@attrs.frozen
 class AlterPartition:
     """The partition leader changes its ISR (Kafka's AlterPartition, KIP-497): shrink or expand.
 
@@ -257,8 +285,10 @@ MetadataRecord = (
     | ClientQuotaChange
     | UserScramCredential
     | RemoveUserScramCredential
+    | CreateAcl
+    | DeleteAcl
 )
-"""Every record type the metadata log carries (ACL records come later)."""
+"""Every record type the metadata log carries."""
 
 DECISIONS = (FenceBroker, UnfenceBroker, PartitionChange)
 """Record types stamped with a controller epoch."""
@@ -308,6 +338,11 @@ class UserCredentialsChanged:
 
     user: str
     mechanism: str
+
+
+@attrs.frozen
+class AclsChanged:
+    """An ACL was added or removed."""
 
 
 @attrs.frozen
@@ -363,6 +398,7 @@ ImageChange = (
     | HeartbeatApplied
     | ClientQuotasChanged
     | UserCredentialsChanged
+    | AclsChanged
     | Rejected
     | ImageReset
 )
