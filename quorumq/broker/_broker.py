@@ -28,6 +28,8 @@ import attrs
 import trio
 
 from quorumq import protocol as p
+from quorumq.broker._acls import load_acls
+from quorumq.broker._authorize import GATES, NO_ANSWER, Caller, fetch_check
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import FetchContext, FetchSessionCache
 from quorumq.broker._flusher import LogFlusher, run_log_maintenance
@@ -78,6 +80,7 @@ from quorumq.errors import (
     MessageTooLarge,
     OffsetOutOfRange,
     QuorumqError,
+    TopicAuthorizationFailed,
     UnknownTopicOrPartition,
     UnsupportedCompressionType,
     UnsupportedVersion,
@@ -90,7 +93,7 @@ from quorumq.log import (
     validate_records,
 )
 from quorumq.protocol.records import ATTR_TIMESTAMP_TYPE, BatchHeader, compute_crc
-from quorumq.security import QuotaTracker
+from quorumq.security import ANONYMOUS, Authorizer, QuotaTracker
 
 log = logging.getLogger("quorumq.broker")
 
@@ -168,6 +171,15 @@ class Broker:
             p.ApiKey.PRODUCE: self._produce,
             p.ApiKey.FETCH: self._fetch,
         }
+        self.authorizer: Authorizer | None = None
+        """The ACLs every request is checked against (``--authorizer``); None: no checks."""
+        if config.authorizer:
+            self.authorizer = Authorizer(
+                super_users=config.super_users,
+                allow_everyone_if_no_acl_found=config.allow_everyone_if_no_acl_found,
+            )
+        self._fetch_check: Callable[[str], bool] | None = None
+        """Set for the length of one Fetch handler call: whether the caller may read a topic."""
         self.user_credentials: Credentials = {}
         """Users that log in with SASL and can be altered over the wire: the single broker's
         file, or a cluster's image (``_sasl.py``)."""
@@ -209,6 +221,8 @@ class Broker:
         self.topics = TopicStore.open(data_dir)
         self.throttler.table = load_quotas(data_dir)
         self.user_credentials = load_credentials(data_dir)
+        if self.authorizer is not None:
+            self.authorizer = self.authorizer.with_acls(load_acls(data_dir))
         self.producer_ids = ProducerIdStore.open(data_dir, node_id=self.config.node_id)
         self.logs = LogManager(data_dir)
         for spec in list(self.topics.topics.values()):
@@ -434,13 +448,51 @@ class Broker:
             request = p.decode_request(header, frame, body_offset)
         except (InvalidRequest, UnsupportedVersion) as exc:
             raise ConnectionClosed(f"bad request body: {exc}") from None
+        fix = None
+        if self.authorizer is not None:
+            caller = Caller(self.authorizer, "User:" + (info.principal or ANONYMOUS), info.host)
+            gate = GATES.get(header.api_key)
+            if gate is not None:
+                decision = gate(caller, request)
+                if decision.deny is not None:
+                    if decision.deny is NO_ANSWER:
+                        raise ConnectionClosed("acks=0 produce to topics it may not write")
+                    return p.encode_response(header, decision.deny)
+                if decision.request is not None:
+                    request = decision.request
+                fix = decision.fix
+            elif header.api_key == p.ApiKey.FETCH:
+                check = fetch_check(caller, request)
+                handler = partial(self._checked_fetch, handler, check)
         result = handler(header, request)
         if self.throttler.table and (
             header.api_key == p.ApiKey.PRODUCE
             or (header.api_key == p.ApiKey.FETCH and request.replica_id < 0)
         ):
-            return self._throttled(header, len(frame), info, result)
+            return self._throttled(header, len(frame), info, result, fix)
+        if fix is not None:
+            return _encoded(
+                header, result, lambda response: p.encode_response(header, fix(response))
+            )
         return _encoded(header, result)
+
+    def _checked_fetch(
+        self, handler: Handler, check: Callable[[str], bool], header: p.RequestHeader, request: Any
+    ) -> Any:
+        """Runs a Fetch handler with ``check`` (may the caller read this topic?) in reach of
+        ``_fetch``, also when the handler is held and called again later."""
+        self._fetch_check = check
+        try:
+            result = handler(header, request)
+        finally:
+            self._fetch_check = None
+        if isinstance(result, Held):
+            again = result.again
+            return Held(
+                result.wait,
+                lambda: self._checked_fetch(lambda h, r: again(), check, header, request),
+            )
+        return result
 
     def _sasl_request(self, info: ConnectionInfo, header: p.RequestHeader, request: Any) -> Any:
         """SaslHandshake or SaslAuthenticate of a connection that has not logged in yet."""
@@ -463,7 +515,12 @@ class Broker:
         return Delayed(after_a_pause)
 
     def _throttled(
-        self, header: p.RequestHeader, frame_size: int, info: ConnectionInfo, result: Any
+        self,
+        header: p.RequestHeader,
+        frame_size: int,
+        info: ConnectionInfo,
+        result: Any,
+        fix: Callable[[Any], Any] | None = None,
     ) -> Any:
         """A client produce's or consumer fetch's answer under a quota (``_quotas.py``):
         encoded with the throttle it earned, which also mutes the connection that long."""
@@ -480,6 +537,9 @@ class Broker:
             if throttle and result is NO_RESPONSE:
                 mute(throttle)  # acks=0: no answer to carry it, the muting alone holds it back
         encode = throttled_encoder(self.throttler, header, info.principal, throttle, now_ms, mute)
+        if fix is not None:
+            throttled = encode
+            encode = lambda response: throttled(fix(response))  # noqa: E731
         return _encoded(header, result, encode)
 
     def _register_optional_handlers(self) -> None:
@@ -686,7 +746,12 @@ class Broker:
     # --- Fetch -------------------------------------------------------------------------------
 
     def _read_fetch(
-        self, request: p.FetchRequest, context: FetchContext, *, rereading: bool = False
+        self,
+        request: p.FetchRequest,
+        context: FetchContext,
+        *,
+        rereading: bool = False,
+        may_read: Callable[[str], bool] | None = None,
     ) -> tuple[p.FetchResponse, int, bool]:
         """Reads the partitions ``context`` names once; returns (response, bytes, any_error).
         An incremental session's read looks only at partitions that moved or still have
@@ -703,6 +768,8 @@ class Broker:
         for name, fp in context.to_read(rereading):
             key = (name, fp.partition_index)
             try:
+                if may_read is not None and not may_read(name):
+                    raise TopicAuthorizationFailed(f"not authorized to read {name!r}")
                 partition = self.partition(name, fp.partition_index)
                 if session is not None:
                     partition.fetch_sessions.add(session)
@@ -796,13 +863,14 @@ class Broker:
                     partition.fetch_sessions.discard(session)
 
     def _fetch(self, header: p.RequestHeader, request: p.FetchRequest) -> Any:
+        may_read = self._fetch_check  # None: no authorizer
         now = trio.current_time()
         context = self.fetch_sessions.context(request, now)
         if context.forgotten or context.dropped:
             self._release_sessions(context)
         if context.error:
             return p.FetchResponse(error_code=context.error, session_id=0, topics=[])
-        response, total, any_error = self._read_fetch(request, context)
+        response, total, any_error = self._read_fetch(request, context, may_read=may_read)
         if any_error or total >= request.min_bytes or request.max_wait_ms <= 0:
             context.commit(response)
             return response
@@ -825,7 +893,9 @@ class Broker:
             ]
 
         def poll_data() -> Any:
-            response, total, failed = self._read_fetch(request, context, rereading=True)
+            response, total, failed = self._read_fetch(
+                request, context, rereading=True, may_read=may_read
+            )
             if (
                 failed
                 or total >= request.min_bytes
@@ -837,7 +907,7 @@ class Broker:
             return PENDING
 
         def answer_now() -> Any:
-            response, _, _ = self._read_fetch(request, context, rereading=True)
+            response, _, _ = self._read_fetch(request, context, rereading=True, may_read=may_read)
             context.commit(response)
             return response
 
@@ -960,4 +1030,7 @@ _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
     p.ApiKey.ALTER_CLIENT_QUOTAS: (0, 1),
     p.ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: (0, 0),
     p.ApiKey.ALTER_USER_SCRAM_CREDENTIALS: (0, 0),
+    p.ApiKey.DESCRIBE_ACLS: (1, 3),
+    p.ApiKey.CREATE_ACLS: (1, 3),
+    p.ApiKey.DELETE_ACLS: (1, 3),
 }

@@ -36,6 +36,14 @@ import attrs
 import trio
 
 from quorumq import protocol as p
+from quorumq.broker._acls import (
+    binding_values,
+    check_creations,
+    creation_results,
+    deletion_results,
+    match_deletions,
+    security_disabled,
+)
 from quorumq.broker._broker import Broker, error_code_for
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import progress_refresh_s
@@ -67,6 +75,8 @@ from quorumq.controller.image import (
     NO_LEADER,
     AlterPartition,
     BrokerHeartbeat,
+    CreateAcl,
+    DeleteAcl,
     PartitionState,
     TopicState,
     changed_partitions,
@@ -89,7 +99,7 @@ from quorumq.errors import (
 from quorumq.log import LogConfig, LogManager
 from quorumq.log._manager import partition_dir_name
 from quorumq.replication import DEFAULT_REPLICA_LAG_TIME_MAX_MS, DEFAULT_STRATEGY, STRATEGIES
-from quorumq.security import PLAIN, SCRAM_SHA_256, SCRAM_SHA_512
+from quorumq.security import PLAIN, SCRAM_SHA_256, SCRAM_SHA_512, AclBinding
 
 log = logging.getLogger("quorumq.broker.cluster")
 
@@ -194,6 +204,16 @@ class ClusterBroker(Broker):
         self._connect = connect
         if self.sasl is not None:
             self._connect = self._inter_broker_login(connect)
+        if self.authorizer is not None:
+            if self.sasl is None:
+                raise InvalidRequest(
+                    "an authorizer in a cluster needs SASL (--sasl-mechanism): without a login "
+                    "a broker's replica fetches cannot be told from a client's"
+                )
+            self.authorizer = attrs.evolve(
+                self.authorizer,
+                super_users=self.authorizer.super_users | {f"User:{INTER_BROKER_USER}"},
+            )
         self._open_bridge = open_bridge
         self.bridge: ControllerBridge | None = None
         self.controller: Controller | None = None
@@ -238,6 +258,8 @@ class ClusterBroker(Broker):
         self._handlers[p.ApiKey.BROKER_HEARTBEAT] = self._broker_heartbeat
         self._handlers[p.ApiKey.ALTER_CLIENT_QUOTAS] = self._alter_client_quotas
         self._handlers[p.ApiKey.ALTER_USER_SCRAM_CREDENTIALS] = self._alter_user_scram_credentials
+        self._handlers[p.ApiKey.CREATE_ACLS] = self._create_acls
+        self._handlers[p.ApiKey.DELETE_ACLS] = self._delete_acls
         for api_key, bound_ms in (
             (p.ApiKey.PRODUCE, _produce_hold_ms),
             (p.ApiKey.FETCH, _fetch_hold_ms),
@@ -400,6 +422,8 @@ class ClusterBroker(Broker):
                     self.membership.request_heartbeat()
             self.throttler.table = self.bridge.image.client_quotas
             self.user_credentials = self.bridge.image.scram_credentials
+            if self.authorizer is not None and self.authorizer.acls is not self.bridge.image.acls:
+                self.authorizer = self.authorizer.with_acls(self.bridge.image.acls)
             self._reconcile()
             self._opened.set()
             self._opened = trio.Event()
@@ -1131,6 +1155,50 @@ class ClusterBroker(Broker):
         offered = self.sasl.mechanisms
         mechanism = next(m for m in (SCRAM_SHA_512, SCRAM_SHA_256, PLAIN) if m in offered)
         return functools.partial(connect, sasl=SaslConfig(mechanism, INTER_BROKER_USER, password))
+
+    def _create_acls(self, header: p.RequestHeader, request: Any) -> Any:
+        """CreateAcls through the controller: one CreateAcl record per new ACL."""
+        if self.authorizer is None:
+            return security_disabled(header.api_key, request)
+        checked = check_creations(request)
+        new = [c for c in checked if isinstance(c, AclBinding)]
+        deadline = trio.current_time() + 10.0
+
+        async def create() -> Any:
+            failure = None
+            try:
+                for acl in new:
+                    record = CreateAcl(*binding_values(acl))
+                    await self._through_controller(
+                        lambda r=record: self._controller_or_raise().propose_acl(r), deadline
+                    )
+            except QuorumqError as exc:
+                failure = exc
+            return creation_results(checked, failure)
+
+        return Delayed(create)
+
+    def _delete_acls(self, header: p.RequestHeader, request: Any) -> Any:
+        """DeleteAcls through the controller: one DeleteAcl record per matching ACL."""
+        if self.authorizer is None:
+            return security_disabled(header.api_key, request)
+        matched = match_deletions(self.authorizer.acls, request)
+        gone = sorted({a for found, _ in matched for a in found}, key=binding_values)
+        deadline = trio.current_time() + 10.0
+
+        async def delete() -> Any:
+            failure = None
+            try:
+                for acl in gone:
+                    record = DeleteAcl(*binding_values(acl))
+                    await self._through_controller(
+                        lambda r=record: self._controller_or_raise().propose_acl(r), deadline
+                    )
+            except QuorumqError as exc:
+                failure = exc
+            return deletion_results(matched, failure)
+
+        return Delayed(delete)
 
     def _alter_user_scram_credentials(self, header: p.RequestHeader, request: Any) -> Any:
         """AlterUserScramCredentials through the controller: each user's changes are records of

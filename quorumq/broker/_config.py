@@ -44,6 +44,13 @@ class BrokerConfig:
     """Users defined in the broker's own config, name → password (Kafka's PLAIN JAAS
     ``user_<name>="<password>"``): the first admin of a SASL cluster, before any user exists
     in the metadata log. Valid for every mechanism."""
+    authorizer: bool = False
+    """Check every request against the ACLs (Kafka's ``authorizer.class.name``); without it
+    every client may do everything, as in Kafka."""
+    super_users: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """``super.users``: principals (``User:<name>``) the ACLs do not apply to."""
+    allow_everyone_if_no_acl_found: bool = False
+    """``allow.everyone.if.no.acl.found``: a resource with no ACL at all is open to everyone."""
     quota_window_num: int = 11
     """``quota.window.num``: samples a client's byte rate is measured over."""
     quota_window_size_seconds: float = 1.0

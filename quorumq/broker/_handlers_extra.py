@@ -1,6 +1,6 @@
 """Handlers beyond the core four: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs,
 InitProducerId, OffsetForLeaderEpoch, FindCoordinator, Describe/AlterClientQuotas and
-Describe/AlterUserScramCredentials.
+Describe/AlterUserScramCredentials, and Describe/Create/DeleteAcls.
 
 All are synchronous: topic changes and producer-id blocks are written (and fsynced) before the
 answer, so an acknowledged CreateTopics or InitProducerId survives a crash. Each registers only
@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quorumq import protocol as p
+from quorumq.broker._acls import (
+    check_creations,
+    creation_results,
+    deletion_results,
+    describe_acls,
+    match_deletions,
+    save_acls,
+    security_disabled,
+)
 from quorumq.broker._quotas import (
     alter_result,
     apply_changes,
@@ -34,6 +43,7 @@ from quorumq.errors import (
     InvalidRequest,
     KafkaStorageError,
 )
+from quorumq.security import AclBinding
 
 if TYPE_CHECKING:
     from quorumq.broker._broker import Broker, Handler
@@ -104,6 +114,9 @@ def register(broker: Broker, handlers: dict[int, Handler]) -> None:
             "AlterUserScramCredentialsResponse",
             lambda h, r: _alter_user_scram_credentials(broker, h, r),
         ),
+        (p.ApiKey.DESCRIBE_ACLS, "DescribeAclsResponse", lambda h, r: _describe_acls(broker, h, r)),
+        (p.ApiKey.CREATE_ACLS, "CreateAclsResponse", lambda h, r: _create_acls(broker, h, r)),
+        (p.ApiKey.DELETE_ACLS, "DeleteAclsResponse", lambda h, r: _delete_acls(broker, h, r)),
     ]
     for api_key, response_class, handler in table:
         if hasattr(p, response_class):
@@ -151,6 +164,43 @@ def _alter_user_scram_credentials(broker: Broker, header: p.RequestHeader, reque
         return alter_response(checked, lambda user: (int(failure.code), str(failure)))
     broker.user_credentials = credentials
     return alter_response(checked)
+
+
+# --- ACLs (a single broker: its ACL file) ---------------------------------------------------
+
+
+def _describe_acls(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    if broker.authorizer is None:
+        return security_disabled(header.api_key, request)
+    return describe_acls(broker.authorizer.acls, request)
+
+
+def _save_acls(broker: Broker, acls: frozenset[Any]) -> KafkaStorageError | None:
+    assert broker.authorizer is not None
+    try:
+        save_acls(Path(broker.config.data_dir), acls)
+    except OSError as exc:
+        return KafkaStorageError(f"cannot save the ACLs: {exc}")
+    broker.authorizer = broker.authorizer.with_acls(acls)
+    return None
+
+
+def _create_acls(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    if broker.authorizer is None:
+        return security_disabled(header.api_key, request)
+    checked = check_creations(request)
+    new = [c for c in checked if isinstance(c, AclBinding)]
+    failure = _save_acls(broker, broker.authorizer.acls | set(new)) if new else None
+    return creation_results(checked, failure)
+
+
+def _delete_acls(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    if broker.authorizer is None:
+        return security_disabled(header.api_key, request)
+    matched = match_deletions(broker.authorizer.acls, request)
+    gone = {a for found, _ in matched for a in found}
+    failure = _save_acls(broker, broker.authorizer.acls - gone) if gone else None
+    return deletion_results(matched, failure)
 
 
 # --- ListOffsets ------------------------------------------------------------------------------

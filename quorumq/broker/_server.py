@@ -207,6 +207,8 @@ class ConnectionInfo:
     the connection is muted."""
 
     peer: str
+    host: str = ""
+    """The client's address, which ACLs may name."""
     muted_until: float = 0.0
     """Trio time before which the connection reads no request: a client over its quota
     (KIP-219; ``_quotas.py``). 0: not muted."""
@@ -245,10 +247,11 @@ async def serve_connection(
         connections = ConnectionSet()
     stream = lean_stream(stream)
     try:
-        peer = "{}:{}".format(*stream.socket.getpeername()[:2])
+        address = stream.socket.getpeername()[:2]
+        peer, host = "{}:{}".format(*address), str(address[0])
     except OSError:
-        peer = "?"
-    info = ConnectionInfo(peer)
+        peer, host = "?", ""
+    info = ConnectionInfo(peer, host)
     reader = FrameReader(stream, config.socket_request_max_bytes)
     connection = _Connection(stream, config.queued_max_requests)
     try:

@@ -24,6 +24,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands; kept here so each command module only
     # depends on the app objects above.
     from quorumq.cli import (  # noqa: F401
+        _acl,
         _bench,
         _bench_kafka,
         _broker,

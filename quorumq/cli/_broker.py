@@ -101,6 +101,20 @@ def broker_command(
         help="NAME=PASSWORD of a user defined in the broker's config (the first admin); "
         "repeat for several. Users in the metadata log come from `quorumq user set`.",
     ),
+    authorizer: bool = typer.Option(
+        False,
+        "--authorizer/--no-authorizer",
+        help="Check every request against the ACLs (`quorumq acl`); in a cluster this needs "
+        "--sasl-mechanism.",
+    ),
+    super_user: list[str] = typer.Option(
+        [], "--super-user", help="User:NAME the ACLs do not apply to (super.users); repeatable."
+    ),
+    allow_everyone_if_no_acl_found: bool = typer.Option(
+        False,
+        "--allow-everyone-if-no-acl-found",
+        help="A resource with no ACL at all is open to everyone.",
+    ),
 ) -> None:
     """Run one broker in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
     logging.basicConfig(
@@ -121,6 +135,14 @@ def broker_command(
         mechanisms = check_mechanisms(tuple(sasl_mechanism))
     except InvalidRequest as exc:
         raise typer.BadParameter(f"--sasl-mechanism: {exc}") from None
+    bad = [u for u in super_user if not u.startswith("User:") or u == "User:"]
+    if bad:
+        raise typer.BadParameter(f"--super-user wants User:NAME, got {bad[0]!r}")
+    if authorizer and controller_voters and not mechanisms:
+        raise typer.BadParameter(
+            "--authorizer in a cluster needs --sasl-mechanism: without a login a broker's "
+            "replica fetches cannot be told from a client's"
+        )
     if mechanisms and controller_voters and not controller_password:
         raise typer.BadParameter(
             "--sasl-mechanism in a cluster needs --controller-password: brokers log in to "
@@ -135,6 +157,9 @@ def broker_command(
         auto_create_topics_enable=auto_create_topics,
         sasl_mechanisms=mechanisms,
         sasl_users=users,
+        authorizer=authorizer,
+        super_users=tuple(super_user),
+        allow_everyone_if_no_acl_found=allow_everyone_if_no_acl_found,
     )
     cluster = None
     if controller_voters:

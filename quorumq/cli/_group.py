@@ -21,7 +21,13 @@ from rich.table import Table
 from quorumq import protocol as p
 from quorumq.cli._app import app
 from quorumq.cli._broker import run_trio
-from quorumq.cli._topic import BOOTSTRAP_HELP, DEFAULT_BOOTSTRAP, connect, raise_for_code
+from quorumq.cli._topic import (
+    BOOTSTRAP_HELP,
+    DEFAULT_BOOTSTRAP,
+    connect,
+    raise_for_code,
+    sasl_from_env,
+)
 from quorumq.client._connection import Connection, open_connection
 from quorumq.client._consumer_protocol import CONSUMER_PROTOCOL_TYPE, decode_assignment
 from quorumq.errors import ErrorCode, QuorumqError, RequestTimedOut, error_for_code
@@ -87,7 +93,7 @@ class GroupReport:
 
 @contextlib.asynccontextmanager
 async def _connect_to(host: str, port: int) -> AsyncIterator[Connection]:
-    async with open_connection(host, port, client_id="quorumq-cli") as conn:
+    async with open_connection(host, port, client_id="quorumq-cli", sasl=sasl_from_env()) as conn:
         yield conn
 
 

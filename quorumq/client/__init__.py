@@ -11,7 +11,7 @@ See ``docs/client.md``.
 """
 
 from quorumq.client._assignors import RangeAssignor, RoundRobinAssignor
-from quorumq.client._connection import Connection, open_connection
+from quorumq.client._connection import Connection, SaslConfig, open_connection
 from quorumq.client._consumer import Consumer, ConsumerRecord
 from quorumq.client._group import GroupGeneration, GroupMember
 from quorumq.client._metadata import (
@@ -39,6 +39,7 @@ __all__ = [
     "RecordFuture",
     "RecordMetadata",
     "RoundRobinAssignor",
+    "SaslConfig",
     "TopicMetadata",
     "TopicPartition",
     "murmur2",

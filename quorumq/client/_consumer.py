@@ -40,6 +40,7 @@ import trio
 
 from quorumq import protocol as p
 from quorumq.client._assignors import PartitionAssignor
+from quorumq.client._connection import SaslConfig
 from quorumq.client._fetch_session import FINAL_EPOCH, INVALID_SESSION_ID, FetchSessionBuilder
 from quorumq.client._group import GroupMember, assignor_for
 from quorumq.client._metadata import (
@@ -102,6 +103,8 @@ class Consumer:
 
     Args:
         bootstrap: ``"host:port[,host:port]"`` of one or more brokers.
+        sasl: the SASL login (``SaslConfig(mechanism, username, password)``) for a
+            SASL_PLAINTEXT listener.
         group_id: the group for commits (and for :meth:`subscribe`); None: no commits.
         auto_offset_reset: ``"earliest"``, ``"latest"`` or ``"none"`` (raise) for partitions
             without a valid position.
@@ -130,6 +133,7 @@ class Consumer:
         heartbeat_interval_ms: int = 3_000,
         rebalance_timeout_ms: int = 30_000,
         group_instance_id: str | None = None,
+        sasl: SaslConfig | None = None,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ValueError("auto_offset_reset must be 'earliest', 'latest' or 'none'")
@@ -153,6 +157,7 @@ class Consumer:
             request_timeout_ms=request_timeout_ms,
             retry_backoff_ms=retry_backoff_ms,
             allow_auto_topic_creation=False,
+            sasl=sasl,
         )
         self._partitions: dict[TopicPartition, _PartitionState] = {}
         self._fetch_sessions: dict[int, tuple[Any, FetchSessionBuilder]] = {}

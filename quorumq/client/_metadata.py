@@ -30,7 +30,7 @@ import attrs
 import trio
 
 from quorumq import protocol as p
-from quorumq.client._connection import Connection, open_connection, split_host_port
+from quorumq.client._connection import Connection, SaslConfig, open_connection, split_host_port
 from quorumq.errors import (
     ErrorCode,
     LeaderNotAvailable,
@@ -162,6 +162,7 @@ class ClusterMetadata:
         max_attempts: how many refreshes a question gets before its error is raised.
         allow_auto_topic_creation: Metadata's ``allow_auto_topic_creation`` (producers want it;
             Kafka's consumer does not).
+        sasl: the SASL login every connection makes (a SASL_PLAINTEXT listener); None: none.
     """
 
     def __init__(
@@ -174,8 +175,10 @@ class ClusterMetadata:
         max_attempts: int = 20,
         allow_auto_topic_creation: bool = True,
         connect_timeout_ms: int = 10_000,
+        sasl: SaslConfig | None = None,
     ) -> None:
         self.bootstrap = parse_bootstrap(bootstrap)
+        self.sasl = sasl
         self.client_id = client_id
         self.request_timeout_ms = request_timeout_ms
         self.retry_backoff_ms = retry_backoff_ms
@@ -265,6 +268,7 @@ class ClusterMetadata:
                 port,
                 client_id=self.client_id,
                 connect_timeout_s=self.connect_timeout_ms / 1000,
+                sasl=self.sasl,
             ) as conn:
                 task_status.started(_Link(conn, scope))
                 await trio.sleep_forever()

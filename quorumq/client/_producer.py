@@ -42,6 +42,7 @@ import attrs
 import trio
 
 from quorumq import protocol as p
+from quorumq.client._connection import SaslConfig
 from quorumq.client._metadata import (
     RETRIABLE_LEADER_ERRORS,
     ClusterMetadata,
@@ -215,6 +216,8 @@ class Producer:
 
     Args:
         bootstrap: ``"host:port[,host:port]"`` of one or more brokers.
+        sasl: the SASL login (``SaslConfig(mechanism, username, password)``) for a
+            SASL_PLAINTEXT listener.
         acks: 0 (no answer), 1 (the leader appended) or ``"all"`` (the high watermark passed).
         linger_ms: how long a batch waits for more records before it is sent.
         batch_size: bytes after which a batch is sent without waiting (``batch.size``).
@@ -252,6 +255,7 @@ class Producer:
         max_request_size: int = 1024 * 1024,
         client_id: str = "quorumq-producer",
         partitioner: Partitioner | NullKeyStrategy = "sticky",
+        sasl: SaslConfig | None = None,
     ) -> None:
         self.acks = _parse_acks(acks)
         if compression not in _COMPRESSION:
@@ -277,6 +281,7 @@ class Producer:
             client_id=client_id,
             request_timeout_ms=request_timeout_ms,
             retry_backoff_ms=retry_backoff_ms,
+            sasl=sasl,
         )
         self._pool = _BufferPool(buffer_memory)
         self._queues: dict[TopicPartition, deque[_Batch]] = {}

@@ -18,7 +18,9 @@ from tests.cluster._harness import open_cluster
 SASL = {"sasl_mechanisms": ("SCRAM-SHA-512", "PLAIN"), "sasl_users": {"admin": "admin-secret"}}
 
 
-def _produce(bootstrap: str, user: str, password: str, count: int) -> tuple[int, list[str]]:
+def _produce(
+    bootstrap: str, user: str, password: str, count: int, timeout_s: float = 10
+) -> tuple[int, list[str]]:
     errors: list[str] = []
     delivered: list[int] = []
     producer = Producer(
@@ -29,6 +31,7 @@ def _produce(bootstrap: str, user: str, password: str, count: int) -> tuple[int,
             "sasl.username": user,
             "sasl.password": password,
             "acks": "all",
+            "message.timeout.ms": int(timeout_s * 1000),
             "error_cb": lambda e: errors.append(str(e)),
         }
     )
@@ -39,7 +42,7 @@ def _produce(bootstrap: str, user: str, password: str, count: int) -> tuple[int,
             partition=0,
             on_delivery=lambda err, msg: err is None and delivered.append(msg.offset()),
         )
-    producer.flush(30)
+    producer.flush(timeout_s + 5)
     return len(delivered), errors
 
 
@@ -84,3 +87,55 @@ async def test_a_sasl_cluster_replicates_and_every_broker_knows_its_users(tmp_pa
                 p.MetadataRequest(topics=None, allow_auto_topic_creation=False),
             )
         assert [t.name for t in metadata.topics] == ["r"]
+
+
+ACLS = {
+    **SASL,
+    "authorizer": True,
+    "super_users": ("User:admin",),
+    "sasl_users": {"admin": "admin-secret", "alice": "alice-secret"},
+}
+
+
+async def test_acls_granted_through_one_broker_hold_at_every_broker(tmp_path: Path) -> None:
+    async with open_cluster(tmp_path, password="cluster-secret", broker_options=ACLS) as cluster:
+        await cluster.create_topic(
+            "r", 1, 3, {"replication.strategy": "isr", "min.insync.replicas": "2"}
+        )
+        leader = cluster.broker(cluster.leader_of("r", 0))
+        bootstrap = f"127.0.0.1:{leader.port}"
+        # The followers replicate under the authorizer: brokers are super users.
+        delivered, errors = await trio.to_thread.run_sync(
+            _produce, bootstrap, "admin", "admin-secret", 50
+        )
+        assert delivered == 50, errors
+        delivered, errors = await trio.to_thread.run_sync(
+            _produce, bootstrap, "alice", "alice-secret", 5
+        )
+        assert delivered == 0
+        other = next(b for b in cluster.running() if b is not leader)
+        admin = SaslConfig("SCRAM-SHA-512", "admin", "admin-secret")
+        grant = p.CreateAclsRequest(
+            creations=[
+                p.AclCreation(
+                    resource_type=2,
+                    resource_name="r",
+                    principal="User:alice",
+                    host="*",
+                    operation=4,
+                    permission_type=3,
+                )
+            ]
+        )
+        async with open_connection("127.0.0.1", other.port or 0, sasl=admin) as conn:
+            answer: Any = await conn.request(p.ApiKey.CREATE_ACLS, 3, grant)
+        assert [r.error_code for r in answer.results] == [0]
+        await cluster.wait_for(
+            lambda: leader.authorizer is not None and len(leader.authorizer.acls) == 1,
+            10,
+            "the ACL",
+        )
+        delivered, errors = await trio.to_thread.run_sync(
+            _produce, bootstrap, "alice", "alice-secret", 5
+        )
+        assert delivered == 5, errors
