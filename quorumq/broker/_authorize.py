@@ -124,14 +124,23 @@ def fetch_check(caller: Caller, request: Any) -> Callable[[str], bool]:
     return check
 
 
-def _list_offsets(caller: Caller, request: Any) -> Decision:
-    kept, denied = _split(
-        request.topics, lambda t: t.name, lambda n: caller.may(Op.DESCRIBE, TOPIC, n)
-    )
+def _per_topic(
+    request: Any, allowed: Callable[[str], bool], answer: Callable[[Any], Any]
+) -> Decision:
+    """Takes the topics ``allowed`` refuses out of ``request.topics``; ``answer`` builds each
+    one's entry (every partition TOPIC_AUTHORIZATION_FAILED) for the response's ``topics``."""
+    kept, denied = _split(request.topics, lambda t: t.name, allowed)
     if not denied:
         return ALLOWED
-    extra = [
-        p.ListOffsetsResponseTopic(
+    extra = [answer(t) for t in denied]
+    return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
+
+
+def _list_offsets(caller: Caller, request: Any) -> Decision:
+    return _per_topic(
+        request,
+        lambda name: caller.may(Op.DESCRIBE, TOPIC, name),
+        lambda t: p.ListOffsetsResponseTopic(
             name=t.name,
             partitions=[
                 p.ListOffsetsResponsePartition(
@@ -139,31 +148,27 @@ def _list_offsets(caller: Caller, request: Any) -> Decision:
                 )
                 for x in t.partitions
             ],
-        )
-        for t in denied
-    ]
-    return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
+        ),
+    )
 
 
 def _offset_for_leader_epoch(caller: Caller, request: Any) -> Decision:
     if request.replica_id >= 0:
-        allowed: Callable[[str], bool] = lambda _name: caller.may_on_cluster(Op.CLUSTER_ACTION)  # noqa: E731
+        follower = caller.may_on_cluster(Op.CLUSTER_ACTION)
+        allowed: Callable[[str], bool] = lambda _name: follower  # noqa: E731
     else:
         allowed = lambda name: caller.may(Op.DESCRIBE, TOPIC, name)  # noqa: E731
-    kept, denied = _split(request.topics, lambda t: t.name, allowed)
-    if not denied:
-        return ALLOWED
-    extra = [
-        p.OffsetForLeaderTopicResult(
+    return _per_topic(
+        request,
+        allowed,
+        lambda t: p.OffsetForLeaderTopicResult(
             name=t.name,
             partitions=[
                 p.EpochEndOffset(partition_index=x.partition_index, error_code=TOPIC_DENIED)
                 for x in t.partitions
             ],
-        )
-        for t in denied
-    ]
-    return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
+        ),
+    )
 
 
 # --- metadata and topics ---------------------------------------------------------------------

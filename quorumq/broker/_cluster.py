@@ -1161,22 +1161,8 @@ class ClusterBroker(Broker):
         if self.authorizer is None:
             return security_disabled(header.api_key, request)
         checked = check_creations(request)
-        new = [c for c in checked if isinstance(c, AclBinding)]
-        deadline = trio.current_time() + 10.0
-
-        async def create() -> Any:
-            failure = None
-            try:
-                for acl in new:
-                    record = CreateAcl(*binding_values(acl))
-                    await self._through_controller(
-                        lambda r=record: self._controller_or_raise().propose_acl(r), deadline
-                    )
-            except QuorumqError as exc:
-                failure = exc
-            return creation_results(checked, failure)
-
-        return Delayed(create)
+        new = [CreateAcl(*binding_values(c)) for c in checked if isinstance(c, AclBinding)]
+        return self._propose_acls(new, lambda failure: creation_results(checked, failure))
 
     def _delete_acls(self, header: p.RequestHeader, request: Any) -> Any:
         """DeleteAcls through the controller: one DeleteAcl record per matching ACL."""
@@ -1184,21 +1170,28 @@ class ClusterBroker(Broker):
             return security_disabled(header.api_key, request)
         matched = match_deletions(self.authorizer.acls, request)
         gone = sorted({a for found, _ in matched for a in found}, key=binding_values)
+        records = [DeleteAcl(*binding_values(a)) for a in gone]
+        return self._propose_acls(records, lambda failure: deletion_results(matched, failure))
+
+    def _propose_acls(
+        self,
+        records: list[CreateAcl] | list[DeleteAcl],
+        answer: Callable[[QuorumqError | None], Any],
+    ) -> Any:
+        """Commits ACL records one by one; the answer reports the first failure, if any."""
         deadline = trio.current_time() + 10.0
 
-        async def delete() -> Any:
-            failure = None
+        async def propose() -> Any:
             try:
-                for acl in gone:
-                    record = DeleteAcl(*binding_values(acl))
+                for record in records:
                     await self._through_controller(
                         lambda r=record: self._controller_or_raise().propose_acl(r), deadline
                     )
             except QuorumqError as exc:
-                failure = exc
-            return deletion_results(matched, failure)
+                return answer(exc)
+            return answer(None)
 
-        return Delayed(delete)
+        return Delayed(propose)
 
     def _alter_user_scram_credentials(self, header: p.RequestHeader, request: Any) -> Any:
         """AlterUserScramCredentials through the controller: each user's changes are records of

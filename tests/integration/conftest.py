@@ -85,3 +85,22 @@ def broker(tmp_path: Path) -> Iterator[BrokerThread]:
         yield thread
     finally:
         thread.stop()
+
+
+def call(port: int, api_key: Any, version: int, body: Any, sasl: Any = None) -> Any:
+    """One request on a fresh connection (logged in with ``sasl``, a ``SaslConfig``), from
+    synchronous test code; what the request raises comes out unwrapped."""
+    from quorumq.client._connection import open_connection
+
+    async def main() -> Any:
+        async with open_connection("127.0.0.1", port, sasl=sasl) as conn:
+            return await conn.request(api_key, version, body)
+
+    try:
+        return trio.run(main)
+    except BaseExceptionGroup as group:
+        # open_connection's reader nursery wraps what the body raises.
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        raise leaf from None

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from quorumq import protocol as p
 from quorumq.broker import Broker, BrokerConfig
 from quorumq.broker._authorize import GATES
-from quorumq.client._connection import SaslConfig, open_connection
+from quorumq.client._connection import SaslConfig
 from quorumq.errors import ErrorCode
 from tests.integration.conftest import BrokerThread
+from tests.integration.conftest import call as request
 
 ADMIN = SaslConfig("SCRAM-SHA-512", "admin", "admin-secret")
 ALICE = SaslConfig("SCRAM-SHA-512", "alice", "alice-secret")
@@ -41,11 +41,7 @@ def acl_broker(tmp_path: Path) -> Any:
 
 
 def call(port: int, sasl: SaslConfig | None, api_key: p.ApiKey, version: int, body: Any) -> Any:
-    async def main() -> Any:
-        async with open_connection("127.0.0.1", port, sasl=sasl) as conn:
-            return await conn.request(api_key, version, body)
-
-    return trio.run(main)
+    return request(port, api_key, version, body, sasl)
 
 
 def add_acls(port: int, *acls: tuple[int, str, int, str, int, int]) -> list[int]:

@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from quorumq import protocol as p
-from quorumq.client._connection import open_connection
 from quorumq.errors import ErrorCode
-from tests.integration.conftest import BrokerThread
+from tests.integration.conftest import BrokerThread, call
 
 # Short sampling windows so that a throttle shows within seconds: a client may burst one
 # window's worth (0.1 s at its rate) before it is held to its rate.
@@ -33,11 +31,7 @@ def quota_broker(tmp_path: Path) -> Any:
 
 
 def request(port: int, api_key: p.ApiKey, version: int, body: Any) -> Any:
-    async def main() -> Any:
-        async with open_connection("127.0.0.1", port) as conn:
-            return await conn.request(api_key, version, body)
-
-    return trio.run(main)
+    return call(port, api_key, version, body)
 
 
 def alter(port: int, *entries: tuple[dict[str, str | None], dict[str, float | None]]) -> list[int]:

@@ -17,6 +17,7 @@ from quorumq.client._connection import SaslConfig, open_connection
 from quorumq.errors import ErrorCode, SaslAuthenticationFailed, UnsupportedSaslMechanism
 from quorumq.security import SCRAM_MECHANISMS, salted_password
 from tests.integration.conftest import BrokerThread
+from tests.integration.conftest import call as request
 
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 ADMIN = SaslConfig("SCRAM-SHA-512", "admin", "admin-secret")
@@ -37,18 +38,7 @@ def sasl_broker(tmp_path: Path) -> Any:
 def call(
     port: int, api_key: p.ApiKey, version: int, body: Any, sasl: SaslConfig | None = ADMIN
 ) -> Any:
-    async def main() -> Any:
-        async with open_connection("127.0.0.1", port, sasl=sasl) as conn:
-            return await conn.request(api_key, version, body)
-
-    try:
-        return trio.run(main)
-    except BaseExceptionGroup as group:
-        # open_connection's reader nursery wraps what the body raises.
-        leaf: BaseException = group
-        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
-            leaf = leaf.exceptions[0]
-        raise leaf from None
+    return request(port, api_key, version, body, sasl)
 
 
 def upsertion(name: str, password: str, mechanism: str, iterations: int = 4096) -> Any:

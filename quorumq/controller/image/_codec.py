@@ -169,6 +169,16 @@ def _object(value: Any, required: tuple[str, ...]) -> dict[str, Any]:
 
 _Schema = dict[str, Callable[[Any], Any]]
 
+_ACL_FIELDS: _Schema = {
+    "resource_type": _int,
+    "resource_name": _str,
+    "pattern_type": _int,
+    "principal": _str,
+    "host": _str,
+    "operation": _int,
+    "permission": _int,
+}
+
 _SCHEMAS: dict[type, dict[int, _Schema]] = {
     RegisterBroker: {
         1: {
@@ -221,28 +231,8 @@ _SCHEMAS: dict[type, dict[int, _Schema]] = {
         }
     },
     ControllerEpochBump: {1: {"controller_id": _int, "controller_epoch": _int, "now_ms": _int}},
-    CreateAcl: {
-        1: {
-            "resource_type": _int,
-            "resource_name": _str,
-            "pattern_type": _int,
-            "principal": _str,
-            "host": _str,
-            "operation": _int,
-            "permission": _int,
-        }
-    },
-    DeleteAcl: {
-        1: {
-            "resource_type": _int,
-            "resource_name": _str,
-            "pattern_type": _int,
-            "principal": _str,
-            "host": _str,
-            "operation": _int,
-            "permission": _int,
-        }
-    },
+    CreateAcl: {1: _ACL_FIELDS},
+    DeleteAcl: {1: _ACL_FIELDS},
     UserScramCredential: {
         1: {
             "user": _str,

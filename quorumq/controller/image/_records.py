@@ -169,10 +169,9 @@ class RemoveUserScramCredential:
 
 
 @attrs.frozen
-class CreateAcl:
-    """Adds one ACL (Kafka's AccessControlEntryRecord): Kafka's numbers for the resource
-    type, pattern type, operation and permission (``quorumq.security``); checked by the
-    proposer. Adding an ACL that exists is a no-op."""
+class _AclRecord:
+    """One ACL, with Kafka's numbers for the resource type, pattern type, operation and
+    permission (``quorumq.security``); checked by the proposer."""
 
     resource_type: int
     resource_name: str
@@ -184,16 +183,13 @@ class CreateAcl:
 
 
 @attrs.frozen
-class DeleteAcl:
-    """Removes one ACL (Kafka's RemoveAccessControlEntryRecord); Rejected if it is gone."""
+class CreateAcl(_AclRecord):
+    """Adds one ACL (Kafka's AccessControlEntryRecord); adding one that exists is a no-op."""
 
-    resource_type: int
-    resource_name: str
-    pattern_type: int
-    principal: str
-    host: str
-    operation: int
-    permission: int
+
+@attrs.frozen
+class DeleteAcl(_AclRecord):
+    """Removes one ACL (Kafka's RemoveAccessControlEntryRecord); Rejected if it is gone."""
 
 
 @attrs.frozen
