@@ -179,3 +179,72 @@ def test_consumer_group_against_three_brokers(three_brokers: ThreadedCluster) ->
     out = ok(run_example("consumer_group.py", three_brokers, "--timeout", "45"))
     assert "the two remaining members now cover all six partitions" in out
     assert "the remaining members read all of round-2" in out
+
+
+def test_secure_shows_users_acls_and_a_refused_write(tmp_path: Path) -> None:
+    """secure.py against a real `quorumq broker` process with SASL and an authorizer."""
+    import socket
+    import time
+
+    from quorumq.testing import free_ports
+
+    (port,) = free_ports(1)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "quorumq",
+            "broker",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--sasl-user",
+            "admin=admin-secret",
+            "--authorizer",
+            "--super-user",
+            "User:admin",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "broker did not start listening"
+                time.sleep(0.05)
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(EXAMPLES / "secure.py"),
+                "--bootstrap",
+                f"127.0.0.1:{port}",
+                "--admin-password",
+                "admin-secret",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        out = ok(result)
+        assert re.search(r"writer wrote 5 records", out)
+        assert re.search(r"reader may not write to \S+: TopicAuthorizationFailed", out)
+        assert re.search(r"reader read 5 records", out)
+        wrong = subprocess.run(
+            [sys.executable, str(EXAMPLES / "secure.py"), "--bootstrap", f"127.0.0.1:{port}",
+             "--admin-password", "guess"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert wrong.returncode == 1 and "Authentication failed" in wrong.stderr
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
