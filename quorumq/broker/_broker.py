@@ -17,6 +17,7 @@ key or an unsupported version closes the connection (as Kafka does) with one log
 from __future__ import annotations
 
 import logging
+import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ import attrs
 import trio
 
 from quorumq import protocol as p
+from quorumq._tls import server_context
 from quorumq.broker._acls import load_acls
 from quorumq.broker._authorize import GATES, NO_ANSWER, Caller, fetch_check
 from quorumq.broker._config import BrokerConfig
@@ -171,6 +173,15 @@ class Broker:
             p.ApiKey.PRODUCE: self._produce,
             p.ApiKey.FETCH: self._fetch,
         }
+        self.ssl_context: ssl.SSLContext | None = None
+        """The listener's TLS (``ssl_certfile``); None: plain TCP."""
+        if config.ssl_certfile is not None:
+            self.ssl_context = server_context(
+                config.ssl_certfile,
+                config.ssl_keyfile,
+                config.ssl_cafile,
+                client_auth=config.ssl_client_auth,
+            )
         self.authorizer: Authorizer | None = None
         """The ACLs every request is checked against (``--authorizer``); None: no checks."""
         if config.authorizer:
@@ -326,7 +337,16 @@ class Broker:
             )
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        await serve_connection(stream, self.handle_frame, self.config, self.connections)
+        await serve_connection(
+            stream,
+            self.handle_frame,
+            self.config,
+            self.connections,
+            ssl_context=self.ssl_context,
+            cert_principal=self.ssl_context is not None
+            and self.config.ssl_client_auth
+            and self.sasl is None,
+        )
 
     # --- topics and partitions ---------------------------------------------------------------
 

@@ -36,6 +36,7 @@ import attrs
 import trio
 
 from quorumq import protocol as p
+from quorumq._tls import client_context
 from quorumq.broker._acls import (
     binding_values,
     check_creations,
@@ -201,6 +202,11 @@ class ClusterBroker(Broker):
         self.fetch_sessions.refresh_s = progress_refresh_s(cluster.replica_lag_time_max_ms)
         # Seams for the deterministic simulation (quorumq.testing._sim): its in-memory network's
         # listeners and connect, and a single-threaded controller instead of the Raft voter.
+        if self.ssl_context is not None:
+            # Brokers reach each other's listeners over TLS too, checking them against the
+            # cluster's CA and showing their own certificate (for client authentication).
+            peers = client_context(config.ssl_cafile, config.ssl_certfile, config.ssl_keyfile)
+            connect = functools.partial(connect, ssl_context=peers)
         self._connect = connect
         if self.sasl is not None:
             self._connect = self._inter_broker_login(connect)

@@ -37,6 +37,17 @@ class BrokerConfig:
     """``group.initial.rebalance.delay.ms``: a new group waits this long for more members."""
     group_min_session_timeout_ms: int = 6_000
     """``group.min.session.timeout.ms``: shorter session timeouts are refused."""
+    ssl_certfile: Path | None = None
+    """PEM certificate (chain) of the listener: with it the listener speaks TLS (Kafka's SSL,
+    or SASL_SSL with ``sasl_mechanisms``)."""
+    ssl_keyfile: Path | None = None
+    """PEM private key of ``ssl_certfile`` (None: the key is in the certificate file)."""
+    ssl_cafile: Path | None = None
+    """PEM CA certificates: the ones client certificates must chain to (with
+    ``ssl_client_auth``), and that a cluster's brokers check each other's listeners against."""
+    ssl_client_auth: bool = False
+    """``ssl.client.auth=required``: a client must present a certificate signed by
+    ``ssl_cafile``; without SASL, its subject becomes the principal (``User:CN=...``)."""
     sasl_mechanisms: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     """``sasl.enabled.mechanisms`` of the listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512). Empty:
     a PLAINTEXT listener; otherwise SASL_PLAINTEXT, where every connection must log in first."""

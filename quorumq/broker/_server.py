@@ -44,6 +44,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import ssl
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,6 +54,7 @@ import attrs
 import trio
 
 from quorumq._net import lean_stream
+from quorumq._tls import subject_principal
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._expiry import Expiry, Waker, expiry
 from quorumq.errors import QuorumqError
@@ -235,14 +237,25 @@ class ConnectionSet:
             scope.cancel()
 
 
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
+"""A client that has not finished its TLS handshake by then is dropped (it holds a connection
+slot and a task, and may be a port scanner)."""
+
+
 async def serve_connection(
     stream: trio.SocketStream,
     handle: RequestHandler,
     config: BrokerConfig,
     connections: ConnectionSet | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    cert_principal: bool = False,
 ) -> None:
     """Runs one client connection until it closes, sends something unacceptable, or the broker
-    drains it (then it answers what it has read and closes)."""
+    drains it (then it answers what it has read and closes).
+
+    ``ssl_context``: a TLS listener; ``cert_principal``: the client certificate's subject is the
+    connection's principal (TLS client authentication without SASL)."""
     if connections is None:
         connections = ConnectionSet()
     stream = lean_stream(stream)
@@ -252,6 +265,19 @@ async def serve_connection(
     except OSError:
         peer, host = "?", ""
     info = ConnectionInfo(peer, host)
+    if ssl_context is not None:
+        tls = trio.SSLStream(stream, ssl_context, server_side=True)
+        try:
+            with trio.fail_after(TLS_HANDSHAKE_TIMEOUT_S):
+                await tls.do_handshake()
+        except (trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
+            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+            log.warning("TLS handshake with %s failed: %s", peer, cause or "closed")
+            await trio.aclose_forcefully(stream)
+            return
+        if cert_principal:
+            info.principal = subject_principal(tls.getpeercert())
+        stream = tls  # type: ignore[assignment]
     reader = FrameReader(stream, config.socket_request_max_bytes)
     connection = _Connection(stream, config.queued_max_requests)
     try:

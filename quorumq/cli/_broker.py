@@ -101,6 +101,24 @@ def broker_command(
         help="NAME=PASSWORD of a user defined in the broker's config (the first admin); "
         "repeat for several. Users in the metadata log come from `quorumq user set`.",
     ),
+    ssl_certfile: Path | None = typer.Option(
+        None,
+        "--ssl-certfile",
+        help="PEM certificate of the listener: it speaks TLS (SSL, or SASL_SSL with "
+        "--sasl-mechanism).",
+    ),
+    ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="PEM private key."),
+    ssl_cafile: Path | None = typer.Option(
+        None,
+        "--ssl-cafile",
+        help="PEM CA: client certificates must chain to it (--ssl-client-auth), and a "
+        "cluster's brokers check each other against it.",
+    ),
+    ssl_client_auth: bool = typer.Option(
+        False,
+        "--ssl-client-auth",
+        help="Require a client certificate; without SASL its subject is the principal.",
+    ),
     authorizer: bool = typer.Option(
         False,
         "--authorizer/--no-authorizer",
@@ -135,6 +153,14 @@ def broker_command(
         mechanisms = check_mechanisms(tuple(sasl_mechanism))
     except InvalidRequest as exc:
         raise typer.BadParameter(f"--sasl-mechanism: {exc}") from None
+    if (ssl_keyfile or ssl_cafile or ssl_client_auth) and ssl_certfile is None:
+        raise typer.BadParameter(
+            "--ssl-keyfile, --ssl-cafile and --ssl-client-auth need --ssl-certfile"
+        )
+    if ssl_client_auth and ssl_cafile is None:
+        raise typer.BadParameter(
+            "--ssl-client-auth needs --ssl-cafile (what client certificates chain to)"
+        )
     bad = [u for u in super_user if not u.startswith("User:") or u == "User:"]
     if bad:
         raise typer.BadParameter(f"--super-user wants User:NAME, got {bad[0]!r}")
@@ -158,6 +184,10 @@ def broker_command(
         sasl_mechanisms=mechanisms,
         sasl_users=users,
         authorizer=authorizer,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        ssl_cafile=ssl_cafile,
+        ssl_client_auth=ssl_client_auth,
         super_users=tuple(super_user),
         allow_everyone_if_no_acl_found=allow_everyone_if_no_acl_found,
     )

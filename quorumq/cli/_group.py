@@ -27,6 +27,7 @@ from quorumq.cli._topic import (
     connect,
     raise_for_code,
     sasl_from_env,
+    ssl_from_env,
 )
 from quorumq.client._connection import Connection, open_connection
 from quorumq.client._consumer_protocol import CONSUMER_PROTOCOL_TYPE, decode_assignment
@@ -93,7 +94,9 @@ class GroupReport:
 
 @contextlib.asynccontextmanager
 async def _connect_to(host: str, port: int) -> AsyncIterator[Connection]:
-    async with open_connection(host, port, client_id="quorumq-cli", sasl=sasl_from_env()) as conn:
+    async with open_connection(
+        host, port, client_id="quorumq-cli", sasl=sasl_from_env(), ssl_context=ssl_from_env()
+    ) as conn:
         yield conn
 
 

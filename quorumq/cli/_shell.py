@@ -17,7 +17,7 @@ import typer
 
 from quorumq.cli._app import app
 from quorumq.cli._broker import run_trio
-from quorumq.cli._topic import BOOTSTRAP_HELP, DEFAULT_BOOTSTRAP, sasl_from_env
+from quorumq.cli._topic import BOOTSTRAP_HELP, DEFAULT_BOOTSTRAP, sasl_from_env, ssl_from_env
 from quorumq.client import Consumer, Producer, RecordFuture, TopicPartition
 
 _CHUNK_LINES = 1000
@@ -60,6 +60,7 @@ def produce(
             acks="all" if acks == -1 else acks,
             compression=compression.lower(),
             sasl=sasl_from_env(),
+            ssl_context=ssl_from_env(),
         ) as producer:
             while lines := await trio.to_thread.run_sync(_read_lines, stdin, _CHUNK_LINES):
                 futures: list[RecordFuture] = []
@@ -100,7 +101,9 @@ def consume(
 
     async def main() -> int:
         printed = 0
-        async with Consumer(bootstrap, enable_auto_commit=False, sasl=sasl_from_env()) as consumer:
+        async with Consumer(
+            bootstrap, enable_auto_commit=False, sasl=sasl_from_env(), ssl_context=ssl_from_env()
+        ) as consumer:
             topic_meta = await consumer.metadata.topic(topic)
             indexes = [partition] if partition is not None else range(topic_meta.num_partitions)
             partitions = [TopicPartition(topic, i) for i in indexes]

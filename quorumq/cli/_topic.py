@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from quorumq import protocol as p
+from quorumq._tls import client_context
 from quorumq.cli._app import app
 from quorumq.cli._broker import run_trio
 from quorumq.client._connection import Connection, SaslConfig, open_connection, split_host_port
@@ -44,8 +47,30 @@ async def connect(bootstrap: str) -> AsyncIterator[Connection]:
         host, port = split_host_port(bootstrap)
     except ValueError:
         raise typer.BadParameter(f"--bootstrap wants HOST:PORT, got {bootstrap!r}") from None
-    async with open_connection(host, port, client_id="quorumq-cli", sasl=sasl_from_env()) as conn:
+    async with open_connection(
+        host, port, client_id="quorumq-cli", sasl=sasl_from_env(), ssl_context=ssl_from_env()
+    ) as conn:
         yield conn
+
+
+def ssl_from_env() -> ssl.SSLContext | None:
+    """The CLI's TLS, for an SSL or SASL_SSL listener: ``QUORUMQ_SSL_CAFILE`` (the CA the
+    broker's certificate chains to), and ``QUORUMQ_SSL_CERTFILE`` / ``QUORUMQ_SSL_KEYFILE``
+    for a listener that wants a client certificate. None: plain TCP.
+
+    Raises:
+        InvalidConfig: a file that is missing or not PEM (one line).
+    """
+    cafile = os.environ.get("QUORUMQ_SSL_CAFILE")
+    certfile = os.environ.get("QUORUMQ_SSL_CERTFILE")
+    if not cafile and not certfile:
+        return None
+    keyfile = os.environ.get("QUORUMQ_SSL_KEYFILE")
+    return client_context(
+        Path(cafile) if cafile else None,
+        Path(certfile) if certfile else None,
+        Path(keyfile) if keyfile else None,
+    )
 
 
 def sasl_from_env() -> SaslConfig | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -286,17 +287,24 @@ async def open_connection(
     connect_timeout_s: float = 10.0,
     inline: bool = False,
     sasl: SaslConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Connection]:
     """Connects to a broker, runs the response reader (none when ``inline``: see the module
-    docstring), and closes everything on exit.
+    docstring), and closes everything on exit. ``sasl``: log in first; ``ssl_context``: speak
+    TLS (a broker's SSL or SASL_SSL listener; ``quorumq._tls.client_context``).
 
     Raises:
-        ConnectionError: the broker refused or did not answer the connection (one-line message).
+        ConnectionError: the broker refused or did not answer the connection, or its TLS
+            certificate did not verify (one-line message).
     """
+    stream: trio.abc.Stream
     try:
         with trio.fail_after(connect_timeout_s):
             stream = lean_stream(await trio.open_tcp_stream(host, port))
-    except (OSError, trio.TooSlowError) as exc:
+            if ssl_context is not None:
+                stream = trio.SSLStream(stream, ssl_context, server_hostname=host)
+                await stream.do_handshake()
+    except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
         raise ConnectionError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
     async with connection_over(
         stream,
@@ -344,4 +352,8 @@ def _reason(exc: BaseException) -> str:
         cause = nested.exceptions[0] if isinstance(nested, BaseExceptionGroup) else nested
     if isinstance(cause, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS: {getattr(cause, 'verify_message', None) or cause.reason or cause}"
+    if isinstance(exc, trio.BrokenResourceError) and cause is exc:
+        return "closed during the TLS handshake"
     return str(cause) or type(cause).__name__

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -104,7 +105,8 @@ class Consumer:
     Args:
         bootstrap: ``"host:port[,host:port]"`` of one or more brokers.
         sasl: the SASL login (``SaslConfig(mechanism, username, password)``) for a
-            SASL_PLAINTEXT listener.
+            SASL_PLAINTEXT or SASL_SSL listener.
+        ssl_context: TLS (``ssl.SSLContext``) for an SSL or SASL_SSL listener.
         group_id: the group for commits (and for :meth:`subscribe`); None: no commits.
         auto_offset_reset: ``"earliest"``, ``"latest"`` or ``"none"`` (raise) for partitions
             without a valid position.
@@ -134,6 +136,7 @@ class Consumer:
         rebalance_timeout_ms: int = 30_000,
         group_instance_id: str | None = None,
         sasl: SaslConfig | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ValueError("auto_offset_reset must be 'earliest', 'latest' or 'none'")
@@ -158,6 +161,7 @@ class Consumer:
             retry_backoff_ms=retry_backoff_ms,
             allow_auto_topic_creation=False,
             sasl=sasl,
+            ssl_context=ssl_context,
         )
         self._partitions: dict[TopicPartition, _PartitionState] = {}
         self._fetch_sessions: dict[int, tuple[Any, FetchSessionBuilder]] = {}

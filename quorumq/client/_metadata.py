@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import attrs
@@ -163,6 +164,7 @@ class ClusterMetadata:
         allow_auto_topic_creation: Metadata's ``allow_auto_topic_creation`` (producers want it;
             Kafka's consumer does not).
         sasl: the SASL login every connection makes (a SASL_PLAINTEXT listener); None: none.
+        ssl_context: TLS for every connection (an SSL or SASL_SSL listener); None: plain TCP.
     """
 
     def __init__(
@@ -176,9 +178,11 @@ class ClusterMetadata:
         allow_auto_topic_creation: bool = True,
         connect_timeout_ms: int = 10_000,
         sasl: SaslConfig | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.bootstrap = parse_bootstrap(bootstrap)
         self.sasl = sasl
+        self.ssl_context = ssl_context
         self.client_id = client_id
         self.request_timeout_ms = request_timeout_ms
         self.retry_backoff_ms = retry_backoff_ms
@@ -269,6 +273,7 @@ class ClusterMetadata:
                 client_id=self.client_id,
                 connect_timeout_s=self.connect_timeout_ms / 1000,
                 sasl=self.sasl,
+                ssl_context=self.ssl_context,
             ) as conn:
                 task_status.started(_Link(conn, scope))
                 await trio.sleep_forever()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -217,7 +218,8 @@ class Producer:
     Args:
         bootstrap: ``"host:port[,host:port]"`` of one or more brokers.
         sasl: the SASL login (``SaslConfig(mechanism, username, password)``) for a
-            SASL_PLAINTEXT listener.
+            SASL_PLAINTEXT or SASL_SSL listener.
+        ssl_context: TLS (``ssl.SSLContext``) for an SSL or SASL_SSL listener.
         acks: 0 (no answer), 1 (the leader appended) or ``"all"`` (the high watermark passed).
         linger_ms: how long a batch waits for more records before it is sent.
         batch_size: bytes after which a batch is sent without waiting (``batch.size``).
@@ -256,6 +258,7 @@ class Producer:
         client_id: str = "quorumq-producer",
         partitioner: Partitioner | NullKeyStrategy = "sticky",
         sasl: SaslConfig | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.acks = _parse_acks(acks)
         if compression not in _COMPRESSION:
@@ -282,6 +285,7 @@ class Producer:
             request_timeout_ms=request_timeout_ms,
             retry_backoff_ms=retry_backoff_ms,
             sasl=sasl,
+            ssl_context=ssl_context,
         )
         self._pool = _BufferPool(buffer_memory)
         self._queues: dict[TopicPartition, deque[_Batch]] = {}

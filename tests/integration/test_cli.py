@@ -231,6 +231,36 @@ def test_cli_acls_add_list_remove(
         broker.stop()
 
 
+def test_cli_over_tls_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    ca_file, cert_file = tmp_path / "ca.pem", tmp_path / "server.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    broker = BrokerThread(tmp_path / "data", ssl_certfile=cert_file)
+    broker.start()
+    try:
+        b = ["--bootstrap", broker.bootstrap]
+        monkeypatch.setenv("QUORUMQ_SSL_CAFILE", str(ca_file))
+        assert run_cli(["topic", "create", "tls", *b], monkeypatch, capfd)[0] == 0
+        code, out, err = run_cli(["produce", "tls", *b], monkeypatch, capfd, stdin=b"over tls\n")
+        assert code == 0 and "produced 1" in out + err
+        args = ["consume", "tls", "--from-beginning", "--max-messages", "1", *b]
+        code, out, _ = run_cli(args, monkeypatch, capfd)
+        assert code == 0 and "over tls" in out
+        monkeypatch.setenv("QUORUMQ_SSL_CAFILE", str(tmp_path / "missing.pem"))
+        code, _, err = run_cli(["topic", "list", *b], monkeypatch, capfd)
+        assert code == 1 and "INVALID_CONFIG" in err and err.count("\n") == 1
+        monkeypatch.setenv("QUORUMQ_SSL_CAFILE", str(cert_file))  # not the CA that signed it
+        code, _, err = run_cli(["topic", "list", *b], monkeypatch, capfd)
+        assert code == 1 and "TLS" in err and err.count("\n") == 1
+    finally:
+        broker.stop()
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -239,6 +269,8 @@ def test_cli_acls_add_list_remove(
         ["--sasl-mechanism", "PLAIN", "--controller-voters", "0@127.0.0.1:1"],
         ["--authorizer", "--controller-voters", "0@127.0.0.1:1", "--controller-password", "x"],
         ["--authorizer", "--super-user", "alice"],
+        ["--ssl-keyfile", "k.pem"],
+        ["--ssl-certfile", "c.pem", "--ssl-client-auth"],
     ],
 )
 def test_cli_broker_refuses_bad_sasl_settings_in_one_line(
@@ -250,7 +282,7 @@ def test_cli_broker_refuses_bad_sasl_settings_in_one_line(
     monkeypatch.delenv("QUORUMQ_CONTROLLER_PASSWORD", raising=False)
     code, _, err = run_cli(["broker", "--data-dir", str(tmp_path / "d"), *args], monkeypatch, capfd)
     assert code == 2 and "Traceback" not in err
-    assert "sasl" in err.lower() or "super-user" in err
+    assert "sasl" in err.lower() or "super-user" in err or "--ssl" in err
 
 
 def test_cli_refused_connection_is_one_line(
