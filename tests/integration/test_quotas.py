@@ -65,11 +65,15 @@ def describe(port: int, version: int = 1) -> dict[tuple[tuple[str, str | None], 
     }
 
 
-def produce(bootstrap: str, client_id: str, count: int, size: int) -> tuple[float, list[int]]:
-    """Seconds to deliver ``count`` records of ``size`` bytes, and the throttles reported."""
+def produce(
+    bootstrap: str, client_id: str, count: int, size: int, extra: dict[str, Any] | None = None
+) -> tuple[float, list[int]]:
+    """Seconds to deliver ``count`` records of ``size`` bytes, and the throttles reported;
+    ``extra``: further librdkafka settings (a SASL login)."""
     throttles: list[int] = []
     producer = Producer(
         {
+            **(extra or {}),
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
             "linger.ms": 5,
@@ -192,3 +196,47 @@ def test_a_consumer_over_its_quota_is_throttled(quota_broker: BrokerThread) -> N
     assert received == 300
     assert throttles and max(throttles) > 0
     assert elapsed >= 2.0, f"300 KB at a 100 KB/s quota took only {elapsed:.2f} s"
+
+
+def test_a_user_quota_throttles_that_user_whatever_its_client_id(tmp_path: Path) -> None:
+    broker = BrokerThread(
+        tmp_path / "data",
+        sasl_mechanisms=("PLAIN",),
+        sasl_users={"alice": "a", "bob": "b"},
+        **WINDOWS,
+    )
+    broker.start()
+    try:
+        from quorumq.client._connection import SaslConfig
+
+        body = p.AlterClientQuotasRequest(
+            entries=[
+                p.AlterClientQuotasEntry(
+                    entity=[p.QuotaEntityData(entity_type="user", entity_name="alice")],
+                    ops=[p.AlterClientQuotasOp(key="producer_byte_rate", value=100_000.0)],
+                )
+            ]
+        )
+        answer = call(
+            broker.port, p.ApiKey.ALTER_CLIENT_QUOTAS, 1, body, SaslConfig("PLAIN", "bob", "b")
+        )
+        assert [e.error_code for e in answer.entries] == [0]
+        login = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN"}
+
+        def as_user(user: str, password: str, client_id: str) -> tuple[float, list[int]]:
+            conf = {**login, "sasl.username": user, "sasl.password": password}
+            return produce(broker.bootstrap, client_id, 300, 1000, extra=conf)
+
+        produce(
+            broker.bootstrap,
+            "warm-up",
+            1,
+            10,
+            extra={**login, "sasl.username": "bob", "sasl.password": "b"},
+        )
+        slow, slow_throttles = as_user("alice", "a", "any-client")
+        _, fast_throttles = as_user("bob", "b", "any-client")
+        assert slow_throttles and max(slow_throttles) > 0 and slow >= 2.0
+        assert not [t for t in fast_throttles if t > 0]
+    finally:
+        broker.stop()
