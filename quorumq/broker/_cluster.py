@@ -1202,7 +1202,8 @@ class ClusterBroker(Broker):
     def _alter_user_scram_credentials(self, header: p.RequestHeader, request: Any) -> Any:
         """AlterUserScramCredentials through the controller: each user's changes are records of
         the metadata log, so every broker checks logins against the same users."""
-        checked = check_alterations(request, self.user_credentials)
+        reserved = self.sasl.static_users() if self.sasl is not None else frozenset()
+        checked = check_alterations(request, self.user_credentials, reserved)
         deadline = trio.current_time() + 10.0
 
         async def alter() -> Any:

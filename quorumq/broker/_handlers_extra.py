@@ -152,7 +152,8 @@ def _alter_client_quotas(broker: Broker, header: p.RequestHeader, request: Any) 
 
 
 def _alter_user_scram_credentials(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
-    checked = check_alterations(request, broker.user_credentials)
+    reserved = broker.sasl.static_users() if broker.sasl is not None else frozenset()
+    checked = check_alterations(request, broker.user_credentials, reserved)
     alterations = [a for _, alts, error in checked if error is None for a in alts]
     if not alterations:
         return alter_response(checked)

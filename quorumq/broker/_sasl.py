@@ -91,6 +91,9 @@ class SaslLogin:
     stored: Callable[[], Credentials]
     """The users that can be altered over the wire: the single broker's file, or the image."""
 
+    def static_users(self) -> frozenset[str]:
+        return frozenset(user for user, _ in self.static)
+
     def lookup(self, user: str, mechanism: str) -> ScramCredential | None:
         found = self.static.get((user, mechanism))
         return found if found is not None else self.stored().get((user, mechanism))
@@ -165,11 +168,12 @@ Alteration = tuple[str, str, ScramCredential | None]
 
 
 def check_alterations(
-    request: Any, credentials: Credentials
+    request: Any, credentials: Credentials, reserved: frozenset[str] = frozenset()
 ) -> list[tuple[str, list[Alteration], QuorumqError | None]]:
     """Checks AlterUserScramCredentials per user, as Kafka does: a user named twice for one
-    mechanism fails whole (DUPLICATE_RESOURCE); a bad upsertion or a deletion of a credential
-    that does not exist fails its user. Returns (user, its alterations, its error), users in
+    mechanism fails whole (DUPLICATE_RESOURCE); a bad upsertion, a deletion of a credential
+    that does not exist, or a ``reserved`` name (the brokers' own user, and users defined in
+    the broker's config, which would shadow a stored one) fails its user. Returns (user, its alterations, its error), users in
     the order first named."""
     by_user: dict[str, list[Alteration]] = {}
     errors: dict[str, QuorumqError] = {}
@@ -185,7 +189,7 @@ def check_alterations(
             if key in seen:
                 raise DuplicateResource(f"user {deletion.name!r} is named twice for one mechanism")
             seen.add(key)
-            _check_user(deletion.name)
+            _check_user(deletion.name, reserved)
             mechanism = _mechanism(deletion.mechanism)
             if (deletion.name, mechanism) not in credentials:
                 raise ResourceNotFound(f"user {deletion.name!r} has no {mechanism} credential")
@@ -198,7 +202,7 @@ def check_alterations(
             if key in seen:
                 raise DuplicateResource(f"user {upsertion.name!r} is named twice for one mechanism")
             seen.add(key)
-            _check_user(upsertion.name)
+            _check_user(upsertion.name, reserved)
             mechanism = _mechanism(upsertion.mechanism)
             if not MIN_ITERATIONS <= upsertion.iterations <= MAX_ITERATIONS:
                 raise UnacceptableCredential(
@@ -214,11 +218,13 @@ def check_alterations(
     return [(user, alts, errors.get(user)) for user, alts in by_user.items()]
 
 
-def _check_user(name: str) -> None:
+def _check_user(name: str, reserved: frozenset[str]) -> None:
     if not name:
         raise UnacceptableCredential("a user name is not empty")
     if name == INTER_BROKER_USER:
         raise UnacceptableCredential(f"{INTER_BROKER_USER} is the brokers' own user")
+    if name in reserved:
+        raise UnacceptableCredential(f"user {name!r} is defined in the broker's config")
 
 
 def _mechanism(number: int) -> str:

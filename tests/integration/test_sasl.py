@@ -214,6 +214,7 @@ def test_bad_user_changes_fail_per_user_with_kafkas_codes(sasl_broker: BrokerThr
             upsertion("twice", "pw", "SCRAM-SHA-256"),
             upsertion("twice", "pw2", "SCRAM-SHA-256"),
             upsertion("__quorumq_broker", "pw", "SCRAM-SHA-256"),
+            upsertion("admin", "pw", "SCRAM-SHA-256"),  # defined in the broker's config
             p.ScramCredentialUpsertion(
                 name="odd", mechanism=7, iterations=4096, salt=b"s", salted_password=b"x"
             ),
@@ -226,6 +227,7 @@ def test_bad_user_changes_fail_per_user_with_kafkas_codes(sasl_broker: BrokerThr
         "few": ErrorCode.UNACCEPTABLE_CREDENTIAL,
         "twice": ErrorCode.DUPLICATE_RESOURCE,
         "__quorumq_broker": ErrorCode.UNACCEPTABLE_CREDENTIAL,
+        "admin": ErrorCode.UNACCEPTABLE_CREDENTIAL,
         "odd": ErrorCode.UNACCEPTABLE_CREDENTIAL,
     }
     described = call(
