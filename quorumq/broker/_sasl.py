@@ -141,7 +141,7 @@ class SaslLogin:
 
 def load_credentials(data_dir: Path) -> dict[tuple[str, str], ScramCredential]:
     """Raises KafkaStorageError for a file that exists but does not parse."""
-    from quorumq.controller.image._codec import credentials_from_json
+    from quorumq.controller.image import credentials_from_json
 
     path = Path(data_dir) / "meta" / CREDENTIALS_FILE
     if not path.exists():
@@ -154,7 +154,7 @@ def load_credentials(data_dir: Path) -> dict[tuple[str, str], ScramCredential]:
 
 def save_credentials(data_dir: Path, credentials: Credentials) -> None:
     from quorumq.broker._topics import _write_atomically
-    from quorumq.controller.image._codec import credentials_to_json
+    from quorumq.controller.image import credentials_to_json
 
     path = Path(data_dir) / "meta" / CREDENTIALS_FILE
     _write_atomically(path, json.dumps(credentials_to_json(credentials), indent=1).encode())
