@@ -7,6 +7,7 @@ seconds per million records, since on a 2-core machine the client needs one core
 
 from quorumq.bench._kafka import (
     CLUSTER_BROKER_ARGS,
+    SECURITY_MODES,
     BrokerProcess,
     ConsumeResult,
     ElectionTrial,
@@ -20,12 +21,14 @@ from quorumq.bench._kafka import (
     produce_bench,
     start_quorumq_broker,
     start_quorumq_cluster,
+    start_secured_quorumq_broker,
     start_tansu_broker,
     summarize_runs,
 )
 
 __all__ = [
     "CLUSTER_BROKER_ARGS",
+    "SECURITY_MODES",
     "BrokerProcess",
     "ConsumeResult",
     "ElectionTrial",
@@ -39,6 +42,7 @@ __all__ = [
     "produce_bench",
     "start_quorumq_broker",
     "start_quorumq_cluster",
+    "start_secured_quorumq_broker",
     "start_tansu_broker",
     "summarize_runs",
 ]

@@ -40,6 +40,8 @@ class BrokerProcess:
     name: str
     bootstrap: str
     processes: list[subprocess.Popen[bytes]]
+    client_config: dict[str, str] = attrs.Factory(dict)
+    """librdkafka settings a client needs to reach it (a SASL login, TLS)."""
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds consumed so far by every process of this broker."""
@@ -92,7 +94,12 @@ def quorumq_argv(launcher: Sequence[str] | None = None) -> list[str]:
 
 @contextlib.contextmanager
 def start_quorumq_broker(
-    data_dir: Path | None = None, *, launcher: Sequence[str] | None = None
+    data_dir: Path | None = None,
+    *,
+    launcher: Sequence[str] | None = None,
+    extra_args: Sequence[str] = (),
+    name: str = "quorumq",
+    client_config: dict[str, str] | None = None,
 ) -> Iterator[BrokerProcess]:
     """Runs ``quorumq broker`` in a child process on a free loopback port."""
     port = free_port()
@@ -101,16 +108,127 @@ def start_quorumq_broker(
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qq-bench-")))
         cmd = [
             *quorumq_argv(launcher), "broker", "--node-id", "0",
-            "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
+            "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir), *extra_args,
         ]  # fmt: skip
         env = broker_environment(os.environ, own_code=not launcher)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        broker = BrokerProcess("quorumq", f"127.0.0.1:{port}", [proc])
+        broker = BrokerProcess(name, f"127.0.0.1:{port}", [proc], dict(client_config or {}))
         try:
             _wait_for_port(port, proc)
             yield broker
         finally:
             broker.stop()
+
+
+SECURITY_MODES = ("none", "sasl", "ssl", "sasl_ssl", "sasl_ssl_acl")
+"""``bench produce --security``: what the broker's listener asks of each connection. ``sasl``
+is SASL_PLAINTEXT with SCRAM-SHA-512; ``sasl_ssl_acl`` adds an authorizer, the benchmark's
+user holding ACLs for its topic (not a super user, so every request is checked)."""
+
+BENCH_USER, BENCH_PASSWORD = "bench", "bench-secret"
+ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-secret"
+
+
+@contextlib.contextmanager
+def start_secured_quorumq_broker(
+    security: str, topic: str, *, launcher: Sequence[str] | None = None
+) -> Iterator[BrokerProcess]:
+    """A single ``quorumq broker`` whose listener needs ``security``, and the client settings
+    to reach it. TLS certificates come from a throwaway test CA (trustme, a dev dependency).
+
+    Raises:
+        BenchError: an unknown mode, or trustme missing for a TLS mode.
+    """
+    if security not in SECURITY_MODES:
+        raise BenchError(f"--security must be one of {', '.join(SECURITY_MODES)}")
+    with tempfile.TemporaryDirectory(prefix="qq-bench-sec-") as tmp:
+        root = Path(tmp)
+        args: list[str] = []
+        client: dict[str, str] = {}
+        tls = "ssl" in security
+        sasl = "sasl" in security
+        if tls:
+            try:
+                import trustme
+            except ImportError:
+                raise BenchError("TLS benchmarks need trustme: run `uv sync` (dev group)") from None
+            ca = trustme.CA()
+            ca.cert_pem.write_to_path(str(root / "ca.pem"))
+            issued = ca.issue_cert("127.0.0.1")
+            issued.private_key_and_cert_chain_pem.write_to_path(str(root / "broker.pem"))
+            args += ["--ssl-certfile", str(root / "broker.pem")]
+            client.update({"security.protocol": "SSL", "ssl.ca.location": str(root / "ca.pem")})
+        if sasl:
+            args += ["--sasl-mechanism", "SCRAM-SHA-512"]
+            args += ["--sasl-user", f"{BENCH_USER}={BENCH_PASSWORD}"]
+            args += ["--sasl-user", f"{ADMIN_USER}={ADMIN_PASSWORD}"]
+            client.update(
+                {
+                    "security.protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT",
+                    "sasl.mechanism": "SCRAM-SHA-512",
+                    "sasl.username": BENCH_USER,
+                    "sasl.password": BENCH_PASSWORD,
+                }
+            )
+        if security.endswith("_acl"):
+            args += ["--authorizer", "--super-user", f"User:{ADMIN_USER}"]
+        with start_quorumq_broker(
+            root / "data",
+            launcher=launcher,
+            extra_args=args,
+            name=f"quorumq {security}",
+            client_config=client,
+        ) as broker:
+            if security.endswith("_acl"):
+                _grant_bench_acls(broker.bootstrap, topic, root / "ca.pem" if tls else None)
+            yield broker
+
+
+def _grant_bench_acls(bootstrap: str, topic: str, cafile: Path | None) -> None:
+    """As the admin: the benchmark's user may create, write and describe its topic."""
+    import trio
+
+    from quorumq import protocol as p
+    from quorumq._tls import client_context
+    from quorumq.client import SaslConfig, open_connection
+    from quorumq.security import AclOperation, AclPermission, PatternType, ResourceType
+
+    host, _, port = bootstrap.rpartition(":")
+    acls = [
+        (ResourceType.TOPIC, topic, AclOperation.WRITE),
+        (ResourceType.TOPIC, topic, AclOperation.CREATE),
+        (ResourceType.TOPIC, topic, AclOperation.DESCRIBE),
+    ]
+
+    async def grant() -> None:
+        async with open_connection(
+            host,
+            int(port),
+            sasl=SaslConfig("SCRAM-SHA-512", ADMIN_USER, ADMIN_PASSWORD),
+            ssl_context=None if cafile is None else client_context(cafile),
+        ) as conn:
+            answer = await conn.request(
+                p.ApiKey.CREATE_ACLS,
+                3,
+                p.CreateAclsRequest(
+                    creations=[
+                        p.AclCreation(
+                            resource_type=int(rtype),
+                            resource_name=name,
+                            resource_pattern_type=int(PatternType.LITERAL),
+                            principal=f"User:{BENCH_USER}",
+                            host="*",
+                            operation=int(op),
+                            permission_type=int(AclPermission.ALLOW),
+                        )
+                        for rtype, name, op in acls
+                    ]
+                ),
+            )
+        if any(r.error_code for r in answer.results):
+            raise BenchError(f"could not grant the benchmark's ACLs: {answer.results}")
+
+    trio.run(grant)
 
 
 def tansu_binary() -> str:
@@ -255,12 +373,15 @@ def _confluent():  # type: ignore[no-untyped-def]
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor: int = 1,
-                 config: dict[str, str] | None = None) -> None:  # fmt: skip
+                 config: dict[str, str] | None = None,
+                 client_config: dict[str, str] | None = None) -> None:  # fmt: skip
     """Creates ``topic`` through the Kafka admin API; an existing topic is fine."""
     ck = _confluent()
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})  # errors only
+    admin = AdminClient(
+        {**(client_config or {}), "bootstrap.servers": bootstrap, "log_level": 3}
+    )  # errors only
     futures = admin.create_topics(
         [NewTopic(topic, partitions, replication_factor, config=config or {})],
         operation_timeout=10,
@@ -322,6 +443,7 @@ def produce_bench(
         # docs/benchmarks.md (fourth session); ``nagle=True`` keeps librdkafka's default.
         "socket.nagle.disable": not nagle,
     }
+    conf.update(broker.client_config)
     conf.update(extra_config or {})
     producer = ck.Producer(conf)
     payload = os.urandom(record_size)

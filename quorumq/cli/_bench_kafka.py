@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from quorumq.bench import (
+    SECURITY_MODES,
     BrokerProcess,
     ConsumeResult,
     ProduceResult,
@@ -28,6 +29,7 @@ from quorumq.bench import (
     produce_bench,
     start_quorumq_broker,
     start_quorumq_cluster,
+    start_secured_quorumq_broker,
     start_tansu_broker,
     summarize_runs,
 )
@@ -168,6 +170,13 @@ def bench_produce(
     p99_target_ms: float = typer.Option(
         5.0, min=0.0, help="With --repeat: count the runs whose p99 meets this (ms)."
     ),
+    security: list[str] = typer.Option(
+        [],
+        "--security",
+        help="One quorumq broker whose listener needs this: none, sasl (SCRAM-SHA-512), ssl, "
+        "sasl_ssl, sasl_ssl_acl (and an authorizer checking every request); repeat to "
+        "compare modes side by side.",
+    ),
 ) -> None:
     """Produce with confluent-kafka (librdkafka); print records/s, MB/s, latency, broker CPU.
 
@@ -179,14 +188,26 @@ def bench_produce(
     rf = replication_factor or brokers
     if rf > brokers:
         raise typer.BadParameter("--replication-factor cannot exceed --brokers")
-    runs = _produce_runs(
-        broker, bootstrap, broker_pid, brokers, strategy, min_insync_replicas, launcher
-    )
+    topic = f"bench-{os.getpid()}"
+    if security:
+        unknown = [m for m in security if m not in SECURITY_MODES]
+        if unknown:
+            raise typer.BadParameter(f"--security wants one of {', '.join(SECURITY_MODES)}")
+        if brokers != 1 or bootstrap or broker != Target.quorumq:
+            raise typer.BadParameter("--security runs one quorumq broker it starts itself")
+        argv = shlex.split(launcher) or None
+        runs = [
+            (functools.partial(start_secured_quorumq_broker, mode, topic, launcher=argv), {})
+            for mode in security
+        ]
+    else:
+        runs = _produce_runs(
+            broker, bootstrap, broker_pid, brokers, strategy, min_insync_replicas, launcher
+        )
     results: list[ProduceResult] = []
     for start, configs in [run for _ in range(repeat) for run in runs]:
         with start() as proc:
-            topic = f"bench-{os.getpid()}"
-            create_topic(proc.bootstrap, topic, partitions, rf, configs)
+            create_topic(proc.bootstrap, topic, partitions, rf, configs, proc.client_config)
             with _progress(f"produce → {proc.name}", records, rate=rate) as advance:
                 results.append(
                     produce_bench(

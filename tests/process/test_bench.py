@@ -186,3 +186,25 @@ def test_bench_produce_repeat_prints_a_summary() -> None:
     assert "summary over runs" in result.output
     assert "2 of 2" in result.output  # both runs under a 1 s p99
     assert result.output.count("│ quorumq") == 3  # two runs, one summary row
+
+
+def test_bench_produce_compares_security_modes() -> None:
+    from quorumq.cli._app import _register, app
+
+    _register()
+    args = ["bench", "produce", "--records", "2000", "--acks", "1"]
+    for mode in ("none", "sasl", "ssl", "sasl_ssl_acl"):
+        args += ["--security", mode]
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {
+        cells[1]: cells
+        for line in result.output.splitlines()
+        if (cells := [c.strip() for c in line.split("│")])[1:2] and cells[1].startswith("quorumq ")
+    }
+    assert sorted(rows) == sorted(f"quorumq {m}" for m in ("none", "sasl", "ssl", "sasl_ssl_acl"))
+    assert all(cells[7] == "0" for cells in rows.values()), rows  # failed: every record delivered
+    bad = CliRunner().invoke(app, ["bench", "produce", "--security", "kerberos"])
+    assert bad.exit_code == 2 and "--security" in bad.output
+    bad = CliRunner().invoke(app, ["bench", "produce", "--brokers", "3", "--security", "ssl"])
+    assert bad.exit_code == 2
