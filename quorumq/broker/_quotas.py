@@ -9,7 +9,6 @@ themselves; the muting holds back the ones that do not).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -223,4 +222,4 @@ def produce_throttle_ms(
 
 def mute_deadline(now: float, throttle_ms: int) -> float:
     """The trio time until which a throttled connection reads nothing."""
-    return now + math.ceil(throttle_ms) / 1000
+    return now + throttle_ms / 1000

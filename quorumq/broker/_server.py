@@ -215,8 +215,8 @@ class ConnectionInfo:
     """Trio time before which the connection reads no request: a client over its quota
     (KIP-219; ``_quotas.py``). 0: not muted."""
     principal: str | None = None
-    """The user the connection logged in as (SASL; ``_sasl.py``); None before a login, and
-    always on a PLAINTEXT listener."""
+    """Who the connection is: the SASL user it logged in as (``_sasl.py``), or its TLS client
+    certificate's subject; None before a login, and on a PLAINTEXT listener (``ANONYMOUS``)."""
     sasl: Any = None
     """The login in progress: the mechanism after SaslHandshake, a SCRAM exchange, or
     ``_sasl.FAILED``."""
