@@ -13,6 +13,7 @@ from rich.table import Table
 
 from quorumq.cli._app import app
 from quorumq.cli._broker import run_trio
+from quorumq.cli._topic import sasl_from_env, ssl_from_env
 from quorumq.cluster import ClusterError, ClusterView, Supervisor, fetch_cluster_view
 
 cluster_app = typer.Typer(help="Run a local cluster and look at one.", no_args_is_help=True)
@@ -68,7 +69,9 @@ def status(
         errors = []
         for address in addresses:
             try:
-                return await fetch_cluster_view(address, timeout_s=timeout_s)
+                return await fetch_cluster_view(
+                    address, timeout_s=timeout_s, sasl=sasl_from_env(), ssl_context=ssl_from_env()
+                )
             except ValueError:
                 raise typer.BadParameter(f"--bootstrap wants HOST:PORT, got {address!r}") from None
             except ConnectionError as exc:

@@ -8,13 +8,14 @@ the two apart, and neither can a Kafka client.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 
 import attrs
 import trio
 
 from quorumq import protocol as p
-from quorumq.client._connection import open_connection, split_host_port
+from quorumq.client._connection import SaslConfig, open_connection, split_host_port
 
 
 @attrs.frozen
@@ -101,9 +102,15 @@ def view_from_response(answered_by: str, response: p.MetadataResponse) -> Cluste
 
 
 async def fetch_cluster_view(
-    address: str, topics: Sequence[str] | None = None, *, timeout_s: float = 5.0
+    address: str,
+    topics: Sequence[str] | None = None,
+    *,
+    timeout_s: float = 5.0,
+    sasl: SaslConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ClusterView:
-    """Asks one broker for Metadata (all topics, or ``topics``; never auto-creates).
+    """Asks one broker for Metadata (all topics, or ``topics``; never auto-creates), logged in
+    with ``sasl`` and over TLS with ``ssl_context`` when the listener needs them.
 
     Raises:
         ConnectionError: the broker does not answer (refused, closed, or not within
@@ -113,7 +120,8 @@ async def fetch_cluster_view(
     host, port = split_host_port(address)
     with trio.move_on_after(timeout_s) as scope:
         async with open_connection(host, port, client_id="quorumq-cluster",
-                                   connect_timeout_s=timeout_s) as conn:  # fmt: skip
+                                   connect_timeout_s=timeout_s, sasl=sasl,
+                                   ssl_context=ssl_context) as conn:  # fmt: skip
             version = conn.version_for(p.ApiKey.METADATA, (4, 12))
             request = p.MetadataRequest(
                 topics=None if topics is None else [p.MetadataRequestTopic(name=t) for t in topics],

@@ -155,6 +155,8 @@ def test_cli_users_and_a_sasl_login_from_the_environment(
         monkeypatch.setenv("QUORUMQ_SASL_USERNAME", "dave")
         monkeypatch.setenv("QUORUMQ_SASL_PASSWORD", "dave-secret")
         assert run_cli(["topic", "list", *b], monkeypatch, capfd)[0] == 0
+        code, out, _ = run_cli(["cluster", "status", *b], monkeypatch, capfd)
+        assert code == 0 and "broker" in out.lower()
         monkeypatch.setenv("QUORUMQ_SASL_PASSWORD", "wrong")
         code, _, err = run_cli(["topic", "list", *b], monkeypatch, capfd)
         assert code == 1 and "SASL_AUTHENTICATION_FAILED" in err and err.count("\n") == 1
