@@ -183,10 +183,8 @@ def test_consumer_group_against_three_brokers(three_brokers: ThreadedCluster) ->
 
 def test_secure_shows_users_acls_and_a_refused_write(tmp_path: Path) -> None:
     """secure.py against a real `quorumq broker` process with SASL and an authorizer."""
-    import socket
-    import time
-
     from quorumq.testing import free_ports
+    from tests.integration.conftest import wait_listening
 
     (port,) = free_ports(1)
     proc = subprocess.Popen(
@@ -212,15 +210,7 @@ def test_secure_shows_users_acls_and_a_refused_write(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline, "broker did not start listening"
-                time.sleep(0.05)
+        wait_listening(port, proc)
         result = subprocess.run(
             [
                 sys.executable,

@@ -104,3 +104,20 @@ def call(port: int, api_key: Any, version: int, body: Any, sasl: Any = None) -> 
         while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
             leaf = leaf.exceptions[0]
         raise leaf from None
+
+
+def wait_listening(port: int, proc: Any, timeout_s: float = 30.0) -> None:
+    """Waits until a broker process started by a test accepts connections on ``port``; fails
+    with its output if it exits first."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "broker did not start listening"
+            time.sleep(0.05)

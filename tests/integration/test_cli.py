@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from quorumq.cli import main
 from quorumq.log import CLEAN_SHUTDOWN_FILE
 from tests.integration._workload import samples
-from tests.integration.conftest import BrokerThread
+from tests.integration.conftest import BrokerThread, wait_listening
 from tests.integration.test_kafka_python import produce
 
 
@@ -317,15 +316,7 @@ def test_broker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline, "broker did not start listening"
-                time.sleep(0.05)
+        wait_listening(port, proc)
         produce(f"127.0.0.1:{port}", "sig", samples(100, tag="sig"), acks=1, compression=None)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
