@@ -109,6 +109,9 @@ def up(
         data_dir=data_dir,
         log_level=log_level,
         broker_args=[arg for item in broker_arg for arg in item.split()],
+        # Brokers secured through --broker-arg: the readiness checks log in as the CLI does.
+        client_sasl=sasl_from_env(),
+        client_ssl=ssl_from_env(),
     )
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -134,7 +134,12 @@ async def fetch_cluster_view(
 
 
 def cluster_view(
-    address: str, topics: Sequence[str] | None = None, *, timeout_s: float = 5.0
+    address: str,
+    topics: Sequence[str] | None = None,
+    *,
+    timeout_s: float = 5.0,
+    sasl: SaslConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ClusterView:
     """:func:`fetch_cluster_view` for synchronous callers (runs its own Trio loop).
 
@@ -143,7 +148,11 @@ def cluster_view(
             one (a broker being killed or paused is an expected state here).
     """
     try:
-        return trio.run(lambda: fetch_cluster_view(address, topics, timeout_s=timeout_s))
+        return trio.run(
+            lambda: fetch_cluster_view(
+                address, topics, timeout_s=timeout_s, sasl=sasl, ssl_context=ssl_context
+            )
+        )
     except ConnectionError:
         raise
     except (OSError, Exception) as exc:  # a half-dead broker: treated as not answering

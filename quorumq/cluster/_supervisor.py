@@ -26,6 +26,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from typing import Protocol
 
 import attrs
 
+from quorumq.client._connection import SaslConfig
 from quorumq.cluster._metadata import ClusterView, cluster_view
 from quorumq.errors import QuorumqError
 
@@ -210,6 +212,8 @@ class Supervisor:
             prefix) instead of on ``host``. Every broker then keeps ``base_port``: each host
             has its own ports. The caller must reach those hosts (e.g. from inside
             ``NetworkLab.entered()``) for anything but starting and signalling.
+        client_sasl, client_ssl: the login and TLS this supervisor's own Metadata requests
+            (readiness, :meth:`view`) need when ``broker_args`` secure the listeners.
     """
 
     def __init__(
@@ -225,6 +229,8 @@ class Supervisor:
         host: str = "127.0.0.1",
         launcher: Sequence[str] | None = None,
         network: BrokerNetwork | None = None,
+        client_sasl: SaslConfig | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         if brokers < 1:
             raise ClusterError(f"a cluster needs at least one broker, got {brokers}")
@@ -234,6 +240,8 @@ class Supervisor:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cluster_mode = broker_supports_cluster_mode() if cluster_mode is None else cluster_mode
         self.broker_args = tuple(broker_args)
+        self.client_sasl = client_sasl
+        self.client_ssl = client_ssl
         self.log_level = log_level
         self._own_launcher = not launcher
         self.launcher = tuple(launcher) if launcher else (*default_launcher(), "broker")
@@ -387,7 +395,13 @@ class Supervisor:
                        if h.spec.node_id != node_id and h.alive() and not h.paused]  # fmt: skip
         for asker in askers:
             try:
-                view = cluster_view(self.address(asker), [], timeout_s=timeout_s)
+                view = cluster_view(
+                    self.address(asker),
+                    [],
+                    timeout_s=timeout_s,
+                    sasl=self.client_sasl,
+                    ssl_context=self.client_ssl,
+                )
             except ConnectionError:
                 if asker == node_id:
                     return False
@@ -406,7 +420,13 @@ class Supervisor:
         for handle in self.brokers:
             if handle.alive() and not handle.paused:
                 try:
-                    return cluster_view(handle.spec.address, topics, timeout_s=timeout_s)
+                    return cluster_view(
+                        handle.spec.address,
+                        topics,
+                        timeout_s=timeout_s,
+                        sasl=self.client_sasl,
+                        ssl_context=self.client_ssl,
+                    )
                 except ConnectionError as exc:
                     errors.append(str(exc))
         raise ClusterError(f"no broker answers Metadata: {'; '.join(errors) or 'none running'}")
