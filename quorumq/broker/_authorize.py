@@ -79,13 +79,10 @@ def _appending(field: str, extra: list[Any]) -> Callable[[Any], Any]:
 
 
 def _produce(caller: Caller, request: Any) -> Decision:
-    kept, denied = _split(
-        request.topics, lambda t: t.name, lambda n: caller.may(Op.WRITE, TOPIC, n)
-    )
-    if not denied:
-        return ALLOWED
-    extra = [
-        p.ProduceResponseTopic(
+    return _per_topic(
+        request,
+        lambda name: caller.may(Op.WRITE, TOPIC, name),
+        lambda t: p.ProduceResponseTopic(
             name=t.name,
             partitions=[
                 p.ProduceResponsePartition(
@@ -93,14 +90,9 @@ def _produce(caller: Caller, request: Any) -> Decision:
                 )
                 for x in t.partitions
             ],
-        )
-        for t in denied
-    ]
-    if not kept:
-        if request.acks == 0:
-            return Decision(deny=NO_ANSWER)
-        return Decision(deny=p.ProduceResponse(topics=extra))
-    return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
+        ),
+        whole=lambda extra: NO_ANSWER if request.acks == 0 else p.ProduceResponse(topics=extra),
+    )
 
 
 NO_ANSWER = object()
@@ -125,14 +117,20 @@ def fetch_check(caller: Caller, request: Any) -> Callable[[str], bool]:
 
 
 def _per_topic(
-    request: Any, allowed: Callable[[str], bool], answer: Callable[[Any], Any]
+    request: Any,
+    allowed: Callable[[str], bool],
+    answer: Callable[[Any], Any],
+    whole: Callable[[list[Any]], Any] | None = None,
 ) -> Decision:
     """Takes the topics ``allowed`` refuses out of ``request.topics``; ``answer`` builds each
-    one's entry (every partition TOPIC_AUTHORIZATION_FAILED) for the response's ``topics``."""
+    one's entry (every partition TOPIC_AUTHORIZATION_FAILED) for the response's ``topics``.
+    ``whole``: the answer when no topic is left (else the handler gets a request for none)."""
     kept, denied = _split(request.topics, lambda t: t.name, allowed)
     if not denied:
         return ALLOWED
     extra = [answer(t) for t in denied]
+    if not kept and whole is not None:
+        return Decision(deny=whole(extra))
     return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
 
 
@@ -289,13 +287,12 @@ def _find_coordinator(caller: Caller, request: Any) -> Decision:
 def _offset_commit(caller: Caller, request: Any) -> Decision:
     if not caller.may(Op.READ, GROUP, request.group_id):
         return Decision(deny=_commit_answer(request.topics, GROUP_DENIED))
-    kept, denied = _split(request.topics, lambda t: t.name, lambda n: caller.may(Op.READ, TOPIC, n))
-    if not denied:
-        return ALLOWED
-    extra = _commit_answer(denied, TOPIC_DENIED).topics
-    if not kept:
-        return Decision(deny=p.OffsetCommitResponse(topics=extra))
-    return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
+    return _per_topic(
+        request,
+        lambda name: caller.may(Op.READ, TOPIC, name),
+        lambda t: _commit_answer([t], TOPIC_DENIED).topics[0],
+        whole=lambda extra: p.OffsetCommitResponse(topics=extra),
+    )
 
 
 def _commit_answer(topics: Sequence[Any], code: int) -> Any:
@@ -317,18 +314,7 @@ def _commit_answer(topics: Sequence[Any], code: int) -> Any:
 
 def _offset_fetch(caller: Caller, request: Any) -> Decision:
     if not caller.may(Op.DESCRIBE, GROUP, request.group_id):
-        topics = [
-            p.OffsetFetchResponseTopic(
-                name=t.name,
-                partitions=[
-                    p.OffsetFetchResponsePartition(
-                        partition_index=i, committed_offset=-1, error_code=GROUP_DENIED
-                    )
-                    for i in t.partition_indexes
-                ],
-            )
-            for t in request.topics or ()
-        ]
+        topics = [_fetch_answer(t, GROUP_DENIED) for t in request.topics or ()]
         return Decision(deny=p.OffsetFetchResponse(topics=topics, error_code=GROUP_DENIED))
     if request.topics is None:
 
@@ -339,24 +325,21 @@ def _offset_fetch(caller: Caller, request: Any) -> Decision:
             )
 
         return Decision(request, only_described)
-    kept, denied = _split(
-        request.topics, lambda t: t.name, lambda n: caller.may(Op.DESCRIBE, TOPIC, n)
+    return _per_topic(
+        request,
+        lambda name: caller.may(Op.DESCRIBE, TOPIC, name),
+        lambda t: _fetch_answer(t, TOPIC_DENIED),
     )
-    if not denied:
-        return ALLOWED
-    extra = [
-        p.OffsetFetchResponseTopic(
-            name=t.name,
-            partitions=[
-                p.OffsetFetchResponsePartition(
-                    partition_index=i, committed_offset=-1, error_code=TOPIC_DENIED
-                )
-                for i in t.partition_indexes
-            ],
-        )
-        for t in denied
-    ]
-    return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
+
+
+def _fetch_answer(topic: Any, code: int) -> Any:
+    return p.OffsetFetchResponseTopic(
+        name=topic.name,
+        partitions=[
+            p.OffsetFetchResponsePartition(partition_index=i, committed_offset=-1, error_code=code)
+            for i in topic.partition_indexes
+        ],
+    )
 
 
 def _list_groups(caller: Caller, request: Any) -> Decision:

@@ -183,14 +183,17 @@ def check_alterations(
         by_user.setdefault(user, [])
         errors.setdefault(user, error)
 
+    def named(name: str, number: int) -> str:
+        """The checks every entry gets; its mechanism's name."""
+        if (name, number) in seen:
+            raise DuplicateResource(f"user {name!r} is named twice for one mechanism")
+        seen.add((name, number))
+        _check_user(name, reserved)
+        return _mechanism(number)
+
     for deletion in request.deletions:
         try:
-            key = (deletion.name, deletion.mechanism)
-            if key in seen:
-                raise DuplicateResource(f"user {deletion.name!r} is named twice for one mechanism")
-            seen.add(key)
-            _check_user(deletion.name, reserved)
-            mechanism = _mechanism(deletion.mechanism)
+            mechanism = named(deletion.name, deletion.mechanism)
             if (deletion.name, mechanism) not in credentials:
                 raise ResourceNotFound(f"user {deletion.name!r} has no {mechanism} credential")
             by_user.setdefault(deletion.name, []).append((deletion.name, mechanism, None))
@@ -198,12 +201,7 @@ def check_alterations(
             fail(deletion.name, exc)
     for upsertion in request.upsertions:
         try:
-            key = (upsertion.name, upsertion.mechanism)
-            if key in seen:
-                raise DuplicateResource(f"user {upsertion.name!r} is named twice for one mechanism")
-            seen.add(key)
-            _check_user(upsertion.name, reserved)
-            mechanism = _mechanism(upsertion.mechanism)
+            mechanism = named(upsertion.name, upsertion.mechanism)
             if not MIN_ITERATIONS <= upsertion.iterations <= MAX_ITERATIONS:
                 raise UnacceptableCredential(
                     f"iterations must be {MIN_ITERATIONS}-{MAX_ITERATIONS}, not {upsertion.iterations}"
