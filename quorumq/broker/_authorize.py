@@ -3,9 +3,10 @@ Kafka's resource and operation for each (``KafkaApis``' ``authorize`` calls).
 
 A gate returns the request to handle, with what the principal may not touch taken out, and a
 fix that puts Kafka's authorization errors for those parts back into the answer. A request
-denied whole gets its answer from the gate and never reaches the handler. Fetch is the one
-exception: a fetch session names partitions the request does not, so Fetch checks each topic
-as it reads (``Broker._read_fetch``).
+denied whole gets its answer from the gate and never reaches the handler. What a gate cannot
+see, it leaves to the handler as a per-topic ``check``: a fetch session names partitions the
+request does not, so Fetch checks each topic as it reads (``Broker._read_fetch``); only
+Metadata knows which topics are missing, so it asks whether each may be auto-created.
 
 Only brokers with an authorizer run gates (``--authorizer``); on the others nothing here costs
 a thing.
@@ -48,11 +49,12 @@ class Caller:
 @attrs.frozen
 class Decision:
     """What a gate decided: answer ``deny`` at once, or handle ``request`` and pass the answer
-    through ``fix``."""
+    through ``fix``; ``check`` is the per-topic test the handler applies itself."""
 
     request: Any = None
     fix: Callable[[Any], Any] | None = None
     deny: Any = None
+    check: Callable[[str], bool] | None = None
 
 
 ALLOWED = Decision()
@@ -99,21 +101,26 @@ NO_ANSWER = object()
 """A denied acks=0 produce: the broker closes the connection, as for any failed acks=0."""
 
 
-def fetch_check(caller: Caller, request: Any) -> Callable[[str], bool]:
-    """Whether a fetch may read a topic: a consumer needs READ on it, a follower CLUSTER_ACTION
-    on the cluster (decided once)."""
-    if request.replica_id >= 0:
-        may = caller.may_on_cluster(Op.CLUSTER_ACTION)
-        return lambda name: may
+def _cached(caller: Caller, op: AclOperation) -> Callable[[str], bool]:
+    """``caller.may(op, TOPIC, name)``, asked once per name within one request."""
     cache: dict[str, bool] = {}
 
     def check(name: str) -> bool:
         found = cache.get(name)
         if found is None:
-            found = cache[name] = caller.may(Op.READ, TOPIC, name)
+            found = cache[name] = caller.may(op, TOPIC, name)
         return found
 
     return check
+
+
+def _fetch(caller: Caller, request: Any) -> Decision:
+    """A consumer needs READ on each topic it reads, a follower CLUSTER_ACTION on the cluster
+    (decided once)."""
+    if request.replica_id >= 0:
+        may = caller.may_on_cluster(Op.CLUSTER_ACTION)
+        return Decision(check=lambda _name: may)
+    return Decision(check=_cached(caller, Op.READ))
 
 
 def _per_topic(
@@ -173,16 +180,11 @@ def _offset_for_leader_epoch(caller: Caller, request: Any) -> Decision:
 
 
 def _metadata(caller: Caller, request: Any) -> Decision:
-    """Every topic asked for needs DESCRIBE, and creating a missing one CREATE (on the cluster
-    or the topic); a request for all topics sees only those it may describe."""
-    described: dict[str, bool] = {}
-
-    def may_describe(name: str) -> bool:
-        found = described.get(name)
-        if found is None:
-            found = described[name] = caller.may(Op.DESCRIBE, TOPIC, name)
-        return found
-
+    """Every topic asked for needs DESCRIBE, and auto-creating a missing one CREATE (on the
+    cluster or the topic): the handler answers a missing topic the caller may not create with
+    TOPIC_AUTHORIZATION_FAILED and creates the others, as Kafka does. A request for all topics
+    sees only those it may describe."""
+    may_describe = _cached(caller, Op.DESCRIBE)
     if request.topics is None:
 
         def only_described(response: Any) -> Any:
@@ -192,19 +194,15 @@ def _metadata(caller: Caller, request: Any) -> Decision:
 
         return Decision(request, only_described)
     kept, denied = _split(request.topics, lambda t: t.name, may_describe)
-    changed = {}
-    if denied:
-        changed["topics"] = kept
-    if request.allow_auto_topic_creation and not (
-        caller.may_on_cluster(Op.CREATE) or all(caller.may(Op.CREATE, TOPIC, t.name) for t in kept)
-    ):
-        changed["allow_auto_topic_creation"] = False
-    if not changed:
-        return ALLOWED
+    may_create = None if caller.may_on_cluster(Op.CREATE) else _cached(caller, Op.CREATE)
+    if not denied:
+        return Decision(check=may_create)
     extra = [
         p.MetadataResponseTopic(error_code=TOPIC_DENIED, name=t.name, partitions=[]) for t in denied
     ]
-    return Decision(attrs.evolve(request, **changed), _appending("topics", extra))
+    return Decision(
+        attrs.evolve(request, topics=kept), _appending("topics", extra), check=may_create
+    )
 
 
 def _create_topics(caller: Caller, request: Any) -> Decision:
@@ -396,6 +394,7 @@ GATES: dict[int, Gate] = {
     p.ApiKey.LIST_OFFSETS: _list_offsets,
     p.ApiKey.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch,
     p.ApiKey.METADATA: _metadata,
+    p.ApiKey.FETCH: _fetch,
     p.ApiKey.CREATE_TOPICS: _create_topics,
     p.ApiKey.DELETE_TOPICS: _delete_topics,
     p.ApiKey.DESCRIBE_CONFIGS: _describe_configs,

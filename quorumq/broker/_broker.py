@@ -31,7 +31,7 @@ import trio
 from quorumq import protocol as p
 from quorumq._tls import server_context
 from quorumq.broker._acls import load_acls
-from quorumq.broker._authorize import GATES, NO_ANSWER, Caller, fetch_check
+from quorumq.broker._authorize import GATES, NO_ANSWER, Caller
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import FetchContext, FetchSessionCache
 from quorumq.broker._flusher import LogFlusher, run_log_maintenance
@@ -189,7 +189,7 @@ class Broker:
                 super_users=config.super_users,
                 allow_everyone_if_no_acl_found=config.allow_everyone_if_no_acl_found,
             )
-        self._fetch_check: Callable[[str], bool] | None = None
+        self._topic_check: Callable[[str], bool] | None = None
         """Set for the length of one Fetch handler call: whether the caller may read a topic."""
         self.user_credentials: Credentials = {}
         """Users that log in with SASL and can be altered over the wire: the single broker's
@@ -481,9 +481,8 @@ class Broker:
                 if decision.request is not None:
                     request = decision.request
                 fix = decision.fix
-            elif header.api_key == p.ApiKey.FETCH:
-                check = fetch_check(caller, request)
-                handler = partial(self._checked_fetch, handler, check)
+                if decision.check is not None:
+                    handler = partial(self._checked, handler, decision.check)
         result = handler(header, request)
         if self.throttler.table and (
             header.api_key == p.ApiKey.PRODUCE
@@ -496,21 +495,22 @@ class Broker:
             )
         return _encoded(header, result)
 
-    def _checked_fetch(
+    def _checked(
         self, handler: Handler, check: Callable[[str], bool], header: p.RequestHeader, request: Any
     ) -> Any:
-        """Runs a Fetch handler with ``check`` (may the caller read this topic?) in reach of
-        ``_fetch``, also when the handler is held and called again later."""
-        self._fetch_check = check
+        """Runs a handler with its gate's per-topic ``check`` in reach (``_topic_check``: may
+        the caller read this topic, or create it?), also when the handler is held and called
+        again later."""
+        self._topic_check = check
         try:
             result = handler(header, request)
         finally:
-            self._fetch_check = None
+            self._topic_check = None
         if isinstance(result, Held):
             again = result.again
             return Held(
                 result.wait,
-                lambda: self._checked_fetch(lambda h, r: again(), check, header, request),
+                lambda: self._checked(lambda h, r: again(), check, header, request),
             )
         return result
 
@@ -609,6 +609,9 @@ class Broker:
         spec = self.topics.topics.get(name)
         if spec is None:
             try:
+                may_create = self._topic_check  # None: no authorizer, or CREATE on the cluster
+                if auto_create and may_create is not None and not may_create(name):
+                    raise TopicAuthorizationFailed(f"may not create {name!r}")
                 validate_topic_name(name)
                 if not auto_create:
                     raise UnknownTopicOrPartition(f"unknown topic {name!r}")
@@ -883,7 +886,7 @@ class Broker:
                     partition.fetch_sessions.discard(session)
 
     def _fetch(self, header: p.RequestHeader, request: p.FetchRequest) -> Any:
-        may_read = self._fetch_check  # None: no authorizer
+        may_read = self._topic_check  # None: no authorizer
         now = trio.current_time()
         context = self.fetch_sessions.context(request, now)
         if context.forgotten or context.dropped:

@@ -94,6 +94,7 @@ from quorumq.errors import (
     NotLeaderOrFollower,
     QuorumqError,
     RequestTimedOut,
+    TopicAuthorizationFailed,
     UnknownTopicOrPartition,
     error_for_code,
 )
@@ -936,12 +937,15 @@ class ClusterBroker(Broker):
             and request.topics is not None
             and (header.api_version < 4 or request.allow_auto_topic_creation)
         )
+        may_create = self._topic_check  # None: no authorizer, or CREATE on the cluster
         topics = []
         for name in names:
             topic = image.topics.get(name)
             if topic is None:
                 code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 try:
+                    if auto_create and may_create is not None and not may_create(name):
+                        raise TopicAuthorizationFailed(f"may not create {name!r}")
                     validate_topic_name(name)
                     if auto_create:
                         self._auto_create(name, len(live))

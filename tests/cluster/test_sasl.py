@@ -12,6 +12,7 @@ from confluent_kafka import Producer
 
 from quorumq import protocol as p
 from quorumq.client._connection import SaslConfig, open_connection
+from quorumq.errors import ErrorCode
 from quorumq.security import SCRAM_MECHANISMS, salted_password
 from tests.cluster._harness import open_cluster
 
@@ -139,3 +140,48 @@ async def test_acls_granted_through_one_broker_hold_at_every_broker(tmp_path: Pa
             _produce, bootstrap, "alice", "alice-secret", 5
         )
         assert delivered == 5, errors
+
+
+async def test_a_cluster_auto_creates_only_the_topics_the_principal_may_create(
+    tmp_path: Path,
+) -> None:
+    options = {**ACLS, "auto_create_topics_enable": True}
+    async with open_cluster(tmp_path, password="cluster-secret", broker_options=options) as cluster:
+        broker = cluster.running()[0]
+        admin = SaslConfig("SCRAM-SHA-512", "admin", "admin-secret")
+        acls = [
+            p.AclCreation(
+                resource_type=2,
+                resource_name=name,
+                resource_pattern_type=pattern,
+                principal="User:alice",
+                host="*",
+                operation=operation,
+                permission_type=3,
+            )
+            for name, pattern, operation in (("alice-", 4, 5), ("*", 3, 8))  # CREATE, DESCRIBE
+        ]
+        async with open_connection("127.0.0.1", broker.port or 0, sasl=admin) as conn:
+            answer: Any = await conn.request(
+                p.ApiKey.CREATE_ACLS, 3, p.CreateAclsRequest(creations=acls)
+            )
+        assert [r.error_code for r in answer.results] == [0, 0]
+        await cluster.wait_for(
+            lambda: broker.authorizer is not None and len(broker.authorizer.acls) == 2,
+            10,
+            "the ACLs",
+        )
+        alice = SaslConfig("SCRAM-SHA-512", "alice", "alice-secret")
+        wanted = [p.MetadataRequestTopic(name=n) for n in ("alice-new", "bob-new")]
+        async with open_connection("127.0.0.1", broker.port or 0, sasl=alice) as conn:
+            metadata = await conn.request(p.ApiKey.METADATA, 8, p.MetadataRequest(topics=wanted))
+        assert [(t.name, t.error_code) for t in metadata.topics] == [
+            ("alice-new", ErrorCode.LEADER_NOT_AVAILABLE),  # being created
+            ("bob-new", ErrorCode.TOPIC_AUTHORIZATION_FAILED),
+        ]
+        await cluster.wait_for(
+            lambda: broker.bridge is not None and "alice-new" in broker.bridge.image.topics,
+            10,
+            "alice-new created",
+        )
+        assert "bob-new" not in broker.bridge.image.topics

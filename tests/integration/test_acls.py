@@ -112,7 +112,6 @@ def test_every_api_a_client_can_reach_has_a_gate(tmp_path: Path) -> None:
         p.ApiKey.API_VERSIONS,
         p.ApiKey.SASL_HANDSHAKE,
         p.ApiKey.SASL_AUTHENTICATE,
-        p.ApiKey.FETCH,
     }
     ungated = {
         p.ApiKey(k).name for k in broker.advertised_versions() if k not in GATES and k not in exempt
@@ -337,3 +336,54 @@ def test_kafka_pythons_admin_client_manages_acls(acl_broker: BrokerThread) -> No
         ]
     finally:
         admin.close()
+
+
+def test_metadata_auto_creates_only_the_topics_the_principal_may_create(tmp_path: Path) -> None:
+    """Kafka's rule, per topic: a missing topic the principal may describe but not create is
+    answered TOPIC_AUTHORIZATION_FAILED, while the others in the same request are created."""
+    thread = BrokerThread(
+        tmp_path / "data",
+        sasl_mechanisms=("SCRAM-SHA-512",),
+        sasl_users={"admin": "admin-secret", "alice": "alice-secret"},
+        authorizer=True,
+        super_users=("User:admin",),
+    )
+    thread.start()
+    try:
+        port = thread.port
+        create_topics(port, "shared")
+        assert add_acls(
+            port,
+            (TOPIC, "alice-", PREFIXED, "User:alice", CREATE, ALLOW),
+            (TOPIC, "*", LITERAL, "User:alice", DESCRIBE, ALLOW),
+        ) == [0, 0]
+        wanted = ["alice-new", "bob-new", "shared", "alice-invalid!"]
+        answer = call(
+            port,
+            ALICE,
+            p.ApiKey.METADATA,
+            8,
+            p.MetadataRequest(topics=[p.MetadataRequestTopic(name=n) for n in wanted]),
+        )
+        codes = {t.name: t.error_code for t in answer.topics}
+        assert codes == {
+            "alice-new": 0,
+            "bob-new": ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+            "shared": 0,
+            "alice-invalid!": ErrorCode.INVALID_TOPIC_EXCEPTION,
+        }
+        everything = call(port, ADMIN, p.ApiKey.METADATA, 8, p.MetadataRequest(topics=None))
+        assert sorted(t.name for t in everything.topics) == ["alice-new", "shared"]
+        # Without auto-creation asked for, a missing topic is only unknown.
+        answer = call(
+            port,
+            ALICE,
+            p.ApiKey.METADATA,
+            8,
+            p.MetadataRequest(
+                topics=[p.MetadataRequestTopic(name="bob-new")], allow_auto_topic_creation=False
+            ),
+        )
+        assert [t.error_code for t in answer.topics] == [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]
+    finally:
+        thread.stop()
