@@ -35,6 +35,7 @@ from quorumq.broker._authorize import GATES, NO_ANSWER, Caller
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import FetchContext, FetchSessionCache
 from quorumq.broker._flusher import LogFlusher, run_log_maintenance
+from quorumq.broker._listeners import Listener
 from quorumq.broker._partition import Partition, rebuild_producer_state
 from quorumq.broker._quotas import (
     Throttler,
@@ -75,6 +76,7 @@ from quorumq.errors import (
     CorruptRecord,
     ErrorCode,
     IllegalSaslState,
+    InvalidConfig,
     InvalidRecord,
     InvalidRequest,
     InvalidRequiredAcks,
@@ -144,6 +146,13 @@ class Broker:
         self._listen = listen
         """How :meth:`serve` binds (the simulation passes its in-memory network's listeners)."""
         self.port: int | None = None
+        """The bound port of the first listener."""
+        self.ports: dict[str, int] = {}
+        """Each listener's bound port, by listener name."""
+        self.endpoints: dict[str, tuple[str, int]] = {}
+        """What each listener advertises: (host, port), by listener name."""
+        self._request_listener = ""
+        """The listener of the request being handled (set by :meth:`handle_frame`)."""
         self.cluster_id = ""
         self.topics: TopicStore | None = None
         self.producer_ids: ProducerIdStore | None = None
@@ -173,8 +182,14 @@ class Broker:
             p.ApiKey.PRODUCE: self._produce,
             p.ApiKey.FETCH: self._fetch,
         }
+        listeners = config.effective_listeners()
+        config.inter_broker_listener()  # names a listener
+        if any(x.tls for x in listeners) and config.ssl_certfile is None:
+            raise InvalidConfig("an SSL or SASL_SSL listener needs a certificate (--ssl-certfile)")
+        if any(x.sasl for x in listeners) and not config.sasl_mechanisms:
+            raise InvalidConfig("a SASL listener needs a mechanism (--sasl-mechanism)")
         self.ssl_context: ssl.SSLContext | None = None
-        """The listener's TLS (``ssl_certfile``); None: plain TCP."""
+        """The TLS of the SSL and SASL_SSL listeners (``ssl_certfile``); None: plain TCP."""
         if config.ssl_certfile is not None:
             self.ssl_context = server_context(
                 config.ssl_certfile,
@@ -256,21 +271,31 @@ class Broker:
             OSError: the listen address cannot be bound (the message says why).
             KafkaStorageError: the data directory cannot be used.
         """
-        listeners = await self._listen(self.config)
+        bound: list[tuple[Listener, list[Any]]] = []
         try:
+            for listener in self.config.effective_listeners():
+                address = attrs.evolve(self.config, host=listener.host, port=listener.port)
+                bound.append((listener, await self._listen(address)))
             self.open_data_dir()
         except BaseException:
             self.close_data_dir()
-            for listener in listeners:
-                await listener.aclose()
+            for _, sockets in bound:
+                for socket_listener in sockets:
+                    await socket_listener.aclose()
             raise
         try:
-            self.port = listeners[0].socket.getsockname()[1]
+            for listener, sockets in bound:
+                port = sockets[0].socket.getsockname()[1]
+                self.ports[listener.name] = port
+                self.endpoints[listener.name] = (
+                    listener.advertised_host or listener.host,
+                    listener.advertised_port or port,
+                )
+            self.port = self.ports[bound[0][0].name]
             log.info(
-                "broker %d listening on %s:%d, data in %s",
+                "broker %d listening on %s, data in %s",
                 self.config.node_id,
-                self.config.host,
-                self.port,
+                ", ".join(f"{x.name}://{x.host}:{self.ports[x.name]}" for x, _ in bound),
                 self.config.data_dir,
             )
             with trio.CancelScope() as scope:
@@ -293,7 +318,7 @@ class Broker:
                     # Connections live in their own nursery, so that a shutdown can stop the
                     # listener, let the connections drain, and only then stop the tasks above.
                     async with trio.open_nursery() as connections:
-                        await connections.start(self._accept, listeners, connections)
+                        await connections.start(self._accept, bound, connections)
                         task_status.started(self.port)
                     nursery.cancel_scope.cancel()
         finally:
@@ -320,7 +345,7 @@ class Broker:
 
     async def _accept(
         self,
-        listeners: list[trio.SocketListener],
+        bound: list[tuple[Listener, list[Any]]],
         connections: trio.Nursery,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -329,23 +354,28 @@ class Broker:
             self._accept_scope = scope
             if self.stopping:
                 scope.cancel()
-            await trio.serve_listeners(
-                self._serve_connection,
-                listeners,
-                handler_nursery=connections,
-                task_status=task_status,
-            )
+            async with trio.open_nursery() as nursery:
+                for listener, sockets in bound:
+                    await nursery.start(
+                        partial(
+                            trio.serve_listeners,
+                            partial(self._serve_connection, listener),
+                            sockets,
+                            handler_nursery=connections,
+                        )
+                    )
+                task_status.started()
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+    async def _serve_connection(self, listener: Listener, stream: trio.SocketStream) -> None:
         await serve_connection(
             stream,
             self.handle_frame,
             self.config,
             self.connections,
-            ssl_context=self.ssl_context,
-            cert_principal=self.ssl_context is not None
-            and self.config.ssl_client_auth
-            and self.sasl is None,
+            ssl_context=self.ssl_context if listener.tls else None,
+            cert_principal=listener.tls and self.config.ssl_client_auth and not listener.sasl,
+            listener=listener.name,
+            needs_login=listener.sasl,
         )
 
     # --- topics and partitions ---------------------------------------------------------------
@@ -449,11 +479,14 @@ class Broker:
         handler = self._handlers.get(header.api_key)
         if handler is None:
             raise ConnectionClosed(f"unknown api key {header.api_key}")
-        if self.sasl is not None:
+        if info.needs_login:
             if header.api_key in SASL_KEYS:
                 handler = partial(self._sasl_request, info)
             elif info.principal is None and header.api_key != p.ApiKey.API_VERSIONS:
                 raise ConnectionClosed(f"api key {header.api_key} before SASL authentication")
+        elif header.api_key in SASL_KEYS:
+            raise ConnectionClosed(f"SASL on listener {info.listener}, which has none")
+        self._request_listener = info.listener
         if header.api_key == p.ApiKey.API_VERSIONS and header.api_version > 3:
             response = p.api_versions_response(
                 self.advertised_versions(), error_code=ErrorCode.UNSUPPORTED_VERSION
@@ -578,6 +611,14 @@ class Broker:
 
     # --- Metadata ----------------------------------------------------------------------------
 
+    def own_endpoint(self) -> tuple[str, int]:
+        """(host, port) this broker advertises on the listener of the request being handled
+        (before :meth:`serve` has bound: the configured ones)."""
+        found = self.endpoints.get(self._request_listener)
+        if found is None and self.endpoints:
+            found = next(iter(self.endpoints.values()))
+        return found or (self.config.advertised, self.port or self.config.port)
+
     def _metadata(self, header: p.RequestHeader, request: p.MetadataRequest) -> Any:
         assert self.topics is not None
         if request.topics is None:
@@ -590,13 +631,11 @@ class Broker:
         topics = []
         for name in names:
             topics.append(self._metadata_topic(name, auto_create and request.topics is not None))
+        host, port = self.own_endpoint()
         return p.MetadataResponse(
             brokers=[
                 p.MetadataResponseBroker(
-                    node_id=self.config.node_id,
-                    host=self.config.advertised,
-                    port=self.port or self.config.port,
-                    rack=None,
+                    node_id=self.config.node_id, host=host, port=port, rack=None
                 )
             ],
             cluster_id=self.cluster_id,

@@ -203,19 +203,21 @@ class ClusterBroker(Broker):
         self.fetch_sessions.refresh_s = progress_refresh_s(cluster.replica_lag_time_max_ms)
         # Seams for the deterministic simulation (quorumq.testing._sim): its in-memory network's
         # listeners and connect, and a single-threaded controller instead of the Raft voter.
-        if self.ssl_context is not None:
+        inter_broker = config.inter_broker_listener()
+        if inter_broker.tls:
             # Brokers reach each other's listeners over TLS too, checking them against the
             # cluster's CA and showing their own certificate (for client authentication).
             peers = client_context(config.ssl_cafile, config.ssl_certfile, config.ssl_keyfile)
             connect = functools.partial(connect, ssl_context=peers)
         self._connect = connect
-        if self.sasl is not None:
+        if inter_broker.sasl:
             self._connect = self._inter_broker_login(connect)
         if self.authorizer is not None:
-            if self.sasl is None:
+            if not inter_broker.sasl:
                 raise InvalidRequest(
-                    "an authorizer in a cluster needs SASL (--sasl-mechanism): without a login "
-                    "a broker's replica fetches cannot be told from a client's"
+                    "an authorizer in a cluster needs SASL on the inter-broker listener "
+                    "(--sasl-mechanism): without a login a broker's replica fetches cannot be "
+                    "told from a client's"
                 )
             self.authorizer = attrs.evolve(
                 self.authorizer,
@@ -377,11 +379,14 @@ class ClusterBroker(Broker):
                 tick_interval_s=self.cluster.controller_tick_s,
                 clock_ms=now_ms,
             )
+            inter_broker = self.config.inter_broker_listener().name
+            host, port = self.endpoints.get(inter_broker, (self.config.advertised, port))
             self.membership = BrokerMembership(
                 bridge,
                 self.config.node_id,
-                self.config.advertised,
+                host,
                 port,
+                listeners=[(name, *endpoint) for name, endpoint in self.endpoints.items()],
                 send_heartbeat=self._send_heartbeat,
                 heartbeat_interval_s=self.cluster.heartbeat_interval_s,
                 reports=self._reports,
@@ -706,7 +711,8 @@ class ClusterBroker(Broker):
         broker = image.brokers.get(partition.leader)
         if broker is None or broker.fenced:
             return None
-        return broker.broker_id, broker.host, broker.port
+        endpoint = broker.endpoint(self._request_listener)
+        return None if endpoint is None else (broker.broker_id, *endpoint)
 
     def create_topic(
         self, name: str, partitions: int, configs: dict[str, str | None] | None = None
@@ -928,6 +934,14 @@ class ClusterBroker(Broker):
         lease_check = self.lease.in_doubt
         if lease_check and self.lease.unlisted(trio.current_time()):
             live.discard(self.config.node_id)
+        # Each live broker's address on the listener this request came in on; a broker
+        # without that listener is left out, as Kafka does.
+        reachable: dict[int, tuple[str, int, str | None]] = {}
+        for broker_id in live:
+            state = image.brokers[broker_id]
+            endpoint = state.endpoint(self._request_listener)
+            if endpoint is not None:
+                reachable[broker_id] = (*endpoint, state.rack)
         if request.topics is None:
             names = list(image.topics)
         else:
@@ -969,9 +983,14 @@ class ClusterBroker(Broker):
                     leader = NO_LEADER  # it may have been replaced: clients ask elsewhere
                 if isinstance(local, ReplicaPartition) and local.leader is not None:
                     isr = local.isr
+                error = 0
+                if leader == NO_LEADER:
+                    error = ErrorCode.LEADER_NOT_AVAILABLE
+                elif leader not in reachable:  # no such listener there: Kafka's answer
+                    error = ErrorCode.LISTENER_NOT_FOUND
                 partitions.append(
                     p.MetadataResponsePartition(
-                        error_code=0 if leader != NO_LEADER else ErrorCode.LEADER_NOT_AVAILABLE,
+                        error_code=error,
                         partition_index=index,
                         leader_id=leader,
                         leader_epoch=state.leader_epoch,
@@ -995,9 +1014,8 @@ class ClusterBroker(Broker):
             controller_id = raft_leader if raft_leader is not None else -1
         return p.MetadataResponse(
             brokers=[
-                p.MetadataResponseBroker(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack)
-                for b in sorted(image.brokers.values(), key=lambda b: b.broker_id)
-                if b.broker_id in live
+                p.MetadataResponseBroker(node_id=broker_id, host=host, port=port, rack=rack)
+                for broker_id, (host, port, rack) in sorted(reachable.items())
             ],
             cluster_id=self.cluster_id,
             controller_id=controller_id,

@@ -6,6 +6,15 @@ from pathlib import Path
 
 import attrs
 
+from quorumq.broker._listeners import (
+    PLAINTEXT,
+    SASL_PLAINTEXT,
+    SASL_SSL,
+    SSL,
+    Listener,
+    inter_broker_listener,
+)
+
 
 @attrs.frozen
 class BrokerConfig:
@@ -66,7 +75,32 @@ class BrokerConfig:
     """``quota.window.num``: samples a client's byte rate is measured over."""
     quota_window_size_seconds: float = 1.0
     """``quota.window.size.seconds``: one sample's length (tests shorten both)."""
+    listeners: tuple[Listener, ...] = attrs.field(default=(), converter=tuple)
+    """``listeners``: every address the broker serves on, each with its security protocol
+    (``_listeners.py``). Empty: one listener on ``host:port``, its protocol from the TLS and
+    SASL settings. Given: ``host``, ``port`` and ``advertised_host`` are not used."""
+    inter_broker_listener_name: str | None = None
+    """``inter.broker.listener.name``: the listener brokers reach each other on (None: the
+    first)."""
 
     @property
     def advertised(self) -> str:
         return self.advertised_host or self.host
+
+    def effective_listeners(self) -> tuple[Listener, ...]:
+        """``listeners``, or the one listener the single-listener settings describe."""
+        if self.listeners:
+            return self.listeners
+        if self.sasl_mechanisms:
+            protocol = SASL_SSL if self.ssl_certfile is not None else SASL_PLAINTEXT
+        else:
+            protocol = SSL if self.ssl_certfile is not None else PLAINTEXT
+        return (Listener(protocol, self.host, self.port, protocol, self.advertised_host),)
+
+    def inter_broker_listener(self) -> Listener:
+        """The listener brokers reach each other on.
+
+        Raises:
+            InvalidConfig: ``inter_broker_listener_name`` names no listener.
+        """
+        return inter_broker_listener(self.effective_listeners(), self.inter_broker_listener_name)

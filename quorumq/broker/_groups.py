@@ -417,7 +417,7 @@ class GroupCoordinatorShell:
             if found is None:
                 raise CoordinatorNotAvailable(f"{OFFSETS_TOPIC}-{partition} has no leader")
             return found
-        return broker.config.node_id, broker.config.advertised, broker.port or broker.config.port
+        return (broker.config.node_id, *broker.own_endpoint())
 
     def join_group(self, header: p.RequestHeader, request: p.JoinGroupRequest) -> Any:
         def respond(result: GroupResult) -> p.JoinGroupResponse:

@@ -220,6 +220,12 @@ class ConnectionInfo:
     sasl: Any = None
     """The login in progress: the mechanism after SaslHandshake, a SCRAM exchange, or
     ``_sasl.FAILED``."""
+    listener: str = ""
+    """The name of the listener it came in on: Metadata and FindCoordinator answer with the
+    brokers' addresses on that listener."""
+    needs_login: bool = False
+    """A SASL listener's connection: nothing but ApiVersions and the SASL requests before a
+    login."""
 
 
 @attrs.define(eq=False)
@@ -250,12 +256,15 @@ async def serve_connection(
     *,
     ssl_context: ssl.SSLContext | None = None,
     cert_principal: bool = False,
+    listener: str = "",
+    needs_login: bool = False,
 ) -> None:
     """Runs one client connection until it closes, sends something unacceptable, or the broker
     drains it (then it answers what it has read and closes).
 
     ``ssl_context``: a TLS listener; ``cert_principal``: the client certificate's subject is the
-    connection's principal (TLS client authentication without SASL)."""
+    connection's principal (TLS client authentication without SASL); ``listener``: its name;
+    ``needs_login``: a SASL listener."""
     if connections is None:
         connections = ConnectionSet()
     stream = lean_stream(stream)
@@ -264,7 +273,7 @@ async def serve_connection(
         peer, host = "{}:{}".format(*address), str(address[0])
     except OSError:
         peer, host = "?", ""
-    info = ConnectionInfo(peer, host)
+    info = ConnectionInfo(peer, host, listener=listener, needs_login=needs_login)
     if ssl_context is not None:
         tls = trio.SSLStream(stream, ssl_context, server_side=True)
         try:

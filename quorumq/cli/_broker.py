@@ -13,6 +13,7 @@ import trio
 import typer
 
 from quorumq.broker import Broker, BrokerConfig, ClusterBroker, ClusterConfig
+from quorumq.broker._listeners import Listener, inter_broker_listener, parse_listeners
 from quorumq.broker._sasl import check_mechanisms
 from quorumq.cli._app import app
 from quorumq.client._connection import split_host_port
@@ -26,6 +27,30 @@ def broker_command(
     data_dir: Path = typer.Option(..., "--data-dir", help="Where topics and logs live."),
     node_id: int = typer.Option(0, "--node-id", help="This broker's id (broker.id)."),
     listen: str = typer.Option("127.0.0.1:9092", "--listen", help="HOST:PORT to listen on."),
+    listeners: str | None = typer.Option(
+        None,
+        "--listeners",
+        help="NAME://HOST:PORT,... to listen on instead of --listen, each with its own "
+        "security (listeners), e.g. INTERNAL://127.0.0.1:9092,EXTERNAL://0.0.0.0:9093. A "
+        "listener named PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL speaks that protocol.",
+    ),
+    listener_security_protocol_map: str | None = typer.Option(
+        None,
+        "--listener-security-protocol-map",
+        help="NAME:PROTOCOL,... for listeners not named after a protocol, e.g. "
+        "INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL.",
+    ),
+    advertised_listeners: str | None = typer.Option(
+        None,
+        "--advertised-listeners",
+        help="NAME://HOST:PORT,... that clients are told to connect to, where it differs "
+        "from --listeners (behind NAT or a proxy).",
+    ),
+    inter_broker_listener_name: str | None = typer.Option(
+        None,
+        "--inter-broker-listener-name",
+        help="The listener brokers reach each other on (default: the first of --listeners).",
+    ),
     num_partitions: int = typer.Option(1, "--num-partitions", help="num.partitions"),
     auto_create_topics: bool = typer.Option(
         True, "--auto-create-topics/--no-auto-create-topics", help="auto.create.topics.enable"
@@ -164,12 +189,33 @@ def broker_command(
     bad = [u for u in super_user if not u.startswith("User:") or u == "User:"]
     if bad:
         raise typer.BadParameter(f"--super-user wants User:NAME, got {bad[0]!r}")
-    if authorizer and controller_voters and not mechanisms:
+    parsed: tuple[Listener, ...] = ()
+    if listeners is not None:
+        try:
+            parsed = parse_listeners(
+                listeners, listener_security_protocol_map, advertised_listeners
+            )
+            inter_broker = inter_broker_listener(parsed, inter_broker_listener_name)
+        except InvalidConfig as exc:
+            raise typer.BadParameter(f"--listeners: {exc}") from None
+        if any(x.sasl for x in parsed) and not mechanisms:
+            raise typer.BadParameter("a SASL listener needs --sasl-mechanism")
+        if any(x.tls for x in parsed) and ssl_certfile is None:
+            raise typer.BadParameter("an SSL or SASL_SSL listener needs --ssl-certfile")
+        inter_broker_sasl = inter_broker.sasl
+    else:
+        if listener_security_protocol_map or advertised_listeners or inter_broker_listener_name:
+            raise typer.BadParameter(
+                "--listener-security-protocol-map, --advertised-listeners and "
+                "--inter-broker-listener-name need --listeners"
+            )
+        inter_broker_sasl = bool(mechanisms)
+    if authorizer and controller_voters and not inter_broker_sasl:
         raise typer.BadParameter(
-            "--authorizer in a cluster needs --sasl-mechanism: without a login a broker's "
-            "replica fetches cannot be told from a client's"
+            "--authorizer in a cluster needs --sasl-mechanism (on the inter-broker listener): "
+            "without a login a broker's replica fetches cannot be told from a client's"
         )
-    if mechanisms and controller_voters and not controller_password:
+    if inter_broker_sasl and controller_voters and not controller_password:
         raise typer.BadParameter(
             "--sasl-mechanism in a cluster needs --controller-password: brokers log in to "
             "each other with it"
@@ -190,6 +236,8 @@ def broker_command(
         ssl_client_auth=ssl_client_auth,
         super_users=tuple(super_user),
         allow_everyone_if_no_acl_found=allow_everyone_if_no_acl_found,
+        listeners=parsed,
+        inter_broker_listener_name=inter_broker_listener_name,
     )
     cluster = None
     if controller_voters:

@@ -570,7 +570,8 @@ class BrokerMembership:
 
     Args:
         bridge: the process's voter (any voter forwards to the leader).
-        broker_id, host, port: what Metadata advertises for this broker.
+        broker_id, host, port: where other brokers reach this one (its inter-broker listener).
+        listeners: (name, advertised host, port) of every listener, for Metadata.
         send_heartbeat: the way to the active controller (the broker's: its own controller
             when it is the active one, else a BrokerHeartbeat request to the one that is).
         heartbeat_interval_s: Kafka's broker.heartbeat.interval.ms default is 2 s, well inside the
@@ -592,12 +593,14 @@ class BrokerMembership:
         reports: Callable[[], Sequence[ReplicaReport]] | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         rack: str | None = None,
+        listeners: Sequence[tuple[str, str, int]] = (),
     ) -> None:
         self.bridge = bridge
         self.broker_id = broker_id
         self.host = host
         self.port = port
         self.rack = rack
+        self.listeners = tuple(listeners)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.incarnation_id = str(uuid.uuid4())
         self.broker_epoch: int | None = None
@@ -620,7 +623,13 @@ class BrokerMembership:
     async def register(self) -> int:
         """Registers (retrying through elections) and returns the broker epoch."""
         record = RegisterBroker(
-            self.broker_id, self.incarnation_id, self.host, self.port, self._clock_ms(), self.rack
+            self.broker_id,
+            self.incarnation_id,
+            self.host,
+            self.port,
+            self._clock_ms(),
+            self.rack,
+            self.listeners,
         )
         while True:
             try:

@@ -51,7 +51,8 @@ class Cluster:
     nursery: trio.Nursery
     cluster_config: ClusterConfig
     broker_options: dict[str, Any] = attrs.Factory(dict)
-    """Further :class:`BrokerConfig` fields of every broker."""
+    """Further :class:`BrokerConfig` fields of every broker; a callable value is called with
+    the :class:`Member` (a field that differs per broker, such as its listeners)."""
 
     @property
     def bootstrap(self) -> str:
@@ -79,7 +80,11 @@ class Cluster:
                 config, offsets_topic_num_partitions=4, group_initial_rebalance_delay_ms=0
             )
         if self.broker_options:
-            config = attrs.evolve(config, **self.broker_options)
+            options = {
+                key: value(member) if callable(value) else value
+                for key, value in self.broker_options.items()
+            }
+            config = attrs.evolve(config, **options)
         broker = ClusterBroker(config, self.cluster_config)
         member.done = trio.Event()
         done = member.done

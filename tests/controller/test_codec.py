@@ -42,6 +42,9 @@ from ._helpers import apply_all, live_cluster
 RECORDS = [
     RegisterBroker(1, "8c0f", "127.0.0.1", 9093, 1_700_000_000_000),
     RegisterBroker(2, "9d1e", "10.0.0.2", 9094, 5, rack="r1"),
+    RegisterBroker(
+        3, "ae2f", "10.0.0.3", 9092, 6, None, (("INSIDE", "10.0.0.3", 9092), ("OUT", "h", 9093))
+    ),
     BrokerHeartbeat(1, 3, 42),
     BrokerHeartbeat(1, 3, 43, (ReplicaReport("orders", 0, 7, 1_000, 8),)),
     FenceBroker(1, 3, 2),
@@ -77,6 +80,31 @@ def test_codec_reads_a_v1_heartbeat() -> None:
     old = b'{"broker_epoch":3,"broker_id":1,"now_ms":42,"type":"BrokerHeartbeat","v":1}'
     assert decode_record(old) == BrokerHeartbeat(1, 3, 42, None)
     assert READABLE_VERSIONS["BrokerHeartbeat"] == (1, 2)
+
+
+def test_codec_reads_a_v1_registration_as_one_listener_and_a_v3_snapshot_too() -> None:
+    old = (
+        b'{"broker_id":1,"host":"10.0.0.1","incarnation_id":"x","now_ms":5,"port":9092,'
+        b'"rack":null,"type":"RegisterBroker","v":1}'
+    )
+    assert decode_record(old) == RegisterBroker(1, "x", "10.0.0.1", 9092, 5)
+    image = apply_all(
+        [RegisterBroker(7, "y", "10.0.0.7", 9092, 5, None, (("IN", "10.0.0.7", 9092),))],
+        live_cluster(),
+    )
+    assert decode_image(encode_image(image)) == image
+    broker = image.brokers[7]
+    assert broker.endpoint("IN") == ("10.0.0.7", 9092) and broker.endpoint("OUT") is None
+    snapshot = image_to_dict(image)
+    snapshot["v"] = 3
+    for entry in snapshot["brokers"]:
+        del entry["listeners"]
+    read = image_from_dict(snapshot).brokers[7]
+    assert read.listeners == () and read.endpoint("ANY") == ("10.0.0.7", 9092)
+    snapshot = image_to_dict(image)
+    snapshot["brokers"][-1]["listeners"] = [["IN", "10.0.0.7"]]
+    with pytest.raises(CorruptRecord, match="listener, host, port"):
+        image_from_dict(snapshot)
 
 
 def test_codec_reads_a_v1_partition_change_written_by_hand() -> None:
@@ -192,7 +220,7 @@ def test_codec_reads_a_v1_snapshot_with_heartbeats_and_reports() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"nope", b"{}", b'{"type": "MetadataImage", "v": 4}', encode_record(FenceBroker(1, 1, 1))],
+    [b"nope", b"{}", b'{"type": "MetadataImage", "v": 99}', encode_record(FenceBroker(1, 1, 1))],
 )
 def test_codec_refuses_corrupt_snapshots(data: bytes) -> None:
     with pytest.raises(CorruptRecord):

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from quorumq import protocol as p
 from quorumq.cli import main
+from quorumq.client._connection import SaslConfig
 from quorumq.log import CLEAN_SHUTDOWN_FILE
 from tests.integration._workload import samples
 from tests.integration.conftest import BrokerThread, wait_listening
+from tests.integration.conftest import call as request
 from tests.integration.test_kafka_python import produce
 
 
@@ -272,6 +275,22 @@ def test_cli_over_tls_from_the_environment(
         ["--authorizer", "--super-user", "alice"],
         ["--ssl-keyfile", "k.pem"],
         ["--ssl-certfile", "c.pem", "--ssl-client-auth"],
+        ["--listeners", "INSIDE://127.0.0.1:1"],
+        ["--listeners", "PLAINTEXT://127.0.0.1:1,SSL://127.0.0.1:2"],
+        ["--listeners", "SASL_PLAINTEXT://127.0.0.1:1"],
+        ["--listeners", "PLAINTEXT://127.0.0.1:1", "--inter-broker-listener-name", "OTHER"],
+        ["--inter-broker-listener-name", "PLAINTEXT"],
+        [
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:1,SASL_PLAINTEXT://127.0.0.1:2",
+            "--sasl-mechanism",
+            "PLAIN",
+            "--authorizer",
+            "--controller-voters",
+            "0@127.0.0.1:3",
+            "--controller-password",
+            "x",
+        ],
     ],
 )
 def test_cli_broker_refuses_bad_sasl_settings_in_one_line(
@@ -283,7 +302,7 @@ def test_cli_broker_refuses_bad_sasl_settings_in_one_line(
     monkeypatch.delenv("QUORUMQ_CONTROLLER_PASSWORD", raising=False)
     code, _, err = run_cli(["broker", "--data-dir", str(tmp_path / "d"), *args], monkeypatch, capfd)
     assert code == 2 and "Traceback" not in err
-    assert "sasl" in err.lower() or "super-user" in err or "--ssl" in err
+    assert "sasl" in err.lower() or "super-user" in err or "--ssl" in err or "listener" in err
 
 
 def test_cli_refused_connection_is_one_line(
@@ -328,3 +347,38 @@ def test_broker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert "SIGTERM: stopping" in output and "stopped" in output
     assert "Traceback" not in output
     assert (data_dir / "sig-0" / CLEAN_SHUTDOWN_FILE).exists()
+
+
+def test_broker_command_serves_two_listeners(tmp_path: Path) -> None:
+    """`quorumq broker --listeners` in a real process: a plain and a SASL listener, each
+    advertising itself."""
+    from quorumq.testing import free_ports
+
+    plain, sasl = free_ports(2)
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "quorumq", "broker", "--data-dir", str(tmp_path / "d")),
+            *("--listeners", f"PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}"),
+            *("--sasl-mechanism", "PLAIN", "--sasl-user", "admin=secret"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_listening(plain, proc)
+        wait_listening(sasl, proc)
+        everything = p.MetadataRequest(topics=None)
+        answer = request(plain, p.ApiKey.METADATA, 8, everything)
+        assert [b.port for b in answer.brokers] == [plain]
+        login = SaslConfig("PLAIN", "admin", "secret")
+        answer = request(sasl, p.ApiKey.METADATA, 8, everything, login)
+        assert [b.port for b in answer.brokers] == [sasl]
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output
+    assert f"PLAINTEXT://127.0.0.1:{plain}, SASL_PLAINTEXT://127.0.0.1:{sasl}" in output

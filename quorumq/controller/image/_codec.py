@@ -152,6 +152,15 @@ def _report(value: Any) -> ReplicaReport:
     )
 
 
+def _endpoints(value: Any) -> tuple[tuple[str, str, int], ...]:
+    endpoints = []
+    for entry in _list(value):
+        if len(_list(entry)) != 3:
+            raise _bad(f"expected a [listener, host, port] triple, got {entry!r}")
+        endpoints.append((_str(entry[0]), _str(entry[1]), _int(entry[2])))
+    return tuple(endpoints)
+
+
 def _reports(value: Any) -> tuple[ReplicaReport, ...]:
     return tuple(_report(v) for v in _list(value))
 
@@ -188,7 +197,16 @@ _SCHEMAS: dict[type, dict[int, _Schema]] = {
             "port": _int,
             "now_ms": _int,
             "rack": _optional(_str),
-        }
+        },
+        2: {
+            "broker_id": _int,
+            "incarnation_id": _str,
+            "host": _str,
+            "port": _int,
+            "now_ms": _int,
+            "rack": _optional(_str),
+            "listeners": _endpoints,
+        },
     },
     BrokerHeartbeat: {
         1: {"broker_id": _int, "broker_epoch": _int, "now_ms": _int},
@@ -385,8 +403,8 @@ def decode_entry(data: bytes) -> tuple[MetadataRecord, ...]:
 
 # --- image snapshots -----------------------------------------------------------------------------
 
-IMAGE_VERSION = 3
-READABLE_IMAGE_VERSIONS = (1, 2, 3)
+IMAGE_VERSION = 4
+READABLE_IMAGE_VERSIONS = (1, 2, 3, 4)
 
 
 def image_to_dict(image: MetadataImage) -> dict[str, Any]:
@@ -404,6 +422,7 @@ def image_to_dict(image: MetadataImage) -> dict[str, Any]:
                 "broker_epoch": b.broker_epoch,
                 "fenced": b.fenced,
                 "registered_ms": b.registered_ms,
+                "listeners": _plain(b.listeners),
             }
         )
     topics = []
@@ -517,6 +536,7 @@ def image_from_dict(obj: Any) -> MetadataImage:
             broker_epoch=_int(b["broker_epoch"]),
             fenced=_bool(b["fenced"]),
             registered_ms=registered_ms,
+            listeners=_endpoints(_object(b, ("listeners",))["listeners"]) if version >= 4 else (),
         )
         brokers[state.broker_id] = state
     topics: dict[str, TopicState] = {}

@@ -91,6 +91,18 @@ class BrokerState:
     broker_epoch: int
     fenced: bool
     registered_ms: int
+    listeners: tuple[tuple[str, str, int], ...] = ()
+    """(name, advertised host, port) of every listener (``RegisterBroker.listeners``)."""
+
+    def endpoint(self, listener: str) -> tuple[str, int] | None:
+        """(host, port) of this broker's ``listener``; None: it has no such listener. A broker
+        registered without listeners has one, which answers to every name."""
+        if not self.listeners:
+            return self.host, self.port
+        for name, host, port in self.listeners:
+            if name == listener:
+                return host, port
+        return None
 
 
 @attrs.frozen
@@ -218,6 +230,7 @@ def _register(image: MetadataImage, r: RegisterBroker) -> _Result:
         broker_epoch=epoch,
         fenced=True,
         registered_ms=r.now_ms,
+        listeners=r.listeners,
     )
     image = attrs.evolve(_with_broker(image, broker), last_broker_epoch=epoch)
     return image, [BrokerChanged(r.broker_id, epoch, fenced=True, registered=True)]

@@ -56,6 +56,12 @@ class RegisterBroker:
     port: int
     now_ms: int
     rack: str | None = None
+    listeners: tuple[tuple[str, str, int], ...] = attrs.field(
+        default=(), converter=lambda x: tuple((str(n), str(h), int(p)) for n, h, p in x)
+    )
+    """Every listener's (name, advertised host, port); ``host``/``port`` are the inter-broker
+    listener's. Empty (a registration from before listeners): the one listener is
+    ``host``/``port``."""
 
 
 @attrs.frozen
