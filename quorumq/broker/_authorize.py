@@ -254,6 +254,30 @@ def _describe_configs(caller: Caller, request: Any) -> Decision:
     return Decision(attrs.evolve(request, resources=kept), _appending("results", extra))
 
 
+def _alter_configs(caller: Caller, request: Any) -> Decision:
+    """ALTER_CONFIGS on each topic, or on the cluster for a broker (AlterConfigs and
+    IncrementalAlterConfigs alike)."""
+
+    def allowed(resource: Any) -> bool:
+        if resource.resource_type == RESOURCE_BROKER:
+            return caller.may_on_cluster(Op.ALTER_CONFIGS)
+        return caller.may(Op.ALTER_CONFIGS, TOPIC, resource.resource_name)
+
+    kept, denied = _split(request.resources, lambda r: r, allowed)
+    if not denied:
+        return ALLOWED
+    extra = [
+        p.AlterConfigsResourceResponse(
+            error_code=CLUSTER_DENIED if r.resource_type == RESOURCE_BROKER else TOPIC_DENIED,
+            error_message="not authorized",
+            resource_type=r.resource_type,
+            resource_name=r.resource_name,
+        )
+        for r in denied
+    ]
+    return Decision(attrs.evolve(request, resources=kept), _appending("responses", extra))
+
+
 def _init_producer_id(caller: Caller, request: Any) -> Decision:
     # KIP-679: an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on any topic.
     if caller.may_on_cluster(Op.IDEMPOTENT_WRITE) or caller.authorizer.allows_any(
@@ -396,6 +420,8 @@ GATES: dict[int, Gate] = {
     p.ApiKey.METADATA: _metadata,
     p.ApiKey.FETCH: _fetch,
     p.ApiKey.CREATE_TOPICS: _create_topics,
+    p.ApiKey.ALTER_CONFIGS: _alter_configs,
+    p.ApiKey.INCREMENTAL_ALTER_CONFIGS: _alter_configs,
     p.ApiKey.DELETE_TOPICS: _delete_topics,
     p.ApiKey.DESCRIBE_CONFIGS: _describe_configs,
     p.ApiKey.INIT_PRODUCER_ID: _init_producer_id,

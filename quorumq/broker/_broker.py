@@ -20,7 +20,7 @@ import logging
 import ssl
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -409,6 +409,28 @@ class Broker:
         log.info("created topic %s with %d partitions", name, partitions)
         return spec
 
+    def alter_topic_configs(
+        self, name: str, configs: Mapping[str, str], *, validate_only: bool = False
+    ) -> None:
+        """Replaces a topic's explicit configs (AlterConfigs and IncrementalAlterConfigs,
+        ``_alter_configs.py``): written to the topics file, then to its partitions' logs, so
+        retention, compaction, segment rolls and flushes follow the new values at once.
+
+        Raises:
+            UnknownTopicOrPartition, InvalidConfig.
+        """
+        assert self.topics is not None
+        spec = self.topics.check_alter(name, configs)
+        log_config = self._log_config(spec)  # values the log engine refuses are INVALID_CONFIG
+        if validate_only:
+            return
+        self.topics.alter(name, configs)
+        for index in range(spec.partitions):
+            partition = self.partitions.get((name, index))
+            if partition is not None:
+                partition.log.config = log_config
+        log.info("altered the configs of topic %s: %s", name, dict(spec.configs))
+
     def delete_topic(self, name: str) -> None:
         """Forgets a topic and removes its logs."""
         assert self.topics is not None and self.logs is not None
@@ -600,6 +622,13 @@ class Broker:
         from quorumq.broker import _handlers_extra
 
         _handlers_extra.register(self, self._handlers)
+        from quorumq.broker import _alter_configs
+
+        for api_key, incremental in (
+            (p.ApiKey.ALTER_CONFIGS, False),
+            (p.ApiKey.INCREMENTAL_ALTER_CONFIGS, True),
+        ):
+            self._handlers[api_key] = _alter_configs.single_broker_handler(self, incremental)
         from quorumq.broker import _groups
 
         _groups.register(self, self._handlers)  # after _handlers_extra: owns FindCoordinator
@@ -1083,6 +1112,8 @@ _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
     p.ApiKey.CREATE_TOPICS: (0, 4),
     p.ApiKey.DELETE_TOPICS: (1, 3),
     p.ApiKey.DESCRIBE_CONFIGS: (0, 2),
+    p.ApiKey.ALTER_CONFIGS: (0, 1),
+    p.ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
     p.ApiKey.INIT_PRODUCER_ID: (0, 1),
     p.ApiKey.OFFSET_FOR_LEADER_EPOCH: (2, 3),
     p.ApiKey.FIND_COORDINATOR: (0, 2),

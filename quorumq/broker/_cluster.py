@@ -45,6 +45,14 @@ from quorumq.broker._acls import (
     match_deletions,
     security_disabled,
 )
+from quorumq.broker._alter_configs import (
+    altered_configs,
+    changes_of,
+    check_resource,
+    config_delta,
+    resource_result,
+    response,
+)
 from quorumq.broker._broker import Broker, error_code_for
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import progress_refresh_s
@@ -59,7 +67,7 @@ from quorumq.broker._sasl import (
     static_credentials,
 )
 from quorumq.broker._server import Delayed, Held, open_listeners
-from quorumq.broker._topics import TopicSpec
+from quorumq.broker._topics import TOPIC_CONFIG_DEFS, TopicSpec
 from quorumq.client._connection import SaslConfig, open_connection
 from quorumq.controller import (
     BrokerMembership,
@@ -74,6 +82,7 @@ from quorumq.controller import (
 )
 from quorumq.controller.image import (
     NO_LEADER,
+    TOPIC_CONFIG_CHECKS,
     AlterPartition,
     BrokerHeartbeat,
     CreateAcl,
@@ -83,6 +92,7 @@ from quorumq.controller.image import (
     changed_partitions,
     check_heartbeat_mac,
     heartbeat_mac,
+    validate_topic_configs,
     validate_topic_name,
 )
 from quorumq.errors import (
@@ -263,6 +273,10 @@ class ClusterBroker(Broker):
             groups.leader_lookup = self._leader_lookup
         self._handlers[p.ApiKey.CREATE_TOPICS] = self._create_topics
         self._handlers[p.ApiKey.DELETE_TOPICS] = self._delete_topics
+        self._handlers[p.ApiKey.ALTER_CONFIGS] = functools.partial(self._alter_configs, False)
+        self._handlers[p.ApiKey.INCREMENTAL_ALTER_CONFIGS] = functools.partial(
+            self._alter_configs, True
+        )
         self._handlers[p.ApiKey.ELECT_LEADERS] = self._elect_leaders
         self._handlers[p.ApiKey.BROKER_HEARTBEAT] = self._broker_heartbeat
         self._handlers[p.ApiKey.ALTER_CLIENT_QUOTAS] = self._alter_client_quotas
@@ -521,6 +535,7 @@ class ClusterBroker(Broker):
             configs = dict(topic.configs)
             strategy = configs.get("replication.strategy", DEFAULT_STRATEGY)
             min_isr = _int_config(configs, "min.insync.replicas", 1)
+            log_config = _log_config(configs)  # AlterConfigs reaches open logs here
             for index, state in partitions:
                 if node not in state.replicas:
                     continue
@@ -534,6 +549,8 @@ class ClusterBroker(Broker):
                     continue
                 self._to_open.pop(key, None)
                 replica.configure(strategy, min_isr, self.cluster.replica_lag_time_max_ms)
+                if log_config is not None and replica.log.config != log_config:
+                    replica.log.config = log_config
                 old_epoch = replica.leader_epoch
                 was_leader = replica.leader is not None
                 if state.leader == node and live_self:
@@ -1139,6 +1156,47 @@ class ClusterBroker(Broker):
 
         return Delayed(create_all)
 
+    def _alter_configs(self, incremental: bool, header: p.RequestHeader, request: Any) -> Any:
+        """AlterConfigs / IncrementalAlterConfigs through the controller: each topic's change
+        is a ConfigChange record of the difference, which every replica applies from the image
+        (:meth:`_reconcile`)."""
+        deadline = trio.current_time() + ALTER_CONFIGS_TIMEOUT_S
+
+        async def alter_all() -> Any:
+            results = []
+            for resource in request.resources:
+                try:
+                    check_resource(resource)
+                    await self._controller_by(deadline)
+                    assert self.bridge is not None
+                    topic = self.bridge.image.topics.get(resource.resource_name)
+                    if topic is None:
+                        raise UnknownTopicOrPartition(f"no topic {resource.resource_name!r}")
+                    after = altered_configs(
+                        topic.configs,
+                        changes_of(resource, incremental),
+                        incremental=incremental,
+                        defaults={k: d.default for k, d in TOPIC_CONFIG_DEFS.items()},
+                        known=TOPIC_CONFIG_CHECKS,
+                    )
+                    validate_topic_configs(after)
+                    LogConfig.from_topic_config(after)  # what the log engine refuses, too
+                    set_configs, delete_keys = config_delta(topic.configs, after)
+                    await self._through_controller(
+                        lambda name=topic.name, s=set_configs, d=delete_keys: (
+                            self._controller_or_raise().alter_topic_configs(
+                                name, s, d, validate_only=request.validate_only
+                            )
+                        ),
+                        deadline,
+                    )
+                    results.append(resource_result(resource, None))
+                except Exception as exc:  # each resource fails alone, as in Kafka
+                    results.append(resource_result(resource, exc))
+            return response(incremental, results)
+
+        return Delayed(alter_all)
+
     def _delete_topics(self, header: p.RequestHeader, request: Any) -> Any:
         deadline = trio.current_time() + max(request.timeout_ms, 1000) / 1000
 
@@ -1652,6 +1710,10 @@ def _log_config(configs: dict[str, str]) -> LogConfig | None:
         return LogConfig.from_topic_config(configs)
     except QuorumqError:
         return None
+
+
+ALTER_CONFIGS_TIMEOUT_S = 10.0
+"""How long an AlterConfigs waits for the controller (the request carries no timeout)."""
 
 
 def _int_config(configs: dict[str, str], key: str, default: int) -> int:

@@ -295,6 +295,22 @@ class TopicStore:
         self._save()
         return spec
 
+    def check_alter(self, name: str, configs: Mapping[str, str | None]) -> TopicSpec:
+        """The topic with ``configs`` as its explicit configs, checked, without changing
+        anything.
+
+        Raises:
+            UnknownTopicOrPartition, InvalidConfig.
+        """
+        return attrs.evolve(self.get(name), configs=validate_topic_configs(configs))
+
+    def alter(self, name: str, configs: Mapping[str, str | None]) -> TopicSpec:
+        """Replaces and persists a topic's explicit configs; see :meth:`check_alter`."""
+        spec = self.check_alter(name, configs)
+        self.topics[name] = spec
+        self._save()
+        return spec
+
     def delete(self, name: str) -> TopicSpec:
         """Forgets a topic (the caller removes its logs). Raises UnknownTopicOrPartition."""
         spec = self.get(name)

@@ -1,4 +1,4 @@
-"""``quorumq topic create|list|describe|delete``: topic administration over the Kafka protocol."""
+"""``quorumq topic create|alter|list|describe|delete``: topic administration over the Kafka protocol."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from quorumq.cli._broker import run_trio
 from quorumq.client._connection import Connection, SaslConfig, open_connection, split_host_port
 from quorumq.errors import ErrorCode, QuorumqError, error_for_code
 
-topic_app = typer.Typer(help="Create, list, describe and delete topics.", no_args_is_help=True)
+topic_app = typer.Typer(
+    help="Create, alter, list, describe and delete topics.", no_args_is_help=True
+)
 app.add_typer(topic_app, name="topic")
 
 BOOTSTRAP_HELP = "HOST:PORT of a broker."
@@ -136,6 +138,47 @@ def create(
 
     run_trio(main)
     Console().print(f"created topic [bold]{name}[/bold] with {partitions} partition(s)")
+
+
+@topic_app.command("alter")
+def alter(
+    name: str,
+    config: list[str] = typer.Option(
+        [], "--config", "-c", help="Set a topic config KEY=VALUE; repeatable."
+    ),
+    delete_config: list[str] = typer.Option(
+        [], "--delete-config", "-d", help="Return a topic config KEY to its default; repeatable."
+    ),
+    bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, "--bootstrap", "-b", help=BOOTSTRAP_HELP),
+) -> None:
+    """Change some of a topic's configs (IncrementalAlterConfigs; the others stay)."""
+    configs = _parse_configs(config)
+    if not configs and not delete_config:
+        raise typer.BadParameter("nothing to change: give --config or --delete-config")
+    changes = [
+        p.IncrementalAlterableConfig(name=k, config_operation=p.CONFIG_SET, value=v)
+        for k, v in configs.items()
+    ] + [
+        p.IncrementalAlterableConfig(name=k, config_operation=p.CONFIG_DELETE, value=None)
+        for k in delete_config
+    ]
+
+    async def main() -> None:
+        async with connect(bootstrap) as conn:
+            version = conn.version_for(p.ApiKey.INCREMENTAL_ALTER_CONFIGS, (0, 1))
+            request = p.IncrementalAlterConfigsRequest(
+                resources=[
+                    p.IncrementalAlterConfigsResource(
+                        resource_type=2, resource_name=name, configs=changes
+                    )
+                ]
+            )
+            response = await conn.request(p.ApiKey.INCREMENTAL_ALTER_CONFIGS, version, request)
+            result = response.responses[0]
+            raise_for_code(result.error_code, f"cannot alter topic {name!r}", result.error_message)
+
+    run_trio(main)
+    Console().print(f"altered the configs of topic [bold]{name}[/bold]")
 
 
 @topic_app.command("delete")

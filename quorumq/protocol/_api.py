@@ -61,8 +61,10 @@ class ApiKey(enum.IntEnum):
     CREATE_ACLS = 30
     DELETE_ACLS = 31
     DESCRIBE_CONFIGS = 32
+    ALTER_CONFIGS = 33
     SASL_AUTHENTICATE = 36
     ELECT_LEADERS = 43
+    INCREMENTAL_ALTER_CONFIGS = 44
     DESCRIBE_CLIENT_QUOTAS = 48
     ALTER_CLIENT_QUOTAS = 49
     DESCRIBE_USER_SCRAM_CREDENTIALS = 50
@@ -130,6 +132,14 @@ register(ApiKey.LIST_OFFSETS, admin.ListOffsetsRequest, admin.ListOffsetsRespons
 register(ApiKey.CREATE_TOPICS, admin.CreateTopicsRequest, admin.CreateTopicsResponse, 0, 5)
 register(ApiKey.DELETE_TOPICS, admin.DeleteTopicsRequest, admin.DeleteTopicsResponse, 1, 3)
 register(ApiKey.DESCRIBE_CONFIGS, admin.DescribeConfigsRequest, admin.DescribeConfigsResponse, 0, 2)
+register(ApiKey.ALTER_CONFIGS, admin.AlterConfigsRequest, admin.AlterConfigsResponse, 0, 2)
+register(
+    ApiKey.INCREMENTAL_ALTER_CONFIGS,
+    admin.IncrementalAlterConfigsRequest,
+    admin.IncrementalAlterConfigsResponse,
+    0,
+    1,
+)
 register(ApiKey.INIT_PRODUCER_ID, admin.InitProducerIdRequest, admin.InitProducerIdResponse, 0, 1)
 register(
     ApiKey.OFFSET_FOR_LEADER_EPOCH,

@@ -1,4 +1,5 @@
-"""Message schemas: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs, InitProducerId,
+"""Message schemas: ListOffsets, CreateTopics, DeleteTopics, DescribeConfigs, AlterConfigs,
+IncrementalAlterConfigs, InitProducerId,
 OffsetForLeaderEpoch, FindCoordinator, ElectLeaders, DescribeClientQuotas, AlterClientQuotas,
 DescribeUserScramCredentials, AlterUserScramCredentials, DescribeAcls, CreateAcls, DeleteAcls
 and BrokerHeartbeat.
@@ -221,6 +222,75 @@ class DescribeConfigsResult:
 class DescribeConfigsResponse:
     throttle_time_ms: int = f(INT32, default=0)
     results: Sequence[DescribeConfigsResult] = f(Array(DescribeConfigsResult))
+
+
+# --- AlterConfigs (key 33) and IncrementalAlterConfigs (key 44) -----------------------------
+
+CONFIG_SET, CONFIG_DELETE, CONFIG_APPEND, CONFIG_SUBTRACT = 0, 1, 2, 3
+"""IncrementalAlterConfigs ``config_operation`` values (Kafka's AlterConfigOp.OpType)."""
+
+
+@attrs.frozen(kw_only=True)
+class AlterableConfig:
+    name: str = f(STRING)
+    value: str | None = f(STRING, null=(0, None))
+
+
+@attrs.frozen(kw_only=True)
+class AlterConfigsResource:
+    resource_type: int = f(INT8)
+    resource_name: str = f(STRING)
+    configs: Sequence[AlterableConfig] = f(Array(AlterableConfig))
+
+
+@attrs.frozen(kw_only=True)
+class AlterConfigsRequest:
+    """AlterConfigs: replaces every config override of each resource with the ones given."""
+
+    resources: Sequence[AlterConfigsResource] = f(Array(AlterConfigsResource))
+    validate_only: bool = f(BOOL, default=False)
+
+
+@attrs.frozen(kw_only=True)
+class AlterConfigsResourceResponse:
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+    resource_type: int = f(INT8)
+    resource_name: str = f(STRING)
+
+
+@attrs.frozen(kw_only=True)
+class AlterConfigsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    responses: Sequence[AlterConfigsResourceResponse] = f(Array(AlterConfigsResourceResponse))
+
+
+@attrs.frozen(kw_only=True)
+class IncrementalAlterableConfig:
+    name: str = f(STRING)
+    config_operation: int = f(INT8)
+    value: str | None = f(STRING, null=(0, None))
+
+
+@attrs.frozen(kw_only=True)
+class IncrementalAlterConfigsResource:
+    resource_type: int = f(INT8)
+    resource_name: str = f(STRING)
+    configs: Sequence[IncrementalAlterableConfig] = f(Array(IncrementalAlterableConfig))
+
+
+@attrs.frozen(kw_only=True)
+class IncrementalAlterConfigsRequest:
+    """IncrementalAlterConfigs (KIP-339): SET, DELETE, APPEND or SUBTRACT one key at a time."""
+
+    resources: Sequence[IncrementalAlterConfigsResource] = f(Array(IncrementalAlterConfigsResource))
+    validate_only: bool = f(BOOL, default=False)
+
+
+@attrs.frozen(kw_only=True)
+class IncrementalAlterConfigsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    responses: Sequence[AlterConfigsResourceResponse] = f(Array(AlterConfigsResourceResponse))
 
 
 # --- InitProducerId (key 22) ------------------------------------------------------------------

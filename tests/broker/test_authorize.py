@@ -28,6 +28,8 @@ SERVED = {
     int(p.ApiKey.DESCRIBE_ACLS): (1, 3),
     int(p.ApiKey.CREATE_ACLS): (1, 3),
     int(p.ApiKey.DELETE_ACLS): (1, 3),
+    int(p.ApiKey.ALTER_CONFIGS): (0, 1),
+    int(p.ApiKey.INCREMENTAL_ALTER_CONFIGS): (0, 1),
 }
 CASES = [
     (p.ApiKey(key), version)

@@ -52,6 +52,13 @@ def test_topic_admin_and_shell_round_trip(
     assert code == 0 and "orders" in out and "3" in out
     code, out, _ = run_cli(["topic", "describe", "orders", *b], monkeypatch, capfd)
     assert code == 0 and "retention.ms" in out and "60000" in out
+    alter = ["topic", "alter", "orders", "-c", "segment.ms=120000", "-d", "retention.ms", *b]
+    code, out, _ = run_cli(alter, monkeypatch, capfd)
+    assert code == 0 and "altered" in out
+    code, out, _ = run_cli(["topic", "describe", "orders", *b], monkeypatch, capfd)
+    rows = {line.split()[1]: line for line in out.splitlines() if ".ms " in line}
+    assert "120000" in rows["segment.ms"] and "topic" in rows["segment.ms"]
+    assert "604800000" in rows["retention.ms"] and "default" in rows["retention.ms"]
     lines = b"".join(b"k%d:v%d\n" % (i, i) for i in range(50))
     code, _, err = run_cli(
         ["produce", "orders", "--key-separator", ":", *b], monkeypatch, capfd, stdin=lines
@@ -86,6 +93,7 @@ def test_topic_admin_and_shell_round_trip(
         (["topic", "create", "t", "--config", "no.such=1"], "INVALID_CONFIG"),
         (["topic", "describe", "missing"], "UNKNOWN_TOPIC_OR_PARTITION"),
         (["topic", "delete", "missing"], "UNKNOWN_TOPIC_OR_PARTITION"),
+        (["topic", "alter", "missing", "-c", "retention.ms=1"], "UNKNOWN_TOPIC_OR_PARTITION"),
     ],
 )
 def test_cli_errors_are_one_line_with_the_kafka_name(
