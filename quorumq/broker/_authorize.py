@@ -222,6 +222,21 @@ def _create_topics(caller: Caller, request: Any) -> Decision:
     return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
 
 
+def _create_partitions(caller: Caller, request: Any) -> Decision:
+    kept, denied = _split(
+        request.topics, lambda t: t.name, lambda n: caller.may(Op.ALTER, TOPIC, n)
+    )
+    if not denied:
+        return ALLOWED
+    extra = [
+        p.CreatePartitionsTopicResult(
+            name=t.name, error_code=TOPIC_DENIED, error_message="not authorized"
+        )
+        for t in denied
+    ]
+    return Decision(attrs.evolve(request, topics=kept), _appending("results", extra))
+
+
 def _delete_topics(caller: Caller, request: Any) -> Decision:
     kept, denied = _split(
         request.topic_names, lambda n: n, lambda n: caller.may(Op.DELETE, TOPIC, n)
@@ -421,6 +436,7 @@ GATES: dict[int, Gate] = {
     p.ApiKey.FETCH: _fetch,
     p.ApiKey.CREATE_TOPICS: _create_topics,
     p.ApiKey.ALTER_CONFIGS: _alter_configs,
+    p.ApiKey.CREATE_PARTITIONS: _create_partitions,
     p.ApiKey.INCREMENTAL_ALTER_CONFIGS: _alter_configs,
     p.ApiKey.DELETE_TOPICS: _delete_topics,
     p.ApiKey.DESCRIBE_CONFIGS: _describe_configs,

@@ -409,6 +409,20 @@ class Broker:
         log.info("created topic %s with %d partitions", name, partitions)
         return spec
 
+    def create_partitions(self, name: str, count: int, *, validate_only: bool = False) -> None:
+        """Grows a topic to ``count`` partitions (CreatePartitions): persisted, then opened.
+
+        Raises:
+            UnknownTopicOrPartition, InvalidPartitions: ``count`` not above the current count.
+        """
+        assert self.topics is not None
+        spec = self.topics.check_grow(name, count)
+        if validate_only:
+            return
+        self.topics.grow(name, count)
+        self._open_topic(spec)
+        log.info("topic %s now has %d partitions", name, count)
+
     def alter_topic_configs(
         self, name: str, configs: Mapping[str, str], *, validate_only: bool = False
     ) -> None:
@@ -1113,6 +1127,7 @@ _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
     p.ApiKey.DELETE_TOPICS: (1, 3),
     p.ApiKey.DESCRIBE_CONFIGS: (0, 2),
     p.ApiKey.ALTER_CONFIGS: (0, 1),
+    p.ApiKey.CREATE_PARTITIONS: (0, 3),
     p.ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
     p.ApiKey.INIT_PRODUCER_ID: (0, 1),
     p.ApiKey.OFFSET_FOR_LEADER_EPOCH: (2, 3),

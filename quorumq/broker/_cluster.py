@@ -273,6 +273,7 @@ class ClusterBroker(Broker):
             groups.leader_lookup = self._leader_lookup
         self._handlers[p.ApiKey.CREATE_TOPICS] = self._create_topics
         self._handlers[p.ApiKey.DELETE_TOPICS] = self._delete_topics
+        self._handlers[p.ApiKey.CREATE_PARTITIONS] = self._create_partitions
         self._handlers[p.ApiKey.ALTER_CONFIGS] = functools.partial(self._alter_configs, False)
         self._handlers[p.ApiKey.INCREMENTAL_ALTER_CONFIGS] = functools.partial(
             self._alter_configs, True
@@ -1153,6 +1154,47 @@ class ClusterBroker(Broker):
                         )
                     )
             return p.CreateTopicsResponse(topics=results)
+
+        return Delayed(create_all)
+
+    def _create_partitions(self, header: p.RequestHeader, request: Any) -> Any:
+        """CreatePartitions through the controller: one CreatePartitions record per topic;
+        every broker opens its new replicas when it applies the image."""
+        deadline = trio.current_time() + max(request.timeout_ms, 1000) / 1000
+        names = [t.name for t in request.topics]
+
+        async def create_all() -> Any:
+            results = []
+            for topic in request.topics:
+                try:
+                    if names.count(topic.name) > 1:
+                        raise InvalidRequest(f"topic {topic.name!r} appears more than once")
+                    assignments = (
+                        None
+                        if topic.assignments is None
+                        else [list(a.broker_ids) for a in topic.assignments]
+                    )
+                    await self._through_controller(
+                        lambda topic=topic, a=assignments: (
+                            self._controller_or_raise().create_partitions(
+                                topic.name,
+                                topic.count,
+                                assignments=a,
+                                validate_only=request.validate_only,
+                            )
+                        ),
+                        deadline,
+                    )
+                    results.append(p.CreatePartitionsTopicResult(name=topic.name))
+                except Exception as exc:
+                    results.append(
+                        p.CreatePartitionsTopicResult(
+                            name=topic.name,
+                            error_code=error_code_for(exc, f"create partitions of {topic.name!r}"),
+                            error_message=str(exc) or None,
+                        )
+                    )
+            return p.CreatePartitionsResponse(results=results)
 
         return Delayed(create_all)
 

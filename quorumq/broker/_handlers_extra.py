@@ -39,6 +39,7 @@ from quorumq.broker._sasl import (
 )
 from quorumq.errors import (
     ErrorCode,
+    InvalidReplicaAssignment,
     InvalidReplicationFactor,
     InvalidRequest,
     KafkaStorageError,
@@ -73,6 +74,11 @@ def register(broker: Broker, handlers: dict[int, Handler]) -> None:
             p.ApiKey.DELETE_TOPICS,
             "DeleteTopicsResponse",
             lambda h, r: _delete_topics(broker, h, r),
+        ),
+        (
+            p.ApiKey.CREATE_PARTITIONS,
+            "CreatePartitionsResponse",
+            lambda h, r: _create_partitions(broker, h, r),
         ),
         (
             p.ApiKey.DESCRIBE_CONFIGS,
@@ -297,6 +303,40 @@ def _create_topics(broker: Broker, header: p.RequestHeader, request: Any) -> Any
                 )
             )
     return p.CreateTopicsResponse(topics=results)
+
+
+def _create_partitions(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    """CreatePartitions on a single broker: the topics file, then the new partitions' logs."""
+    assert broker.topics is not None
+    names = [t.name for t in request.topics]
+    results = []
+    for topic in request.topics:
+        try:
+            if names.count(topic.name) > 1:
+                raise InvalidRequest(f"topic {topic.name!r} appears more than once")
+            if topic.assignments is not None:
+                current = len(topic.assignments) + broker.topics.get(topic.name).partitions
+                if current != topic.count:
+                    raise InvalidReplicaAssignment(
+                        f"{len(topic.assignments)} replica lists for a count of {topic.count}"
+                    )
+                for assignment in topic.assignments:
+                    if list(assignment.broker_ids) != [broker.config.node_id]:
+                        raise InvalidReplicaAssignment(
+                            f"replicas {list(assignment.broker_ids)}; the only broker is "
+                            f"{broker.config.node_id}"
+                        )
+            broker.create_partitions(topic.name, topic.count, validate_only=request.validate_only)
+            results.append(p.CreatePartitionsTopicResult(name=topic.name))
+        except Exception as exc:
+            results.append(
+                p.CreatePartitionsTopicResult(
+                    name=topic.name,
+                    error_code=_code(exc, f"create partitions of {topic.name!r}"),
+                    error_message=str(exc) or None,
+                )
+            )
+    return p.CreatePartitionsResponse(results=results)
 
 
 def _delete_topics(broker: Broker, header: p.RequestHeader, request: Any) -> Any:

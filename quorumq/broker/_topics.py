@@ -295,6 +295,27 @@ class TopicStore:
         self._save()
         return spec
 
+    def check_grow(self, name: str, count: int) -> TopicSpec:
+        """The topic with ``count`` partitions, checked, without changing anything.
+
+        Raises:
+            UnknownTopicOrPartition, InvalidPartitions: ``count`` not above the current count.
+        """
+        spec = self.get(name)
+        if count <= spec.partitions:
+            raise InvalidPartitions(
+                f"topic {name!r} has {spec.partitions} partitions; a new count must be higher, "
+                f"got {count}"
+            )
+        return attrs.evolve(spec, partitions=count)
+
+    def grow(self, name: str, count: int) -> TopicSpec:
+        """Grows and persists a topic's partition count; see :meth:`check_grow`."""
+        spec = self.check_grow(name, count)
+        self.topics[name] = spec
+        self._save()
+        return spec
+
     def check_alter(self, name: str, configs: Mapping[str, str | None]) -> TopicSpec:
         """The topic with ``configs`` as its explicit configs, checked, without changing
         anything.

@@ -149,12 +149,22 @@ def alter(
     delete_config: list[str] = typer.Option(
         [], "--delete-config", "-d", help="Return a topic config KEY to its default; repeatable."
     ),
+    partitions: int | None = typer.Option(
+        None,
+        "--partitions",
+        "-p",
+        min=1,
+        help="Grow the topic to this many partitions (keys then hash to other partitions).",
+    ),
     bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, "--bootstrap", "-b", help=BOOTSTRAP_HELP),
 ) -> None:
-    """Change some of a topic's configs (IncrementalAlterConfigs; the others stay)."""
+    """Change some of a topic's configs (IncrementalAlterConfigs; the others stay), or add
+    partitions (CreatePartitions)."""
     configs = _parse_configs(config)
-    if not configs and not delete_config:
-        raise typer.BadParameter("nothing to change: give --config or --delete-config")
+    if not configs and not delete_config and partitions is None:
+        raise typer.BadParameter(
+            "nothing to change: give --config, --delete-config or --partitions"
+        )
     changes = [
         p.IncrementalAlterableConfig(name=k, config_operation=p.CONFIG_SET, value=v)
         for k, v in configs.items()
@@ -165,6 +175,18 @@ def alter(
 
     async def main() -> None:
         async with connect(bootstrap) as conn:
+            if partitions is not None:
+                version = conn.version_for(p.ApiKey.CREATE_PARTITIONS, (0, 3))
+                grow = p.CreatePartitionsRequest(
+                    topics=[p.CreatePartitionsTopic(name=name, count=partitions)]
+                )
+                answer = await conn.request(p.ApiKey.CREATE_PARTITIONS, version, grow)
+                outcome = answer.results[0]
+                raise_for_code(
+                    outcome.error_code, f"cannot add partitions to {name!r}", outcome.error_message
+                )
+            if not changes:
+                return
             version = conn.version_for(p.ApiKey.INCREMENTAL_ALTER_CONFIGS, (0, 1))
             request = p.IncrementalAlterConfigsRequest(
                 resources=[
@@ -178,7 +200,10 @@ def alter(
             raise_for_code(result.error_code, f"cannot alter topic {name!r}", result.error_message)
 
     run_trio(main)
-    Console().print(f"altered the configs of topic [bold]{name}[/bold]")
+    if partitions is not None:
+        Console().print(f"topic [bold]{name}[/bold] now has {partitions} partition(s)")
+    if changes:
+        Console().print(f"altered the configs of topic [bold]{name}[/bold]")
 
 
 @topic_app.command("delete")

@@ -42,6 +42,7 @@ from .image import (
     ConfigChange,
     ControllerConfig,
     CreateAcl,
+    CreatePartitions,
     CreateTopic,
     DeleteAcl,
     DeleteTopic,
@@ -57,6 +58,7 @@ from .image import (
     UserScramCredential,
     brokers_to_probe,
     controlled_shutdown_done,
+    plan_create_partitions,
     plan_create_topic,
     plan_election,
     plan_leader_rebalance,
@@ -455,6 +457,33 @@ class Controller:
             topic_id=str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
             seed=self._rng.getrandbits(31),
             configs=configs,
+            assignments=assignments,
+        )
+        if not validate_only:
+            await self.bridge.propose(record, timeout_s=timeout_s)
+        return record
+
+    async def create_partitions(
+        self,
+        name: str,
+        count: int,
+        *,
+        assignments: Sequence[Sequence[int]] | None = None,
+        validate_only: bool = False,
+        timeout_s: float = 5.0,
+    ) -> CreatePartitions:
+        """CreatePartitions for one topic: grows it to ``count`` partitions.
+
+        Raises:
+            UnknownTopicOrPartition, InvalidPartitions, InvalidReplicaAssignment,
+            InvalidReplicationFactor: as Kafka answers.
+            NotController, RequestTimedOut: the write did not commit (retriable).
+        """
+        record = plan_create_partitions(
+            self.bridge.image,
+            name,
+            count,
+            seed=self._rng.getrandbits(31),
             assignments=assignments,
         )
         if not validate_only:

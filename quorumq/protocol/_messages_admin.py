@@ -224,6 +224,45 @@ class DescribeConfigsResponse:
     results: Sequence[DescribeConfigsResult] = f(Array(DescribeConfigsResult))
 
 
+# --- CreatePartitions (key 37) ---------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class CreatePartitionsAssignment:
+    broker_ids: Sequence[int] = f(Array(INT32))
+
+
+@attrs.frozen(kw_only=True)
+class CreatePartitionsTopic:
+    name: str = f(STRING)
+    count: int = f(INT32)
+    """The topic's new total partition count."""
+    assignments: Sequence[CreatePartitionsAssignment] | None = f(
+        Array(CreatePartitionsAssignment), null=(0, None), default=None
+    )
+    """One replica list per new partition; None: the broker places them."""
+
+
+@attrs.frozen(kw_only=True)
+class CreatePartitionsRequest:
+    topics: Sequence[CreatePartitionsTopic] = f(Array(CreatePartitionsTopic))
+    timeout_ms: int = f(INT32, default=30000)
+    validate_only: bool = f(BOOL, default=False)
+
+
+@attrs.frozen(kw_only=True)
+class CreatePartitionsTopicResult:
+    name: str = f(STRING)
+    error_code: int = f(INT16, default=0)
+    error_message: str | None = f(STRING, null=(0, None), default=None)
+
+
+@attrs.frozen(kw_only=True)
+class CreatePartitionsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    results: Sequence[CreatePartitionsTopicResult] = f(Array(CreatePartitionsTopicResult))
+
+
 # --- AlterConfigs (key 33) and IncrementalAlterConfigs (key 44) -----------------------------
 
 CONFIG_SET, CONFIG_DELETE, CONFIG_APPEND, CONFIG_SUBTRACT = 0, 1, 2, 3

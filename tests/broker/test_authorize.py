@@ -29,6 +29,7 @@ SERVED = {
     int(p.ApiKey.CREATE_ACLS): (1, 3),
     int(p.ApiKey.DELETE_ACLS): (1, 3),
     int(p.ApiKey.ALTER_CONFIGS): (0, 1),
+    int(p.ApiKey.CREATE_PARTITIONS): (0, 3),
     int(p.ApiKey.INCREMENTAL_ALTER_CONFIGS): (0, 1),
 }
 CASES = [

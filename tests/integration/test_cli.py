@@ -81,6 +81,12 @@ def test_topic_admin_and_shell_round_trip(
     )
     assert code == 0
     assert sorted(out.splitlines()) == sorted(f"k{i}:v{i}" for i in range(50))
+    code, out, _ = run_cli(
+        ["topic", "alter", "orders", "--partitions", "5", *b], monkeypatch, capfd
+    )
+    assert code == 0 and "now has 5" in out
+    code, out, _ = run_cli(["topic", "list", *b], monkeypatch, capfd)
+    assert "5" in out
     code, out, _ = run_cli(["topic", "delete", "orders", *b], monkeypatch, capfd)
     assert code == 0
 
@@ -94,6 +100,7 @@ def test_topic_admin_and_shell_round_trip(
         (["topic", "describe", "missing"], "UNKNOWN_TOPIC_OR_PARTITION"),
         (["topic", "delete", "missing"], "UNKNOWN_TOPIC_OR_PARTITION"),
         (["topic", "alter", "missing", "-c", "retention.ms=1"], "UNKNOWN_TOPIC_OR_PARTITION"),
+        (["topic", "alter", "missing", "--partitions", "3"], "UNKNOWN_TOPIC_OR_PARTITION"),
     ],
 )
 def test_cli_errors_are_one_line_with_the_kafka_name(

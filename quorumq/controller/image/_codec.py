@@ -47,6 +47,7 @@ from ._records import (
     ConfigChange,
     ControllerEpochBump,
     CreateAcl,
+    CreatePartitions,
     CreateTopic,
     DeleteAcl,
     DeleteTopic,
@@ -221,6 +222,9 @@ _SCHEMAS: dict[type, dict[int, _Schema]] = {
     UnfenceBroker: {1: {"broker_id": _int, "broker_epoch": _int, "controller_epoch": _int}},
     CreateTopic: {
         1: {"name": _str, "topic_id": _str, "assignments": _int_lists, "configs": _configs}
+    },
+    CreatePartitions: {
+        1: {"name": _str, "topic_id": _str, "first_partition": _int, "assignments": _int_lists}
     },
     DeleteTopic: {1: {"name": _str, "topic_id": _optional(_str)}},
     ConfigChange: {1: {"topic": _str, "set_configs": _configs, "delete_keys": _strs}},

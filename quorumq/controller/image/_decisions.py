@@ -38,6 +38,7 @@ from ._image import BrokerState, MetadataImage, PartitionState
 from ._liveness import BrokerLiveness
 from ._records import (
     NO_LEADER,
+    CreatePartitions,
     CreateTopic,
     FenceBroker,
     MetadataRecord,
@@ -301,6 +302,51 @@ def plan_create_topic(
         live = sorted(image.live_brokers())
         replica_lists = assign_replicas(live, num_partitions, replication_factor, seed=seed)
     return CreateTopic(name=name, topic_id=topic_id, assignments=replica_lists, configs=configs)
+
+
+def plan_create_partitions(
+    image: MetadataImage,
+    name: str,
+    count: int,
+    *,
+    seed: int,
+    assignments: Sequence[Sequence[int]] | None = None,
+) -> CreatePartitions:
+    """Validates a CreatePartitions entry (the topic's new total ``count``) against the image
+    and returns the record to propose.
+
+    Without ``assignments`` the new partitions get the topic's replication factor (its first
+    partition's), placed as :func:`assign_replicas` continues the round robin; with them, one
+    replica list per new partition, each as long as the topic's, on registered brokers.
+
+    Raises:
+        UnknownTopicOrPartition: no such topic.
+        InvalidPartitions: ``count`` not above the current count.
+        InvalidReplicaAssignment: the wrong number of lists, or bad lists.
+        InvalidReplicationFactor: fewer live brokers than the topic's replication factor.
+    """
+    topic = image.topics.get(name)
+    if topic is None:
+        raise UnknownTopicOrPartition(f"no topic {name!r}")
+    current = len(topic.partitions)
+    if count <= current:
+        raise InvalidPartitions(
+            f"topic {name!r} has {current} partitions; a new count must be higher, got {count}"
+        )
+    rf = len(topic.partitions[0].replicas) if topic.partitions else 1
+    if assignments is not None:
+        if len(assignments) != count - current:
+            raise InvalidReplicaAssignment(
+                f"{len(assignments)} replica lists for {count - current} new partitions"
+            )
+        given = {index: list(replicas) for index, replicas in enumerate(assignments)}
+        lists = _check_assignments(image, given) if given else []
+        if any(len(replicas) != rf for replicas in lists):
+            raise InvalidReplicaAssignment(f"the topic's replication factor is {rf}")
+    else:
+        live = sorted(image.live_brokers())
+        lists = assign_replicas(live, count - current, rf, seed=seed, start_partition=current)
+    return CreatePartitions(name, topic.topic_id, current, lists)
 
 
 def _check_assignments(

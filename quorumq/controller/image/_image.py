@@ -33,6 +33,7 @@ from ._records import (
     ControllerChanged,
     ControllerEpochBump,
     CreateAcl,
+    CreatePartitions,
     CreateTopic,
     DeleteAcl,
     DeleteTopic,
@@ -306,19 +307,50 @@ def _create_topic(image: MetadataImage, r: CreateTopic) -> _Result:
         return image, _reject(r, ErrorCode.INVALID_PARTITIONS, "every partition needs replicas")
     if any(len(set(replicas)) != len(replicas) for replicas in r.assignments):
         return image, _reject(r, ErrorCode.INVALID_REPLICA_ASSIGNMENT, "duplicate replica")
-    live = image.live_brokers()
     partitions: dict[int, PartitionState] = {}
     changes: list[ImageChange] = [TopicCreated(r.name, r.topic_id)]
     for index, replicas in enumerate(r.assignments):
-        # As Kafka: the first live replica leads, the live replicas form the ISR. With none live
-        # the partition starts leaderless with the full ISR, so a clean election waits for them.
-        live_replicas = tuple(b for b in replicas if b in live)
-        leader = live_replicas[0] if live_replicas else NO_LEADER
-        isr = live_replicas or replicas
-        partitions[index] = PartitionState(leader, 0, 0, replicas, isr)
-        changes.append(PartitionChanged(r.name, index, leader, 0, 0, leader_changed=True))
+        partitions[index], change = _new_partition(image, r.name, index, replicas)
+        changes.append(change)
     topic = TopicState(r.name, r.topic_id, dict(r.configs), partitions)
     return attrs.evolve(image, topics={**image.topics, r.name: topic}), changes
+
+
+def _new_partition(
+    image: MetadataImage, name: str, index: int, replicas: tuple[int, ...]
+) -> tuple[PartitionState, ImageChange]:
+    """A new partition's first state, as Kafka starts one: the first live replica leads, the
+    live replicas form the ISR. With none live it starts leaderless with the full ISR, so a
+    clean election waits for them."""
+    live = image.live_brokers()
+    live_replicas = tuple(b for b in replicas if b in live)
+    leader = live_replicas[0] if live_replicas else NO_LEADER
+    state = PartitionState(leader, 0, 0, replicas, live_replicas or replicas)
+    return state, PartitionChanged(name, index, leader, 0, 0, leader_changed=True)
+
+
+def _create_partitions(image: MetadataImage, r: CreatePartitions) -> _Result:
+    topic = image.topics.get(r.name)
+    if topic is None or topic.topic_id != r.topic_id:
+        return image, _reject(r, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {r.name!r}")
+    if len(topic.partitions) != r.first_partition:
+        return image, _reject(
+            r,
+            ErrorCode.INVALID_PARTITIONS,
+            f"topic {r.name!r} has {len(topic.partitions)} partitions now",
+        )
+    if not r.assignments or any(not replicas for replicas in r.assignments):
+        return image, _reject(r, ErrorCode.INVALID_PARTITIONS, "every partition needs replicas")
+    if any(len(set(replicas)) != len(replicas) for replicas in r.assignments):
+        return image, _reject(r, ErrorCode.INVALID_REPLICA_ASSIGNMENT, "duplicate replica")
+    partitions = dict(topic.partitions)
+    changes: list[ImageChange] = []
+    for offset, replicas in enumerate(r.assignments):
+        index = r.first_partition + offset
+        partitions[index], change = _new_partition(image, r.name, index, replicas)
+        changes.append(change)
+    new_topic = attrs.evolve(topic, partitions=partitions)
+    return attrs.evolve(image, topics={**image.topics, r.name: new_topic}), changes
 
 
 def _delete_topic(image: MetadataImage, r: DeleteTopic) -> _Result:
@@ -505,6 +537,7 @@ _HANDLERS: dict[type, Callable[[MetadataImage, Any], _Result]] = {
     FenceBroker: _fence,
     UnfenceBroker: _unfence,
     CreateTopic: _create_topic,
+    CreatePartitions: _create_partitions,
     DeleteTopic: _delete_topic,
     ConfigChange: _config_change,
     AlterPartition: _alter_partition,

@@ -115,6 +115,24 @@ class CreateTopic:
 
 
 @attrs.frozen
+class CreatePartitions:
+    """More partitions for an existing topic (Kafka's CreatePartitions): ``assignments`` are
+    the replica lists of partitions ``first_partition``, ``first_partition + 1``, ...
+
+    A compare-and-set on the partition count: applied only while the topic (``topic_id``) still
+    has exactly ``first_partition`` partitions, so a retried or racing request is refused
+    INVALID_PARTITIONS instead of adding partitions twice.
+    """
+
+    name: str
+    topic_id: str
+    first_partition: int
+    assignments: tuple[tuple[int, ...], ...] = attrs.field(
+        converter=lambda a: tuple(_int_tuple(r) for r in a)
+    )
+
+
+@attrs.frozen
 class DeleteTopic:
     """Removes a topic; ``topic_id`` (when given) must still match, so a recreated topic survives."""
 
@@ -279,6 +297,7 @@ MetadataRecord = (
     | FenceBroker
     | UnfenceBroker
     | CreateTopic
+    | CreatePartitions
     | DeleteTopic
     | ConfigChange
     | AlterPartition
