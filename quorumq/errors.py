@@ -451,6 +451,18 @@ class InvalidGroupId(QuorumqError):
     code = ErrorCode.INVALID_GROUP_ID
 
 
+class GroupIdNotFound(QuorumqError):
+    """DeleteGroups of a group the coordinator does not have."""
+
+    code = ErrorCode.GROUP_ID_NOT_FOUND
+
+
+class NonEmptyGroup(QuorumqError):
+    """DeleteGroups of a group that still has members."""
+
+    code = ErrorCode.NON_EMPTY_GROUP
+
+
 class InvalidSessionTimeout(QuorumqError):
     """A session timeout outside the broker's allowed range."""
 

@@ -398,6 +398,16 @@ def _describe_groups(caller: Caller, request: Any) -> Decision:
     return Decision(attrs.evolve(request, groups=kept), _appending("groups", extra))
 
 
+def _delete_groups(caller: Caller, request: Any) -> Decision:
+    kept, denied = _split(
+        request.groups_names, lambda g: g, lambda g: caller.may(Op.DELETE, GROUP, g)
+    )
+    if not denied:
+        return ALLOWED
+    extra = [p.DeletableGroupResult(group_id=g, error_code=GROUP_DENIED) for g in denied]
+    return Decision(attrs.evolve(request, groups_names=kept), _appending("results", extra))
+
+
 # --- cluster-wide ----------------------------------------------------------------------------
 
 
@@ -452,6 +462,7 @@ GATES: dict[int, Gate] = {
     p.ApiKey.OFFSET_FETCH: _offset_fetch,
     p.ApiKey.LIST_GROUPS: _list_groups,
     p.ApiKey.DESCRIBE_GROUPS: _describe_groups,
+    p.ApiKey.DELETE_GROUPS: _delete_groups,
     p.ApiKey.ELECT_LEADERS: _cluster_gate(
         Op.ALTER, lambda r: p.ElectLeadersResponse(error_code=CLUSTER_DENIED)
     ),

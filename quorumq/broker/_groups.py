@@ -53,6 +53,7 @@ from quorumq.errors import (
     UnknownTopicOrPartition,
 )
 from quorumq.groups import (
+    DeleteGroupResult,
     GroupConfig,
     GroupCoordinator,
     GroupResult,
@@ -652,6 +653,42 @@ class GroupCoordinatorShell:
             )
         return p.DescribeGroupsResponse(groups=groups)
 
+    def delete_groups(self, header: p.RequestHeader, request: Any) -> Any:
+        """DeleteGroups: each Empty group removed once its tombstones are written; each group
+        answered alone (GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, NOT_COORDINATOR...)."""
+        answers: list[tuple[str, int | _Waiter]] = []
+        for group_id in request.groups_names:
+            try:
+                step = self.coordinator.delete_group(group_id=group_id)
+            except Exception as exc:
+                answers.append((group_id, _code(exc, f"delete group {group_id!r}")))
+                continue
+            waiter = _Waiter()
+            assert step.handle is not None
+            self._waiting[step.handle] = waiter
+            self._drive(step)
+            answers.append((group_id, waiter))
+
+        def respond() -> p.DeleteGroupsResponse:
+            results = []
+            for group_id, answer in answers:
+                if isinstance(answer, _Waiter):
+                    assert isinstance(answer.result, DeleteGroupResult)
+                    answer = int(answer.result.error)
+                results.append(p.DeletableGroupResult(group_id=group_id, error_code=answer))
+            return p.DeleteGroupsResponse(results=results)
+
+        waiters = [a for _, a in answers if isinstance(a, _Waiter)]
+        if all(w.result is not None for w in waiters):
+            return respond()
+
+        async def wait() -> Any:
+            for waiter in waiters:
+                await waiter.done.wait()
+            return respond()
+
+        return Delayed(wait)
+
 
 def register(broker: Broker, handlers: dict[int, Handler]) -> None:
     """Creates the broker's group coordinator shell and adds the group APIs to ``handlers``.
@@ -669,6 +706,7 @@ def register(broker: Broker, handlers: dict[int, Handler]) -> None:
     handlers[p.ApiKey.OFFSET_FETCH] = shell.offset_fetch
     handlers[p.ApiKey.LIST_GROUPS] = shell.list_groups
     handlers[p.ApiKey.DESCRIBE_GROUPS] = shell.describe_groups
+    handlers[p.ApiKey.DELETE_GROUPS] = shell.delete_groups
 
 
 _ = UnknownTopicOrPartition  # raised by broker.partition() when the topic is missing

@@ -1,4 +1,4 @@
-"""``quorumq group list|describe``: consumer groups, their members, committed offsets and lag.
+"""``quorumq group list|describe|delete``: consumer groups, their members, committed offsets and lag.
 
 Everything goes over the Kafka protocol, as ``kafka-consumer-groups.sh`` does: ListGroups on
 every broker (each lists the groups it coordinates), FindCoordinator + DescribeGroups +
@@ -35,7 +35,7 @@ from quorumq.errors import ErrorCode, QuorumqError, RequestTimedOut, error_for_c
 
 _COORDINATOR_WAIT_S = 10.0
 
-group_app = typer.Typer(help="List and describe consumer groups.", no_args_is_help=True)
+group_app = typer.Typer(help="List, describe and delete consumer groups.", no_args_is_help=True)
 app.add_typer(group_app, name="group")
 
 LATEST = -1
@@ -142,12 +142,11 @@ async def list_groups(bootstrap: str) -> list[GroupListing]:
     return sorted(rows, key=lambda r: r.group_id)
 
 
-async def describe_group(bootstrap: str, group_id: str) -> GroupReport:
-    """Members, assignments, committed offsets, log end offsets and lag of ``group_id``.
+async def _find_coordinator(bootstrap: str, group_id: str) -> Any:
+    """The FindCoordinator answer for ``group_id`` (retried while retriable, bounded).
 
     Raises:
-        QuorumqError: the coordinator cannot be found or answers with an error; the group
-            does not exist (GROUP_ID_NOT_FOUND).
+        QuorumqError: no coordinator in time, or a non-retriable answer.
     """
     async with connect(bootstrap) as conn:
         version = conn.version_for(p.ApiKey.FIND_COORDINATOR, (0, 2))
@@ -167,6 +166,32 @@ async def describe_group(bootstrap: str, group_id: str) -> GroupReport:
         raise_for_code(
             found.error_code, f"cannot find the coordinator of {group_id!r}", found.error_message
         )
+    return found
+
+
+async def delete_group(bootstrap: str, group_id: str) -> None:
+    """Deletes an empty group and its committed offsets (DeleteGroups on its coordinator).
+
+    Raises:
+        QuorumqError: NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND, or the coordinator's other errors.
+    """
+    found = await _find_coordinator(bootstrap, group_id)
+    async with _connect_to(found.host, found.port) as coordinator:
+        version = coordinator.version_for(p.ApiKey.DELETE_GROUPS, (0, 2))
+        answer = await coordinator.request(
+            p.ApiKey.DELETE_GROUPS, version, p.DeleteGroupsRequest(groups_names=[group_id])
+        )
+    raise_for_code(answer.results[0].error_code, f"cannot delete group {group_id!r}")
+
+
+async def describe_group(bootstrap: str, group_id: str) -> GroupReport:
+    """Members, assignments, committed offsets, log end offsets and lag of ``group_id``.
+
+    Raises:
+        QuorumqError: the coordinator cannot be found or answers with an error; the group
+            does not exist (GROUP_ID_NOT_FOUND).
+    """
+    found = await _find_coordinator(bootstrap, group_id)
     async with _connect_to(found.host, found.port) as coordinator:
         version = coordinator.version_for(p.ApiKey.DESCRIBE_GROUPS, (0, 3))
         described = await coordinator.request(
@@ -352,3 +377,14 @@ def describe_command(
     """Show a group's members, assignments, committed offsets, log end offsets and lag."""
     report = run_trio(describe_group, bootstrap, group)
     render_report(report, Console())
+
+
+@group_app.command("delete")
+def delete_command(
+    group: list[str] = typer.Argument(..., help="The groups to delete."),
+    bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, "--bootstrap", "-b", help=BOOTSTRAP_HELP),
+) -> None:
+    """Delete empty consumer groups and their committed offsets."""
+    for group_id in group:
+        run_trio(delete_group, bootstrap, group_id)
+        Console().print(f"deleted group [bold]{group_id}[/bold]")

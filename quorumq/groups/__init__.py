@@ -8,6 +8,7 @@ The broker's handlers call :class:`GroupCoordinator` and act on the :class:`Step
 from quorumq.groups._coordinator import (
     Append,
     Completion,
+    DeleteGroupResult,
     GroupConfig,
     GroupCoordinator,
     GroupDescription,
@@ -53,6 +54,7 @@ __all__ = [
     "DEFAULT_OFFSETS_PARTITIONS",
     "Append",
     "Completion",
+    "DeleteGroupResult",
     "GroupConfig",
     "GroupCoordinator",
     "GroupDescription",

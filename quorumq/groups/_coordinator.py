@@ -55,10 +55,12 @@ from quorumq.errors import (
     CoordinatorNotAvailable,
     ErrorCode,
     FencedInstanceId,
+    GroupIdNotFound,
     IllegalGeneration,
     InconsistentGroupProtocol,
     InvalidGroupId,
     InvalidSessionTimeout,
+    NonEmptyGroup,
     NotCoordinator,
     RebalanceInProgress,
     UnknownMemberId,
@@ -81,6 +83,7 @@ from quorumq.groups._types import TopicPartition
 __all__ = [
     "Append",
     "Completion",
+    "DeleteGroupResult",
     "GroupConfig",
     "GroupCoordinator",
     "GroupDescription",
@@ -193,7 +196,16 @@ class LeaveGroupResult:
     members: tuple[LeaveGroupMemberResult, ...]
 
 
-GroupResult = JoinGroupResult | SyncGroupResult | OffsetCommitResult | LeaveGroupResult
+@attrs.frozen
+class DeleteGroupResult:
+    """One group's DeleteGroups answer, once its tombstones are written."""
+
+    error: ErrorCode
+
+
+GroupResult = (
+    JoinGroupResult | SyncGroupResult | OffsetCommitResult | LeaveGroupResult | DeleteGroupResult
+)
 
 
 @attrs.frozen
@@ -398,6 +410,11 @@ class _SyncAppend:
     group_id: str
     generation_id: int
     assignments: dict[str, bytes]
+
+
+@attrs.define(eq=False)
+class _DeleteAppend:
+    handle: int
 
 
 @attrs.define(eq=False)
@@ -1211,13 +1228,41 @@ class GroupCoordinator:
             return dict(stored)
         return {TopicPartition(*tp): stored.get(TopicPartition(*tp)) for tp in partitions}
 
+    def delete_group(self, *, group_id: str) -> Step:
+        """Handles one group of DeleteGroups (Kafka's ``handleDeleteGroups``): an Empty group
+        is removed, with a tombstone for each committed offset and one for the group.
+
+        Returns:
+            A step whose ``handle`` is answered with a :class:`DeleteGroupResult` once the
+            tombstones are written (a failed write maps as a SyncGroup's does).
+
+        Raises:
+            InvalidGroupId, NotCoordinator, CoordinatorLoadInProgress; GroupIdNotFound: no such
+            group; NonEmptyGroup: it has members, or is rebalancing.
+        """
+        self._check_group_id(group_id)
+        self._check_owned(group_id)
+        group = self._groups.get(group_id)
+        if group is None or group.state is GroupState.DEAD:
+            raise GroupIdNotFound(f"no group {group_id!r}")
+        if group.state is not GroupState.EMPTY or group.members or group.pending_members:
+            raise NonEmptyGroup(f"group {group_id!r} has members ({group.state.value})")
+        records = [offset_tombstone(group_id, tp) for tp in group.offsets]
+        records.append(group_tombstone(group_id))
+        group.state = GroupState.DEAD
+        del self._groups[group_id]
+        fx = _Effects(self._new_handle())
+        assert fx.handle is not None
+        self._append(group, tuple(records), _DeleteAppend(fx.handle), fx)
+        return fx.step()
+
     # --- writes -------------------------------------------------------------------------------
 
     def _append(
         self,
         group: _Group,
         records: tuple[Record, ...],
-        pending: _OffsetAppend | _SyncAppend | None,
+        pending: _OffsetAppend | _SyncAppend | _DeleteAppend | None,
         fx: _Effects,
     ) -> int:
         append_id = self._next_append
@@ -1256,6 +1301,11 @@ class GroupCoordinator:
             errors = dict.fromkeys(pending.values, outcome)
             errors.update(pending.errors)
             fx.complete(pending.handle, OffsetCommitResult(errors))
+        elif isinstance(pending, _DeleteAppend):
+            outcome = ErrorCode.NONE
+            if error is not ErrorCode.NONE:
+                outcome = _map_append_error(error, offsets=False)
+            fx.complete(pending.handle, DeleteGroupResult(outcome))
         elif isinstance(pending, _SyncAppend):
             group = self._groups.get(pending.group_id)
             if (

@@ -219,6 +219,26 @@ class OffsetFetchResponse:
     error_code: int = f(INT16, v=(2, None), default=0)
 
 
+# --- DeleteGroups (key 42) --------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class DeleteGroupsRequest:
+    groups_names: Sequence[str] = f(Array(STRING))
+
+
+@attrs.frozen(kw_only=True)
+class DeletableGroupResult:
+    group_id: str = f(STRING)
+    error_code: int = f(INT16, default=0)
+
+
+@attrs.frozen(kw_only=True)
+class DeleteGroupsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    results: Sequence[DeletableGroupResult] = f(Array(DeletableGroupResult))
+
+
 # --- ListGroups (key 16) ----------------------------------------------------------------------
 
 

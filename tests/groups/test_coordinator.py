@@ -10,15 +10,18 @@ from quorumq.errors import (
     CoordinatorLoadInProgress,
     ErrorCode,
     FencedInstanceId,
+    GroupIdNotFound,
     IllegalGeneration,
     InconsistentGroupProtocol,
     InvalidGroupId,
     InvalidSessionTimeout,
+    NonEmptyGroup,
     NotCoordinator,
     RebalanceInProgress,
     UnknownMemberId,
 )
 from quorumq.groups import (
+    DeleteGroupResult,
     GroupConfig,
     GroupCoordinator,
     GroupState,
@@ -791,3 +794,48 @@ def test_new_coordinator_reloads_group_and_offsets_from_the_log(shell: Shell) ->
         now_ms=1,
     )
     assert len(step.appends) == 1
+
+
+# --- DeleteGroups ------------------------------------------------------------------------------
+
+
+def test_deleting_an_empty_group_tombstones_it_and_its_offsets() -> None:
+    shell = Shell(GroupCoordinator(GroupConfig(initial_rebalance_delay_ms=0)), auto_ack=False)
+    handle = _commit(shell, "", -1, {TP0: 5, TP1: 6})
+    shell.ack(shell.unacked[-1])
+    assert _committed(shell, handle).errors == {TP0: ErrorCode.NONE, TP1: ErrorCode.NONE}
+    step = shell.run(shell.coordinator.delete_group(group_id="g"))
+    assert step.handle is not None and step.handle not in shell.responses  # not yet written
+    assert "g" not in shell.coordinator.group_ids()
+    shell.ack(shell.unacked[-1])
+    assert shell.responses[step.handle] == DeleteGroupResult(ErrorCode.NONE)
+    tombstones = [key for _, key, value in shell.log if value is None]
+    assert len(tombstones) == 3  # two offsets and the group
+    # Reloaded from the log, the group stays gone.
+    partition = shell.coordinator.partition_for("g")
+    successor = GroupCoordinator(GroupConfig(initial_rebalance_delay_ms=0))
+    successor.load_partition(
+        partition, [(k, v) for p, k, v in shell.log if p == partition], now_ms=0
+    )
+    assert successor.group_ids() == [] and successor.fetch_offsets(group_id="g") == {}
+    with pytest.raises(GroupIdNotFound):
+        shell.coordinator.delete_group(group_id="g")
+
+
+def test_a_group_with_members_is_not_deleted(shell: Shell) -> None:
+    _stable_pair(shell)
+    with pytest.raises(NonEmptyGroup):
+        shell.coordinator.delete_group(group_id="g")
+    assert "g" in shell.coordinator.group_ids()
+    with pytest.raises(InvalidGroupId):
+        shell.coordinator.delete_group(group_id="")
+
+
+def test_a_failed_tombstone_write_is_reported() -> None:
+    shell = Shell(GroupCoordinator(GroupConfig(initial_rebalance_delay_ms=0)), auto_ack=False)
+    _commit(shell, "", -1, {TP0: 5})
+    shell.ack(shell.unacked[-1])
+    step = shell.run(shell.coordinator.delete_group(group_id="g"))
+    assert step.handle is not None
+    shell.ack(shell.unacked[-1], ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    assert shell.responses[step.handle] == DeleteGroupResult(ErrorCode.NOT_COORDINATOR)

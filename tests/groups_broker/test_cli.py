@@ -130,3 +130,16 @@ async def test_group_describe_and_list(broker: Broker, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert code == 1
     assert err.strip().count("\n") == 0 and "GROUP_ID_NOT_FOUND" in err, err
+    # `group delete`: a group with a member is refused; an empty one goes.
+    code = await trio.to_thread.run_sync(_main, ["group", "delete", GROUP, "--bootstrap", address])
+    assert code == 1 and "NON_EMPTY_GROUP" in capsys.readouterr().err
+    async with open_connection("127.0.0.1", broker.port or 0) as conn:
+        await conn.request(
+            p.ApiKey.LEAVE_GROUP,
+            3,
+            p.LeaveGroupRequest(group_id=GROUP, members=[p.LeaveGroupMember(member_id=member)]),
+        )
+    code = await trio.to_thread.run_sync(_main, ["group", "delete", GROUP, "--bootstrap", address])
+    assert code == 0 and "deleted group" in capsys.readouterr().out
+    listing = await list_groups(address)
+    assert listing == []
