@@ -191,6 +191,12 @@ class InvalidConfig(QuorumqError):
     code = ErrorCode.INVALID_CONFIG
 
 
+class PolicyViolation(QuorumqError):
+    """A request the topic's configuration forbids (DeleteRecords on a compacted topic)."""
+
+    code = ErrorCode.POLICY_VIOLATION
+
+
 class InvalidTimestamp(QuorumqError):
     """A record timestamp outside what the topic accepts."""
 

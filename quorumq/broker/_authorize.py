@@ -222,6 +222,22 @@ def _create_topics(caller: Caller, request: Any) -> Decision:
     return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
 
 
+def _delete_records(caller: Caller, request: Any) -> Decision:
+    return _per_topic(
+        request,
+        lambda name: caller.may(Op.DELETE, TOPIC, name),
+        lambda t: p.DeleteRecordsTopicResult(
+            name=t.name,
+            partitions=[
+                p.DeleteRecordsPartitionResult(
+                    partition_index=x.partition_index, error_code=TOPIC_DENIED
+                )
+                for x in t.partitions
+            ],
+        ),
+    )
+
+
 def _create_partitions(caller: Caller, request: Any) -> Decision:
     kept, denied = _split(
         request.topics, lambda t: t.name, lambda n: caller.may(Op.ALTER, TOPIC, n)
@@ -447,6 +463,7 @@ GATES: dict[int, Gate] = {
     p.ApiKey.CREATE_TOPICS: _create_topics,
     p.ApiKey.ALTER_CONFIGS: _alter_configs,
     p.ApiKey.CREATE_PARTITIONS: _create_partitions,
+    p.ApiKey.DELETE_RECORDS: _delete_records,
     p.ApiKey.INCREMENTAL_ALTER_CONFIGS: _alter_configs,
     p.ApiKey.DELETE_TOPICS: _delete_topics,
     p.ApiKey.DESCRIBE_CONFIGS: _describe_configs,

@@ -879,6 +879,8 @@ class Broker:
                 if session is not None:
                     partition.fetch_sessions.add(session)
                 partition.check_fetch(request.replica_id, fp.fetch_offset, fp.current_leader_epoch)
+                if not is_consumer:
+                    partition.note_follower_log_start(request.replica_id, fp.log_start_offset)
                 high_watermark = partition.high_watermark
                 read_limit = partition.replica_read_limit
                 if incremental and context.unchanged(
@@ -1128,6 +1130,7 @@ _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
     p.ApiKey.DESCRIBE_CONFIGS: (0, 2),
     p.ApiKey.ALTER_CONFIGS: (0, 1),
     p.ApiKey.CREATE_PARTITIONS: (0, 3),
+    p.ApiKey.DELETE_RECORDS: (0, 2),
     p.ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
     p.ApiKey.INIT_PRODUCER_ID: (0, 1),
     p.ApiKey.OFFSET_FOR_LEADER_EPOCH: (2, 3),

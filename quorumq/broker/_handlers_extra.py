@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from quorumq import protocol as p
 from quorumq.broker._acls import (
     check_creations,
@@ -37,12 +39,15 @@ from quorumq.broker._sasl import (
     describe_credentials,
     save_credentials,
 )
+from quorumq.broker._server import Delayed
 from quorumq.errors import (
     ErrorCode,
     InvalidReplicaAssignment,
     InvalidReplicationFactor,
     InvalidRequest,
     KafkaStorageError,
+    NotLeaderOrFollower,
+    RequestTimedOut,
 )
 from quorumq.security import AclBinding
 
@@ -74,6 +79,11 @@ def register(broker: Broker, handlers: dict[int, Handler]) -> None:
             p.ApiKey.DELETE_TOPICS,
             "DeleteTopicsResponse",
             lambda h, r: _delete_topics(broker, h, r),
+        ),
+        (
+            p.ApiKey.DELETE_RECORDS,
+            "DeleteRecordsResponse",
+            lambda h, r: _delete_records(broker, h, r),
         ),
         (
             p.ApiKey.CREATE_PARTITIONS,
@@ -337,6 +347,62 @@ def _create_partitions(broker: Broker, header: p.RequestHeader, request: Any) ->
                 )
             )
     return p.CreatePartitionsResponse(results=results)
+
+
+def _delete_records(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    """DeleteRecords (``kafka-delete-records``): each leader moves its log start offset at
+    once; the answer waits, up to the request's timeout, until the low watermark (the lowest
+    log start offset of the leader and its in-sync followers, which learn it from their next
+    fetch) has passed it, so that a failover cannot bring the deleted records back, as Kafka's
+    DelayedDeleteRecords does. Each partition is answered alone."""
+    deadline = trio.current_time() + max(request.timeout_ms, 0) / 1000
+    moved: list[tuple[str, int, Any, int]] = []  # (topic, index, partition, offset)
+    errors: dict[tuple[str, int], int] = {}
+    for topic in request.topics:
+        for entry in topic.partitions:
+            key = (topic.name, entry.partition_index)
+            try:
+                partition = broker.partition(*key)
+                offset = partition.delete_records(entry.offset)
+                moved.append((topic.name, entry.partition_index, partition, offset))
+            except Exception as exc:
+                errors[key] = _code(exc, f"delete records of {topic.name}-{key[1]}")
+
+    async def settle() -> Any:
+        low: dict[tuple[str, int], int] = {}
+        for name, index, partition, offset in moved:
+            try:
+                while partition.low_watermark() < offset:
+                    if trio.current_time() >= deadline:
+                        raise RequestTimedOut(
+                            f"{name}-{index}: followers still hold records below {offset}"
+                        )
+                    # Woken by each report; every 100 ms too, for an ISR that shrank.
+                    with trio.move_on_at(min(deadline, trio.current_time() + 0.1)):
+                        await partition.log_start_reported.wait()
+                if broker.partitions.get((name, index)) is not partition:
+                    raise NotLeaderOrFollower(f"{name}-{index} moved while deleting")
+                low[(name, index)] = partition.low_watermark()
+            except Exception as exc:
+                errors[(name, index)] = _code(exc, f"delete records of {name}-{index}")
+        return p.DeleteRecordsResponse(
+            topics=[
+                p.DeleteRecordsTopicResult(
+                    name=topic.name,
+                    partitions=[
+                        p.DeleteRecordsPartitionResult(
+                            partition_index=x.partition_index,
+                            low_watermark=low.get((topic.name, x.partition_index), -1),
+                            error_code=errors.get((topic.name, x.partition_index), 0),
+                        )
+                        for x in topic.partitions
+                    ],
+                )
+                for topic in request.topics
+            ]
+        )
+
+    return Delayed(settle)
 
 
 def _delete_topics(broker: Broker, header: p.RequestHeader, request: Any) -> Any:

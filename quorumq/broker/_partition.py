@@ -15,7 +15,13 @@ import attrs
 import trio
 
 from quorumq.broker._expiry import Waker, wait_until
-from quorumq.errors import FencedLeaderEpoch, RequestTimedOut, UnknownLeaderEpoch
+from quorumq.errors import (
+    FencedLeaderEpoch,
+    OffsetOutOfRange,
+    PolicyViolation,
+    RequestTimedOut,
+    UnknownLeaderEpoch,
+)
 from quorumq.log import PartitionLog, ProducerStateManager
 from quorumq.protocol.records import HEADER_SIZE, BatchHeader, parse_batch_header
 
@@ -58,6 +64,11 @@ class Partition:
     follows from this leader, ``__consumer_offsets``' among them)."""
     commit_watchers: set[Waker] = attrs.Factory(set)
     """Parked requests waiting for the HW to move: consumers' fetches and acks=all produces."""
+    follower_log_starts: dict[int, int] = attrs.Factory(dict)
+    """Each follower's log start offset, as its last fetch reported it: DeleteRecords' low
+    watermark waits for the followers to drop what it deleted."""
+    log_start_reported: trio.Event = attrs.Factory(trio.Event)
+    """Set and replaced whenever a follower reports a new log start offset."""
     fetch_sessions: set[Any] = attrs.Factory(set)
     """Fetch sessions holding this partition (``_fetch_session.py``): every move marks it
     changed in each, and wakes their parked fetches, so a session's reads and waits cost
@@ -155,6 +166,54 @@ class Partition:
     def check_fetch(self, replica_id: int, fetch_offset: int, current_leader_epoch: int) -> None:
         """Fences a Fetch by leader epoch and records a follower's progress (a replica, in
         ``_replica.py``); a single broker has nothing to check."""
+
+    def note_follower_log_start(self, replica_id: int, log_start_offset: int) -> None:
+        """A follower's fetch reported its log start offset (cheap when it did not move)."""
+        if self.follower_log_starts.get(replica_id) != log_start_offset:
+            self.follower_log_starts[replica_id] = log_start_offset
+            event = self.log_start_reported
+            self.log_start_reported = trio.Event()
+            event.set()
+
+    def delete_records(self, offset: int) -> int:
+        """DeleteRecords on the leader: moves the log start offset up to ``offset`` (-1: the
+        high watermark) and drops the segments wholly below it. Returns the offset asked for.
+
+        Raises:
+            NotLeaderOrFollower: not the leader (a replica).
+            PolicyViolation: the topic does not delete (``cleanup.policy=compact``), as Kafka.
+            OffsetOutOfRange: ``offset`` above the high watermark, or below -1.
+        """
+        self.check_delete_leader()
+        if not self.log.config.delete:
+            raise PolicyViolation(
+                f"{self.topic}-{self.index}: records of a compacted topic cannot be deleted"
+            )
+        high_watermark = self.high_watermark
+        if offset == -1:
+            offset = high_watermark
+        if offset < 0 or offset > high_watermark:
+            raise OffsetOutOfRange(
+                f"{self.topic}-{self.index}: cannot delete below {offset}, the high watermark "
+                f"is {high_watermark}"
+            )
+        if offset > self.log_start_offset:
+            self.log.advance_log_start_offset(offset)
+            self.on_log_start_moved()
+        return offset
+
+    def check_delete_leader(self) -> None:
+        """Refuses DeleteRecords where this broker does not lead (a replica)."""
+
+    def on_log_start_moved(self) -> None:
+        """The leader deleted records: followers learn the new log start from their next
+        fetch answers, woken now."""
+        self.notify_append()
+
+    def low_watermark(self) -> int:
+        """DeleteRecords' low watermark: the lowest log start offset among the replicas that
+        matter (a single broker: its own)."""
+        return self.log_start_offset
 
     async def wait_for_high_watermark(self, offset: int, timeout_ms: int) -> None:
         """Returns once the high watermark passes ``offset`` (acks=all); raises as

@@ -352,6 +352,25 @@ class ReplicaPartition(Partition):
 
     # --- roles ---------------------------------------------------------------------------------
 
+    def check_delete_leader(self) -> None:
+        self.require_leader()
+
+    def on_log_start_moved(self) -> None:
+        leader = self.require_leader()
+        leader.on_log_start_offset(self.log_start_offset)
+        self.notify_append()
+
+    def low_watermark(self) -> int:
+        """The lowest log start offset among this leader and the followers it counts as in
+        sync (Kafka's ``lowWatermarkIfLeader`` counts those on live brokers): a follower that
+        has not reported one yet counts as -1, so DeleteRecords waits for it."""
+        leader = self.require_leader()
+        low = self.log_start_offset
+        for replica in leader.maximal_isr:
+            if replica != self.broker_id:
+                low = min(low, self.follower_log_starts.get(replica, -1))
+        return low
+
     def require_leader(self) -> LeaderReplicaState:
         """Raises NotLeaderOrFollower unless this replica leads now."""
         if self.leader is None:

@@ -55,6 +55,7 @@ class ApiKey(enum.IntEnum):
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
+    DELETE_RECORDS = 21
     INIT_PRODUCER_ID = 22
     OFFSET_FOR_LEADER_EPOCH = 23
     DESCRIBE_ACLS = 29
@@ -134,6 +135,7 @@ register(ApiKey.LIST_OFFSETS, admin.ListOffsetsRequest, admin.ListOffsetsRespons
 register(ApiKey.CREATE_TOPICS, admin.CreateTopicsRequest, admin.CreateTopicsResponse, 0, 5)
 register(ApiKey.DELETE_TOPICS, admin.DeleteTopicsRequest, admin.DeleteTopicsResponse, 1, 3)
 register(ApiKey.DESCRIBE_CONFIGS, admin.DescribeConfigsRequest, admin.DescribeConfigsResponse, 0, 2)
+register(ApiKey.DELETE_RECORDS, admin.DeleteRecordsRequest, admin.DeleteRecordsResponse, 0, 2)
 register(
     ApiKey.CREATE_PARTITIONS, admin.CreatePartitionsRequest, admin.CreatePartitionsResponse, 0, 3
 )

@@ -224,6 +224,47 @@ class DescribeConfigsResponse:
     results: Sequence[DescribeConfigsResult] = f(Array(DescribeConfigsResult))
 
 
+# --- DeleteRecords (key 21) ------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class DeleteRecordsPartition:
+    partition_index: int = f(INT32)
+    offset: int = f(INT64)
+    """Delete every record before this offset; -1: before the high watermark."""
+
+
+@attrs.frozen(kw_only=True)
+class DeleteRecordsTopic:
+    name: str = f(STRING)
+    partitions: Sequence[DeleteRecordsPartition] = f(Array(DeleteRecordsPartition))
+
+
+@attrs.frozen(kw_only=True)
+class DeleteRecordsRequest:
+    topics: Sequence[DeleteRecordsTopic] = f(Array(DeleteRecordsTopic))
+    timeout_ms: int = f(INT32, default=30000)
+
+
+@attrs.frozen(kw_only=True)
+class DeleteRecordsPartitionResult:
+    partition_index: int = f(INT32)
+    low_watermark: int = f(INT64, default=-1)
+    error_code: int = f(INT16, default=0)
+
+
+@attrs.frozen(kw_only=True)
+class DeleteRecordsTopicResult:
+    name: str = f(STRING)
+    partitions: Sequence[DeleteRecordsPartitionResult] = f(Array(DeleteRecordsPartitionResult))
+
+
+@attrs.frozen(kw_only=True)
+class DeleteRecordsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    topics: Sequence[DeleteRecordsTopicResult] = f(Array(DeleteRecordsTopicResult))
+
+
 # --- CreatePartitions (key 37) ---------------------------------------------------------------
 
 

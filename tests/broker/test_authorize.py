@@ -30,6 +30,7 @@ SERVED = {
     int(p.ApiKey.DELETE_ACLS): (1, 3),
     int(p.ApiKey.ALTER_CONFIGS): (0, 1),
     int(p.ApiKey.CREATE_PARTITIONS): (0, 3),
+    int(p.ApiKey.DELETE_RECORDS): (0, 2),
     int(p.ApiKey.INCREMENTAL_ALTER_CONFIGS): (0, 1),
 }
 CASES = [
