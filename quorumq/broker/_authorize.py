@@ -128,17 +128,18 @@ def _per_topic(
     allowed: Callable[[str], bool],
     answer: Callable[[Any], Any],
     whole: Callable[[list[Any]], Any] | None = None,
+    field: str = "topics",
 ) -> Decision:
     """Takes the topics ``allowed`` refuses out of ``request.topics``; ``answer`` builds each
-    one's entry (every partition TOPIC_AUTHORIZATION_FAILED) for the response's ``topics``.
-    ``whole``: the answer when no topic is left (else the handler gets a request for none)."""
+    one's entry (TOPIC_AUTHORIZATION_FAILED) for the response's ``field``. ``whole``: the
+    answer when no topic is left (else the handler gets a request for none)."""
     kept, denied = _split(request.topics, lambda t: t.name, allowed)
     if not denied:
         return ALLOWED
     extra = [answer(t) for t in denied]
     if not kept and whole is not None:
         return Decision(deny=whole(extra))
-    return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
+    return Decision(attrs.evolve(request, topics=kept), _appending(field, extra))
 
 
 def _list_offsets(caller: Caller, request: Any) -> Decision:
@@ -208,18 +209,13 @@ def _metadata(caller: Caller, request: Any) -> Decision:
 def _create_topics(caller: Caller, request: Any) -> Decision:
     if caller.may_on_cluster(Op.CREATE):
         return ALLOWED
-    kept, denied = _split(
-        request.topics, lambda t: t.name, lambda n: caller.may(Op.CREATE, TOPIC, n)
-    )
-    if not denied:
-        return ALLOWED
-    extra = [
-        p.CreatableTopicResult(
+    return _per_topic(
+        request,
+        lambda name: caller.may(Op.CREATE, TOPIC, name),
+        lambda t: p.CreatableTopicResult(
             name=t.name, error_code=TOPIC_DENIED, error_message="not authorized to create it"
-        )
-        for t in denied
-    ]
-    return Decision(attrs.evolve(request, topics=kept), _appending("topics", extra))
+        ),
+    )
 
 
 def _delete_records(caller: Caller, request: Any) -> Decision:
@@ -239,18 +235,14 @@ def _delete_records(caller: Caller, request: Any) -> Decision:
 
 
 def _create_partitions(caller: Caller, request: Any) -> Decision:
-    kept, denied = _split(
-        request.topics, lambda t: t.name, lambda n: caller.may(Op.ALTER, TOPIC, n)
-    )
-    if not denied:
-        return ALLOWED
-    extra = [
-        p.CreatePartitionsTopicResult(
+    return _per_topic(
+        request,
+        lambda name: caller.may(Op.ALTER, TOPIC, name),
+        lambda t: p.CreatePartitionsTopicResult(
             name=t.name, error_code=TOPIC_DENIED, error_message="not authorized"
-        )
-        for t in denied
-    ]
-    return Decision(attrs.evolve(request, topics=kept), _appending("results", extra))
+        ),
+        field="results",
+    )
 
 
 def _delete_topics(caller: Caller, request: Any) -> Decision:

@@ -57,6 +57,7 @@ from quorumq.broker._broker import Broker, error_code_for
 from quorumq.broker._config import BrokerConfig
 from quorumq.broker._fetch_session import progress_refresh_s
 from quorumq.broker._fetcher import FollowerFetcher
+from quorumq.broker._handlers_extra import check_named_once, failed_topic
 from quorumq.broker._lease import LeaderLease
 from quorumq.broker._quotas import alter_result, check_alter_entries
 from quorumq.broker._replica import FOLLOWER, IDLE, ReplicaPartition, now_ms
@@ -1102,8 +1103,7 @@ class ClusterBroker(Broker):
             results = []
             for topic in request.topics:
                 try:
-                    if names.count(topic.name) > 1:
-                        raise InvalidRequest(f"topic {topic.name!r} appears more than once")
+                    check_named_once(names, topic.name)
                     configs = {c.name: c.value for c in topic.configs}
                     if any(v is None for v in configs.values()):
                         raise InvalidConfig("topic config without a value")
@@ -1146,13 +1146,8 @@ class ClusterBroker(Broker):
                         )
                     )
                 except Exception as exc:
-                    results.append(
-                        p.CreatableTopicResult(
-                            name=topic.name,
-                            error_code=error_code_for(exc, f"create topic {topic.name!r}"),
-                            error_message=str(exc) or None,
-                        )
-                    )
+                    what = "create topic"
+                    results.append(failed_topic(p.CreatableTopicResult, topic.name, exc, what))
             return p.CreateTopicsResponse(topics=results)
 
         return Delayed(create_all)
@@ -1167,8 +1162,7 @@ class ClusterBroker(Broker):
             results = []
             for topic in request.topics:
                 try:
-                    if names.count(topic.name) > 1:
-                        raise InvalidRequest(f"topic {topic.name!r} appears more than once")
+                    check_named_once(names, topic.name)
                     assignments = (
                         None
                         if topic.assignments is None
@@ -1187,12 +1181,9 @@ class ClusterBroker(Broker):
                     )
                     results.append(p.CreatePartitionsTopicResult(name=topic.name))
                 except Exception as exc:
+                    what = "create partitions of"
                     results.append(
-                        p.CreatePartitionsTopicResult(
-                            name=topic.name,
-                            error_code=error_code_for(exc, f"create partitions of {topic.name!r}"),
-                            error_message=str(exc) or None,
-                        )
+                        failed_topic(p.CreatePartitionsTopicResult, topic.name, exc, what)
                     )
             return p.CreatePartitionsResponse(results=results)
 

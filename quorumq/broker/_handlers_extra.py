@@ -10,6 +10,7 @@ serves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +146,19 @@ def _code(exc: Exception, what: str) -> int:
     return error_code_for(exc, what)
 
 
+def check_named_once(names: list[str], name: str) -> None:
+    """Raises InvalidRequest for a topic a request names more than once (as Kafka does)."""
+    if names.count(name) > 1:
+        raise InvalidRequest(f"topic {name!r} appears more than once")
+
+
+def failed_topic(result: Callable[..., Any], name: str, exc: Exception, what: str) -> Any:
+    """One topic's failure entry of a CreateTopics or CreatePartitions answer."""
+    return result(
+        name=name, error_code=_code(exc, f"{what} {name!r}"), error_message=str(exc) or None
+    )
+
+
 # --- AlterClientQuotas (a single broker: its quota file) -------------------------------------
 
 
@@ -275,8 +289,7 @@ def _create_topics(broker: Broker, header: p.RequestHeader, request: Any) -> Any
     results = []
     for topic in request.topics:
         try:
-            if names.count(topic.name) > 1:
-                raise InvalidRequest(f"topic {topic.name!r} appears more than once")
+            check_named_once(names, topic.name)
             partitions = topic.num_partitions
             if topic.assignments:
                 if partitions != -1 or topic.replication_factor != -1:
@@ -305,13 +318,7 @@ def _create_topics(broker: Broker, header: p.RequestHeader, request: Any) -> Any
                 broker.create_topic(topic.name, partitions, configs)
             results.append(p.CreatableTopicResult(name=topic.name, error_code=0))
         except Exception as exc:
-            results.append(
-                p.CreatableTopicResult(
-                    name=topic.name,
-                    error_code=_code(exc, f"create topic {topic.name!r}"),
-                    error_message=str(exc) or None,
-                )
-            )
+            results.append(failed_topic(p.CreatableTopicResult, topic.name, exc, "create topic"))
     return p.CreateTopicsResponse(topics=results)
 
 
@@ -322,8 +329,7 @@ def _create_partitions(broker: Broker, header: p.RequestHeader, request: Any) ->
     results = []
     for topic in request.topics:
         try:
-            if names.count(topic.name) > 1:
-                raise InvalidRequest(f"topic {topic.name!r} appears more than once")
+            check_named_once(names, topic.name)
             if topic.assignments is not None:
                 current = len(topic.assignments) + broker.topics.get(topic.name).partitions
                 if current != topic.count:
@@ -339,13 +345,8 @@ def _create_partitions(broker: Broker, header: p.RequestHeader, request: Any) ->
             broker.create_partitions(topic.name, topic.count, validate_only=request.validate_only)
             results.append(p.CreatePartitionsTopicResult(name=topic.name))
         except Exception as exc:
-            results.append(
-                p.CreatePartitionsTopicResult(
-                    name=topic.name,
-                    error_code=_code(exc, f"create partitions of {topic.name!r}"),
-                    error_message=str(exc) or None,
-                )
-            )
+            what = "create partitions of"
+            results.append(failed_topic(p.CreatePartitionsTopicResult, topic.name, exc, what))
     return p.CreatePartitionsResponse(results=results)
 
 
