@@ -70,6 +70,25 @@ def _split(
     return kept, denied
 
 
+def _every_partition(
+    topic_result: type, partition_result: type, **fields: Any
+) -> Callable[[Any], Any]:
+    """A denied topic's answer entry: every partition it names TOPIC_AUTHORIZATION_FAILED."""
+
+    def answer(topic: Any) -> Any:
+        return topic_result(
+            name=topic.name,
+            partitions=[
+                partition_result(
+                    partition_index=x.partition_index, error_code=TOPIC_DENIED, **fields
+                )
+                for x in topic.partitions
+            ],
+        )
+
+    return answer
+
+
 def _appending(field: str, extra: list[Any]) -> Callable[[Any], Any]:
     def fix(response: Any) -> Any:
         return attrs.evolve(response, **{field: [*getattr(response, field), *extra]})
@@ -84,15 +103,7 @@ def _produce(caller: Caller, request: Any) -> Decision:
     return _per_topic(
         request,
         lambda name: caller.may(Op.WRITE, TOPIC, name),
-        lambda t: p.ProduceResponseTopic(
-            name=t.name,
-            partitions=[
-                p.ProduceResponsePartition(
-                    partition_index=x.partition_index, error_code=TOPIC_DENIED, base_offset=-1
-                )
-                for x in t.partitions
-            ],
-        ),
+        _every_partition(p.ProduceResponseTopic, p.ProduceResponsePartition, base_offset=-1),
         whole=lambda extra: NO_ANSWER if request.acks == 0 else p.ProduceResponse(topics=extra),
     )
 
@@ -146,15 +157,7 @@ def _list_offsets(caller: Caller, request: Any) -> Decision:
     return _per_topic(
         request,
         lambda name: caller.may(Op.DESCRIBE, TOPIC, name),
-        lambda t: p.ListOffsetsResponseTopic(
-            name=t.name,
-            partitions=[
-                p.ListOffsetsResponsePartition(
-                    partition_index=x.partition_index, error_code=TOPIC_DENIED
-                )
-                for x in t.partitions
-            ],
-        ),
+        _every_partition(p.ListOffsetsResponseTopic, p.ListOffsetsResponsePartition),
     )
 
 
@@ -167,13 +170,7 @@ def _offset_for_leader_epoch(caller: Caller, request: Any) -> Decision:
     return _per_topic(
         request,
         allowed,
-        lambda t: p.OffsetForLeaderTopicResult(
-            name=t.name,
-            partitions=[
-                p.EpochEndOffset(partition_index=x.partition_index, error_code=TOPIC_DENIED)
-                for x in t.partitions
-            ],
-        ),
+        _every_partition(p.OffsetForLeaderTopicResult, p.EpochEndOffset),
     )
 
 
@@ -222,15 +219,7 @@ def _delete_records(caller: Caller, request: Any) -> Decision:
     return _per_topic(
         request,
         lambda name: caller.may(Op.DELETE, TOPIC, name),
-        lambda t: p.DeleteRecordsTopicResult(
-            name=t.name,
-            partitions=[
-                p.DeleteRecordsPartitionResult(
-                    partition_index=x.partition_index, error_code=TOPIC_DENIED
-                )
-                for x in t.partitions
-            ],
-        ),
+        _every_partition(p.DeleteRecordsTopicResult, p.DeleteRecordsPartitionResult),
     )
 
 
