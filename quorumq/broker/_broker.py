@@ -215,6 +215,7 @@ class Broker:
                 check_mechanisms(config.sasl_mechanisms),
                 static_credentials(config.sasl_users),
                 lambda: self.user_credentials,
+                reauth_ms=max(0, config.connections_max_reauth_ms),
             )
             # Routed with the connection's state by handle_frame; listed here so that
             # ApiVersions advertises them.
@@ -520,6 +521,9 @@ class Broker:
                 handler = partial(self._sasl_request, info)
             elif info.principal is None and header.api_key != p.ApiKey.API_VERSIONS:
                 raise ConnectionClosed(f"api key {header.api_key} before SASL authentication")
+            elif info.session_expires_at < trio.current_time():
+                # KIP-368: the login expired and the client did not log in again.
+                raise ConnectionClosed(f"the SASL login of {info.principal} expired")
         elif header.api_key in SASL_KEYS:
             raise ConnectionClosed(f"SASL on listener {info.listener}, which has none")
         self._request_listener = info.listener
@@ -584,12 +588,13 @@ class Broker:
         return result
 
     def _sasl_request(self, info: ConnectionInfo, header: p.RequestHeader, request: Any) -> Any:
-        """SaslHandshake or SaslAuthenticate of a connection that has not logged in yet."""
+        """SaslHandshake or SaslAuthenticate of a connection that has not logged in yet, or
+        that logs in again (KIP-368)."""
         assert self.sasl is not None
         try:
             if header.api_key == p.ApiKey.SASL_HANDSHAKE:
                 return self.sasl.handshake(request, info)
-            answer = self.sasl.authenticate(request, info)
+            answer = self.sasl.authenticate(request, info, trio.current_time())
         except IllegalSaslState as exc:
             raise ConnectionClosed(str(exc)) from None
         if not answer.error_code:

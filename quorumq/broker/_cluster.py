@@ -1271,6 +1271,7 @@ class ClusterBroker(Broker):
             **self.sasl.static,
             **static_credentials({INTER_BROKER_USER: password}),
         }
+        self.sasl.lasting_users = frozenset({INTER_BROKER_USER})
         offered = self.sasl.mechanisms
         mechanism = next(m for m in (SCRAM_SHA_512, SCRAM_SHA_256, PLAIN) if m in offered)
         return functools.partial(connect, sasl=SaslConfig(mechanism, INTER_BROKER_USER, password))

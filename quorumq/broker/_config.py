@@ -64,6 +64,10 @@ class BrokerConfig:
     """Users defined in the broker's own config, name → password (Kafka's PLAIN JAAS
     ``user_<name>="<password>"``): the first admin of a SASL cluster, before any user exists
     in the metadata log. Valid for every mechanism."""
+    connections_max_reauth_ms: int = 0
+    """``connections.max.reauth.ms`` (KIP-368): a SASL login lasts this long; the client must
+    log in again on the same connection before then, or the connection is closed at its next
+    request. 0: a login lasts as long as its connection."""
     authorizer: bool = False
     """Check every request against the ACLs (Kafka's ``authorizer.class.name``); without it
     every client may do everything, as in Kafka."""

@@ -55,8 +55,8 @@ FAILED = "failed"
 """``ConnectionInfo.sasl`` after a failed login: nothing more may be tried on it."""
 
 SASL_KEYS = frozenset({int(p.ApiKey.SASL_HANDSHAKE), int(p.ApiKey.SASL_AUTHENTICATE)})
-"""With ApiVersions, what a connection may send before it has logged in (and, once logged in,
-no more: re-authentication, KIP-368, is not supported)."""
+"""With ApiVersions, what a connection may send before it has logged in; once logged in, only
+to log in again (re-authentication, KIP-368), when ``connections_max_reauth_ms`` is set."""
 
 Credentials = Mapping[tuple[str, str], ScramCredential]
 
@@ -90,6 +90,13 @@ class SaslLogin:
     static: Credentials
     stored: Callable[[], Credentials]
     """The users that can be altered over the wire: the single broker's file, or the image."""
+    reauth_ms: int = 0
+    """``connections.max.reauth.ms``: how long a login lasts (0: as long as its connection)."""
+    lasting_users: frozenset[str] = frozenset()
+    """Users whose logins do not expire: the brokers' own, whose client does not log in again
+    (its secret changes only with a restart of every broker)."""
+    reauthentications: int = 0
+    """Successful logins on connections that were logged in already (for tests and logs)."""
 
     def static_users(self) -> frozenset[str]:
         return frozenset(user for user, _ in self.static)
@@ -101,8 +108,16 @@ class SaslLogin:
     def handshake(self, request: Any, info: Any) -> p.SaslHandshakeResponse:
         """SaslHandshake: picks the mechanism for this connection's login."""
         mechanism = request.mechanism.upper()
-        if info.principal is not None or info.sasl is not None:
+        if info.sasl is not None:
             raise IllegalSaslState("SaslHandshake after a login was begun")
+        if info.principal is not None:
+            # KIP-368: a logged-in connection may log in again, with the same mechanism.
+            if not self.reauth_ms:
+                raise IllegalSaslState("SaslHandshake after a login (re-authentication is off)")
+            if mechanism != info.mechanism:
+                raise IllegalSaslState(
+                    f"re-authentication with {mechanism}, not {info.mechanism} as at first"
+                )
         if mechanism not in self.mechanisms:
             return p.SaslHandshakeResponse(
                 error_code=int(ErrorCode.UNSUPPORTED_SASL_MECHANISM),
@@ -111,29 +126,45 @@ class SaslLogin:
         info.sasl = mechanism
         return p.SaslHandshakeResponse(mechanisms=list(self.mechanisms))
 
-    def authenticate(self, request: Any, info: Any) -> p.SaslAuthenticateResponse:
-        """One SaslAuthenticate round; sets ``info.principal`` once the login succeeds."""
+    def authenticate(self, request: Any, info: Any, now: float = 0.0) -> p.SaslAuthenticateResponse:
+        """One SaslAuthenticate round; sets ``info.principal`` once the login succeeds, and
+        when the login expires (``now``: trio time). A re-authentication must name the same
+        user; a failed one leaves the connection logged out."""
         state = info.sasl
-        if state is None or state == FAILED or info.principal is not None:
+        if state is None or state == FAILED:
             raise IllegalSaslState("SaslAuthenticate without a SaslHandshake, or after a login")
         token = bytes(request.auth_bytes)
         try:
             if state == PLAIN:
-                info.principal = check_plain(token, self.lookup)
-                info.sasl = None
-                return p.SaslAuthenticateResponse()
+                return self._logged_in(info, check_plain(token, self.lookup), b"", now)
             if isinstance(state, str):
                 state = info.sasl = ScramServer(state, self.lookup, secrets.token_urlsafe(18))
             answer = state.step(token)
             if state.user is not None:
-                info.principal = state.user
-                info.sasl = None
+                return self._logged_in(info, state.user, answer, now)
             return p.SaslAuthenticateResponse(auth_bytes=answer)
         except SaslAuthenticationFailed as exc:
             info.sasl = FAILED
+            info.principal = None  # a failed re-authentication logs the connection out
             return p.SaslAuthenticateResponse(
                 error_code=int(exc.code), error_message=str(exc), auth_bytes=b""
             )
+
+    def _logged_in(
+        self, info: Any, user: str, answer: bytes, now: float
+    ) -> p.SaslAuthenticateResponse:
+        if info.principal is not None:
+            if user != info.principal:
+                raise SaslAuthenticationFailed("re-authentication as another user")
+            self.reauthentications += 1
+        info.principal = user
+        info.mechanism = info.sasl if isinstance(info.sasl, str) else info.sasl.mechanism
+        info.sasl = None
+        lifetime_ms = 0
+        if self.reauth_ms and user not in self.lasting_users:
+            lifetime_ms = self.reauth_ms
+            info.session_expires_at = now + lifetime_ms / 1000
+        return p.SaslAuthenticateResponse(auth_bytes=answer, session_lifetime_ms=lifetime_ms)
 
 
 # --- users: the single broker's file ---------------------------------------------------------

@@ -220,6 +220,11 @@ class ConnectionInfo:
     sasl: Any = None
     """The login in progress: the mechanism after SaslHandshake, a SCRAM exchange, or
     ``_sasl.FAILED``."""
+    mechanism: str | None = None
+    """The SASL mechanism it logged in with (a re-authentication must use the same)."""
+    session_expires_at: float = math.inf
+    """Trio time its SASL login expires (KIP-368, ``connections_max_reauth_ms``): a request
+    after it, other than a new login, closes the connection."""
     listener: str = ""
     """The name of the listener it came in on: Metadata and FindCoordinator answer with the
     brokers' addresses on that listener."""

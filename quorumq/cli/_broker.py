@@ -126,6 +126,13 @@ def broker_command(
         help="NAME=PASSWORD of a user defined in the broker's config (the first admin); "
         "repeat for several. Users in the metadata log come from `quorumq user set`.",
     ),
+    connections_max_reauth_ms: int = typer.Option(
+        0,
+        "--connections-max-reauth-ms",
+        min=0,
+        help="How long a SASL login lasts (KIP-368): clients log in again on the same "
+        "connection before then, or it is closed. 0: as long as the connection.",
+    ),
     ssl_certfile: Path | None = typer.Option(
         None,
         "--ssl-certfile",
@@ -229,6 +236,7 @@ def broker_command(
         auto_create_topics_enable=auto_create_topics,
         sasl_mechanisms=mechanisms,
         sasl_users=users,
+        connections_max_reauth_ms=connections_max_reauth_ms,
         authorizer=authorizer,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,

@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from confluent_kafka import Producer
 
@@ -185,3 +186,34 @@ async def test_a_cluster_auto_creates_only_the_topics_the_principal_may_create(
             "alice-new created",
         )
         assert "bob-new" not in broker.bridge.image.topics
+
+
+async def test_logins_expire_for_clients_but_not_between_brokers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With connections_max_reauth_ms, a client's login expires; brokers' own logins last, so
+    replication never stalls on an expired login: no fetcher is closed over four lifetimes."""
+    options = {**SASL, "connections_max_reauth_ms": 500}
+    async with open_cluster(tmp_path, password="cluster-secret", broker_options=options) as cluster:
+        await cluster.create_topic("r", 1, 3, {"replication.strategy": "isr"})
+        leader = cluster.broker(cluster.leader_of("r", 0))
+        bootstrap = f"127.0.0.1:{leader.port}"
+        caplog.clear()
+        for _ in range(4):  # about 2 s: four login lifetimes
+            delivered, errors = await trio.to_thread.run_sync(
+                _produce, bootstrap, "admin", "admin-secret", 20
+            )
+            assert delivered == 20 and not errors, errors
+            await trio.sleep(0.3)
+        for broker in cluster.running():
+            replica = broker.partitions[("r", 0)]
+            await cluster.wait_for(lambda r=replica: r.log_end_offset == 80, 10, "replicated")
+        closed = [r.getMessage() for r in caplog.records if "closing connection" in r.getMessage()]
+        assert not [m for m in closed if "expired" in m], closed
+        assert not [r for r in caplog.records if "fetcher from" in r.getMessage()]
+        # A client's login does expire: one that waits past it is closed.
+        admin = SaslConfig("PLAIN", "admin", "admin-secret")
+        async with open_connection("127.0.0.1", leader.port or 0, sasl=admin) as conn:
+            await trio.sleep(0.7)
+            with pytest.raises(ConnectionError):
+                await conn.request(p.ApiKey.METADATA, 8, p.MetadataRequest(topics=None))

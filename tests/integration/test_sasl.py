@@ -165,7 +165,8 @@ def test_sasl_requests_out_of_order_close_the_connection(sasl_broker: BrokerThre
                     p.ApiKey.SASL_AUTHENTICATE, 1, p.SaslAuthenticateRequest(auth_bytes=b"\0a\0b")
                 )
         async with open_connection("127.0.0.1", sasl_broker.port, sasl=ADMIN) as conn:
-            # Logged in: a second handshake (re-authentication) is not supported.
+            # Logged in: a second handshake (re-authentication) is refused while
+            # connections_max_reauth_ms is 0 (test_reauth.py has it on).
             with pytest.raises(ConnectionError):
                 await conn.request(
                     p.ApiKey.SASL_HANDSHAKE, 1, p.SaslHandshakeRequest(mechanism="PLAIN")
