@@ -22,6 +22,7 @@ from quorumq.bench._kafka import (
     start_quorumq_broker,
     start_quorumq_cluster,
     start_secured_quorumq_broker,
+    start_secured_quorumq_cluster,
     start_tansu_broker,
     summarize_runs,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "start_quorumq_broker",
     "start_quorumq_cluster",
     "start_secured_quorumq_broker",
+    "start_secured_quorumq_cluster",
     "start_tansu_broker",
     "summarize_runs",
 ]

@@ -139,39 +139,9 @@ def start_secured_quorumq_broker(
     Raises:
         BenchError: an unknown mode, or trustme missing for a TLS mode.
     """
-    if security not in SECURITY_MODES:
-        raise BenchError(f"--security must be one of {', '.join(SECURITY_MODES)}")
     with tempfile.TemporaryDirectory(prefix="qq-bench-sec-") as tmp:
         root = Path(tmp)
-        args: list[str] = []
-        client: dict[str, str] = {}
-        tls = "ssl" in security
-        sasl = "sasl" in security
-        if tls:
-            try:
-                import trustme
-            except ImportError:
-                raise BenchError("TLS benchmarks need trustme: run `uv sync` (dev group)") from None
-            ca = trustme.CA()
-            ca.cert_pem.write_to_path(str(root / "ca.pem"))
-            issued = ca.issue_cert("127.0.0.1")
-            issued.private_key_and_cert_chain_pem.write_to_path(str(root / "broker.pem"))
-            args += ["--ssl-certfile", str(root / "broker.pem")]
-            client.update({"security.protocol": "SSL", "ssl.ca.location": str(root / "ca.pem")})
-        if sasl:
-            args += ["--sasl-mechanism", "SCRAM-SHA-512"]
-            args += ["--sasl-user", f"{BENCH_USER}={BENCH_PASSWORD}"]
-            args += ["--sasl-user", f"{ADMIN_USER}={ADMIN_PASSWORD}"]
-            client.update(
-                {
-                    "security.protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT",
-                    "sasl.mechanism": "SCRAM-SHA-512",
-                    "sasl.username": BENCH_USER,
-                    "sasl.password": BENCH_PASSWORD,
-                }
-            )
-        if security.endswith("_acl"):
-            args += ["--authorizer", "--super-user", f"User:{ADMIN_USER}"]
+        args, client, tls = _security_setup(security, root)
         with start_quorumq_broker(
             root / "data",
             launcher=launcher,
@@ -184,8 +154,93 @@ def start_secured_quorumq_broker(
             yield broker
 
 
+def _security_setup(security: str, root: Path) -> tuple[list[str], dict[str, str], bool]:
+    """The broker flags and librdkafka settings of one ``--security`` mode (certificates
+    written under ``root``), and whether it speaks TLS.
+
+    Raises:
+        BenchError: an unknown mode, or trustme missing for a TLS mode.
+    """
+    if security not in SECURITY_MODES:
+        raise BenchError(f"--security must be one of {', '.join(SECURITY_MODES)}")
+    args: list[str] = []
+    client: dict[str, str] = {}
+    tls = "ssl" in security
+    if tls:
+        try:
+            import trustme
+        except ImportError:
+            raise BenchError("TLS benchmarks need trustme: run `uv sync` (dev group)") from None
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(str(root / "ca.pem"))
+        issued = ca.issue_cert("127.0.0.1")
+        issued.private_key_and_cert_chain_pem.write_to_path(str(root / "broker.pem"))
+        # The CA also lets a cluster's brokers check each other's listeners.
+        args += ["--ssl-certfile", str(root / "broker.pem"), "--ssl-cafile", str(root / "ca.pem")]
+        client.update({"security.protocol": "SSL", "ssl.ca.location": str(root / "ca.pem")})
+    if "sasl" in security:
+        args += ["--sasl-mechanism", "SCRAM-SHA-512"]
+        args += ["--sasl-user", f"{BENCH_USER}={BENCH_PASSWORD}"]
+        args += ["--sasl-user", f"{ADMIN_USER}={ADMIN_PASSWORD}"]
+        client.update(
+            {
+                "security.protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT",
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": BENCH_USER,
+                "sasl.password": BENCH_PASSWORD,
+            }
+        )
+    if security.endswith("_acl"):
+        args += ["--authorizer", "--super-user", f"User:{ADMIN_USER}"]
+    return args, client, tls
+
+
+@contextlib.contextmanager
+def start_secured_quorumq_cluster(
+    security: str,
+    topic: str,
+    brokers: int = 3,
+    *,
+    name: str = "quorumq",
+    launcher: Sequence[str] | None = None,
+) -> Iterator[BrokerProcess]:
+    """``brokers`` cluster-mode brokers whose listeners need ``security``: brokers replicate
+    and heartbeat over the same TLS and SASL (their own login), the supervisor's readiness
+    checks log in as the admin, and librdkafka as the benchmark's user.
+
+    Raises:
+        BenchError: an unknown mode, or trustme missing for a TLS mode.
+    """
+    from quorumq._tls import client_context
+    from quorumq.client import SaslConfig
+    from quorumq.cluster import Supervisor, free_port_block
+
+    with tempfile.TemporaryDirectory(prefix="qq-bench-sec-") as tmp:
+        root = Path(tmp)
+        args, client, tls = _security_setup(security, root)
+        supervisor = Supervisor(
+            brokers,
+            base_port=free_port_block(brokers),
+            cluster_mode=True,
+            broker_args=args,
+            launcher=[*launcher, "broker"] if launcher else None,
+            client_sasl=SaslConfig("SCRAM-SHA-512", ADMIN_USER, ADMIN_PASSWORD)
+            if "sasl" in security
+            else None,
+            client_ssl=client_context(root / "ca.pem") if tls else None,
+        )
+        with supervisor:
+            supervisor.start(timeout_s=90)
+            if security.endswith("_acl"):
+                _grant_bench_acls(supervisor.bootstrap, topic, root / "ca.pem" if tls else None)
+            processes = [h.process for h in supervisor.brokers if h.process is not None]
+            yield BrokerProcess(name, supervisor.bootstrap, processes, client)
+
+
 def _grant_bench_acls(bootstrap: str, topic: str, cafile: Path | None) -> None:
-    """As the admin: the benchmark's user may create, write and describe its topic."""
+    """As the admin: the benchmark's user may create, write and describe its topic. In a
+    cluster, returns once every broker's authorizer has the ACLs (each applies the image on
+    its own), so the first CreateTopics is not refused by a broker that lags."""
     import trio
 
     from quorumq import protocol as p
@@ -193,40 +248,53 @@ def _grant_bench_acls(bootstrap: str, topic: str, cafile: Path | None) -> None:
     from quorumq.client import SaslConfig, open_connection
     from quorumq.security import AclOperation, AclPermission, PatternType, ResourceType
 
-    host, _, port = bootstrap.rpartition(":")
-    acls = [
-        (ResourceType.TOPIC, topic, AclOperation.WRITE),
-        (ResourceType.TOPIC, topic, AclOperation.CREATE),
-        (ResourceType.TOPIC, topic, AclOperation.DESCRIBE),
-    ]
+    addresses = [entry.rpartition(":") for entry in bootstrap.split(",")]
+    operations = (AclOperation.WRITE, AclOperation.CREATE, AclOperation.DESCRIBE)
+    admin = SaslConfig("SCRAM-SHA-512", ADMIN_USER, ADMIN_PASSWORD)
+    tls = None if cafile is None else client_context(cafile)
+    wanted = p.DescribeAclsRequest(
+        resource_type_filter=int(ResourceType.TOPIC),
+        resource_name_filter=topic,
+        pattern_type_filter=int(PatternType.LITERAL),
+        principal_filter=f"User:{BENCH_USER}",
+        host_filter=None,
+        operation=int(AclOperation.ANY),
+        permission_type=int(AclPermission.ANY),
+    )
 
     async def grant() -> None:
-        async with open_connection(
-            host,
-            int(port),
-            sasl=SaslConfig("SCRAM-SHA-512", ADMIN_USER, ADMIN_PASSWORD),
-            ssl_context=None if cafile is None else client_context(cafile),
-        ) as conn:
+        host, _, port = addresses[0]
+        async with open_connection(host, int(port), sasl=admin, ssl_context=tls) as conn:
             answer = await conn.request(
                 p.ApiKey.CREATE_ACLS,
                 3,
                 p.CreateAclsRequest(
                     creations=[
                         p.AclCreation(
-                            resource_type=int(rtype),
-                            resource_name=name,
+                            resource_type=int(ResourceType.TOPIC),
+                            resource_name=topic,
                             resource_pattern_type=int(PatternType.LITERAL),
                             principal=f"User:{BENCH_USER}",
                             host="*",
                             operation=int(op),
                             permission_type=int(AclPermission.ALLOW),
                         )
-                        for rtype, name, op in acls
+                        for op in operations
                     ]
                 ),
             )
         if any(r.error_code for r in answer.results):
             raise BenchError(f"could not grant the benchmark's ACLs: {answer.results}")
+        with trio.move_on_after(10):
+            for host, _, port in addresses:
+                async with open_connection(host, int(port), sasl=admin, ssl_context=tls) as conn:
+                    while True:
+                        seen = await conn.request(p.ApiKey.DESCRIBE_ACLS, 3, wanted)
+                        if sum(len(r.acls) for r in seen.resources) >= len(operations):
+                            break
+                        await trio.sleep(0.05)
+            return
+        raise BenchError("the benchmark's ACLs did not reach every broker within 10 s")
 
     trio.run(grant)
 

@@ -30,6 +30,7 @@ from quorumq.bench import (
     start_quorumq_broker,
     start_quorumq_cluster,
     start_secured_quorumq_broker,
+    start_secured_quorumq_cluster,
     start_tansu_broker,
     summarize_runs,
 )
@@ -102,15 +103,23 @@ def _produce_runs(  # type: ignore[no-untyped-def]
         return [(start, {}) for start in starts]
     if bootstrap or broker != Target.quorumq:
         raise typer.BadParameter("--brokers > 1 starts quorumq brokers only (no --bootstrap)")
+    return [
+        (functools.partial(start_quorumq_cluster, brokers, name=label, launcher=argv), configs)
+        for label, configs in _strategy_runs(brokers, strategy, min_insync_replicas)
+    ]
+
+
+def _strategy_runs(
+    brokers: int, strategy: Strategy, min_insync_replicas: int
+) -> list[tuple[str, dict[str, str]]]:
+    """(label, topic configs) of each replication strategy ``--strategy`` names."""
     names = ["quorum", "isr"] if strategy == Strategy.both else [strategy.value]
     runs = []
     for name in names:
         configs = {"replication.strategy": name}
         if name == "isr":
             configs["min.insync.replicas"] = str(min_insync_replicas)
-        label = f"quorumq ×{brokers} {name}"
-        start = functools.partial(start_quorumq_cluster, brokers, name=label, launcher=argv)
-        runs.append((start, configs))
+        runs.append((f"quorumq ×{brokers} {name}", configs))
     return runs
 
 
@@ -173,9 +182,9 @@ def bench_produce(
     security: list[str] = typer.Option(
         [],
         "--security",
-        help="One quorumq broker whose listener needs this: none, sasl (SCRAM-SHA-512), ssl, "
+        help="quorumq brokers whose listeners need this: none, sasl (SCRAM-SHA-512), ssl, "
         "sasl_ssl, sasl_ssl_acl (and an authorizer checking every request); repeat to "
-        "compare modes side by side.",
+        "compare modes side by side. With --brokers 3, brokers replicate over it too.",
     ),
 ) -> None:
     """Produce with confluent-kafka (librdkafka); print records/s, MB/s, latency, broker CPU.
@@ -193,13 +202,30 @@ def bench_produce(
         unknown = [m for m in security if m not in SECURITY_MODES]
         if unknown:
             raise typer.BadParameter(f"--security wants one of {', '.join(SECURITY_MODES)}")
-        if brokers != 1 or bootstrap or broker != Target.quorumq:
-            raise typer.BadParameter("--security runs one quorumq broker it starts itself")
+        if bootstrap or broker != Target.quorumq:
+            raise typer.BadParameter("--security runs quorumq brokers it starts itself")
         argv = shlex.split(launcher) or None
-        runs = [
-            (functools.partial(start_secured_quorumq_broker, mode, topic, launcher=argv), {})
-            for mode in security
-        ]
+        if brokers == 1:
+            runs = [
+                (functools.partial(start_secured_quorumq_broker, mode, topic, launcher=argv), {})
+                for mode in security
+            ]
+        else:
+            runs = [
+                (
+                    functools.partial(
+                        start_secured_quorumq_cluster,
+                        mode,
+                        topic,
+                        brokers,
+                        name=f"{label} {mode}",
+                        launcher=argv,
+                    ),
+                    configs,
+                )
+                for mode in security
+                for label, configs in _strategy_runs(brokers, strategy, min_insync_replicas)
+            ]
     else:
         runs = _produce_runs(
             broker, bootstrap, broker_pid, brokers, strategy, min_insync_replicas, launcher

@@ -206,5 +206,26 @@ def test_bench_produce_compares_security_modes() -> None:
     assert all(cells[7] == "0" for cells in rows.values()), rows  # failed: every record delivered
     bad = CliRunner().invoke(app, ["bench", "produce", "--security", "kerberos"])
     assert bad.exit_code == 2 and "--security" in bad.output
-    bad = CliRunner().invoke(app, ["bench", "produce", "--brokers", "3", "--security", "ssl"])
+    bad = CliRunner().invoke(
+        app, ["bench", "produce", "--bootstrap", "127.0.0.1:1", "--security", "ssl"]
+    )
     assert bad.exit_code == 2
+
+
+def test_bench_produce_runs_secured_clusters() -> None:
+    """Three brokers replicating over SASL_SSL with an authorizer: brokers log in to each
+    other over TLS, the benchmark's user holds only its topic's ACLs, acks=all commits."""
+    from quorumq.cli._app import _register, app
+
+    _register()
+    args = ["bench", "produce", "--records", "2000", "--acks", "all", "--brokers", "3"]
+    args += ["--strategy", "isr", "--security", "sasl_ssl_acl", "--timeout", "60"]
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [
+        cells
+        for line in result.output.splitlines()
+        if (cells := [c.strip() for c in line.split("│")])[1:2] and cells[1].startswith("quorumq ")
+    ]
+    assert [cells[1] for cells in rows] == ["quorumq ×3 isr sasl_ssl_acl"]
+    assert rows[0][7] == "0", rows  # failed: every record committed
