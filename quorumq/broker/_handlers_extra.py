@@ -435,6 +435,33 @@ def _broker_configs(broker: Broker) -> dict[str, str]:
         "message.max.bytes": "1048588",
         "default.replication.factor": "1",
         "min.insync.replicas": "1",
+        **_security_configs(broker),
+    }
+
+
+def _security_configs(broker: Broker) -> dict[str, str]:
+    """The listeners and security settings, as Kafka names them (no secrets: passwords and
+    key files are not shown, only whether TLS is configured)."""
+    config = broker.config
+    listeners = config.effective_listeners()
+    bound = broker.ports
+    return {
+        "listeners": ",".join(
+            f"{x.name}://{x.host}:{bound.get(x.name, x.port)}" for x in listeners
+        ),
+        "advertised.listeners": ",".join(
+            f"{name}://{host}:{port}" for name, (host, port) in broker.endpoints.items()
+        ),
+        "listener.security.protocol.map": ",".join(
+            f"{x.name}:{x.security_protocol}" for x in listeners
+        ),
+        "inter.broker.listener.name": config.inter_broker_listener().name,
+        "sasl.enabled.mechanisms": ",".join(config.sasl_mechanisms),
+        "connections.max.reauth.ms": str(config.connections_max_reauth_ms),
+        "ssl.client.auth": "required" if config.ssl_client_auth else "none",
+        "authorizer.class.name": "quorumq" if config.authorizer else "",
+        "super.users": ";".join(config.super_users),
+        "allow.everyone.if.no.acl.found": str(config.allow_everyone_if_no_acl_found).lower(),
     }
 
 

@@ -92,3 +92,24 @@ def test_each_listener_advertises_itself_and_keeps_its_own_security(
     finally:
         consumer.close()
     assert got == [b"%d" % i for i in range(50)]
+
+
+def test_describe_configs_shows_the_listeners_and_no_secrets(two_listeners: BrokerThread) -> None:
+    assert two_listeners.broker is not None
+    ports = two_listeners.broker.ports
+    answer = call(
+        ports["INSIDE"],
+        p.ApiKey.DESCRIBE_CONFIGS,
+        2,
+        p.DescribeConfigsRequest(
+            resources=[p.DescribeConfigsResource(resource_type=4, resource_name="0")]
+        ),
+    )
+    configs = {c.name: c.value for c in answer.results[0].configs}
+    assert configs["listeners"] == (
+        f"INSIDE://127.0.0.1:{ports['INSIDE']},OUTSIDE://127.0.0.1:{ports['OUTSIDE']}"
+    )
+    assert configs["listener.security.protocol.map"] == "INSIDE:PLAINTEXT,OUTSIDE:SASL_PLAINTEXT"
+    assert configs["inter.broker.listener.name"] == "INSIDE"
+    assert configs["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert not any("admin-secret" in (v or "") for v in configs.values())
