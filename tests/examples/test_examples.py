@@ -238,3 +238,21 @@ def test_secure_shows_users_acls_and_a_refused_write(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_admin_alters_grows_deletes_records_and_a_group(
+    cluster: ThreadedCluster, groups_supported: None
+) -> None:
+    out = ok(run_example("admin.py", cluster))
+    assert "config retention.ms = 3600000" in out
+    assert "config cleanup.policy = delete,compact" in out
+    assert re.search(r"topic admin-\w+ now has 4 partitions", out)
+    assert "deleted records below offset 6" in out
+    assert "a consumer now starts at offset 6: record-6" in out
+    assert re.search(r"deleted group admin-group-\w+ and its committed offsets", out)
+
+
+def test_admin_against_three_brokers(three_brokers: ThreadedCluster) -> None:
+    out = ok(run_example("admin.py", three_brokers))
+    assert "on 3 broker(s)" in out and "now has 4 partitions" in out
+    assert "a consumer now starts at offset 6: record-6" in out
