@@ -1140,7 +1140,7 @@ _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
     p.ApiKey.INIT_PRODUCER_ID: (0, 1),
     p.ApiKey.OFFSET_FOR_LEADER_EPOCH: (2, 3),
     p.ApiKey.FIND_COORDINATOR: (0, 2),
-    p.ApiKey.ELECT_LEADERS: (0, 2),  # cluster brokers only (a handler is needed)
+    p.ApiKey.ELECT_LEADERS: (0, 2),  # a single broker answers ELECTION_NOT_NEEDED
     p.ApiKey.BROKER_HEARTBEAT: (0, 1),  # cluster brokers only; answered by the active controller
     p.ApiKey.DESCRIBE_CLIENT_QUOTAS: (0, 1),
     p.ApiKey.ALTER_CLIENT_QUOTAS: (0, 1),

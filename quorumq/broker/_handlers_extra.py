@@ -82,6 +82,11 @@ def register(broker: Broker, handlers: dict[int, Handler]) -> None:
             lambda h, r: _delete_topics(broker, h, r),
         ),
         (
+            p.ApiKey.ELECT_LEADERS,
+            "ElectLeadersResponse",
+            lambda h, r: _elect_leaders(broker, h, r),
+        ),
+        (
             p.ApiKey.DELETE_RECORDS,
             "DeleteRecordsResponse",
             lambda h, r: _delete_records(broker, h, r),
@@ -404,6 +409,27 @@ def _delete_records(broker: Broker, header: p.RequestHeader, request: Any) -> An
         )
 
     return Delayed(settle)
+
+
+def _elect_leaders(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    """ElectLeaders on a single broker: it leads every partition already, so each named one
+    is ELECTION_NOT_NEEDED (UNKNOWN_TOPIC_OR_PARTITION if it has no such partition), and a
+    request for every partition elects none, as Kafka answers when nothing moves."""
+    results = []
+    for topic in request.topic_partitions or ():
+        parts = []
+        for index in topic.partitions:
+            if (topic.topic, index) in broker.partitions:
+                code, message = ErrorCode.ELECTION_NOT_NEEDED, "the only broker leads it already"
+            else:
+                code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "no such partition"
+            parts.append(
+                p.ElectLeadersPartitionResult(
+                    partition_id=index, error_code=int(code), error_message=message
+                )
+            )
+        results.append(p.ElectLeadersTopicResult(topic=topic.topic, partition_result=parts))
+    return p.ElectLeadersResponse(replica_election_results=results)
 
 
 def _delete_topics(broker: Broker, header: p.RequestHeader, request: Any) -> Any:

@@ -4,7 +4,7 @@ clients: the new partitions take records at once and survive a restart."""
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from quorumq import protocol as p
@@ -72,3 +72,20 @@ def test_validate_only_and_kafka_python(broker: BrokerThread) -> None:
     )
     answer = call(broker.port, p.ApiKey.CREATE_PARTITIONS, 3, twice)
     assert [r.error_code for r in answer.results] == [ErrorCode.INVALID_REQUEST] * 2
+
+
+def test_a_single_broker_answers_leader_elections_as_not_needed(broker: BrokerThread) -> None:
+    """librdkafka's elect_leaders: the only broker leads every partition already."""
+    from confluent_kafka import ElectionType
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("e", 2, 1)])["e"].result(10)
+    partitions = [TopicPartition("e", 0), TopicPartition("e", 1), TopicPartition("e", 7)]
+    result = admin.elect_leaders(ElectionType.PREFERRED, partitions).result(10)
+    assert {tp.partition: error.code() for tp, error in result.items()} == {
+        0: KafkaError.ELECTION_NOT_NEEDED,
+        1: KafkaError.ELECTION_NOT_NEEDED,
+        7: KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+    everything = call(broker.port, p.ApiKey.ELECT_LEADERS, 2, p.ElectLeadersRequest())
+    assert everything.error_code == 0 and list(everything.replica_election_results) == []
