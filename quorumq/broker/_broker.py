@@ -1129,7 +1129,7 @@ def _encode_later(encode: Encoder, delayed: Delayed) -> Any:
 # Issue 3's version ranges for the APIs beyond the protocol engineer's first four; the codec's own
 # range (codec_versions) still limits what we advertise.
 _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
-    p.ApiKey.LIST_OFFSETS: (1, 5),
+    p.ApiKey.LIST_OFFSETS: (1, 7),
     p.ApiKey.CREATE_TOPICS: (0, 4),
     p.ApiKey.DELETE_TOPICS: (1, 3),
     p.ApiKey.DESCRIBE_CONFIGS: (0, 2),

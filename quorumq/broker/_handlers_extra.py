@@ -257,6 +257,12 @@ def _list_offsets(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
                     offset = partition.log_start_offset
                 elif lp.timestamp == LATEST_TIMESTAMP:
                     offset = limit
+                elif lp.timestamp == p.MAX_TIMESTAMP and header.api_version >= 7:
+                    found = partition.log.offset_of_max_timestamp()
+                    if found is None or found[0] >= limit:
+                        offset = -1  # as Kafka: nothing below the high watermark to tell
+                    else:
+                        offset, timestamp = found
                 elif lp.timestamp < 0:
                     raise InvalidRequest(f"unsupported ListOffsets timestamp {lp.timestamp}")
                 else:

@@ -507,6 +507,57 @@ class PartitionLog:
                         return record.offset, record.timestamp
         return None
 
+    def offset_of_max_timestamp(self) -> tuple[int, int] | None:
+        """``(offset, timestamp)`` of the first record with the largest timestamp at or
+        after the log start offset (ListOffsets' MAX_TIMESTAMP, KIP-734); None for an empty
+        log.
+
+        Each segment knows its largest timestamp; only the first segment can hold records
+        below the log start (DeleteRecords), and only its batch headers are read to find what
+        is left there. Then only the batch holding the answer is decoded.
+        """
+        self._check_open()
+        log_start = self._log_start_offset
+        best: tuple[int, LogSegment, int] | None = None  # (timestamp, segment, from position)
+        for segment in self._segments:
+            if segment.next_offset <= log_start:
+                continue
+            if segment.base_offset < log_start:
+                found = self._largest_from(segment, log_start)
+                if found is None:
+                    continue
+                timestamp, position = found
+            else:
+                timestamp, position = segment.max_timestamp, 0
+            if timestamp >= 0 and (best is None or timestamp > best[0]):
+                best = (timestamp, segment, position)
+        if best is None:
+            return None
+        target, segment, start = best
+        for position, _base, last, max_ts, size in segment.walk(start):
+            if last < log_start or max_ts < target:
+                continue
+            for record in decode_batch(segment.read(position, size))[1]:
+                if record.timestamp == target and record.offset >= log_start:
+                    return record.offset, record.timestamp
+        return None
+
+    @staticmethod
+    def _largest_from(segment: LogSegment, log_start: int) -> tuple[int, int] | None:
+        """(largest timestamp at or after ``log_start``, position of the first batch holding
+        records there) in a segment that starts below ``log_start``; None if none is left."""
+        largest, first = -1, None
+        for position, base, last, max_ts, size in segment.walk(0):
+            if last < log_start:
+                continue
+            if first is None:
+                first = position
+            if base < log_start:  # straddles the log start: only its live records count
+                records = decode_batch(segment.read(position, size))[1]
+                max_ts = max((r.timestamp for r in records if r.offset >= log_start), default=-1)
+            largest = max(largest, max_ts)
+        return None if first is None else (largest, first)
+
     # --- truncation ------------------------------------------------------------------------
 
     def truncate_to(self, offset: int) -> None:

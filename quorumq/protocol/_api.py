@@ -131,7 +131,7 @@ register(ApiKey.API_VERSIONS, core.ApiVersionsRequest, core.ApiVersionsResponse,
 register(ApiKey.METADATA, core.MetadataRequest, core.MetadataResponse, 1, 12)
 register(ApiKey.PRODUCE, core.ProduceRequest, core.ProduceResponse, 3, 9)
 register(ApiKey.FETCH, core.FetchRequest, core.FetchResponse, 4, 12)
-register(ApiKey.LIST_OFFSETS, admin.ListOffsetsRequest, admin.ListOffsetsResponse, 1, 5)
+register(ApiKey.LIST_OFFSETS, admin.ListOffsetsRequest, admin.ListOffsetsResponse, 1, 7)
 register(ApiKey.CREATE_TOPICS, admin.CreateTopicsRequest, admin.CreateTopicsResponse, 0, 5)
 register(ApiKey.DELETE_TOPICS, admin.DeleteTopicsRequest, admin.DeleteTopicsResponse, 1, 3)
 register(ApiKey.DESCRIBE_CONFIGS, admin.DescribeConfigsRequest, admin.DescribeConfigsResponse, 0, 2)
@@ -228,7 +228,7 @@ def codec_versions() -> dict[ApiKey, tuple[int, int]]:
 API_VERSIONS: Mapping[ApiKey, tuple[int, int]] = {
     ApiKey.PRODUCE: (3, 8),
     ApiKey.FETCH: (4, 11),
-    ApiKey.LIST_OFFSETS: (1, 5),
+    ApiKey.LIST_OFFSETS: (1, 7),
     ApiKey.METADATA: (1, 8),
     ApiKey.FIND_COORDINATOR: (0, 2),
     ApiKey.API_VERSIONS: (0, 3),

@@ -35,6 +35,8 @@ LATEST_TIMESTAMP = -1
 """ListOffsets ``timestamp`` asking for the log end offset (high watermark for consumers)."""
 EARLIEST_TIMESTAMP = -2
 """ListOffsets ``timestamp`` asking for the log start offset."""
+MAX_TIMESTAMP = -3
+"""ListOffsets ``timestamp`` (v7+, KIP-734) asking for the record with the largest timestamp."""
 
 
 @attrs.frozen(kw_only=True)

@@ -104,3 +104,30 @@ def test_kafka_pythons_admin_client_deletes_records(broker: BrokerThread) -> Non
         admin.close()
     assert _earliest(broker.port, "k") == 25
     assert [entry["low_watermark"] for entry in result.values()] == [25]
+
+
+def test_list_offsets_finds_the_largest_timestamp(broker: BrokerThread) -> None:
+    """KIP-734 (ListOffsets v7, librdkafka's OffsetSpec.max_timestamp): the first record with
+    the largest timestamp, wherever it sits; v6 and older refuse the -3 timestamp."""
+    from confluent_kafka.admin import OffsetSpec
+
+    servers = broker.bootstrap
+    admin = AdminClient({"bootstrap.servers": servers})
+    admin.create_topics([NewTopic("ts", 1, 1)])["ts"].result(10)
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 0})
+    for i, stamp in enumerate([1000, 1001, 9000, 1003, 9000, 1005]):
+        producer.produce("ts", b"%d" % i, partition=0, timestamp=stamp)
+        producer.flush(10)
+    (future,) = admin.list_offsets({TopicPartition("ts", 0): OffsetSpec.max_timestamp()}).values()
+    found = future.result(timeout=10)
+    assert (found.offset, found.timestamp) == (2, 9000)
+    request = p.ListOffsetsRequest(
+        topics=[
+            p.ListOffsetsRequestTopic(
+                name="ts",
+                partitions=[p.ListOffsetsRequestPartition(partition_index=0, timestamp=-3)],
+            )
+        ]
+    )
+    old = call(broker.port, p.ApiKey.LIST_OFFSETS, 6, request).topics[0].partitions[0]
+    assert old.error_code == ErrorCode.INVALID_REQUEST

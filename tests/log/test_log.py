@@ -270,6 +270,22 @@ def test_offset_for_timestamp_finds_the_first_batch_reaching_it(tmp_path: Path) 
     assert log.offset_for_timestamp(2500) == (50, 2500)
 
 
+def test_offset_of_max_timestamp_finds_the_first_record_holding_it(tmp_path: Path) -> None:
+    log = _open(tmp_path, LogConfig(segment_bytes=1000, index_interval_bytes=50))
+    assert log.offset_of_max_timestamp() is None
+    stamps = [100 * i for i in range(30)]
+    stamps[7] = 90_000  # out of order: the largest is early, and repeated later
+    stamps[25] = 90_000
+    for stamp in stamps:
+        log.append(batch(2, timestamp=stamp), leader_epoch=0, now_ms=0)
+    assert len(log.segments) > 2
+    assert log.offset_of_max_timestamp() == (15, 90_001)  # batch 7's second record
+    log.advance_log_start_offset(15)  # inside batch 7: its live record still holds it
+    assert log.offset_of_max_timestamp() == (15, 90_001)
+    log.advance_log_start_offset(16)  # the first holder deleted: the later one answers
+    assert log.offset_of_max_timestamp() == (51, 90_001)
+
+
 def test_flush_policy_by_messages_and_time(tmp_path: Path) -> None:
     log = _open(tmp_path, LogConfig(flush_messages=5, flush_ms=1000), now_ms=0)
     assert not log.needs_flush(0)
