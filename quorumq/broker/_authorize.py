@@ -445,6 +445,9 @@ GATES: dict[int, Gate] = {
     p.ApiKey.ALTER_CONFIGS: _alter_configs,
     p.ApiKey.CREATE_PARTITIONS: _create_partitions,
     p.ApiKey.DELETE_RECORDS: _delete_records,
+    p.ApiKey.DESCRIBE_LOG_DIRS: _cluster_gate(
+        Op.DESCRIBE, lambda request: p.DescribeLogDirsResponse(error_code=CLUSTER_DENIED)
+    ),
     p.ApiKey.INCREMENTAL_ALTER_CONFIGS: _alter_configs,
     p.ApiKey.DELETE_TOPICS: _delete_topics,
     p.ApiKey.DESCRIBE_CONFIGS: _describe_configs,

@@ -1136,6 +1136,7 @@ _EXTRA_VERSIONS: dict[p.ApiKey, tuple[int, int]] = {
     p.ApiKey.ALTER_CONFIGS: (0, 1),
     p.ApiKey.CREATE_PARTITIONS: (0, 3),
     p.ApiKey.DELETE_RECORDS: (0, 2),
+    p.ApiKey.DESCRIBE_LOG_DIRS: (1, 4),
     p.ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
     p.ApiKey.INIT_PRODUCER_ID: (0, 1),
     p.ApiKey.OFFSET_FOR_LEADER_EPOCH: (2, 3),

@@ -10,6 +10,7 @@ serves.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,11 @@ def register(broker: Broker, handlers: dict[int, Handler]) -> None:
             p.ApiKey.DELETE_TOPICS,
             "DeleteTopicsResponse",
             lambda h, r: _delete_topics(broker, h, r),
+        ),
+        (
+            p.ApiKey.DESCRIBE_LOG_DIRS,
+            "DescribeLogDirsResponse",
+            lambda h, r: _describe_log_dirs(broker, h, r),
         ),
         (
             p.ApiKey.ELECT_LEADERS,
@@ -415,6 +421,44 @@ def _delete_records(broker: Broker, header: p.RequestHeader, request: Any) -> An
         )
 
     return Delayed(settle)
+
+
+def _describe_log_dirs(broker: Broker, header: p.RequestHeader, request: Any) -> Any:
+    """DescribeLogDirs (``kafka-log-dirs``): the broker's one log directory, each partition's
+    size on disk and how far its log end is past its high watermark, and the volume's space."""
+    wanted: set[tuple[str, int]] | None = None
+    if request.topics is not None:
+        wanted = {(t.topic, index) for t in request.topics for index in t.partitions}
+    by_topic: dict[str, list[p.DescribeLogDirsPartition]] = {}
+    for (name, index), partition in sorted(broker.partitions.items()):
+        if wanted is not None and (name, index) not in wanted:
+            continue
+        by_topic.setdefault(name, []).append(
+            p.DescribeLogDirsPartition(
+                partition_index=index,
+                partition_size=partition.log.size_bytes(),
+                offset_lag=max(0, partition.log_end_offset - partition.high_watermark),
+            )
+        )
+    log_dir = str(Path(broker.config.data_dir).resolve())
+    try:
+        volume = os.statvfs(log_dir)
+        total, usable = volume.f_blocks * volume.f_frsize, volume.f_bavail * volume.f_frsize
+    except OSError:
+        total = usable = -1
+    return p.DescribeLogDirsResponse(
+        results=[
+            p.DescribeLogDirsResult(
+                log_dir=log_dir,
+                topics=[
+                    p.DescribeLogDirsTopic(name=name, partitions=parts)
+                    for name, parts in by_topic.items()
+                ],
+                total_bytes=total,
+                usable_bytes=usable,
+            )
+        ]
+    )
 
 
 def _elect_leaders(broker: Broker, header: p.RequestHeader, request: Any) -> Any:

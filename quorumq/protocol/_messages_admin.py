@@ -267,6 +267,53 @@ class DeleteRecordsResponse:
     topics: Sequence[DeleteRecordsTopicResult] = f(Array(DeleteRecordsTopicResult))
 
 
+# --- DescribeLogDirs (key 35) ----------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class DescribableLogDirTopic:
+    topic: str = f(STRING)
+    partitions: Sequence[int] = f(Array(INT32), default=())
+
+
+@attrs.frozen(kw_only=True)
+class DescribeLogDirsRequest:
+    topics: Sequence[DescribableLogDirTopic] | None = f(
+        Array(DescribableLogDirTopic), null=(0, None), default=None
+    )
+    """None: every partition in every log directory."""
+
+
+@attrs.frozen(kw_only=True)
+class DescribeLogDirsPartition:
+    partition_index: int = f(INT32)
+    partition_size: int = f(INT64)
+    offset_lag: int = f(INT64, default=0)
+    is_future_key: bool = f(BOOL, default=False)
+
+
+@attrs.frozen(kw_only=True)
+class DescribeLogDirsTopic:
+    name: str = f(STRING)
+    partitions: Sequence[DescribeLogDirsPartition] = f(Array(DescribeLogDirsPartition))
+
+
+@attrs.frozen(kw_only=True)
+class DescribeLogDirsResult:
+    error_code: int = f(INT16, default=0)
+    log_dir: str = f(STRING)
+    topics: Sequence[DescribeLogDirsTopic] = f(Array(DescribeLogDirsTopic), default=())
+    total_bytes: int = f(INT64, v=(4, None), default=-1)
+    usable_bytes: int = f(INT64, v=(4, None), default=-1)
+
+
+@attrs.frozen(kw_only=True)
+class DescribeLogDirsResponse:
+    throttle_time_ms: int = f(INT32, default=0)
+    error_code: int = f(INT16, v=(3, None), default=0)
+    results: Sequence[DescribeLogDirsResult] = f(Array(DescribeLogDirsResult), default=())
+
+
 # --- CreatePartitions (key 37) ---------------------------------------------------------------
 
 

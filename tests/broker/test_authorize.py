@@ -31,6 +31,7 @@ SERVED = {
     int(p.ApiKey.ALTER_CONFIGS): (0, 1),
     int(p.ApiKey.CREATE_PARTITIONS): (0, 3),
     int(p.ApiKey.DELETE_RECORDS): (0, 2),
+    int(p.ApiKey.DESCRIBE_LOG_DIRS): (1, 4),
     int(p.ApiKey.INCREMENTAL_ALTER_CONFIGS): (0, 1),
 }
 CASES = [

@@ -131,3 +131,39 @@ def test_list_offsets_finds_the_largest_timestamp(broker: BrokerThread) -> None:
     )
     old = call(broker.port, p.ApiKey.LIST_OFFSETS, 6, request).topics[0].partitions[0]
     assert old.error_code == ErrorCode.INVALID_REQUEST
+
+
+def test_describe_log_dirs_reports_each_partitions_size(broker: BrokerThread) -> None:
+    """kafka-python's describe_log_dirs (``kafka-log-dirs``): the data dir, every partition's
+    bytes on disk, and the volume's space; a deletion shrinks what it reports."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("sized", 2, 1)])["sized"].result(10)
+    _fill(broker.bootstrap, "sized", 50)
+    client = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
+    try:
+        answer = client.describe_log_dirs()
+    finally:
+        client.close()
+    (per_broker,) = answer  # one entry per broker
+    (result,) = per_broker["log_dirs"]
+    assert result["error_code"] == 0 and result["log_dir"].endswith("data")
+    sizes = {
+        (t["name"], x["partition_index"]): (x["partition_size"], x["offset_lag"])
+        for t in result["topics"]
+        for x in t["partitions"]
+    }
+    assert sizes[("sized", 0)][0] > 50 * 2 and sizes[("sized", 0)][1] == 0
+    assert sizes[("sized", 1)] == (0, 0)
+    request = p.DescribeLogDirsRequest(
+        topics=[p.DescribableLogDirTopic(topic="sized", partitions=[0])]
+    )
+    for version in (1, 2, 3, 4):
+        described = call(broker.port, p.ApiKey.DESCRIBE_LOG_DIRS, version, request)
+        (only,) = described.results
+        assert [(t.name, [x.partition_index for x in t.partitions]) for t in only.topics] == [
+            ("sized", [0])
+        ]
+        if version >= 4:
+            assert 0 < only.usable_bytes <= only.total_bytes
