@@ -395,6 +395,17 @@ def _describe_groups(caller: Caller, request: Any) -> Decision:
     return Decision(attrs.evolve(request, groups=kept), _appending("groups", extra))
 
 
+def _offset_delete(caller: Caller, request: Any) -> Decision:
+    """DELETE on the group, then READ on each topic (as Kafka's ``handleDeleteOffsets``)."""
+    if not caller.may(Op.DELETE, GROUP, request.group_id):
+        return Decision(deny=p.OffsetDeleteResponse(error_code=GROUP_DENIED))
+    return _per_topic(
+        request,
+        lambda name: caller.may(Op.READ, TOPIC, name),
+        _every_partition(p.OffsetDeleteResponseTopic, p.OffsetDeleteResponsePartition),
+    )
+
+
 def _delete_groups(caller: Caller, request: Any) -> Decision:
     kept, denied = _split(
         request.groups_names, lambda g: g, lambda g: caller.may(Op.DELETE, GROUP, g)
@@ -464,6 +475,7 @@ GATES: dict[int, Gate] = {
     p.ApiKey.LIST_GROUPS: _list_groups,
     p.ApiKey.DESCRIBE_GROUPS: _describe_groups,
     p.ApiKey.DELETE_GROUPS: _delete_groups,
+    p.ApiKey.OFFSET_DELETE: _offset_delete,
     p.ApiKey.ELECT_LEADERS: _cluster_gate(
         Op.ALTER, lambda r: p.ElectLeadersResponse(error_code=CLUSTER_DENIED)
     ),

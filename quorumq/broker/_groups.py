@@ -63,6 +63,7 @@ from quorumq.groups import (
     MemberIdentity,
     OffsetAndMetadata,
     OffsetCommitResult,
+    OffsetDeleteResult,
     Step,
     SyncGroupResult,
     TopicPartition,
@@ -689,6 +690,55 @@ class GroupCoordinatorShell:
 
         return Delayed(wait)
 
+    def offset_delete(self, header: p.RequestHeader, request: Any) -> Any:
+        """OffsetDelete (``kafka-consumer-groups --delete-offsets``): answered once the
+        tombstones are written; a partition a member still subscribes to is
+        GROUP_SUBSCRIBED_TO_TOPIC."""
+        partitions = [
+            TopicPartition(t.name, x.partition_index) for t in request.topics for x in t.partitions
+        ]
+
+        def answer(error: int, code_of: Callable[[TopicPartition], int]) -> Any:
+            return p.OffsetDeleteResponse(
+                error_code=error,
+                topics=[
+                    p.OffsetDeleteResponseTopic(
+                        name=t.name,
+                        partitions=[
+                            p.OffsetDeleteResponsePartition(
+                                partition_index=x.partition_index,
+                                error_code=code_of(TopicPartition(t.name, x.partition_index)),
+                            )
+                            for x in t.partitions
+                        ],
+                    )
+                    for t in request.topics
+                ],
+            )
+
+        def respond(result: GroupResult) -> Any:
+            assert isinstance(result, OffsetDeleteResult)
+            return answer(int(result.error), lambda tp: int(result.errors.get(tp, result.error)))
+
+        try:
+            step = self.coordinator.delete_offsets(
+                group_id=request.group_id, partitions=partitions, topics_of=_subscribed_topics
+            )
+        except Exception as exc:
+            return answer(_code(exc, f"delete offsets of {request.group_id!r}"), lambda tp: 0)
+        return self._answer(step, respond)
+
+
+def _subscribed_topics(metadata: bytes) -> tuple[str, ...] | None:
+    """The topics a consumer-protocol member subscribes to; None if its metadata does not
+    parse (OffsetDelete then counts it as subscribed to everything, as Kafka does)."""
+    from quorumq.client._consumer_protocol import decode_subscription
+
+    try:
+        return tuple(decode_subscription(metadata).topics)
+    except Exception:
+        return None
+
 
 def register(broker: Broker, handlers: dict[int, Handler]) -> None:
     """Creates the broker's group coordinator shell and adds the group APIs to ``handlers``.
@@ -707,6 +757,7 @@ def register(broker: Broker, handlers: dict[int, Handler]) -> None:
     handlers[p.ApiKey.LIST_GROUPS] = shell.list_groups
     handlers[p.ApiKey.DESCRIBE_GROUPS] = shell.describe_groups
     handlers[p.ApiKey.DELETE_GROUPS] = shell.delete_groups
+    handlers[p.ApiKey.OFFSET_DELETE] = shell.offset_delete
 
 
 _ = UnknownTopicOrPartition  # raised by broker.partition() when the topic is missing

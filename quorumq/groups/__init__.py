@@ -23,6 +23,7 @@ from quorumq.groups._coordinator import (
     MemberDescription,
     MemberIdentity,
     OffsetCommitResult,
+    OffsetDeleteResult,
     Step,
     SyncGroupResult,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "OffsetAndMetadata",
     "OffsetCommitKey",
     "OffsetCommitResult",
+    "OffsetDeleteResult",
     "Step",
     "SyncGroupResult",
     "TopicPartition",

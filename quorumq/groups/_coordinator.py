@@ -46,7 +46,7 @@ import enum
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -98,6 +98,7 @@ __all__ = [
     "MemberDescription",
     "MemberIdentity",
     "OffsetCommitResult",
+    "OffsetDeleteResult",
     "Step",
     "SyncGroupResult",
 ]
@@ -203,8 +204,22 @@ class DeleteGroupResult:
     error: ErrorCode
 
 
+@attrs.frozen
+class OffsetDeleteResult:
+    """An OffsetDelete answer, once its tombstones are written: the group's error, and one
+    per partition of the request."""
+
+    error: ErrorCode
+    errors: Mapping[TopicPartition, ErrorCode]
+
+
 GroupResult = (
-    JoinGroupResult | SyncGroupResult | OffsetCommitResult | LeaveGroupResult | DeleteGroupResult
+    JoinGroupResult
+    | SyncGroupResult
+    | OffsetCommitResult
+    | LeaveGroupResult
+    | DeleteGroupResult
+    | OffsetDeleteResult
 )
 
 
@@ -415,6 +430,8 @@ class _SyncAppend:
 @attrs.define(eq=False)
 class _DeleteAppend:
     handle: int
+    offsets: Mapping[TopicPartition, ErrorCode] | None = None
+    """OffsetDelete's per-partition answers (None: a DeleteGroups)."""
 
 
 @attrs.define(eq=False)
@@ -1256,6 +1273,61 @@ class GroupCoordinator:
         self._append(group, tuple(records), _DeleteAppend(fx.handle), fx)
         return fx.step()
 
+    def delete_offsets(
+        self,
+        *,
+        group_id: str,
+        partitions: Sequence[TopicPartition],
+        topics_of: Callable[[bytes], Collection[str] | None],
+    ) -> Step:
+        """Handles OffsetDelete (KIP-496, ``kafka-consumer-groups --delete-offsets``).
+
+        An Empty group loses the offsets named. A consumer group with members keeps those of
+        topics a member subscribes to (GROUP_SUBSCRIBED_TO_TOPIC: they would be committed
+        again, or worse, reset) and loses the others; ``topics_of`` reads a member's
+        subscription from its protocol metadata (None: unreadable, which counts as every
+        topic, as Kafka does). Any other group with members: NON_EMPTY_GROUP.
+
+        Returns:
+            A step whose ``handle`` is answered with an :class:`OffsetDeleteResult` once the
+            tombstones are written (at once if there is nothing to delete).
+
+        Raises:
+            InvalidGroupId, NotCoordinator, CoordinatorLoadInProgress, GroupIdNotFound,
+            NonEmptyGroup: group-level errors.
+        """
+        self._check_group_id(group_id)
+        self._check_owned(group_id)
+        group = self._groups.get(group_id)
+        if group is None or group.state is GroupState.DEAD:
+            raise GroupIdNotFound(f"no group {group_id!r}")
+        partitions = [TopicPartition(*tp) for tp in partitions]
+        errors = dict.fromkeys(partitions, ErrorCode.NONE)
+        if group.state is not GroupState.EMPTY:
+            if group.protocol_type != "consumer":
+                raise NonEmptyGroup(f"group {group_id!r} has members ({group.state.value})")
+            subscribed: set[str] | None = set()
+            for member in group.members.values():
+                topics = topics_of(member.metadata(group.protocol_name))
+                if topics is None or subscribed is None:
+                    subscribed = None
+                else:
+                    subscribed.update(topics)
+            for tp in partitions:
+                if subscribed is None or tp.topic in subscribed:
+                    errors[tp] = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
+        gone = [tp for tp in partitions if not errors[tp] and tp in group.offsets]
+        fx = _Effects(self._new_handle())
+        assert fx.handle is not None
+        if not gone:
+            fx.complete(fx.handle, OffsetDeleteResult(ErrorCode.NONE, errors))
+            return fx.step()
+        for tp in gone:
+            del group.offsets[tp]
+        records = tuple(offset_tombstone(group_id, tp) for tp in gone)
+        self._append(group, records, _DeleteAppend(fx.handle, errors), fx)
+        return fx.step()
+
     # --- writes -------------------------------------------------------------------------------
 
     def _append(
@@ -1304,8 +1376,11 @@ class GroupCoordinator:
         elif isinstance(pending, _DeleteAppend):
             outcome = ErrorCode.NONE
             if error is not ErrorCode.NONE:
-                outcome = _map_append_error(error, offsets=False)
-            fx.complete(pending.handle, DeleteGroupResult(outcome))
+                outcome = _map_append_error(error, offsets=pending.offsets is not None)
+            if pending.offsets is None:
+                fx.complete(pending.handle, DeleteGroupResult(outcome))
+            else:
+                fx.complete(pending.handle, OffsetDeleteResult(outcome, pending.offsets))
         elif isinstance(pending, _SyncAppend):
             group = self._groups.get(pending.group_id)
             if (

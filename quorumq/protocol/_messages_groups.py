@@ -219,6 +219,45 @@ class OffsetFetchResponse:
     error_code: int = f(INT16, v=(2, None), default=0)
 
 
+# --- OffsetDelete (key 47) --------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class OffsetDeleteRequestPartition:
+    partition_index: int = f(INT32)
+
+
+@attrs.frozen(kw_only=True)
+class OffsetDeleteRequestTopic:
+    name: str = f(STRING)
+    partitions: Sequence[OffsetDeleteRequestPartition] = f(Array(OffsetDeleteRequestPartition))
+
+
+@attrs.frozen(kw_only=True)
+class OffsetDeleteRequest:
+    group_id: str = f(STRING)
+    topics: Sequence[OffsetDeleteRequestTopic] = f(Array(OffsetDeleteRequestTopic))
+
+
+@attrs.frozen(kw_only=True)
+class OffsetDeleteResponsePartition:
+    partition_index: int = f(INT32)
+    error_code: int = f(INT16, default=0)
+
+
+@attrs.frozen(kw_only=True)
+class OffsetDeleteResponseTopic:
+    name: str = f(STRING)
+    partitions: Sequence[OffsetDeleteResponsePartition] = f(Array(OffsetDeleteResponsePartition))
+
+
+@attrs.frozen(kw_only=True)
+class OffsetDeleteResponse:
+    error_code: int = f(INT16, default=0)
+    throttle_time_ms: int = f(INT32, default=0)
+    topics: Sequence[OffsetDeleteResponseTopic] = f(Array(OffsetDeleteResponseTopic), default=())
+
+
 # --- DeleteGroups (key 42) --------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from quorumq.groups import (
     MemberIdentity,
     OffsetAndMetadata,
     OffsetCommitResult,
+    OffsetDeleteResult,
     TopicPartition,
 )
 from tests.groups.conftest import Shell
@@ -839,3 +840,51 @@ def test_a_failed_tombstone_write_is_reported() -> None:
     assert step.handle is not None
     shell.ack(shell.unacked[-1], ErrorCode.NOT_LEADER_OR_FOLLOWER)
     assert shell.responses[step.handle] == DeleteGroupResult(ErrorCode.NOT_COORDINATOR)
+
+
+# --- OffsetDelete ------------------------------------------------------------------------------
+
+TU = TopicPartition("u", 0)
+
+
+def _topics_of(metadata: bytes) -> tuple[str, ...] | None:
+    """The members of these tests subscribe to "t" (their metadata is b"sub-range")."""
+    return ("t",) if metadata == b"sub-range" else None
+
+
+def test_offset_delete_spares_the_topics_members_subscribe_to(shell: Shell) -> None:
+    leader, _ = _stable_pair(shell)
+    _commit(shell, leader.member_id, 2, {TP0: 3, TU: 9})
+    step = shell.run(
+        shell.coordinator.delete_offsets(group_id="g", partitions=[TP0, TU], topics_of=_topics_of)
+    )
+    assert step.handle is not None
+    assert shell.responses[step.handle] == OffsetDeleteResult(
+        ErrorCode.NONE, {TP0: ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC, TU: ErrorCode.NONE}
+    )
+    fetched = shell.coordinator.fetch_offsets(group_id="g")
+    assert TU not in fetched and fetched[TP0] is not None
+    assert [key for _, key, value in shell.log if value is None]  # u-0's tombstone
+    # Unreadable subscriptions count as every topic.
+    step = shell.run(
+        shell.coordinator.delete_offsets(
+            group_id="g", partitions=[TU], topics_of=lambda metadata: None
+        )
+    )
+    assert step.handle is not None
+    assert shell.responses[step.handle].errors == {TU: ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC}
+
+
+def test_offset_delete_of_an_empty_group_waits_for_its_tombstones() -> None:
+    shell = Shell(GroupCoordinator(GroupConfig(initial_rebalance_delay_ms=0)), auto_ack=False)
+    _commit(shell, "", -1, {TP0: 5, TP1: 6})
+    shell.ack(shell.unacked[-1])
+    step = shell.run(
+        shell.coordinator.delete_offsets(group_id="g", partitions=[TP0], topics_of=_topics_of)
+    )
+    assert step.handle is not None and step.handle not in shell.responses
+    shell.ack(shell.unacked[-1])
+    assert shell.responses[step.handle] == OffsetDeleteResult(ErrorCode.NONE, {TP0: ErrorCode.NONE})
+    assert list(shell.coordinator.fetch_offsets(group_id="g")) == [TP1]
+    with pytest.raises(GroupIdNotFound):
+        shell.coordinator.delete_offsets(group_id="nope", partitions=[TP0], topics_of=_topics_of)

@@ -85,3 +85,43 @@ async def test_kafka_pythons_admin_client_deletes_groups(broker: Broker) -> None
     assert results == {"old": "OK"}
     assert broker.groups is not None
     assert "old" not in broker.groups.coordinator.group_ids()
+
+
+async def test_kafka_python_deletes_offsets_a_member_does_not_subscribe_to(
+    broker: Broker,
+) -> None:
+    """OffsetDelete (``kafka-consumer-groups --delete-offsets``): an active group keeps the
+    offsets of topics its members read, and loses the others."""
+    from kafka import TopicPartition as KafkaTopicPartition
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import GroupSubscribedToTopicError
+
+    servers = bootstrap(broker)
+    broker.create_topic("t", 1)
+    broker.create_topic("u", 1)
+    member = Consumer({"bootstrap.servers": servers, "group.id": "active"})
+    member.subscribe(["t"])
+    try:
+        with trio.fail_after(20):
+            while not member.assignment():
+                await trio.to_thread.run_sync(member.poll, 0.2)
+        offsets = [TopicPartition("t", 0, 4), TopicPartition("u", 0, 9)]
+        await trio.to_thread.run_sync(lambda: member.commit(offsets=offsets, asynchronous=False))
+
+        def delete(partition: Any) -> Any:
+            admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=10000)
+            try:
+                return admin.delete_group_offsets("active", [partition])
+            finally:
+                admin.close()
+
+        result = await trio.to_thread.run_sync(delete, KafkaTopicPartition("u", 0))
+        assert [getattr(e, "errno", e) for e in result.values()] == [0]
+        result = await trio.to_thread.run_sync(delete, KafkaTopicPartition("t", 0))
+        assert list(result.values()) == [GroupSubscribedToTopicError]
+        committed = await trio.to_thread.run_sync(
+            lambda: member.committed([TopicPartition("t", 0), TopicPartition("u", 0)], timeout=10)
+        )
+        assert [tp.offset for tp in committed] == [4, -1001]  # u-0 has none now
+    finally:
+        await trio.to_thread.run_sync(member.close)
