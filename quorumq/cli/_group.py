@@ -184,6 +184,53 @@ async def delete_group(bootstrap: str, group_id: str) -> None:
     raise_for_code(answer.results[0].error_code, f"cannot delete group {group_id!r}")
 
 
+async def delete_offsets(
+    bootstrap: str, group_id: str, topic: str, partitions: Sequence[int]
+) -> list[int]:
+    """Deletes a group's committed offsets of ``topic`` (``partitions``, or every one it has
+    an offset for): OffsetDelete on its coordinator. Returns the partitions it deleted.
+
+    Raises:
+        QuorumqError: the group's error, or a partition's (GROUP_SUBSCRIBED_TO_TOPIC when a
+            member still reads the topic).
+    """
+    found = await _find_coordinator(bootstrap, group_id)
+    async with _connect_to(found.host, found.port) as coordinator:
+        if not partitions:
+            version = coordinator.version_for(p.ApiKey.OFFSET_FETCH, (2, 5))
+            fetched = await coordinator.request(
+                p.ApiKey.OFFSET_FETCH, version, p.OffsetFetchRequest(group_id=group_id, topics=None)
+            )
+            raise_for_code(fetched.error_code, f"cannot fetch offsets of {group_id!r}")
+            partitions = sorted(
+                x.partition_index
+                for t in fetched.topics
+                if t.name == topic
+                for x in t.partitions
+                if x.committed_offset >= 0
+            )
+            if not partitions:
+                return []
+        version = coordinator.version_for(p.ApiKey.OFFSET_DELETE, (0, 0))
+        request = p.OffsetDeleteRequest(
+            group_id=group_id,
+            topics=[
+                p.OffsetDeleteRequestTopic(
+                    name=topic,
+                    partitions=[
+                        p.OffsetDeleteRequestPartition(partition_index=i) for i in partitions
+                    ],
+                )
+            ],
+        )
+        answer = await coordinator.request(p.ApiKey.OFFSET_DELETE, version, request)
+    raise_for_code(answer.error_code, f"cannot delete offsets of {group_id!r}")
+    for result in answer.topics[0].partitions:
+        what = f"cannot delete the offset of {group_id!r} on {topic}-{result.partition_index}"
+        raise_for_code(result.error_code, what)
+    return list(partitions)
+
+
 async def describe_group(bootstrap: str, group_id: str) -> GroupReport:
     """Members, assignments, committed offsets, log end offsets and lag of ``group_id``.
 
@@ -377,6 +424,24 @@ def describe_command(
     """Show a group's members, assignments, committed offsets, log end offsets and lag."""
     report = run_trio(describe_group, bootstrap, group)
     render_report(report, Console())
+
+
+@group_app.command("delete-offsets")
+def delete_offsets_command(
+    group: str,
+    topic: str = typer.Option(..., "--topic", "-t", help="The topic whose offsets go."),
+    partition: list[int] = typer.Option(
+        [], "--partition", "-p", help="Only this partition; repeatable (default: all)."
+    ),
+    bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, "--bootstrap", "-b", help=BOOTSTRAP_HELP),
+) -> None:
+    """Delete a group's committed offsets of a topic its members do not read (OffsetDelete)."""
+    deleted = run_trio(delete_offsets, bootstrap, group, topic, partition)
+    if deleted:
+        listed = ", ".join(str(i) for i in deleted)
+        Console().print(f"deleted the offsets of group [bold]{group}[/bold] on {topic}: {listed}")
+    else:
+        Console().print(f"group [bold]{group}[/bold] has no offsets on {topic}")
 
 
 @group_app.command("delete")

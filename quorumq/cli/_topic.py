@@ -7,6 +7,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -204,6 +205,68 @@ def alter(
         Console().print(f"topic [bold]{name}[/bold] now has {partitions} partition(s)")
     if changes:
         Console().print(f"altered the configs of topic [bold]{name}[/bold]")
+
+
+@topic_app.command("delete-records")
+def delete_records(
+    name: str,
+    before: int = typer.Option(
+        ..., "--before", min=-1, help="Delete every record below this offset (-1: all committed)."
+    ),
+    partition: list[int] = typer.Option(
+        [], "--partition", "-p", help="Only this partition; repeatable (default: all)."
+    ),
+    bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, "--bootstrap", "-b", help=BOOTSTRAP_HELP),
+) -> None:
+    """Delete the records below an offset (DeleteRecords, as kafka-delete-records does): each
+    partition's leader moves its log start there once its in-sync followers have too."""
+
+    async def main() -> dict[int, int]:
+        async with connect(bootstrap) as conn:
+            metadata: Any = await fetch_metadata(conn, [name], auto_create=False)
+        (topic,) = metadata.topics
+        raise_for_code(topic.error_code, f"cannot delete records of {name!r}")
+        brokers = {b.node_id: f"{b.host}:{b.port}" for b in metadata.brokers}
+        leaders = {x.partition_index: x.leader_id for x in topic.partitions}
+        wanted = sorted(set(partition)) if partition else sorted(leaders)
+        missing = [i for i in wanted if i not in leaders]
+        if missing:
+            raise_for_code(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"{name!r} has no partition {missing[0]}"
+            )
+        by_leader: dict[int, list[int]] = {}
+        for index in wanted:
+            by_leader.setdefault(leaders[index], []).append(index)
+        low: dict[int, int] = {}
+        for leader, indexes in sorted(by_leader.items()):
+            if leader not in brokers:
+                raise_for_code(ErrorCode.LEADER_NOT_AVAILABLE, f"{name}-{indexes[0]} has no leader")
+            async with connect(brokers[leader]) as conn:
+                version = conn.version_for(p.ApiKey.DELETE_RECORDS, (0, 2))
+                request = p.DeleteRecordsRequest(
+                    topics=[
+                        p.DeleteRecordsTopic(
+                            name=name,
+                            partitions=[
+                                p.DeleteRecordsPartition(partition_index=i, offset=before)
+                                for i in indexes
+                            ],
+                        )
+                    ],
+                    timeout_ms=30_000,
+                )
+                response = await conn.request(p.ApiKey.DELETE_RECORDS, version, request)
+            for result in response.topics[0].partitions:
+                what = f"cannot delete records of {name}-{result.partition_index}"
+                raise_for_code(result.error_code, what)
+                low[result.partition_index] = result.low_watermark
+        return low
+
+    low = run_trio(main)
+    table = Table("partition", "log start offset")
+    for index, offset in sorted(low.items()):
+        table.add_row(str(index), str(offset))
+    Console().print(table)
 
 
 @topic_app.command("delete")

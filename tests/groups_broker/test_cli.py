@@ -139,6 +139,13 @@ async def test_group_describe_and_list(broker: Broker, capsys: pytest.CaptureFix
             3,
             p.LeaveGroupRequest(group_id=GROUP, members=[p.LeaveGroupMember(member_id=member)]),
         )
+    delete_offsets = ["group", "delete-offsets", GROUP, "--topic", TOPIC, "--bootstrap", address]
+    code = await trio.to_thread.run_sync(_main, delete_offsets)
+    assert code == 0 and f"deleted the offsets of group {GROUP} on {TOPIC}: 0" in (
+        capsys.readouterr().out
+    )
+    code = await trio.to_thread.run_sync(_main, delete_offsets)
+    assert code == 0 and "has no offsets" in capsys.readouterr().out
     code = await trio.to_thread.run_sync(_main, ["group", "delete", GROUP, "--bootstrap", address])
     assert code == 0 and "deleted group" in capsys.readouterr().out
     listing = await list_groups(address)

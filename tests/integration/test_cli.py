@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import signal
 import socket
 import subprocess
@@ -81,6 +82,22 @@ def test_topic_admin_and_shell_round_trip(
     )
     assert code == 0
     assert sorted(out.splitlines()) == sorted(f"k{i}:v{i}" for i in range(50))
+    code, out, _ = run_cli(
+        ["topic", "delete-records", "orders", "--before", "-1", *b], monkeypatch, capfd
+    )
+    starts = dict(re.findall(r"(\d+)\s+│\s+(\d+)", out))
+    assert code == 0 and sorted(starts) == ["0", "1", "2"], out
+    assert sum(int(v) for v in starts.values()) == 50  # every record gone
+    code, _, err = run_cli(
+        ["topic", "delete-records", "orders", "--before", "99999", "-p", "0", *b],
+        monkeypatch,
+        capfd,
+    )
+    assert code == 1 and "OFFSET_OUT_OF_RANGE" in err and err.count("\n") == 1
+    code, _, err = run_cli(
+        ["topic", "delete-records", "orders", "--before", "0", "-p", "9", *b], monkeypatch, capfd
+    )
+    assert code == 1 and "UNKNOWN_TOPIC_OR_PARTITION" in err
     code, out, _ = run_cli(
         ["topic", "alter", "orders", "--partitions", "5", *b], monkeypatch, capfd
     )
