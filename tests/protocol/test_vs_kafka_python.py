@@ -85,6 +85,22 @@ KAFKA_PYTHON: dict[ApiKey, tuple[Any, Any]] = {
     ApiKey.OFFSET_FETCH: (kp_consumer.OffsetFetchRequest, kp_consumer.OffsetFetchResponse),
     ApiKey.LIST_GROUPS: (kp_admin.ListGroupsRequest, kp_admin.ListGroupsResponse),
     ApiKey.DESCRIBE_GROUPS: (kp_admin.DescribeGroupsRequest, kp_admin.DescribeGroupsResponse),
+    ApiKey.ALTER_CONFIGS: (kp_admin.AlterConfigsRequest, kp_admin.AlterConfigsResponse),
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: (
+        kp_admin.IncrementalAlterConfigsRequest,
+        kp_admin.IncrementalAlterConfigsResponse,
+    ),
+    ApiKey.CREATE_PARTITIONS: (
+        kp_admin.CreatePartitionsRequest,
+        kp_admin.CreatePartitionsResponse,
+    ),
+    ApiKey.DELETE_RECORDS: (kp_admin.DeleteRecordsRequest, kp_admin.DeleteRecordsResponse),
+    ApiKey.DESCRIBE_LOG_DIRS: (
+        kp_admin.DescribeLogDirsRequest,
+        kp_admin.DescribeLogDirsResponse,
+    ),
+    ApiKey.DELETE_GROUPS: (kp_admin.DeleteGroupsRequest, kp_admin.DeleteGroupsResponse),
+    ApiKey.OFFSET_DELETE: (kp_consumer.OffsetDeleteRequest, kp_consumer.OffsetDeleteResponse),
     ApiKey.SASL_HANDSHAKE: (kp_sasl.SaslHandshakeRequest, kp_sasl.SaslHandshakeResponse),
     ApiKey.SASL_AUTHENTICATE: (kp_sasl.SaslAuthenticateRequest, kp_sasl.SaslAuthenticateResponse),
 }
