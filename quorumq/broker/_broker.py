@@ -205,7 +205,8 @@ class Broker:
                 allow_everyone_if_no_acl_found=config.allow_everyone_if_no_acl_found,
             )
         self._topic_check: Callable[[str], bool] | None = None
-        """Set for the length of one Fetch handler call: whether the caller may read a topic."""
+        """Set for the length of one handler call under an authorizer: the gate's per-topic
+        check (Fetch: may the caller read it? Metadata: may it create it?)."""
         self.user_credentials: Credentials = {}
         """Users that log in with SASL and can be altered over the wire: the single broker's
         file, or a cluster's image (``_sasl.py``)."""
