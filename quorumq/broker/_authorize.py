@@ -14,6 +14,7 @@ a thing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -244,50 +245,38 @@ def _delete_topics(caller: Caller, request: Any) -> Decision:
     return Decision(attrs.evolve(request, topic_names=kept), _appending("responses", extra))
 
 
-def _describe_configs(caller: Caller, request: Any) -> Decision:
-    def allowed(resource: Any) -> bool:
-        if resource.resource_type == RESOURCE_BROKER:
-            return caller.may_on_cluster(Op.DESCRIBE_CONFIGS)
-        return caller.may(Op.DESCRIBE_CONFIGS, TOPIC, resource.resource_name)
+def _config_resources(op: AclOperation, denied_entry: Callable[..., Any], field: str) -> Gate:
+    """A gate for requests about config resources: ``op`` on each topic, or on the cluster for
+    a broker; each refused resource answered by ``denied_entry`` in the response's ``field``."""
 
-    kept, denied = _split(request.resources, lambda r: r, allowed)
-    if not denied:
-        return ALLOWED
-    extra = [
-        p.DescribeConfigsResult(
-            error_code=CLUSTER_DENIED if r.resource_type == RESOURCE_BROKER else TOPIC_DENIED,
-            error_message="not authorized",
-            resource_type=r.resource_type,
-            resource_name=r.resource_name,
-            configs=[],
-        )
-        for r in denied
-    ]
-    return Decision(attrs.evolve(request, resources=kept), _appending("results", extra))
+    def gate(caller: Caller, request: Any) -> Decision:
+        def allowed(resource: Any) -> bool:
+            if resource.resource_type == RESOURCE_BROKER:
+                return caller.may_on_cluster(op)
+            return caller.may(op, TOPIC, resource.resource_name)
+
+        kept, denied = _split(request.resources, lambda r: r, allowed)
+        if not denied:
+            return ALLOWED
+        extra = [
+            denied_entry(
+                error_code=CLUSTER_DENIED if r.resource_type == RESOURCE_BROKER else TOPIC_DENIED,
+                error_message="not authorized",
+                resource_type=r.resource_type,
+                resource_name=r.resource_name,
+            )
+            for r in denied
+        ]
+        return Decision(attrs.evolve(request, resources=kept), _appending(field, extra))
+
+    return gate
 
 
-def _alter_configs(caller: Caller, request: Any) -> Decision:
-    """ALTER_CONFIGS on each topic, or on the cluster for a broker (AlterConfigs and
-    IncrementalAlterConfigs alike)."""
-
-    def allowed(resource: Any) -> bool:
-        if resource.resource_type == RESOURCE_BROKER:
-            return caller.may_on_cluster(Op.ALTER_CONFIGS)
-        return caller.may(Op.ALTER_CONFIGS, TOPIC, resource.resource_name)
-
-    kept, denied = _split(request.resources, lambda r: r, allowed)
-    if not denied:
-        return ALLOWED
-    extra = [
-        p.AlterConfigsResourceResponse(
-            error_code=CLUSTER_DENIED if r.resource_type == RESOURCE_BROKER else TOPIC_DENIED,
-            error_message="not authorized",
-            resource_type=r.resource_type,
-            resource_name=r.resource_name,
-        )
-        for r in denied
-    ]
-    return Decision(attrs.evolve(request, resources=kept), _appending("responses", extra))
+_describe_configs = _config_resources(
+    Op.DESCRIBE_CONFIGS, functools.partial(p.DescribeConfigsResult, configs=[]), "results"
+)
+_alter_configs = _config_resources(Op.ALTER_CONFIGS, p.AlterConfigsResourceResponse, "responses")
+"""AlterConfigs and IncrementalAlterConfigs alike."""
 
 
 def _init_producer_id(caller: Caller, request: Any) -> Decision:
