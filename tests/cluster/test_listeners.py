@@ -126,3 +126,46 @@ async def test_a_broker_without_the_clients_listener_is_left_out(tmp_path: Path)
         assert any(x.leader_id == 2 for x in topic.partitions)
         answer = await _metadata(first.ports["INSIDE"], None)
         assert sorted(b.node_id for b in answer.brokers) == [0, 1, 2]
+
+
+async def test_brokers_log_in_on_a_sasl_inter_broker_listener(tmp_path: Path) -> None:
+    """The inter-broker listener's security is what replication uses: here brokers log in on
+    a SASL listener (their own user, the cluster secret), while clients use a plain one."""
+
+    def listeners(member: Member) -> Any:
+        return parse_listeners(
+            f"PEERS://127.0.0.1:{member.port},CLIENTS://127.0.0.1:0",
+            "PEERS:SASL_PLAINTEXT,CLIENTS:PLAINTEXT",
+        )
+
+    options = {
+        "listeners": listeners,
+        "sasl_mechanisms": ("SCRAM-SHA-512",),
+        "sasl_users": {"admin": "admin-secret"},
+    }
+    async with open_cluster(tmp_path, password="cluster-secret", broker_options=options) as cluster:
+        await cluster.create_topic("r", 1, 3, {"replication.strategy": "isr"})
+        brokers = cluster.running()
+        clients = {b.config.node_id: b.ports["CLIENTS"] for b in brokers}
+        answer = await _metadata(clients[0], None)
+        assert {b.node_id: b.port for b in answer.brokers} == clients
+
+        def produce() -> list[Any]:
+            errors: list[Any] = []
+            producer = Producer({"bootstrap.servers": f"127.0.0.1:{clients[1]}", "acks": "all"})
+            for i in range(30):
+                producer.produce("r", b"%d" % i, on_delivery=lambda e, m: errors.append(e))
+            producer.flush(15)
+            return errors
+
+        assert await trio.to_thread.run_sync(produce) == [None] * 30
+        for broker in brokers:
+            replica = broker.partitions[("r", 0)]
+            await cluster.wait_for(lambda r=replica: r.log_end_offset == 30, 10, "replicated")
+        # The peers' listener refuses a client that does not log in.
+        refused = False
+        try:
+            await _metadata(brokers[0].ports["PEERS"], None)
+        except* ConnectionError:
+            refused = True
+        assert refused
