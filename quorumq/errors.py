@@ -463,6 +463,12 @@ class GroupIdNotFound(QuorumqError):
     code = ErrorCode.GROUP_ID_NOT_FOUND
 
 
+class GroupSubscribedToTopic(QuorumqError):
+    """OffsetDelete of a topic a member of the group still reads."""
+
+    code = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
+
+
 class NonEmptyGroup(QuorumqError):
     """DeleteGroups of a group that still has members."""
 
