@@ -25,9 +25,8 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from quorumq import protocol as p
-from quorumq.client import Consumer, Producer, open_connection
-from quorumq.errors import ErrorCode, QuorumqError
+from quorumq.client import Admin, Consumer, Producer
+from quorumq.errors import InvalidReplicationFactor, QuorumqError
 
 PARTITIONS = 6
 
@@ -43,29 +42,20 @@ class Member:
 
 
 async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    """Creates the topic with Kafka's CreateTopics (an existing topic is fine), replicated on
-    every live broker that Metadata lists, up to 3."""
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    async with open_connection(host, int(port), client_id="example-admin") as conn:
-        for _attempt in range(10):
-            version = conn.version_for(p.ApiKey.METADATA, (4, 8))
-            metadata = await conn.request(p.ApiKey.METADATA, version, p.MetadataRequest(topics=[]))
-            replication = min(3, len(metadata.brokers))
-            topics = [
-                p.CreatableTopic(
-                    name=topic, num_partitions=partitions, replication_factor=replication
-                )
-            ]
-            request = p.CreateTopicsRequest(topics=topics, timeout_ms=30_000)
-            version = conn.version_for(p.ApiKey.CREATE_TOPICS, (0, 4))
-            response = await conn.request(p.ApiKey.CREATE_TOPICS, version, request, timeout_s=35)
-            result = response.topics[0]
-            if result.error_code != ErrorCode.INVALID_REPLICATION_FACTOR:
-                break
-            await trio.sleep(0.5)  # the controller counts fewer live brokers: look again
-    if result.error_code not in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
-        reason = result.error_message or ErrorCode(result.error_code).name
-        raise SystemExit(f"cannot create {topic!r}: {reason}")
+    """Creates the topic (the client's ``Admin``; an existing topic is fine), replicated on
+    every live broker, up to 3."""
+    async with Admin(bootstrap, client_id="example-admin") as admin:
+        for attempt in range(10):
+            admin.metadata.invalidate()
+            await admin.metadata.refresh()
+            replication = min(3, len(admin.metadata.brokers))
+            try:
+                await admin.create_topic(topic, partitions, replication, exist_ok=True)
+                return
+            except InvalidReplicationFactor:
+                if attempt == 9:
+                    raise
+                await trio.sleep(0.5)  # the controller counts fewer live brokers: look again
 
 
 async def produce_round(bootstrap: str, topic: str, round_name: str, count: int) -> None:

@@ -16,42 +16,31 @@ import sys
 
 import trio
 
-from quorumq import protocol as p
-from quorumq.client import Producer, open_connection
-from quorumq.errors import ErrorCode, QuorumqError
+from quorumq.client import Admin, Producer
+from quorumq.errors import InvalidReplicationFactor, QuorumqError, TopicAlreadyExists
 
 
 async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> bool:
-    """Creates the topic with Kafka's CreateTopics; returns False if it already existed.
-
-    The replication factor is the number of live brokers (Metadata lists them), up to 3.
+    """Creates the topic (the client's ``Admin``: Kafka's CreateTopics); returns False if it
+    already existed. The replication factor is the number of live brokers, up to 3.
     """
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    async with open_connection(host, int(port), client_id="example-admin") as conn:
-        for _attempt in range(10):
-            version = conn.version_for(p.ApiKey.METADATA, (4, 8))
-            metadata = await conn.request(p.ApiKey.METADATA, version, p.MetadataRequest(topics=[]))
-            replication = min(3, len(metadata.brokers))
-            topics = [
-                p.CreatableTopic(
-                    name=topic, num_partitions=partitions, replication_factor=replication
-                )
-            ]
-            request = p.CreateTopicsRequest(topics=topics, timeout_ms=30_000)
-            version = conn.version_for(p.ApiKey.CREATE_TOPICS, (0, 4))
-            response = await conn.request(p.ApiKey.CREATE_TOPICS, version, request, timeout_s=35)
-            result = response.topics[0]
-            if result.error_code != ErrorCode.INVALID_REPLICATION_FACTOR:
-                break
-            # The controller counts fewer live brokers than this broker listed (one is just
-            # registering, or was just fenced): look again in a moment.
-            await trio.sleep(0.5)
-    if result.error_code == ErrorCode.TOPIC_ALREADY_EXISTS:
-        return False
-    if result.error_code:
-        reason = result.error_message or ErrorCode(result.error_code).name
-        raise SystemExit(f"cannot create {topic!r}: {reason}")
-    return True
+    async with Admin(bootstrap, client_id="example-admin") as admin:
+        for attempt in range(10):
+            admin.metadata.invalidate()
+            await admin.metadata.refresh()
+            replication = min(3, len(admin.metadata.brokers))
+            try:
+                await admin.create_topic(topic, partitions, replication)
+                return True
+            except TopicAlreadyExists:
+                return False
+            except InvalidReplicationFactor:
+                # The controller counts fewer live brokers than Metadata listed (one is just
+                # registering, or was just fenced): look again in a moment.
+                if attempt == 9:
+                    raise
+                await trio.sleep(0.5)
+    return False
 
 
 async def main(args: argparse.Namespace) -> None:

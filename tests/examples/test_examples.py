@@ -143,7 +143,8 @@ def test_examples_fail_in_one_line_when_no_broker_answers(tmp_path: Path) -> Non
         pass  # stopped: its port refuses connections now
     result = run_example("producer.py", dead, "--count", "1", timeout=30)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: cannot connect to 127.0.0.1:")
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "cannot connect to 127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
 
 
