@@ -15,7 +15,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from quorumq import protocol as p
-from quorumq.errors import ErrorCode, InvalidConfig, InvalidRequest, QuorumqError
+from quorumq.broker._topics import TOPIC_CONFIG_DEFS
+from quorumq.errors import InvalidConfig, InvalidRequest, QuorumqError
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
@@ -90,20 +91,32 @@ def config_delta(before: Mapping[str, str], after: Mapping[str, str]) -> tuple[d
     return set_configs, tuple(sorted(k for k in before if k not in after))
 
 
-def changes_of(resource: Any, incremental: bool) -> list[Change]:
+TOPIC_DEFAULTS: Mapping[str, str] = {k: d.default for k, d in TOPIC_CONFIG_DEFS.items()}
+"""Kafka's default of each topic config (where APPEND starts from a config with no value)."""
+
+
+def planned_configs(
+    resource: Any, current: Mapping[str, str], *, incremental: bool, known: Collection[str]
+) -> dict[str, str]:
+    """The topic's explicit configs after ``resource``'s entries (:func:`altered_configs`)."""
     if incremental:
-        return [(c.name, c.config_operation, c.value) for c in resource.configs]
-    return [(c.name, p.CONFIG_SET, c.value) for c in resource.configs]
-
-
-def resource_result(resource: Any, error: BaseException | None) -> Any:
-    """One resource's entry of either answer."""
-    if error is None:
-        code, message = 0, None
-    elif isinstance(error, QuorumqError):
-        code, message = int(error.code), str(error) or None
+        changes = [(c.name, c.config_operation, c.value) for c in resource.configs]
     else:
-        code, message = int(ErrorCode.UNKNOWN_SERVER_ERROR), "internal error"
+        changes = [(c.name, p.CONFIG_SET, c.value) for c in resource.configs]
+    return altered_configs(
+        current, changes, incremental=incremental, defaults=TOPIC_DEFAULTS, known=known
+    )
+
+
+def resource_result(resource: Any, error: Exception | None) -> Any:
+    """One resource's entry of either answer (an unexpected error is logged, as every
+    handler's is)."""
+    from quorumq.broker._broker import error_code_for
+
+    code, message = 0, None
+    if error is not None:
+        code = error_code_for(error, f"alter the configs of {resource.resource_name!r}")
+        message = (str(error) or None) if isinstance(error, QuorumqError) else "internal error"
     return p.AlterConfigsResourceResponse(
         error_code=code,
         error_message=message,
@@ -128,9 +141,6 @@ def response(incremental: bool, results: list[Any]) -> Any:
 
 def single_broker_handler(broker: Any, incremental: bool) -> Callable[[Any, Any], Any]:
     """The single broker's handler: its topics file, then its partitions' logs."""
-    from quorumq.broker._topics import TOPIC_CONFIG_DEFS
-
-    defaults = {k: d.default for k, d in TOPIC_CONFIG_DEFS.items()}
 
     def handle(header: p.RequestHeader, request: Any) -> Any:
         assert broker.topics is not None
@@ -139,12 +149,8 @@ def single_broker_handler(broker: Any, incremental: bool) -> Callable[[Any, Any]
             try:
                 check_resource(resource)
                 spec = broker.topics.get(resource.resource_name)
-                after = altered_configs(
-                    spec.configs,
-                    changes_of(resource, incremental),
-                    incremental=incremental,
-                    defaults=defaults,
-                    known=TOPIC_CONFIG_DEFS,
+                after = planned_configs(
+                    resource, spec.configs, incremental=incremental, known=TOPIC_CONFIG_DEFS
                 )
                 broker.alter_topic_configs(spec.name, after, validate_only=request.validate_only)
                 results.append(resource_result(resource, None))

@@ -46,10 +46,9 @@ from quorumq.broker._acls import (
     security_disabled,
 )
 from quorumq.broker._alter_configs import (
-    altered_configs,
-    changes_of,
     check_resource,
     config_delta,
+    planned_configs,
     resource_result,
     response,
 )
@@ -68,7 +67,7 @@ from quorumq.broker._sasl import (
     static_credentials,
 )
 from quorumq.broker._server import Delayed, Held, open_listeners
-from quorumq.broker._topics import TOPIC_CONFIG_DEFS, TopicSpec
+from quorumq.broker._topics import TopicSpec
 from quorumq.client._connection import SaslConfig, open_connection
 from quorumq.controller import (
     BrokerMembership,
@@ -1205,12 +1204,8 @@ class ClusterBroker(Broker):
                     topic = self.bridge.image.topics.get(resource.resource_name)
                     if topic is None:
                         raise UnknownTopicOrPartition(f"no topic {resource.resource_name!r}")
-                    after = altered_configs(
-                        topic.configs,
-                        changes_of(resource, incremental),
-                        incremental=incremental,
-                        defaults={k: d.default for k, d in TOPIC_CONFIG_DEFS.items()},
-                        known=TOPIC_CONFIG_CHECKS,
+                    after = planned_configs(
+                        resource, topic.configs, incremental=incremental, known=TOPIC_CONFIG_CHECKS
                     )
                     validate_topic_configs(after)
                     LogConfig.from_topic_config(after)  # what the log engine refuses, too
