@@ -17,6 +17,7 @@ key or an unsupported version closes the connection (as Kafka does) with one log
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import struct
 import time
@@ -522,8 +523,11 @@ class Broker:
                 handler = partial(self._sasl_request, info)
             elif info.principal is None and header.api_key != p.ApiKey.API_VERSIONS:
                 raise ConnectionClosed(f"api key {header.api_key} before SASL authentication")
-            elif info.session_expires_at < trio.current_time():
-                # KIP-368: the login expired and the client did not log in again.
+            elif info.session_expires_at != math.inf and (
+                info.session_expires_at < trio.current_time()
+            ):
+                # KIP-368: the login expired and the client did not log in again. (A login
+                # that never expires costs no clock read per request.)
                 raise ConnectionClosed(f"the SASL login of {info.principal} expired")
         elif header.api_key in SASL_KEYS:
             raise ConnectionClosed(f"SASL on listener {info.listener}, which has none")
