@@ -1380,7 +1380,9 @@ class GroupCoordinator:
             if pending.offsets is None:
                 fx.complete(pending.handle, DeleteGroupResult(outcome))
             else:
-                fx.complete(pending.handle, OffsetDeleteResult(outcome, pending.offsets))
+                # A partition whose tombstone was in the failed write carries the failure too.
+                errors = {tp: code or outcome for tp, code in pending.offsets.items()}
+                fx.complete(pending.handle, OffsetDeleteResult(outcome, errors))
         elif isinstance(pending, _SyncAppend):
             group = self._groups.get(pending.group_id)
             if (

@@ -886,5 +886,14 @@ def test_offset_delete_of_an_empty_group_waits_for_its_tombstones() -> None:
     shell.ack(shell.unacked[-1])
     assert shell.responses[step.handle] == OffsetDeleteResult(ErrorCode.NONE, {TP0: ErrorCode.NONE})
     assert list(shell.coordinator.fetch_offsets(group_id="g")) == [TP1]
+    # A failed write says so for the partitions it carried, not only for the group.
+    step = shell.run(
+        shell.coordinator.delete_offsets(group_id="g", partitions=[TP1], topics_of=_topics_of)
+    )
+    assert step.handle is not None
+    shell.ack(shell.unacked[-1], ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    assert shell.responses[step.handle] == OffsetDeleteResult(
+        ErrorCode.NOT_COORDINATOR, {TP1: ErrorCode.NOT_COORDINATOR}
+    )
     with pytest.raises(GroupIdNotFound):
         shell.coordinator.delete_offsets(group_id="nope", partitions=[TP0], topics_of=_topics_of)
