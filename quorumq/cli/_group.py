@@ -24,6 +24,7 @@ from quorumq.cli._broker import run_trio
 from quorumq.cli._topic import (
     BOOTSTRAP_HELP,
     DEFAULT_BOOTSTRAP,
+    admin,
     connect,
     raise_for_code,
     sasl_from_env,
@@ -170,18 +171,14 @@ async def _find_coordinator(bootstrap: str, group_id: str) -> Any:
 
 
 async def delete_group(bootstrap: str, group_id: str) -> None:
-    """Deletes an empty group and its committed offsets (DeleteGroups on its coordinator).
+    """Deletes an empty group and its committed offsets (the client's ``Admin``: DeleteGroups
+    on its coordinator).
 
     Raises:
         QuorumqError: NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND, or the coordinator's other errors.
     """
-    found = await _find_coordinator(bootstrap, group_id)
-    async with _connect_to(found.host, found.port) as coordinator:
-        version = coordinator.version_for(p.ApiKey.DELETE_GROUPS, (0, 2))
-        answer = await coordinator.request(
-            p.ApiKey.DELETE_GROUPS, version, p.DeleteGroupsRequest(groups_names=[group_id])
-        )
-    raise_for_code(answer.results[0].error_code, f"cannot delete group {group_id!r}")
+    async with admin(bootstrap) as client:
+        await client.delete_group(group_id)
 
 
 async def delete_offsets(
@@ -194,40 +191,25 @@ async def delete_offsets(
         QuorumqError: the group's error, or a partition's (GROUP_SUBSCRIBED_TO_TOPIC when a
             member still reads the topic).
     """
-    found = await _find_coordinator(bootstrap, group_id)
-    async with _connect_to(found.host, found.port) as coordinator:
-        if not partitions:
+    if not partitions:
+        found = await _find_coordinator(bootstrap, group_id)
+        async with _connect_to(found.host, found.port) as coordinator:
             version = coordinator.version_for(p.ApiKey.OFFSET_FETCH, (2, 5))
             fetched = await coordinator.request(
                 p.ApiKey.OFFSET_FETCH, version, p.OffsetFetchRequest(group_id=group_id, topics=None)
             )
-            raise_for_code(fetched.error_code, f"cannot fetch offsets of {group_id!r}")
-            partitions = sorted(
-                x.partition_index
-                for t in fetched.topics
-                if t.name == topic
-                for x in t.partitions
-                if x.committed_offset >= 0
-            )
-            if not partitions:
-                return []
-        version = coordinator.version_for(p.ApiKey.OFFSET_DELETE, (0, 0))
-        request = p.OffsetDeleteRequest(
-            group_id=group_id,
-            topics=[
-                p.OffsetDeleteRequestTopic(
-                    name=topic,
-                    partitions=[
-                        p.OffsetDeleteRequestPartition(partition_index=i) for i in partitions
-                    ],
-                )
-            ],
+        raise_for_code(fetched.error_code, f"cannot fetch offsets of {group_id!r}")
+        partitions = sorted(
+            x.partition_index
+            for t in fetched.topics
+            if t.name == topic
+            for x in t.partitions
+            if x.committed_offset >= 0
         )
-        answer = await coordinator.request(p.ApiKey.OFFSET_DELETE, version, request)
-    raise_for_code(answer.error_code, f"cannot delete offsets of {group_id!r}")
-    for result in answer.topics[0].partitions:
-        what = f"cannot delete the offset of {group_id!r} on {topic}-{result.partition_index}"
-        raise_for_code(result.error_code, what)
+        if not partitions:
+            return []
+    async with admin(bootstrap) as client:
+        await client.delete_group_offsets(group_id, topic, partitions)
     return list(partitions)
 
 

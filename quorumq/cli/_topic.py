@@ -7,7 +7,6 @@ import os
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,7 +16,9 @@ from quorumq import protocol as p
 from quorumq._tls import client_context
 from quorumq.cli._app import app
 from quorumq.cli._broker import run_trio
+from quorumq.client import Admin
 from quorumq.client._connection import Connection, SaslConfig, open_connection, split_host_port
+from quorumq.client._metadata import parse_bootstrap
 from quorumq.errors import ErrorCode, QuorumqError, error_for_code
 
 topic_app = typer.Typer(
@@ -54,6 +55,18 @@ async def connect(bootstrap: str) -> AsyncIterator[Connection]:
         host, port, client_id="quorumq-cli", sasl=sasl_from_env(), ssl_context=ssl_from_env()
     ) as conn:
         yield conn
+
+
+def admin(bootstrap: str) -> Admin:
+    """The client's :class:`~quorumq.client.Admin` on ``bootstrap``, logged in and speaking TLS
+    from the environment as :func:`connect` does."""
+    try:
+        parse_bootstrap(bootstrap)
+    except ValueError:
+        raise typer.BadParameter(f"--bootstrap wants HOST:PORT, got {bootstrap!r}") from None
+    return Admin(
+        bootstrap, client_id="quorumq-cli", sasl=sasl_from_env(), ssl_context=ssl_from_env()
+    )
 
 
 def ssl_from_env() -> ssl.SSLContext | None:
@@ -166,44 +179,18 @@ def alter(
         raise typer.BadParameter(
             "nothing to change: give --config, --delete-config or --partitions"
         )
-    changes = [
-        p.IncrementalAlterableConfig(name=k, config_operation=p.CONFIG_SET, value=v)
-        for k, v in configs.items()
-    ] + [
-        p.IncrementalAlterableConfig(name=k, config_operation=p.CONFIG_DELETE, value=None)
-        for k in delete_config
-    ]
 
     async def main() -> None:
-        async with connect(bootstrap) as conn:
+        async with admin(bootstrap) as client:
             if partitions is not None:
-                version = conn.version_for(p.ApiKey.CREATE_PARTITIONS, (0, 3))
-                grow = p.CreatePartitionsRequest(
-                    topics=[p.CreatePartitionsTopic(name=name, count=partitions)]
-                )
-                answer = await conn.request(p.ApiKey.CREATE_PARTITIONS, version, grow)
-                outcome = answer.results[0]
-                raise_for_code(
-                    outcome.error_code, f"cannot add partitions to {name!r}", outcome.error_message
-                )
-            if not changes:
-                return
-            version = conn.version_for(p.ApiKey.INCREMENTAL_ALTER_CONFIGS, (0, 1))
-            request = p.IncrementalAlterConfigsRequest(
-                resources=[
-                    p.IncrementalAlterConfigsResource(
-                        resource_type=2, resource_name=name, configs=changes
-                    )
-                ]
-            )
-            response = await conn.request(p.ApiKey.INCREMENTAL_ALTER_CONFIGS, version, request)
-            result = response.responses[0]
-            raise_for_code(result.error_code, f"cannot alter topic {name!r}", result.error_message)
+                await client.create_partitions(name, partitions)
+            if configs or delete_config:
+                await client.alter_topic_configs(name, configs, delete=delete_config)
 
     run_trio(main)
     if partitions is not None:
         Console().print(f"topic [bold]{name}[/bold] now has {partitions} partition(s)")
-    if changes:
+    if configs or delete_config:
         Console().print(f"altered the configs of topic [bold]{name}[/bold]")
 
 
@@ -222,45 +209,9 @@ def delete_records(
     partition's leader moves its log start there once its in-sync followers have too."""
 
     async def main() -> dict[int, int]:
-        async with connect(bootstrap) as conn:
-            metadata: Any = await fetch_metadata(conn, [name], auto_create=False)
-        (topic,) = metadata.topics
-        raise_for_code(topic.error_code, f"cannot delete records of {name!r}")
-        brokers = {b.node_id: f"{b.host}:{b.port}" for b in metadata.brokers}
-        leaders = {x.partition_index: x.leader_id for x in topic.partitions}
-        wanted = sorted(set(partition)) if partition else sorted(leaders)
-        missing = [i for i in wanted if i not in leaders]
-        if missing:
-            raise_for_code(
-                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"{name!r} has no partition {missing[0]}"
-            )
-        by_leader: dict[int, list[int]] = {}
-        for index in wanted:
-            by_leader.setdefault(leaders[index], []).append(index)
-        low: dict[int, int] = {}
-        for leader, indexes in sorted(by_leader.items()):
-            if leader not in brokers:
-                raise_for_code(ErrorCode.LEADER_NOT_AVAILABLE, f"{name}-{indexes[0]} has no leader")
-            async with connect(brokers[leader]) as conn:
-                version = conn.version_for(p.ApiKey.DELETE_RECORDS, (0, 2))
-                request = p.DeleteRecordsRequest(
-                    topics=[
-                        p.DeleteRecordsTopic(
-                            name=name,
-                            partitions=[
-                                p.DeleteRecordsPartition(partition_index=i, offset=before)
-                                for i in indexes
-                            ],
-                        )
-                    ],
-                    timeout_ms=30_000,
-                )
-                response = await conn.request(p.ApiKey.DELETE_RECORDS, version, request)
-            for result in response.topics[0].partitions:
-                what = f"cannot delete records of {name}-{result.partition_index}"
-                raise_for_code(result.error_code, what)
-                low[result.partition_index] = result.low_watermark
-        return low
+        async with admin(bootstrap) as client:
+            wanted = partition or range((await client.metadata.topic(name)).num_partitions)
+            return await client.delete_records(name, dict.fromkeys(wanted, before))
 
     low = run_trio(main)
     table = Table("partition", "log start offset")
